@@ -1,0 +1,12 @@
+"""goingdeeper: GoogLeNet (Inception v1) and the classic CNN line, exactly as published."""
+
+from .models import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+from .preprocess import Preprocessing
+from .registry import ModelCard, create_model, list_models, model_card
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "GoogLeNet", "GoogLeNetOutputs", "ModelCard", "Preprocessing", "create_model",
+    "googlenet_loss", "list_models", "model_card",
+]

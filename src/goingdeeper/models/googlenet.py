@@ -1,0 +1,511 @@
+"""GoogLeNet (Inception v1).
+
+Szegedy et al., "Going deeper with convolutions", CVPR 2015, arXiv:1409.4842.
+
+The default `googlenet` is the paper's network as Table 1 and section 5 describe it (and as
+BVLC's Caffe model implements it): plain 7x7/2 conv1 with bias, 3x3/2 max pools with ceil
+rounding, LRN (size 5, alpha 1e-4, beta 0.75, k 1) after pool1 and after conv2's 3x3, conv2
+as a 1x1 reduction to 64 then a 3x3 to 192, the nine Inception modules of Table 1 with a true
+5x5 branch, ReLU after every convolution, auxiliary heads on inception 4a and 4d, a global
+average pool, dropout 40% and a linear classifier.
+
+Where this code departs from the paper, and why:
+- The final pool is a global average pool. At the paper's 224x224 input it is exactly the
+  7x7/1 average pool of Table 1; at other sizes it keeps the classifier's input at 1024.
+- The auxiliary heads' first FC layer is sized for the `input_size` the model is built for
+  (4x4x128 = 2048 inputs at 224, as published); training at another size needs a model built
+  for it. Inference never uses the aux heads.
+- Weight initialisation follows BVLC's Caffe replication (Xavier, conv bias 0.2): the paper
+  does not state one.
+
+Every other departure is a named switch, and the presets `googlenet_bn`,
+`googlenet_torchvision` and `googlenet_naive` bundle them; see `GoogLeNet.__init__`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..preprocess import CAFFE_BGR, TORCHVISION_GOOGLENET
+from ..registry import ModelCard, register_model
+
+# Table 1: name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
+# A max pool 3x3/2 follows 3b and 4e; the input channels of each row are derived, never typed.
+INCEPTION_TABLE: list[tuple[str, int, int, int, int, int, int]] = [
+    ("inception3a", 64, 96, 128, 16, 32, 32),  # 28x28 -> 256
+    ("inception3b", 128, 128, 192, 32, 96, 64),  # 28x28 -> 480
+    ("inception4a", 192, 96, 208, 16, 48, 64),  # 14x14 -> 512
+    ("inception4b", 160, 112, 224, 24, 64, 64),  # 14x14 -> 512
+    ("inception4c", 128, 128, 256, 24, 64, 64),  # 14x14 -> 512
+    ("inception4d", 112, 144, 288, 32, 64, 64),  # 14x14 -> 528
+    ("inception4e", 256, 160, 320, 32, 128, 128),  # 14x14 -> 832
+    ("inception5a", 256, 160, 320, 32, 128, 128),  # 7x7 -> 832
+    ("inception5b", 384, 192, 384, 48, 128, 128),  # 7x7 -> 1024
+]
+POOL_AFTER = {"inception3b": "pool3", "inception4e": "pool4"}
+AUX_AFTER = {"inception4a": "aux1", "inception4d": "aux2"}
+
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 1e-4, 0.75, 1.0  # Caffe convention = PyTorch's
+AUX_WEIGHT = 0.3  # section 5: "their loss is added to the total loss with a discount weight 0.3"
+
+
+class GoogLeNetOutputs(NamedTuple):
+    """What a GoogLeNet with aux heads returns in training mode."""
+
+    logits: Tensor
+    aux1: Tensor  # head on inception 4a
+    aux2: Tensor  # head on inception 4d
+
+
+class ConvReLU(nn.Module):
+    """Convolution, optional BatchNorm, ReLU: the paper puts a ReLU after every convolution."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int = 1,
+        padding: int = 0,
+        *,
+        batch_norm: bool = False,
+        bn_eps: float = 1e-5,
+        bias: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(
+            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps) if batch_norm else None
+        self.relu = nn.ReLU(inplace=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(x)
+        if self.bn is not None:
+            x = self.bn(x)
+        return self.relu(x)
+
+
+ConvFactory = Callable[..., nn.Module]
+
+
+class SeparableConv1(nn.Module):
+    """conv1 as Table 1 counts it: a depthwise 7x7/2 with depth multiplier 8, then a 1x1 to 64.
+
+    2.7K weights and 34M multiply-adds at 224 fit only this form; the Xception paper (section 1)
+    says Inception v1's first layer was depthwise separable. No ReLU between the two parts.
+    """
+
+    def __init__(self, out_channels: int = 64, multiplier: int = 8, *, bias: bool = True,
+                 batch_norm: bool = False, bn_eps: float = 1e-5) -> None:
+        super().__init__()
+        self.depthwise = nn.Conv2d(3, 3 * multiplier, 7, stride=2, padding=3, groups=3, bias=bias)
+        self.pointwise = ConvReLU(3 * multiplier, out_channels, 1, batch_norm=batch_norm,
+                                  bn_eps=bn_eps, bias=bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.pointwise(self.depthwise(x))
+
+
+class Inception(nn.Module):
+    """The Inception module of Fig. 2(b): 1x1, 1x1 -> 3x3, 1x1 -> 5x5, 3x3 pool -> 1x1.
+
+    With `naive=True` it is Fig. 2(a): the 3x3 and 5x5 convolutions read the input directly.
+    Fig. 2(a) has no projection after the pool either; `pool_passthrough=True` gives that, and
+    the module's output then grows by its input width (the blow-up section 4 describes).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        ch1x1: int,
+        ch3x3red: int,
+        ch3x3: int,
+        ch5x5red: int,
+        ch5x5: int,
+        pool_proj: int,
+        *,
+        conv: ConvFactory = ConvReLU,
+        branch5x5_kernel: int = 5,
+        naive: bool = False,
+        pool_passthrough: bool = False,
+    ) -> None:
+        super().__init__()
+        self.in_channels = in_channels
+        self.widths = (ch1x1, None if naive else ch3x3red, ch3x3, None if naive else ch5x5red, ch5x5,
+                       None if pool_passthrough else pool_proj)
+        self.branch1x1 = conv(in_channels, ch1x1, 1)
+        self.branch3x3 = self._reduced(conv, in_channels, ch3x3red, ch3x3, 3, naive)
+        self.branch5x5 = self._reduced(conv, in_channels, ch5x5red, ch5x5, branch5x5_kernel, naive)
+        pool = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
+        if pool_passthrough:
+            self.branch_pool = nn.Sequential(OrderedDict(pool=pool))
+            pool_out = in_channels
+        else:
+            self.branch_pool = nn.Sequential(OrderedDict(pool=pool, proj=conv(in_channels, pool_proj, 1)))
+            pool_out = pool_proj
+        self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_out
+
+    @staticmethod
+    def _reduced(conv: ConvFactory, cin: int, red: int, cout: int, k: int, naive: bool) -> nn.Sequential:
+        if naive:
+            return nn.Sequential(OrderedDict(conv=conv(cin, cout, k, padding=k // 2)))
+        return nn.Sequential(OrderedDict(reduce=conv(cin, red, 1), conv=conv(red, cout, k, padding=k // 2)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)]
+        return torch.cat(branches, 1)
+
+
+class InceptionAux(nn.Module):
+    """Auxiliary classifier (section 5): avg pool 5x5/3, 1x1 conv 128, FC 1024, dropout 70%."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        num_classes: int,
+        *,
+        conv: ConvFactory = ConvReLU,
+        pool: str = "avg5s3",
+        pooled_size: int = 4,
+        dropout: float = 0.7,
+    ) -> None:
+        super().__init__()
+        if pool == "avg5s3":
+            self.pool: nn.Module = nn.AvgPool2d(5, stride=3, ceil_mode=True)
+        elif pool == "adaptive4":  # torchvision: adaptive_avg_pool2d(x, (4, 4))
+            self.pool = nn.AdaptiveAvgPool2d(4)
+            pooled_size = 4
+        else:
+            raise ValueError(f"aux_pool must be 'avg5s3' or 'adaptive4', got {pool!r}")
+        self.pooled_size = pooled_size
+        self.conv = conv(in_channels, 128, 1)
+        self.fc1 = nn.Linear(128 * pooled_size * pooled_size, 1024)
+        self.relu = nn.ReLU(inplace=True)
+        self.dropout = nn.Dropout(dropout)
+        self.fc2 = nn.Linear(1024, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv(self.pool(x))  # N x 128 x 4 x 4 at 224
+        if x.shape[-1] != self.pooled_size or x.shape[-2] != self.pooled_size:
+            raise ValueError(
+                f"the aux heads were built for a {self.pooled_size}x{self.pooled_size} pooled map "
+                f"but got {x.shape[-2]}x{x.shape[-1]}: build the model with input_size set to the "
+                "training input size, or with aux_logits=False"
+            )
+        x = self.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(self.dropout(x))
+
+
+# --- shape arithmetic (PyTorch's own output-size rule, ceil mode included) -------------------
+
+
+def _out(n: int, k: int, s: int, p: int = 0, ceil: bool = False) -> int:
+    if ceil:
+        o = -(-(n + 2 * p - k) // s) + 1
+        if (o - 1) * s >= n + p:
+            o -= 1
+    else:
+        o = (n + 2 * p - k) // s + 1
+    return o
+
+
+def feature_sizes(size: int, *, pool4_kernel: int = 3, aux_pool: str = "avg5s3") -> dict[str, int]:
+    """Spatial size of each stage's output for a square input (224 -> conv1 112 ... 5b 7)."""
+    s: dict[str, int] = {"input": size}
+    s["conv1"] = _out(size, 7, 2, 3)
+    s["pool1"] = _out(s["conv1"], 3, 2, ceil=True) if s["conv1"] >= 1 else 0
+    s["pool2"] = _out(s["pool1"], 3, 2, ceil=True) if s["pool1"] >= 1 else 0
+    s["pool3"] = _out(s["pool2"], 3, 2, ceil=True) if s["pool2"] >= 1 else 0
+    s["pool4"] = _out(s["pool3"], pool4_kernel, 2, ceil=True) if s["pool3"] >= 1 else 0
+    if aux_pool == "avg5s3":
+        s["aux"] = _out(s["pool3"], 5, 3, ceil=True) if s["pool3"] >= 5 else 0
+    else:
+        s["aux"] = 4 if s["pool3"] >= 1 else 0
+    return s
+
+
+def min_input_size(*, aux: bool, pool4_kernel: int = 3, aux_pool: str = "avg5s3") -> int:
+    """The smallest square input the network (and, with `aux`, its aux heads) accepts."""
+    for size in range(1, 1024):
+        s = feature_sizes(size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
+        if s["pool4"] >= 1 and (not aux or s["aux"] >= 1):
+            return size
+    raise AssertionError("unreachable")
+
+
+# --- the network ---------------------------------------------------------------------------
+
+
+class GoogLeNet(nn.Module):
+    """GoogLeNet; paper by default, each deviation a named switch.
+
+    The analyzer shows conv2_reduce and conv2 as one row, as Table 1 does.
+
+    Args:
+        num_classes: classifier outputs (1000 for ImageNet).
+        aux_logits: build the two auxiliary heads (used in training only).
+        input_size: the square training input the aux heads' FC layer is sized for.
+        batch_norm: BatchNorm after every convolution (Ioffe & Szegedy 2015, not in the paper).
+        lrn: the two LRN layers of the paper (off in BatchNorm variants).
+        bias: biases in the convolutions (torchvision's BatchNorm layout has none).
+        bn_eps: BatchNorm epsilon (torchvision uses 1e-3).
+        branch5x5_kernel: 5 as published; 3 in torchvision (pytorch/vision#906).
+        pool4_kernel: 3 as published; 2 in torchvision (2x2/2 max pool after 4e).
+        aux_pool: "avg5s3" as published; "adaptive4" in torchvision.
+        dropout: before the classifier; 0.4 as published, 0.2 in torchvision.
+        aux_dropout: in the aux heads; 0.7 as published (and in torchvision).
+        conv1: "plain" (a 7x7/2 conv, the BVLC model) or "separable" (what Table 1 counts).
+        naive: Inception modules of Fig. 2(a), without 1x1 reductions (for cost comparisons).
+        pool_passthrough: with `naive`, no pool projection (Fig. 2(a) exactly).
+        init_weights: initialise as BVLC's Caffe replication ("xavier", conv bias 0.2).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        aux_logits: bool = True,
+        input_size: int = 224,
+        batch_norm: bool = False,
+        lrn: bool = True,
+        bias: bool = True,
+        bn_eps: float = 1e-5,
+        branch5x5_kernel: int = 5,
+        pool4_kernel: int = 3,
+        aux_pool: str = "avg5s3",
+        dropout: float = 0.4,
+        aux_dropout: float = 0.7,
+        conv1: str = "plain",
+        naive: bool = False,
+        pool_passthrough: bool = False,
+        init_weights: bool = True,
+    ) -> None:
+        super().__init__()
+        if conv1 not in ("plain", "separable"):
+            raise ValueError(f"conv1 must be 'plain' or 'separable', got {conv1!r}")
+        if branch5x5_kernel not in (3, 5):
+            raise ValueError(f"branch5x5_kernel must be 5 (paper) or 3 (torchvision), got {branch5x5_kernel}")
+        if pool_passthrough and not naive:
+            raise ValueError("pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too")
+        self.num_classes = num_classes
+        self.aux_logits = aux_logits
+        self.input_size = input_size
+        self.pool4_kernel = pool4_kernel
+        self.aux_pool = aux_pool
+        self.min_size = min_input_size(aux=False, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
+        self.min_size_aux = min_input_size(aux=True, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
+        if aux_logits and input_size < self.min_size_aux:
+            raise ValueError(
+                f"input_size {input_size} is too small for the aux heads' 5x5 pool: the smallest "
+                f"that works is {self.min_size_aux} (or set aux_logits=False)"
+            )
+        conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias)
+        inception = partial(Inception, conv=conv, branch5x5_kernel=branch5x5_kernel, naive=naive,
+                            pool_passthrough=pool_passthrough)
+
+        if conv1 == "plain":
+            self.conv1: nn.Module = conv(3, 64, 7, stride=2, padding=3)
+        else:
+            self.conv1 = SeparableConv1(64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
+        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.lrn1 = nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.conv2_reduce = conv(64, 64, 1)
+        self.conv2 = conv(64, 192, 3, padding=1)
+        self.lrn2 = nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+
+        channels = 192
+        aux_channels: dict[str, int] = {}
+        for name, *widths in INCEPTION_TABLE:
+            module = inception(channels, *widths)
+            self.add_module(name, module)
+            channels = module.out_channels
+            if name in POOL_AFTER:
+                kernel = pool4_kernel if name == "inception4e" else 3
+                self.add_module(POOL_AFTER[name], nn.MaxPool2d(kernel, stride=2, ceil_mode=True))
+            if name in AUX_AFTER:
+                aux_channels[AUX_AFTER[name]] = channels
+        self.num_features = channels
+
+        if aux_logits:
+            pooled = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["aux"]
+            aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool,
+                          pooled_size=pooled, dropout=aux_dropout)
+            self.aux1: InceptionAux | None = aux(aux_channels["aux1"])
+            self.aux2: InceptionAux | None = aux(aux_channels["aux2"])
+        else:
+            self.aux1 = self.aux2 = None
+
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # = 7x7/1 average pool at 224
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(channels, num_classes)
+        if init_weights:
+            self._init_weights()
+
+    summary_groups = {"conv2": ("conv2_reduce", "conv2")}  # Table 1's "conv2" row: depth 2
+
+    def _init_weights(self) -> None:
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                # Caffe's "xavier" filler: uniform(-a, a), a = sqrt(3 / fan_in)
+                fan_in = m.weight[0].numel()
+                bound = math.sqrt(3.0 / fan_in)
+                nn.init.uniform_(m.weight, -bound, bound)
+                if m.bias is not None:
+                    nn.init.constant_(m.bias, 0.2 if isinstance(m, nn.Conv2d) else 0.0)
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected a batch of RGB images N x 3 x H x W, got shape {tuple(x.shape)}")
+        need = self.min_size_aux if (self.training and self.aux1 is not None) else self.min_size
+        if min(x.shape[-2], x.shape[-1]) < need:
+            what = "the aux heads' 5x5 pool" if need == self.min_size_aux and self.training else "GoogLeNet"
+            raise ValueError(
+                f"input {x.shape[-2]}x{x.shape[-1]} is too small for {what}: the smallest that "
+                f"works is {need}x{need}"
+            )
+
+    def forward_stem(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)  # N x 64 x 112 x 112
+        x = self.pool1(x)  # N x 64 x 56 x 56
+        if self.lrn1 is not None:
+            x = self.lrn1(x)
+        x = self.conv2_reduce(x)  # N x 64 x 56 x 56
+        x = self.conv2(x)  # N x 192 x 56 x 56
+        if self.lrn2 is not None:
+            x = self.lrn2(x)
+        return self.pool2(x)  # N x 192 x 28 x 28
+
+    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
+        """Stem and the nine Inception modules; also the inputs of the aux heads (4a, 4d)."""
+        x = self.forward_stem(x)
+        x = self.inception3a(x)  # N x 256 x 28 x 28
+        x = self.inception3b(x)  # N x 480 x 28 x 28
+        x = self.pool3(x)  # N x 480 x 14 x 14
+        x = self.inception4a(x)  # N x 512 x 14 x 14
+        at_4a = x
+        x = self.inception4b(x)  # N x 512 x 14 x 14
+        x = self.inception4c(x)  # N x 512 x 14 x 14
+        x = self.inception4d(x)  # N x 528 x 14 x 14
+        at_4d = x
+        x = self.inception4e(x)  # N x 832 x 14 x 14
+        x = self.pool4(x)  # N x 832 x 7 x 7
+        x = self.inception5a(x)  # N x 832 x 7 x 7
+        x = self.inception5b(x)  # N x 1024 x 7 x 7
+        return x, at_4a, at_4d
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)  # N x 1024
+        return self.fc(self.dropout(x))  # N x num_classes
+
+    def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
+        self._check_input(x)
+        x, at_4a, at_4d = self.forward_features(x)
+        logits = self.forward_head(x)
+        if self.training and self.aux1 is not None and self.aux2 is not None:
+            return GoogLeNetOutputs(logits, self.aux1(at_4a), self.aux2(at_4d))
+        return logits
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """New classifier (and aux classifiers) for `num_classes` outputs, freshly initialised."""
+        self.num_classes = num_classes
+        self.fc = nn.Linear(self.num_features, num_classes)
+        nn.init.zeros_(self.fc.bias)
+        for aux in (self.aux1, self.aux2):
+            if aux is not None:
+                aux.fc2 = nn.Linear(aux.fc2.in_features, num_classes)
+
+
+def googlenet_loss(
+    output: Tensor | GoogLeNetOutputs,
+    target: Tensor,
+    *,
+    aux_weight: float = AUX_WEIGHT,
+    criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
+) -> Tensor:
+    """main + aux_weight x (aux1 + aux2) for a training record, the main loss otherwise."""
+    if isinstance(output, GoogLeNetOutputs):
+        main = criterion(output.logits, target)
+        return main + aux_weight * (criterion(output.aux1, target) + criterion(output.aux2, target))
+    return criterion(output, target)
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+# torchvision's layout, each entry one deviation from the paper
+TORCHVISION_LAYOUT = dict(
+    batch_norm=True,  # BasicConv2d = conv + BatchNorm + ReLU
+    bn_eps=1e-3,  # torchvision's BasicConv2d
+    bias=False,  # no conv biases next to BatchNorm
+    lrn=False,  # no LRN
+    branch5x5_kernel=3,  # 3x3 in the "5x5" branch (pytorch/vision#906)
+    pool4_kernel=2,  # maxpool4 = MaxPool2d(2, stride=2, ceil_mode=True)
+    aux_pool="adaptive4",  # adaptive_avg_pool2d(x, (4, 4)) in InceptionAux
+    dropout=0.2,  # final dropout 0.2 instead of 0.4
+    aux_dropout=0.7,
+)
+
+
+_PAPER = dict(
+    family="GoogLeNet",
+    title="Going deeper with convolutions",
+    authors="Szegedy, Liu, Jia, Sermanet, Reed, Anguelov, Erhan, Vanhoucke, Rabinovich",
+    year=2014,
+    arxiv="1409.4842",
+    top5_error="6.67% (7 models, 144 crops); 10.07% (1 model, 1 crop)",
+)
+
+
+@register_model(ModelCard(
+    name="googlenet", preprocessing=CAFFE_BGR, **_PAPER,
+    summary="the paper's network (Table 1, BVLC Caffe layout): LRN, true 5x5, aux heads",
+    deviations=("global average pool (= 7x7/1 at 224)", "aux FC sized for input_size"),
+))
+def googlenet(**kwargs) -> GoogLeNet:
+    """The paper's network (BVLC's Caffe layout)."""
+    return GoogLeNet(**kwargs)
+
+
+@register_model(ModelCard(
+    name="googlenet_bn", **_PAPER,
+    summary="BatchNorm after every convolution, no LRN",
+    deviations=("BatchNorm after every conv (Ioffe & Szegedy 2015)", "no LRN"),
+))
+def googlenet_bn(**kwargs) -> GoogLeNet:
+    """BatchNorm after every convolution, no LRN (Inception v2's BN, on v1's layout)."""
+    return GoogLeNet(**{"batch_norm": True, "lrn": False, **kwargs})
+
+
+@register_model(ModelCard(
+    name="googlenet_torchvision", preprocessing=TORCHVISION_GOOGLENET, **_PAPER,
+    summary="torchvision's googlenet layout, parameter for parameter",
+    deviations=("BatchNorm (eps 1e-3), no conv bias", "no LRN", "3x3 in the 5x5 branch (#906)",
+                "2x2/2 fourth pool", "adaptive 4x4 aux pool", "dropout 0.2",
+                "input transform stated as preprocessing, not hidden in the model"),
+))
+def googlenet_torchvision(**kwargs) -> GoogLeNet:
+    """torchvision's `googlenet` layout, parameter for parameter; its input transform is not
+    inside the model: it is the explicit preprocessing of the weights that need it."""
+    return GoogLeNet(**{**TORCHVISION_LAYOUT, **kwargs})
+
+
+@register_model(ModelCard(
+    name="googlenet_naive", **_PAPER,
+    summary="Inception modules of Fig. 2(a), no 1x1 reductions (cost comparison only)",
+    deviations=("no 3x3/5x5 reductions (Fig. 2a)", "pool projection kept for Table 1 widths"),
+))
+def googlenet_naive(**kwargs) -> GoogLeNet:
+    """Inception modules of Fig. 2(a) (no 1x1 reductions), Table 1's widths kept, for costs."""
+    return GoogLeNet(**{"naive": True, **kwargs})

@@ -1,0 +1,138 @@
+"""Our weights format: a safetensors file and a JSON card that says how to use it.
+
+`NAME.safetensors` holds the tensors; its header metadata holds the card too, so the file is
+complete on its own. `NAME.json` beside it is the same card for people to read. Loading parses
+JSON and raw tensors only: nothing is ever unpickled.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+from torch import nn
+
+from ..preprocess import Preprocessing
+from ..registry import create_model
+
+FORMAT = "goingdeeper.weights/1"
+CARD_KEY = "goingdeeper.card"
+
+
+class WeightsError(ValueError):
+    """A weight file that cannot be used, with a message meant for a person."""
+
+
+@dataclass
+class WeightsCard:
+    model: str  # registry name
+    model_kwargs: dict = field(default_factory=dict)
+    num_classes: int = 1000
+    class_names: list[str] = field(default_factory=list)
+    preprocessing: Preprocessing = field(default_factory=Preprocessing)
+    provenance: dict = field(default_factory=dict)  # source, converter, date, notes
+    metrics: dict = field(default_factory=dict)
+    format: str = FORMAT
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["preprocessing"] = self.preprocessing.to_dict()
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> WeightsCard:
+        d = dict(d)
+        if d.get("format") != FORMAT:
+            raise WeightsError(f"unknown weights card format {d.get('format')!r}; expected {FORMAT}")
+        d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
+        return cls(**d)
+
+
+def card_path(path: str | Path) -> Path:
+    return Path(path).with_suffix(".json")
+
+
+def _atomic_write(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_weights(model: nn.Module, card: WeightsCard, path: str | Path) -> Path:
+    """Write `path` (.safetensors, card in its metadata) and the card beside it (.json)."""
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        path = path.with_suffix(".safetensors")
+    card.provenance.setdefault("saved", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    text = json.dumps(card.to_dict(), indent=2)
+    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CARD_KEY: text}))
+    _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+    return path
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise WeightsError(f"{path}: no such weights file")
+    if path.is_dir():
+        raise WeightsError(f"{path}: is a folder; give the .safetensors file")
+
+
+def read_card(path: str | Path) -> WeightsCard:
+    """The card stored in a weights file."""
+    path = Path(path)
+    _check_file(path)
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise WeightsError(f"{path}: not a safetensors file ({e})") from None
+    if CARD_KEY not in meta:
+        raise WeightsError(f"{path}: a safetensors file without a goingdeeper card; "
+                           "convert it with `goingdeeper weights import`")
+    return WeightsCard.from_dict(json.loads(meta[CARD_KEY]))
+
+
+def load_weights(path: str | Path, *, map_location: str = "cpu", **overrides) -> tuple[nn.Module, WeightsCard]:
+    """Build the model the card names and load the tensors into it (strictly)."""
+    path = Path(path)
+    card = read_card(path)
+    kwargs = {**card.model_kwargs, **overrides}
+    model = create_model(card.model, **kwargs)
+    state = load_file(str(path), device=map_location)
+    missing, unexpected = _diff_keys(model.state_dict(), state)
+    if missing or unexpected:
+        raise WeightsError(
+            f"{path}: does not fit {card.model} with {kwargs}: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
+    for key, tensor in model.state_dict().items():
+        if tensor.shape != state[key].shape:
+            raise WeightsError(f"{path}: {key} has shape {tuple(state[key].shape)}, the model "
+                               f"expects {tuple(tensor.shape)}")
+    model.load_state_dict(state)
+    return model.eval(), card
+
+
+def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
+    return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names in the standard order (torchvision ships them)."""
+    from torchvision.models._meta import _IMAGENET_CATEGORIES
+
+    return list(_IMAGENET_CATEGORIES)
+
