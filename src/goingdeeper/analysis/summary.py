@@ -72,6 +72,10 @@ class Summary:
 
 
 def _macs(module: nn.Module, out: Tensor) -> int:
+    """Multiply-adds of one call of a leaf module, per image. A custom layer reports its own
+    through a `count_macs(out) -> int` method (per image)."""
+    if hasattr(module, "count_macs"):
+        return int(module.count_macs(out))
     if isinstance(module, nn.Conv2d):
         per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
         return out[0].numel() * per_output

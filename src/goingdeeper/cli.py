@@ -1,0 +1,251 @@
+"""The `goingdeeper` command. Everything below this file takes objects and returns values;
+only this file parses arguments and prints."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+EXAMPLES = """\
+examples:
+  goingdeeper models
+  goingdeeper summary googlenet --paper
+  goingdeeper summary googlenet --bottleneck
+  goingdeeper summary googlenet_torchvision --input-size 299 --format markdown
+  goingdeeper summary googlenet --arg conv1=separable --paper
+  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out weights/bvlc_googlenet
+  goingdeeper weights show weights/bvlc_googlenet.safetensors
+  goingdeeper predict photo.jpg --weights weights/bvlc_googlenet.safetensors
+"""
+
+
+class UserError(Exception):
+    """A mistake in what was asked: reported as one line, exit code 2."""
+
+
+def _parse_value(text: str):
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _model_args(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        if "=" not in pair:
+            raise UserError(f"--arg expects KEY=VALUE, got {pair!r} (e.g. --arg conv1=separable)")
+        key, value = pair.split("=", 1)
+        out[key.strip()] = _parse_value(value.strip())
+    return out
+
+
+# --- commands -------------------------------------------------------------------------------
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .analysis.summary import render_markdown, render_table
+    from .registry import list_models, model_card
+
+    cards = [model_card(name) for name in list_models(args.pattern)]
+    if not cards:
+        raise UserError(f"no model matches {args.pattern!r}; try `goingdeeper models`")
+    if args.format == "json":
+        print(json.dumps([c.to_dict() for c in cards], indent=2))
+        return 0
+    header = ["model", "paper", "year", "input", "params", "MACs", "top-5 error (paper)"]
+    body = [[c.name, c.title, str(c.year), f"{c.input_size}x{c.input_size}", f"{c.params:,}",
+             f"{c.macs / 1e9:.3f} G", c.top5_error] for c in cards]
+    print(render_markdown(header, body) if args.format == "markdown" else render_table(header, body, 2))
+    return 0
+
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    from .analysis import (bottleneck_comparison, format_bottleneck, format_summary,
+                           format_table1, summarize)
+    from .registry import create_model, model_card
+
+    card = model_card(args.model)
+    kwargs = _model_args(args.arg)
+    if args.num_classes is not None:
+        kwargs["num_classes"] = args.num_classes
+    size = args.input_size or card.input_size
+    if card.family == "GoogLeNet":
+        kwargs.setdefault("aux_logits", args.aux)
+        kwargs.setdefault("init_weights", False)
+        kwargs.setdefault("input_size", size)
+    model = create_model(args.model, **kwargs)
+    if args.bottleneck:
+        if card.family != "GoogLeNet":
+            raise UserError("--bottleneck compares GoogLeNet's Inception modules; use it with googlenet")
+        print(format_bottleneck(bottleneck_comparison(size), args.format))
+        return 0
+    summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
+    if args.paper:
+        if card.family != "GoogLeNet":
+            raise UserError("--paper prints GoogLeNet's Table 1; use it with a googlenet model")
+        print(format_table1(summary, args.format))
+        return 0
+    print(format_summary(summary, args.format))
+    return 0
+
+
+def cmd_weights_import(args: argparse.Namespace) -> int:
+    from .weights import import_bvlc, import_torchvision, save_weights
+
+    if args.kind == "bvlc":
+        model, card = import_bvlc(args.source, aux_logits=args.aux)
+    else:
+        source = args.source
+        if source == "download":  # needs internet: torchvision fetches its published weights
+            import torchvision
+
+            source = torchvision.models.googlenet(weights="DEFAULT").state_dict()
+        model, card = import_torchvision(source)
+    out = save_weights(model, card, args.out)
+    print(f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "
+          f"{sum(p.numel() for p in model.parameters()):,} parameters)")
+    for note in card.provenance.get("notes", []):
+        print(f"note: {note}")
+    return 0
+
+
+def cmd_weights_show(args: argparse.Namespace) -> int:
+    from .weights import read_card
+
+    card = read_card(args.path)
+    d = card.to_dict()
+    if len(d["class_names"]) > 6:
+        d["class_names"] = d["class_names"][:5] + [f"... ({len(card.class_names)} in all)"]
+    print(json.dumps(d, indent=2))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import torch
+
+    from .preprocess import ImageError, load_image
+    from .weights import load_weights
+
+    model, card = load_weights(args.weights)
+    names = card.class_names or [str(i) for i in range(card.num_classes)]
+    failed = 0
+    for path in args.images:
+        try:
+            x = card.preprocessing(load_image(path)).unsqueeze(0)
+        except ImageError as e:
+            print(f"goingdeeper: error: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.inference_mode():
+            probs = torch.softmax(model(x), dim=1)[0]
+        top = probs.topk(min(args.top, probs.numel()))
+        print(path)
+        for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+            print(f"  {p:7.2%}  {i:4d}  {names[i]}")
+    return 1 if failed else 0
+
+
+# --- parser ---------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="goingdeeper",
+        description="GoogLeNet and the classic CNN line, exactly as published.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("models", help="list the registered models with params and MACs")
+    p.add_argument("pattern", nargs="?", default="*", help="shell-style filter, e.g. 'googlenet*'")
+    p.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    p.set_defaults(func=cmd_models)
+
+    p = sub.add_parser(
+        "summary", help="per-layer table: shapes, depth, Table 1 channels, params, MACs",
+        epilog="examples:\n  goingdeeper summary googlenet --paper\n"
+               "  goingdeeper summary googlenet --bottleneck\n"
+               "  goingdeeper summary googlenet --aux --detail layers --format csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("model")
+    p.add_argument("--input-size", type=int, default=None, help="square input (default: the model's)")
+    p.add_argument("--num-classes", type=int, default=None)
+    p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
+    p.add_argument("--detail", choices=["stages", "layers"], default="stages",
+                   help="one row per Table 1 row (stages) or per layer")
+    p.add_argument("--aux", action="store_true", help="include the training-only aux heads")
+    p.add_argument("--paper", action="store_true", help="GoogLeNet: Table 1 beside the exact numbers")
+    p.add_argument("--bottleneck", action="store_true",
+                   help="GoogLeNet: each branch's MACs with and without the 1x1 reductions")
+    p.add_argument("--arg", action="append", metavar="KEY=VALUE",
+                   help="a model constructor argument, e.g. conv1=separable (repeatable)")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("weights", help="import and inspect weight files")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+    q = wsub.add_parser(
+        "import", help="convert BVLC Caffe or torchvision weights to our format",
+        epilog="examples:\n"
+               "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
+               "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
+               "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
+               "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    q.add_argument("kind", choices=["bvlc", "torchvision"])
+    q.add_argument("source", help="a .caffemodel, a BVLC blob folder, a .pth file, or 'download'")
+    q.add_argument("--out", required=True, help="output path (.safetensors; a .json card beside it)")
+    q.add_argument("--aux", action="store_true",
+                   help="bvlc: keep aux heads (freshly initialised when the source lacks them)")
+    q.set_defaults(func=cmd_weights_import)
+    q = wsub.add_parser("show", help="print a weight file's card")
+    q.add_argument("path")
+    q.set_defaults(func=cmd_weights_show)
+
+    p = sub.add_parser("predict", help="top-5 classes of images",
+                       epilog="example:\n  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("--weights", required=True, help="a .safetensors file written by `weights import`")
+    p.add_argument("--top", type=int, default=5)
+    p.set_defaults(func=cmd_predict)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .preprocess import ImageError
+    from .registry import UnknownModelError
+    from .weights import WeightsError
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2 if args.command is None else 2
+    try:
+        return args.func(args)
+    except (UserError, UnknownModelError, WeightsError, ImageError) as e:
+        print(f"goingdeeper: error: {e}", file=sys.stderr)
+        return 2
+    except (TypeError, ValueError) as e:  # bad model arguments from --arg and the like
+        if _from_user_input(e):
+            print(f"goingdeeper: error: {e}", file=sys.stderr)
+            return 2
+        raise
+    except KeyboardInterrupt:
+        print("goingdeeper: interrupted", file=sys.stderr)
+        return 130
+
+
+def _from_user_input(e: Exception) -> bool:
+    """Our constructors raise ValueError/TypeError with messages meant for people."""
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and "goingdeeper" in tb.tb_frame.f_code.co_filename
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
