@@ -7,6 +7,12 @@ from .registry import ModelCard, create_model, list_models, model_card
 __version__ = "0.1.0"
 
 __all__ = [
-    "GoogLeNet", "GoogLeNetOutputs", "ModelCard", "Preprocessing", "create_model",
-    "googlenet_loss", "list_models", "model_card",
+    "GoogLeNet",
+    "GoogLeNetOutputs",
+    "ModelCard",
+    "Preprocessing",
+    "create_model",
+    "googlenet_loss",
+    "list_models",
+    "model_card",
 ]

@@ -56,15 +56,34 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(json.dumps([c.to_dict() for c in cards], indent=2))
         return 0
     header = ["model", "paper", "year", "input", "params", "MACs", "top-5 error (paper)"]
-    body = [[c.name, c.title, str(c.year), f"{c.input_size}x{c.input_size}", f"{c.params:,}",
-             f"{c.macs / 1e9:.3f} G", c.top5_error] for c in cards]
-    print(render_markdown(header, body) if args.format == "markdown" else render_table(header, body, 2))
+    body = [
+        [
+            c.name,
+            c.title,
+            str(c.year),
+            f"{c.input_size}x{c.input_size}",
+            f"{c.params:,}",
+            f"{c.macs / 1e9:.3f} G",
+            c.top5_error,
+        ]
+        for c in cards
+    ]
+    print(
+        render_markdown(header, body)
+        if args.format == "markdown"
+        else render_table(header, body, 2)
+    )
     return 0
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from .analysis import (bottleneck_comparison, format_bottleneck, format_summary,
-                           format_table1, summarize)
+    from .analysis import (
+        bottleneck_comparison,
+        format_bottleneck,
+        format_summary,
+        format_table1,
+        summarize,
+    )
     from .registry import create_model, model_card
 
     card = model_card(args.model)
@@ -79,7 +98,9 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = create_model(args.model, **kwargs)
     if args.bottleneck:
         if card.family != "GoogLeNet":
-            raise UserError("--bottleneck compares GoogLeNet's Inception modules; use it with googlenet")
+            raise UserError(
+                "--bottleneck compares GoogLeNet's Inception modules; use it with googlenet"
+            )
         print(format_bottleneck(bottleneck_comparison(size), args.format))
         return 0
     summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
@@ -105,8 +126,10 @@ def cmd_weights_import(args: argparse.Namespace) -> int:
             source = torchvision.models.googlenet(weights="DEFAULT").state_dict()
         model, card = import_torchvision(source)
     out = save_weights(model, card, args.out)
-    print(f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "
-          f"{sum(p.numel() for p in model.parameters()):,} parameters)")
+    print(
+        f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "
+        f"{sum(p.numel() for p in model.parameters()):,} parameters)"
+    )
     for note in card.provenance.get("notes", []):
         print(f"note: {note}")
     return 0
@@ -155,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="goingdeeper",
         description="GoogLeNet and the classic CNN line, exactly as published.",
-        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -165,50 +189,80 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_models)
 
     p = sub.add_parser(
-        "summary", help="per-layer table: shapes, depth, Table 1 channels, params, MACs",
+        "summary",
+        help="per-layer table: shapes, depth, Table 1 channels, params, MACs",
         epilog="examples:\n  goingdeeper summary googlenet --paper\n"
-               "  goingdeeper summary googlenet --bottleneck\n"
-               "  goingdeeper summary googlenet --aux --detail layers --format csv",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  goingdeeper summary googlenet --bottleneck\n"
+        "  goingdeeper summary googlenet --aux --detail layers --format csv",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("model")
-    p.add_argument("--input-size", type=int, default=None, help="square input (default: the model's)")
+    p.add_argument(
+        "--input-size", type=int, default=None, help="square input (default: the model's)"
+    )
     p.add_argument("--num-classes", type=int, default=None)
     p.add_argument("--format", choices=["table", "markdown", "csv", "json"], default="table")
-    p.add_argument("--detail", choices=["stages", "layers"], default="stages",
-                   help="one row per Table 1 row (stages) or per layer")
+    p.add_argument(
+        "--detail",
+        choices=["stages", "layers"],
+        default="stages",
+        help="one row per Table 1 row (stages) or per layer",
+    )
     p.add_argument("--aux", action="store_true", help="include the training-only aux heads")
-    p.add_argument("--paper", action="store_true", help="GoogLeNet: Table 1 beside the exact numbers")
-    p.add_argument("--bottleneck", action="store_true",
-                   help="GoogLeNet: each branch's MACs with and without the 1x1 reductions")
-    p.add_argument("--arg", action="append", metavar="KEY=VALUE",
-                   help="a model constructor argument, e.g. conv1=separable (repeatable)")
+    p.add_argument(
+        "--paper", action="store_true", help="GoogLeNet: Table 1 beside the exact numbers"
+    )
+    p.add_argument(
+        "--bottleneck",
+        action="store_true",
+        help="GoogLeNet: each branch's MACs with and without the 1x1 reductions",
+    )
+    p.add_argument(
+        "--arg",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a model constructor argument, e.g. conv1=separable (repeatable)",
+    )
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("weights", help="import and inspect weight files")
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     q = wsub.add_parser(
-        "import", help="convert BVLC Caffe or torchvision weights to our format",
+        "import",
+        help="convert BVLC Caffe or torchvision weights to our format",
         epilog="examples:\n"
-               "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
-               "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
-               "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
-               "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
+        "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
+        "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
+        "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     q.add_argument("kind", choices=["bvlc", "torchvision"])
     q.add_argument("source", help="a .caffemodel, a BVLC blob folder, a .pth file, or 'download'")
-    q.add_argument("--out", required=True, help="output path (.safetensors; a .json card beside it)")
-    q.add_argument("--aux", action="store_true",
-                   help="bvlc: keep aux heads (freshly initialised when the source lacks them)")
+    q.add_argument(
+        "--out", required=True, help="output path (.safetensors; a .json card beside it)"
+    )
+    q.add_argument(
+        "--aux",
+        action="store_true",
+        help="bvlc: keep aux heads (freshly initialised when the source lacks them)",
+    )
     q.set_defaults(func=cmd_weights_import)
     q = wsub.add_parser("show", help="print a weight file's card")
     q.add_argument("path")
     q.set_defaults(func=cmd_weights_show)
 
-    p = sub.add_parser("predict", help="top-5 classes of images",
-                       epilog="example:\n  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = sub.add_parser(
+        "predict",
+        help="top-5 classes of images",
+        epilog="example:\n"
+        "  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("images", nargs="+", type=Path)
-    p.add_argument("--weights", required=True, help="a .safetensors file written by `weights import`")
+    p.add_argument(
+        "--weights", required=True, help="a .safetensors file written by `weights import`"
+    )
     p.add_argument("--top", type=int, default=5)
     p.set_defaults(func=cmd_predict)
     return parser

@@ -69,8 +69,9 @@ class Preprocessing:
     def scaled(self, crop: int) -> Preprocessing:
         """The same transform for another crop size, the resize scaled in proportion."""
         resize = round(self.resize * crop / self.crop)
-        return Preprocessing(**{**self.to_dict(), "crop": crop, "resize": resize,
-                                "mean": self.mean, "std": self.std})
+        return Preprocessing(
+            **{**self.to_dict(), "crop": crop, "resize": resize, "mean": self.mean, "std": self.std}
+        )
 
     def resize_shorter(self, img: Image.Image, size: int | None = None) -> Image.Image:
         size = self.resize if size is None else size
@@ -100,8 +101,9 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     if w < size or h < size:  # smaller than the crop: upscale the shorter side to it first
         scale = size / min(w, h)
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))),
-                         Image.Resampling.BILINEAR)
+        img = img.resize(
+            (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
+        )
         w, h = img.size
     left, top = (w - size) // 2, (h - size) // 2
     return img.crop((left, top, left + size, top + size))
@@ -110,12 +112,18 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
 # ImageNet statistics, as torchvision's weights expect them
 IMAGENET_RGB = Preprocessing()
 # BVLC Caffe models: BGR, 0..255, minus the per-channel mean (B 104, G 117, R 123)
-CAFFE_BGR = Preprocessing(channel_order="BGR", scale=1.0, mean=(104.0, 117.0, 123.0),
-                          std=(1.0, 1.0, 1.0), note="BVLC Caffe: BGR, 0-255, mean (104, 117, 123)")
+CAFFE_BGR = Preprocessing(
+    channel_order="BGR",
+    scale=1.0,
+    mean=(104.0, 117.0, 123.0),
+    std=(1.0, 1.0, 1.0),
+    note="BVLC Caffe: BGR, 0-255, mean (104, 117, 123)",
+)
 # torchvision's GoogLeNet weights with transform_input=True fold ImageNet normalisation into
 # (x - 0.5) / 0.5: here that transform is stated instead of hidden in the model
 TORCHVISION_GOOGLENET = Preprocessing(
-    mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+    mean=(0.5, 0.5, 0.5),
+    std=(0.5, 0.5, 0.5),
     note="torchvision googlenet (transform_input=True): RGB, 0-1, (x - 0.5) / 0.5",
 )
 

@@ -6,7 +6,7 @@ import difflib
 import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cache
 
 from torch import nn
 
@@ -39,12 +39,20 @@ class ModelCard:
 
     def to_dict(self) -> dict:
         return {
-            "name": self.name, "family": self.family, "paper": self.title,
-            "authors": self.authors, "year": self.year, "arxiv": self.arxiv,
-            "input_size": self.input_size, "num_classes": self.num_classes,
-            "preprocessing": self.preprocessing.to_dict(), "summary": self.summary,
-            "deviations": list(self.deviations), "top5_error": self.top5_error,
-            "params": self.params, "macs": self.macs,
+            "name": self.name,
+            "family": self.family,
+            "paper": self.title,
+            "authors": self.authors,
+            "year": self.year,
+            "arxiv": self.arxiv,
+            "input_size": self.input_size,
+            "num_classes": self.num_classes,
+            "preprocessing": self.preprocessing.to_dict(),
+            "summary": self.summary,
+            "deviations": list(self.deviations),
+            "top5_error": self.top5_error,
+            "params": self.params,
+            "macs": self.macs,
         }
 
 
@@ -57,7 +65,9 @@ class _Entry:
 _REGISTRY: dict[str, _Entry] = {}
 
 
-def register_model(card: ModelCard) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
+def register_model(
+    card: ModelCard,
+) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
     """Decorator: register a builder `fn(**kwargs) -> nn.Module` under `card.name`."""
 
     def wrap(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
@@ -83,7 +93,11 @@ def _entry(name: str) -> _Entry:
     _ensure_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "run `goingdeeper models` for the list"
+        hint = (
+            f"did you mean {', '.join(close)}?"
+            if close
+            else "run `goingdeeper models` for the list"
+        )
         raise UnknownModelError(f"unknown model {name!r}: {hint}")
     return _REGISTRY[name]
 
@@ -97,7 +111,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
         raise TypeError(f"{name}: {e}") from None
 
 
-@lru_cache(maxsize=None)
+@cache
 def model_card(name: str) -> ModelCard:
     """The model's card, with its parameter and MAC counts at its default input size."""
     from .analysis import count_params_macs

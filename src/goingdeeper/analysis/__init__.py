@@ -4,6 +4,13 @@ from .paper import bottleneck_comparison, format_bottleneck, format_table1, tabl
 from .summary import Summary, count_params_macs, format_summary, summarize, trace
 
 __all__ = [
-    "Summary", "bottleneck_comparison", "count_params_macs", "format_bottleneck",
-    "format_summary", "format_table1", "summarize", "table1_comparison", "trace",
+    "Summary",
+    "bottleneck_comparison",
+    "count_params_macs",
+    "format_bottleneck",
+    "format_summary",
+    "format_table1",
+    "summarize",
+    "table1_comparison",
+    "trace",
 ]

@@ -15,19 +15,31 @@ from .summary import Summary, render_markdown, render_table, summarize, trace
 
 # Table 1 as printed: row, params (K = 1024 weights), ops (M multiply-adds)
 PAPER_TABLE1: list[tuple[str, float | None, float | None]] = [
-    ("conv1", 2.7, 34), ("pool1", None, None), ("conv2", 112, 360), ("pool2", None, None),
-    ("inception3a", 159, 128), ("inception3b", 380, 304), ("pool3", None, None),
-    ("inception4a", 364, 73), ("inception4b", 437, 88), ("inception4c", 463, 100),
-    ("inception4d", 580, 119), ("inception4e", 840, 170), ("pool4", None, None),
-    ("inception5a", 1072, 54), ("inception5b", 1388, 71), ("avgpool", None, None),
-    ("dropout", None, None), ("fc", 1000, 1),
+    ("conv1", 2.7, 34),
+    ("pool1", None, None),
+    ("conv2", 112, 360),
+    ("pool2", None, None),
+    ("inception3a", 159, 128),
+    ("inception3b", 380, 304),
+    ("pool3", None, None),
+    ("inception4a", 364, 73),
+    ("inception4b", 437, 88),
+    ("inception4c", 463, 100),
+    ("inception4d", 580, 119),
+    ("inception4e", 840, 170),
+    ("pool4", None, None),
+    ("inception5a", 1072, 54),
+    ("inception5b", 1388, 71),
+    ("avgpool", None, None),
+    ("dropout", None, None),
+    ("fc", 1000, 1),
 ]
 PAPER_TOTALS = ("6.8M params", "1.5G ops")
 
 # Why a row's printed figures differ from the arithmetic of its own channel columns
 EXPLANATIONS = {
     "conv1": "2.7K/34M fit only a depthwise-separable 7x7 with depth multiplier 8 (the Xception "
-             "paper says Inception v1 used one); a plain 7x7 conv is 9,408 weights, 118.0M MACs",
+    "paper says Inception v1 used one); a plain 7x7 conv is 9,408 weights, 118.0M MACs",
     "inception4c": "the channel columns give 497.5K weights, not 463K",
     "inception5a": "the channel columns give 1,018K weights and 51.1M MACs, not 1,072K and 54M",
 }
@@ -80,27 +92,61 @@ def format_table1(summary: Summary, fmt: str = "table") -> str:
     def num(v: float | None, spec: str) -> str:
         return "" if v is None else format(v, spec)
 
-    header = ["row", "output", "paper K", "exact K", "diff K", "paper M", "exact M", "diff M", "flag"]
+    header = [
+        "row",
+        "output",
+        "paper K",
+        "exact K",
+        "diff K",
+        "paper M",
+        "exact M",
+        "diff M",
+        "flag",
+    ]
     body = []
     for r in rows:
-        body.append([
-            r.name, r.output, num(r.paper_params_k, ",.1f"), num(r.exact_params_k, ",.1f") if
-            r.paper_params_k is not None or r.exact_params_k else "", num(r.params_diff_k, "+,.1f"),
-            num(r.paper_ops_m, ",.0f"), num(r.exact_ops_m, ",.1f") if r.paper_ops_m is not None or
-            r.exact_ops_m else "", num(r.ops_diff_m, "+,.1f"), "off" if r.flag else "",
-        ])
+        body.append(
+            [
+                r.name,
+                r.output,
+                num(r.paper_params_k, ",.1f"),
+                num(r.exact_params_k, ",.1f")
+                if r.paper_params_k is not None or r.exact_params_k
+                else "",
+                num(r.params_diff_k, "+,.1f"),
+                num(r.paper_ops_m, ",.0f"),
+                num(r.exact_ops_m, ",.1f") if r.paper_ops_m is not None or r.exact_ops_m else "",
+                num(r.ops_diff_m, "+,.1f"),
+                "off" if r.flag else "",
+            ]
+        )
     paper_k = sum(r.paper_params_k or 0 for r in rows)
     paper_m = sum(r.paper_ops_m or 0 for r in rows)
     exact_k = sum(r.exact_params_k for r in rows)
     exact_m = sum(r.exact_ops_m for r in rows)
-    body.append(["sum", "", f"{paper_k:,.1f}", f"{exact_k:,.1f}", f"{exact_k - paper_k:+,.1f}",
-                 f"{paper_m:,.0f}", f"{exact_m:,.1f}", f"{exact_m - paper_m:+,.1f}", ""])
+    body.append(
+        [
+            "sum",
+            "",
+            f"{paper_k:,.1f}",
+            f"{exact_k:,.1f}",
+            f"{exact_k - paper_k:+,.1f}",
+            f"{paper_m:,.0f}",
+            f"{exact_m:,.1f}",
+            f"{exact_m - paper_m:+,.1f}",
+            "",
+        ]
+    )
     notes = [f"- {r.name}: {r.flag}" for r in rows if r.flag]
-    intro = (f"Table 1 (weights only, K = 1024; ops = multiply-adds, M = 10^6) beside "
-             f"{summary.model} at {summary.input_size}x{summary.input_size}. The paper's totals "
-             f"({', '.join(PAPER_TOTALS)}) are its column sums.")
-    totals = (f"Exact, with biases: {summary.total_params:,} parameters, "
-              f"{summary.total_macs:,} MACs = {summary.total_flops:,} FLOPs (FLOPs = 2 x MACs).")
+    intro = (
+        f"Table 1 (weights only, K = 1024; ops = multiply-adds, M = 10^6) beside "
+        f"{summary.model} at {summary.input_size}x{summary.input_size}. The paper's totals "
+        f"({', '.join(PAPER_TOTALS)}) are its column sums."
+    )
+    totals = (
+        f"Exact, with biases: {summary.total_params:,} parameters, "
+        f"{summary.total_macs:,} MACs = {summary.total_flops:,} FLOPs (FLOPs = 2 x MACs)."
+    )
     table = render_markdown(header, body) if fmt == "markdown" else render_table(header, body, 2)
     return "\n".join([intro, "", table, "", "Rows flagged off:", *notes, "", totals])
 
@@ -136,20 +182,39 @@ def bottleneck_comparison(input_size: int = 224) -> list[BranchCost]:
     inception 4a's 5x5 branch 112.9M vs 5.3M, inception 3a's 120.4M vs 12.4M)."""
     from ..registry import create_model
 
-    reduced = branch_macs(create_model("googlenet", aux_logits=False, init_weights=False), input_size)
-    naive = branch_macs(create_model("googlenet_naive", aux_logits=False, init_weights=False),
-                        input_size)
+    reduced = branch_macs(
+        create_model("googlenet", aux_logits=False, init_weights=False), input_size
+    )
+    naive = branch_macs(
+        create_model("googlenet_naive", aux_logits=False, init_weights=False), input_size
+    )
     return [BranchCost(m, b, naive[(m, b)], reduced[(m, b)]) for (m, b) in reduced]
 
 
 def format_bottleneck(costs: list[BranchCost], fmt: str = "table") -> str:
     header = ["module", "branch", "naive MACs", "with 1x1 reduction", "ratio"]
-    body = [[c.module, c.branch, f"{c.naive_macs / 1e6:,.1f}M", f"{c.reduced_macs / 1e6:,.1f}M",
-             f"{c.ratio:.1f}x"] for c in costs if c.branch in ("branch3x3", "branch5x5")]
+    body = [
+        [
+            c.module,
+            c.branch,
+            f"{c.naive_macs / 1e6:,.1f}M",
+            f"{c.reduced_macs / 1e6:,.1f}M",
+            f"{c.ratio:.1f}x",
+        ]
+        for c in costs
+        if c.branch in ("branch3x3", "branch5x5")
+    ]
     naive = sum(c.naive_macs for c in costs)
     reduced = sum(c.reduced_macs for c in costs)
-    body.append(["all modules", "all branches", f"{naive / 1e6:,.1f}M", f"{reduced / 1e6:,.1f}M",
-                 f"{naive / reduced:.1f}x"])
+    body.append(
+        [
+            "all modules",
+            "all branches",
+            f"{naive / 1e6:,.1f}M",
+            f"{reduced / 1e6:,.1f}M",
+            f"{naive / reduced:.1f}x",
+        ]
+    )
     if fmt == "markdown":
         return render_markdown(header, body)
     return render_table(header, body, 2)

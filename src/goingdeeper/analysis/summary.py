@@ -66,9 +66,14 @@ class Summary:
             d["output"] = list(r.output)
             d["flops"] = r.flops
             rows.append(d)
-        return {"model": self.model, "input_size": self.input_size, "rows": rows,
-                "total_params": self.total_params, "total_macs": self.total_macs,
-                "total_flops": self.total_flops}
+        return {
+            "model": self.model,
+            "input_size": self.input_size,
+            "rows": rows,
+            "total_params": self.total_params,
+            "total_macs": self.total_macs,
+            "total_flops": self.total_flops,
+        }
 
 
 def _macs(module: nn.Module, out: Tensor) -> int:
@@ -77,15 +82,18 @@ def _macs(module: nn.Module, out: Tensor) -> int:
     if hasattr(module, "count_macs"):
         return int(module.count_macs(out))
     if isinstance(module, nn.Conv2d):
-        per_output = module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        per_output = (
+            module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        )
         return out[0].numel() * per_output
     if isinstance(module, nn.Linear):
         return out[0].numel() * module.in_features
     return 0
 
 
-def trace(model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False,
-          in_channels: int = 3) -> list[Leaf]:
+def trace(
+    model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False, in_channels: int = 3
+) -> list[Leaf]:
     """Run one image through `model` and record every leaf module that executed, in order.
 
     With `aux` the model runs in training mode (BatchNorm kept in eval mode, nothing updated),
@@ -94,8 +102,9 @@ def trace(model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = Fa
     return _trace(model, input_size, aux=aux, in_channels=in_channels)[0]
 
 
-def _trace(model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False,
-           in_channels: int = 3) -> tuple[list[Leaf], dict[str, tuple[int, ...]]]:
+def _trace(
+    model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False, in_channels: int = 3
+) -> tuple[list[Leaf], dict[str, tuple[int, ...]]]:
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     leaves: list[Leaf] = []
     outputs: dict[str, tuple[int, ...]] = {}  # output shape of every module that ran
@@ -105,8 +114,15 @@ def _trace(model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = F
 
     def hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
         if isinstance(out, Tensor):
-            leaves.append(Leaf(names[module], module, tuple(inputs[0].shape[1:]),
-                               tuple(out.shape[1:]), _macs(module, out)))
+            leaves.append(
+                Leaf(
+                    names[module],
+                    module,
+                    tuple(inputs[0].shape[1:]),
+                    tuple(out.shape[1:]),
+                    _macs(module, out),
+                )
+            )
 
     def container_hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
         if isinstance(out, Tensor):
@@ -147,9 +163,15 @@ def count_params_macs(model: nn.Module, input_size: int) -> tuple[int, int]:
 # --- rows -------------------------------------------------------------------------------------
 
 _TYPES = [
-    (nn.Conv2d, "convolution"), (nn.MaxPool2d, "max pool"), (nn.AvgPool2d, "avg pool"),
-    (nn.AdaptiveAvgPool2d, "avg pool"), (nn.LocalResponseNorm, "LRN"), (nn.Dropout, "dropout"),
-    (nn.Linear, "linear"), (_BatchNorm, "batch norm"), (nn.ReLU, "ReLU"),
+    (nn.Conv2d, "convolution"),
+    (nn.MaxPool2d, "max pool"),
+    (nn.AvgPool2d, "avg pool"),
+    (nn.AdaptiveAvgPool2d, "avg pool"),
+    (nn.LocalResponseNorm, "LRN"),
+    (nn.Dropout, "dropout"),
+    (nn.Linear, "linear"),
+    (_BatchNorm, "batch norm"),
+    (nn.ReLU, "ReLU"),
 ]
 
 
@@ -170,7 +192,11 @@ def _patch(leaf: Leaf) -> str:
         (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride)
         return f"{kh}x{kw}/{sh}"
     if isinstance(m, nn.AdaptiveAvgPool2d) and len(leaf.in_shape) == 3:
-        return f"{leaf.in_shape[1]}x{leaf.in_shape[2]}/1" if leaf.out_shape[1:] == (1, 1) else "adaptive"
+        return (
+            f"{leaf.in_shape[1]}x{leaf.in_shape[2]}/1"
+            if leaf.out_shape[1:] == (1, 1)
+            else "adaptive"
+        )
     return ""
 
 
@@ -179,8 +205,10 @@ def _depth(module: nn.Module) -> int:
     from ..models.googlenet import Inception, SeparableConv1
 
     if isinstance(module, Inception):
-        return max(_depth(b) for b in (module.branch1x1, module.branch3x3, module.branch5x5,
-                                       module.branch_pool))
+        return max(
+            _depth(b)
+            for b in (module.branch1x1, module.branch3x3, module.branch5x5, module.branch_pool)
+        )
     if isinstance(module, SeparableConv1):
         return 1
     if isinstance(module, nn.Conv2d | nn.Linear):
@@ -206,8 +234,9 @@ def _weights(module: nn.Module) -> int:
     return sum(m.weight.numel() for m in module.modules() if isinstance(m, nn.Conv2d | nn.Linear))
 
 
-def summarize(model: nn.Module, input_size: int, *, name: str = "", aux: bool = False,
-              detail: str = "stages") -> Summary:
+def summarize(
+    model: nn.Module, input_size: int, *, name: str = "", aux: bool = False, detail: str = "stages"
+) -> Summary:
     """The per-layer table. `detail="stages"`: one row per top-level layer or module (Table 1's
     rows); `"layers"`: one row per executed leaf module."""
     leaves, outputs = _trace(model, input_size, aux=aux)
@@ -219,19 +248,34 @@ def summarize(model: nn.Module, input_size: int, *, name: str = "", aux: bool = 
         raise ValueError(f"detail must be 'stages' or 'layers', got {detail!r}")
     executed = {id(p) for leaf in leaves for p in leaf.module.parameters()}
     total_params = sum(p.numel() for p in model.parameters() if id(p) in executed)
-    return Summary(name or type(model).__name__, input_size, rows, total_params,
-                   sum(leaf.macs for leaf in leaves))
+    return Summary(
+        name or type(model).__name__,
+        input_size,
+        rows,
+        total_params,
+        sum(leaf.macs for leaf in leaves),
+    )
 
 
 def _leaf_row(leaf: Leaf) -> Row:
     m = leaf.module
     params = sum(p.numel() for p in m.parameters(recurse=False))
-    return Row(leaf.name, _type_of(m), _patch(leaf), leaf.out_shape, _depth(m), params,
-               _weights(m), leaf.macs, dict.fromkeys(CHANNEL_COLUMNS))
+    return Row(
+        leaf.name,
+        _type_of(m),
+        _patch(leaf),
+        leaf.out_shape,
+        _depth(m),
+        params,
+        _weights(m),
+        leaf.macs,
+        dict.fromkeys(CHANNEL_COLUMNS),
+    )
 
 
-def _stage_rows(model: nn.Module, leaves: list[Leaf],
-                outputs: dict[str, tuple[int, ...]]) -> list[Row]:
+def _stage_rows(
+    model: nn.Module, leaves: list[Leaf], outputs: dict[str, tuple[int, ...]]
+) -> list[Row]:
     groups: dict[str, tuple[str, ...]] = getattr(model, "summary_groups", {})
     member_of = {member: group for group, members in groups.items() for member in members}
     order: list[str] = []
@@ -260,12 +304,19 @@ def _stage_rows(model: nn.Module, leaves: list[Leaf],
             patch = _patch([lf for lf in stage_leaves if lf.macs][-1])
         last = groups.get(stage, (stage,))[-1]
         output = outputs.get(last, stage_leaves[-1].out_shape)
-        rows.append(Row(
-            stage, kind, patch, output, sum(_depth(m) for m in members),
-            sum(p.numel() for m in members for p in m.parameters()),
-            sum(_weights(m) for m in members), sum(lf.macs for lf in stage_leaves),
-            _channels(members),
-        ))
+        rows.append(
+            Row(
+                stage,
+                kind,
+                patch,
+                output,
+                sum(_depth(m) for m in members),
+                sum(p.numel() for m in members for p in m.parameters()),
+                sum(_weights(m) for m in members),
+                sum(lf.macs for lf in stage_leaves),
+                _channels(members),
+            )
+        )
     return rows
 
 
@@ -299,7 +350,9 @@ def _table_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
     for r in summary.rows:
         cells = [r.name, r.type, r.patch, _fmt_shape(r.output), str(r.depth) if r.depth else ""]
         if show_channels:
-            cells += ["" if r.channels.get(c) is None else str(r.channels[c]) for c in CHANNEL_COLUMNS]
+            cells += [
+                "" if r.channels.get(c) is None else str(r.channels[c]) for c in CHANNEL_COLUMNS
+            ]
         cells += [f"{r.params:,}" if r.params else "", f"{r.macs:,}" if r.macs else ""]
         body.append(cells)
     total = ["total", "", "", "", str(sum(r.depth for r in summary.rows))]
@@ -311,10 +364,12 @@ def _table_cells(summary: Summary) -> tuple[list[str], list[list[str]]]:
 
 
 def _footer(summary: Summary) -> str:
-    return (f"{summary.model} at {summary.input_size}x{summary.input_size}: "
-            f"{summary.total_params:,} parameters, {summary.total_macs:,} MACs "
-            f"({summary.total_macs / 1e9:.3f} G), {summary.total_flops:,} FLOPs "
-            f"({summary.total_flops / 1e9:.3f} G; FLOPs = 2 x MACs)")
+    return (
+        f"{summary.model} at {summary.input_size}x{summary.input_size}: "
+        f"{summary.total_params:,} parameters, {summary.total_macs:,} MACs "
+        f"({summary.total_macs / 1e9:.3f} G), {summary.total_flops:,} FLOPs "
+        f"({summary.total_flops / 1e9:.3f} G; FLOPs = 2 x MACs)"
+    )
 
 
 def render_table(header: list[str], body: list[list[str]], right_from: int = 4) -> str:
@@ -342,15 +397,49 @@ def format_summary(summary: Summary, fmt: str = "table") -> str:
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(["layer", "type", "patch", "output", "depth", *CHANNEL_COLUMNS,
-                         "params", "weights", "macs", "flops"])
+        writer.writerow(
+            [
+                "layer",
+                "type",
+                "patch",
+                "output",
+                "depth",
+                *CHANNEL_COLUMNS,
+                "params",
+                "weights",
+                "macs",
+                "flops",
+            ]
+        )
         for r in summary.rows:
-            writer.writerow([r.name, r.type, r.patch, _fmt_shape(r.output), r.depth,
-                             *["" if r.channels.get(c) is None else r.channels[c]
-                               for c in CHANNEL_COLUMNS],
-                             r.params, r.weights, r.macs, r.flops])
-        writer.writerow(["total", "", "", "", "", *[""] * len(CHANNEL_COLUMNS),
-                         summary.total_params, "", summary.total_macs, summary.total_flops])
+            writer.writerow(
+                [
+                    r.name,
+                    r.type,
+                    r.patch,
+                    _fmt_shape(r.output),
+                    r.depth,
+                    *["" if r.channels.get(c) is None else r.channels[c] for c in CHANNEL_COLUMNS],
+                    r.params,
+                    r.weights,
+                    r.macs,
+                    r.flops,
+                ]
+            )
+        writer.writerow(
+            [
+                "total",
+                "",
+                "",
+                "",
+                "",
+                *[""] * len(CHANNEL_COLUMNS),
+                summary.total_params,
+                "",
+                summary.total_macs,
+                summary.total_flops,
+            ]
+        )
         return buf.getvalue()
     header, body = _table_cells(summary)
     if fmt == "markdown":

@@ -104,12 +104,20 @@ class SeparableConv1(nn.Module):
     says Inception v1's first layer was depthwise separable. No ReLU between the two parts.
     """
 
-    def __init__(self, out_channels: int = 64, multiplier: int = 8, *, bias: bool = True,
-                 batch_norm: bool = False, bn_eps: float = 1e-5) -> None:
+    def __init__(
+        self,
+        out_channels: int = 64,
+        multiplier: int = 8,
+        *,
+        bias: bool = True,
+        batch_norm: bool = False,
+        bn_eps: float = 1e-5,
+    ) -> None:
         super().__init__()
         self.depthwise = nn.Conv2d(3, 3 * multiplier, 7, stride=2, padding=3, groups=3, bias=bias)
-        self.pointwise = ConvReLU(3 * multiplier, out_channels, 1, batch_norm=batch_norm,
-                                  bn_eps=bn_eps, bias=bias)
+        self.pointwise = ConvReLU(
+            3 * multiplier, out_channels, 1, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         return self.pointwise(self.depthwise(x))
@@ -140,8 +148,14 @@ class Inception(nn.Module):
     ) -> None:
         super().__init__()
         self.in_channels = in_channels
-        self.widths = (ch1x1, None if naive else ch3x3red, ch3x3, None if naive else ch5x5red, ch5x5,
-                       None if pool_passthrough else pool_proj)
+        self.widths = (
+            ch1x1,
+            None if naive else ch3x3red,
+            ch3x3,
+            None if naive else ch5x5red,
+            ch5x5,
+            None if pool_passthrough else pool_proj,
+        )
         self.branch1x1 = conv(in_channels, ch1x1, 1)
         self.branch3x3 = self._reduced(conv, in_channels, ch3x3red, ch3x3, 3, naive)
         self.branch5x5 = self._reduced(conv, in_channels, ch5x5red, ch5x5, branch5x5_kernel, naive)
@@ -150,15 +164,21 @@ class Inception(nn.Module):
             self.branch_pool = nn.Sequential(OrderedDict(pool=pool))
             pool_out = in_channels
         else:
-            self.branch_pool = nn.Sequential(OrderedDict(pool=pool, proj=conv(in_channels, pool_proj, 1)))
+            self.branch_pool = nn.Sequential(
+                OrderedDict(pool=pool, proj=conv(in_channels, pool_proj, 1))
+            )
             pool_out = pool_proj
         self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_out
 
     @staticmethod
-    def _reduced(conv: ConvFactory, cin: int, red: int, cout: int, k: int, naive: bool) -> nn.Sequential:
+    def _reduced(
+        conv: ConvFactory, cin: int, red: int, cout: int, k: int, naive: bool
+    ) -> nn.Sequential:
         if naive:
             return nn.Sequential(OrderedDict(conv=conv(cin, cout, k, padding=k // 2)))
-        return nn.Sequential(OrderedDict(reduce=conv(cin, red, 1), conv=conv(red, cout, k, padding=k // 2)))
+        return nn.Sequential(
+            OrderedDict(reduce=conv(cin, red, 1), conv=conv(red, cout, k, padding=k // 2))
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)]
@@ -293,9 +313,13 @@ class GoogLeNet(nn.Module):
         if conv1 not in ("plain", "separable"):
             raise ValueError(f"conv1 must be 'plain' or 'separable', got {conv1!r}")
         if branch5x5_kernel not in (3, 5):
-            raise ValueError(f"branch5x5_kernel must be 5 (paper) or 3 (torchvision), got {branch5x5_kernel}")
+            raise ValueError(
+                f"branch5x5_kernel must be 5 (paper) or 3 (torchvision), got {branch5x5_kernel}"
+            )
         if pool_passthrough and not naive:
-            raise ValueError("pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too")
+            raise ValueError(
+                "pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too"
+            )
         self.num_classes = num_classes
         self.aux_logits = aux_logits
         self.input_size = input_size
@@ -309,8 +333,13 @@ class GoogLeNet(nn.Module):
                 f"that works is {self.min_size_aux} (or set aux_logits=False)"
             )
         conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias)
-        inception = partial(Inception, conv=conv, branch5x5_kernel=branch5x5_kernel, naive=naive,
-                            pool_passthrough=pool_passthrough)
+        inception = partial(
+            Inception,
+            conv=conv,
+            branch5x5_kernel=branch5x5_kernel,
+            naive=naive,
+            pool_passthrough=pool_passthrough,
+        )
 
         if conv1 == "plain":
             self.conv1: nn.Module = conv(3, 64, 7, stride=2, padding=3)
@@ -338,8 +367,14 @@ class GoogLeNet(nn.Module):
 
         if aux_logits:
             pooled = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["aux"]
-            aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool,
-                          pooled_size=pooled, dropout=aux_dropout)
+            aux = partial(
+                InceptionAux,
+                num_classes=num_classes,
+                conv=conv,
+                pool=aux_pool,
+                pooled_size=pooled,
+                dropout=aux_dropout,
+            )
             self.aux1: InceptionAux | None = aux(aux_channels["aux1"])
             self.aux2: InceptionAux | None = aux(aux_channels["aux2"])
         else:
@@ -368,10 +403,16 @@ class GoogLeNet(nn.Module):
 
     def _check_input(self, x: Tensor) -> None:
         if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(f"expected a batch of RGB images N x 3 x H x W, got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"expected a batch of RGB images N x 3 x H x W, got shape {tuple(x.shape)}"
+            )
         need = self.min_size_aux if (self.training and self.aux1 is not None) else self.min_size
         if min(x.shape[-2], x.shape[-1]) < need:
-            what = "the aux heads' 5x5 pool" if need == self.min_size_aux and self.training else "GoogLeNet"
+            what = (
+                "the aux heads' 5x5 pool"
+                if need == self.min_size_aux and self.training
+                else "GoogLeNet"
+            )
             raise ValueError(
                 f"input {x.shape[-2]}x{x.shape[-1]} is too small for {what}: the smallest that "
                 f"works is {need}x{need}"
@@ -468,44 +509,64 @@ _PAPER = dict(
 )
 
 
-@register_model(ModelCard(
-    name="googlenet", preprocessing=CAFFE_BGR, **_PAPER,
-    summary="the paper's network (Table 1, BVLC Caffe layout): LRN, true 5x5, aux heads",
-    deviations=("global average pool (= 7x7/1 at 224)", "aux FC sized for input_size"),
-))
+@register_model(
+    ModelCard(
+        name="googlenet",
+        preprocessing=CAFFE_BGR,
+        **_PAPER,
+        summary="the paper's network (Table 1, BVLC Caffe layout): LRN, true 5x5, aux heads",
+        deviations=("global average pool (= 7x7/1 at 224)", "aux FC sized for input_size"),
+    )
+)
 def googlenet(**kwargs) -> GoogLeNet:
     """The paper's network (BVLC's Caffe layout)."""
     return GoogLeNet(**kwargs)
 
 
-@register_model(ModelCard(
-    name="googlenet_bn", **_PAPER,
-    summary="BatchNorm after every convolution, no LRN",
-    deviations=("BatchNorm after every conv (Ioffe & Szegedy 2015)", "no LRN"),
-))
+@register_model(
+    ModelCard(
+        name="googlenet_bn",
+        **_PAPER,
+        summary="BatchNorm after every convolution, no LRN",
+        deviations=("BatchNorm after every conv (Ioffe & Szegedy 2015)", "no LRN"),
+    )
+)
 def googlenet_bn(**kwargs) -> GoogLeNet:
     """BatchNorm after every convolution, no LRN (Inception v2's BN, on v1's layout)."""
     return GoogLeNet(**{"batch_norm": True, "lrn": False, **kwargs})
 
 
-@register_model(ModelCard(
-    name="googlenet_torchvision", preprocessing=TORCHVISION_GOOGLENET, **_PAPER,
-    summary="torchvision's googlenet layout, parameter for parameter",
-    deviations=("BatchNorm (eps 1e-3), no conv bias", "no LRN", "3x3 in the 5x5 branch (#906)",
-                "2x2/2 fourth pool", "adaptive 4x4 aux pool", "dropout 0.2",
-                "input transform stated as preprocessing, not hidden in the model"),
-))
+@register_model(
+    ModelCard(
+        name="googlenet_torchvision",
+        preprocessing=TORCHVISION_GOOGLENET,
+        **_PAPER,
+        summary="torchvision's googlenet layout, parameter for parameter",
+        deviations=(
+            "BatchNorm (eps 1e-3), no conv bias",
+            "no LRN",
+            "3x3 in the 5x5 branch (#906)",
+            "2x2/2 fourth pool",
+            "adaptive 4x4 aux pool",
+            "dropout 0.2",
+            "input transform stated as preprocessing, not hidden in the model",
+        ),
+    )
+)
 def googlenet_torchvision(**kwargs) -> GoogLeNet:
     """torchvision's `googlenet` layout, parameter for parameter; its input transform is not
     inside the model: it is the explicit preprocessing of the weights that need it."""
     return GoogLeNet(**{**TORCHVISION_LAYOUT, **kwargs})
 
 
-@register_model(ModelCard(
-    name="googlenet_naive", **_PAPER,
-    summary="Inception modules of Fig. 2(a), no 1x1 reductions (cost comparison only)",
-    deviations=("no 3x3/5x5 reductions (Fig. 2a)", "pool projection kept for Table 1 widths"),
-))
+@register_model(
+    ModelCard(
+        name="googlenet_naive",
+        **_PAPER,
+        summary="Inception modules of Fig. 2(a), no 1x1 reductions (cost comparison only)",
+        deviations=("no 3x3/5x5 reductions (Fig. 2a)", "pool projection kept for Table 1 widths"),
+    )
+)
 def googlenet_naive(**kwargs) -> GoogLeNet:
     """Inception modules of Fig. 2(a) (no 1x1 reductions), Table 1's widths kept, for costs."""
     return GoogLeNet(**{"naive": True, **kwargs})

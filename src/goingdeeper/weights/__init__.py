@@ -5,6 +5,13 @@ from .format import WeightsCard, WeightsError, load_weights, read_card, save_wei
 from .torchvision import convert_torchvision_state_dict, import_torchvision
 
 __all__ = [
-    "WeightsCard", "WeightsError", "convert_torchvision_state_dict", "import_bvlc",
-    "import_torchvision", "load_weights", "read_caffemodel", "read_card", "save_weights",
+    "WeightsCard",
+    "WeightsError",
+    "convert_torchvision_state_dict",
+    "import_bvlc",
+    "import_torchvision",
+    "load_weights",
+    "read_caffemodel",
+    "read_card",
+    "save_weights",
 ]

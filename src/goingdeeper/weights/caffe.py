@@ -53,14 +53,14 @@ def iter_fields(buf: memoryview):
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             length, pos = _varint(buf, pos)
             if pos + length > len(buf):
                 raise WeightsError("truncated protobuf (a field runs past the end)")
-            value, pos = buf[pos:pos + length], pos + length
+            value, pos = buf[pos : pos + length], pos + length
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise WeightsError(f"not a protobuf message (wire type {wire} at byte {pos})")
         yield number, wire, value
@@ -92,8 +92,11 @@ def _blob(buf: memoryview) -> np.ndarray:
             for n, w, v in iter_fields(value):
                 if n == 1:
                     dims.extend(_packed_ints(w, v))
-    data = np.concatenate(floats) if floats else (
-        np.concatenate(doubles).astype(np.float32) if doubles else np.zeros(0, np.float32))
+    data = (
+        np.concatenate(floats)
+        if floats
+        else (np.concatenate(doubles).astype(np.float32) if doubles else np.zeros(0, np.float32))
+    )
     if not dims:
         dims = [legacy.get(i, 1) for i in (1, 2, 3, 4)]
     if int(np.prod(dims)) != data.size:
@@ -131,16 +134,23 @@ def read_caffemodel(path: str | Path) -> dict[str, list[np.ndarray]]:
 # --- GoogLeNet's names ------------------------------------------------------------------------
 
 _INCEPTION_BLOBS = {
-    "1x1": "branch1x1.conv", "3x3_reduce": "branch3x3.reduce.conv", "3x3": "branch3x3.conv.conv",
-    "5x5_reduce": "branch5x5.reduce.conv", "5x5": "branch5x5.conv.conv",
+    "1x1": "branch1x1.conv",
+    "3x3_reduce": "branch3x3.reduce.conv",
+    "3x3": "branch3x3.conv.conv",
+    "5x5_reduce": "branch5x5.reduce.conv",
+    "5x5": "branch5x5.conv.conv",
     "pool_proj": "branch_pool.proj.conv",
 }
 
 
 def googlenet_name_map() -> dict[str, str]:
     """Caffe layer name -> our module name, for the BVLC GoogLeNet (aux heads included)."""
-    names = {"conv1/7x7_s2": "conv1.conv", "conv2/3x3_reduce": "conv2_reduce.conv",
-             "conv2/3x3": "conv2.conv", "loss3/classifier": "fc"}
+    names = {
+        "conv1/7x7_s2": "conv1.conv",
+        "conv2/3x3_reduce": "conv2_reduce.conv",
+        "conv2/3x3": "conv2.conv",
+        "loss3/classifier": "fc",
+    }
     for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
         for blob, ours in _INCEPTION_BLOBS.items():
             names[f"inception_{block}/{blob}"] = f"inception{block}.{ours}"
@@ -191,10 +201,14 @@ def load_caffe_layers(model: nn.Module, layers: dict[str, list[np.ndarray]]) -> 
         module = modules[ours]
         weight, bias = layers[caffe][0], layers[caffe][1]
         if weight.size != module.weight.numel():
-            raise WeightsError(f"{caffe}: shape {weight.shape} does not fit {ours} "
-                               f"{tuple(module.weight.shape)} (another num_classes?)")
+            raise WeightsError(
+                f"{caffe}: shape {weight.shape} does not fit {ours} "
+                f"{tuple(module.weight.shape)} (another num_classes?)"
+            )
         with torch.no_grad():
-            module.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)).view_as(module.weight))
+            module.weight.copy_(
+                torch.from_numpy(np.ascontiguousarray(weight)).view_as(module.weight)
+            )
             module.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)).view_as(module.bias))
         loaded.add(ours)
     learnable = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
@@ -218,14 +232,18 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
         layers = read_caffemodel(source)
         kind = ".caffemodel"
     else:
-        raise WeightsError(f"{source}: no such file or folder; give bvlc_googlenet.caffemodel "
-                           f"({BVLC_URL}) or a folder of BVLC blobs")
+        raise WeightsError(
+            f"{source}: no such file or folder; give bvlc_googlenet.caffemodel "
+            f"({BVLC_URL}) or a folder of BVLC blobs"
+        )
     missing = load_caffe_layers(model, layers)
     notes = []
     main_missing = [m for m in missing if not m.startswith("aux")]
     if main_missing:
-        raise WeightsError(f"{source}: no weights for {', '.join(main_missing[:4])}"
-                           f"{' ...' if len(main_missing) > 4 else ''}")
+        raise WeightsError(
+            f"{source}: no weights for {', '.join(main_missing[:4])}"
+            f"{' ...' if len(main_missing) > 4 else ''}"
+        )
     if missing:
         notes.append("aux heads freshly initialised (the source has no loss1/loss2 blobs)")
     card = WeightsCard(
@@ -234,9 +252,14 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
         num_classes=1000,
         class_names=imagenet_class_names(),
         preprocessing=CAFFE_BGR,
-        provenance={"source": str(source), "kind": kind, "origin": "BVLC GoogLeNet (Caffe model zoo)",
-                    "url": BVLC_URL, "license": "unrestricted use (BVLC model zoo)",
-                    "reported": "68.7% top-1, 88.9% top-5 (ILSVRC 2012 val, center crop)",
-                    "notes": notes},
+        provenance={
+            "source": str(source),
+            "kind": kind,
+            "origin": "BVLC GoogLeNet (Caffe model zoo)",
+            "url": BVLC_URL,
+            "license": "unrestricted use (BVLC model zoo)",
+            "reported": "68.7% top-1, 88.9% top-5 (ILSVRC 2012 val, center crop)",
+            "notes": notes,
+        },
     )
     return model.eval(), card

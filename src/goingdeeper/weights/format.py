@@ -49,7 +49,9 @@ class WeightsCard:
     def from_dict(cls, d: dict) -> WeightsCard:
         d = dict(d)
         if d.get("format") != FORMAT:
-            raise WeightsError(f"unknown weights card format {d.get('format')!r}; expected {FORMAT}")
+            raise WeightsError(
+                f"unknown weights card format {d.get('format')!r}; expected {FORMAT}"
+            )
         d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
         return cls(**d)
 
@@ -100,12 +102,16 @@ def read_card(path: str | Path) -> WeightsCard:
     except (SafetensorError, OSError, ValueError) as e:
         raise WeightsError(f"{path}: not a safetensors file ({e})") from None
     if CARD_KEY not in meta:
-        raise WeightsError(f"{path}: a safetensors file without a goingdeeper card; "
-                           "convert it with `goingdeeper weights import`")
+        raise WeightsError(
+            f"{path}: a safetensors file without a goingdeeper card; "
+            "convert it with `goingdeeper weights import`"
+        )
     return WeightsCard.from_dict(json.loads(meta[CARD_KEY]))
 
 
-def load_weights(path: str | Path, *, map_location: str = "cpu", **overrides) -> tuple[nn.Module, WeightsCard]:
+def load_weights(
+    path: str | Path, *, map_location: str = "cpu", **overrides
+) -> tuple[nn.Module, WeightsCard]:
     """Build the model the card names and load the tensors into it (strictly)."""
     path = Path(path)
     card = read_card(path)
@@ -120,8 +126,10 @@ def load_weights(path: str | Path, *, map_location: str = "cpu", **overrides) ->
         )
     for key, tensor in model.state_dict().items():
         if tensor.shape != state[key].shape:
-            raise WeightsError(f"{path}: {key} has shape {tuple(state[key].shape)}, the model "
-                               f"expects {tuple(tensor.shape)}")
+            raise WeightsError(
+                f"{path}: {key} has shape {tuple(state[key].shape)}, the model "
+                f"expects {tuple(tensor.shape)}"
+            )
     model.load_state_dict(state)
     return model.eval(), card
 
@@ -135,4 +143,3 @@ def imagenet_class_names() -> list[str]:
     from torchvision.models._meta import _IMAGENET_CATEGORIES
 
     return list(_IMAGENET_CATEGORIES)
-

@@ -40,8 +40,9 @@ def convert_torchvision_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor
     return {from_torchvision_key(k): v for k, v in state.items()}
 
 
-def import_torchvision(source: str | Path | nn.Module | dict, *, aux_logits: bool | None = None
-                       ) -> tuple[nn.Module, WeightsCard]:
+def import_torchvision(
+    source: str | Path | nn.Module | dict, *, aux_logits: bool | None = None
+) -> tuple[nn.Module, WeightsCard]:
     """Load torchvision GoogLeNet weights (a model, a state dict, or a .pth file of one)."""
     from ..registry import create_model
 
@@ -57,7 +58,9 @@ def import_torchvision(source: str | Path | nn.Module | dict, *, aux_logits: boo
         try:  # weights_only: tensors and plain containers, no arbitrary objects
             state = torch.load(path, map_location="cpu", weights_only=True)
         except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
-            raise WeightsError(f"{path}: not a PyTorch state dict ({e.__class__.__name__})") from None
+            raise WeightsError(
+                f"{path}: not a PyTorch state dict ({e.__class__.__name__})"
+            ) from None
         origin = str(path)
     if not isinstance(state, dict) or "fc.weight" not in state:
         raise WeightsError("not a torchvision googlenet state dict (no fc.weight)")
@@ -67,14 +70,17 @@ def import_torchvision(source: str | Path | nn.Module | dict, *, aux_logits: boo
     if not aux:
         state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
     num_classes = state["fc.weight"].shape[0]
-    model = create_model("googlenet_torchvision", num_classes=num_classes, aux_logits=aux,
-                         init_weights=False)
+    model = create_model(
+        "googlenet_torchvision", num_classes=num_classes, aux_logits=aux, init_weights=False
+    )
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     if unexpected or (missing and not (aux and not has_aux)):
-        raise WeightsError(f"does not fit googlenet_torchvision: missing {missing[:3]}, "
-                           f"unexpected {unexpected[:3]}")
+        raise WeightsError(
+            f"does not fit googlenet_torchvision: missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]}"
+        )
     model.load_state_dict(state, strict=not missing)
     notes = ["aux heads freshly initialised"] if missing else []
     card = WeightsCard(
@@ -83,7 +89,11 @@ def import_torchvision(source: str | Path | nn.Module | dict, *, aux_logits: boo
         num_classes=num_classes,
         class_names=imagenet_class_names() if num_classes == 1000 else [],
         preprocessing=TORCHVISION_GOOGLENET,
-        provenance={"source": origin, "origin": "torchvision GoogLeNet_Weights.IMAGENET1K_V1",
-                    "reported": "69.778% top-1, 89.530% top-5 (torchvision)", "notes": notes},
+        provenance={
+            "source": origin,
+            "origin": "torchvision GoogLeNet_Weights.IMAGENET1K_V1",
+            "reported": "69.778% top-1, 89.530% top-5 (torchvision)",
+            "notes": notes,
+        },
     )
     return model.eval(), card

@@ -1,0 +1,34 @@
+"""Shared fixtures. Tests that need ../shared/data take the `shared_data` fixture: they skip
+on a developer machine without it, and fail in CI (CI set, or GOINGDEEPER_REQUIRE_DATA=1),
+where a skipped test would prove nothing."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(os.environ.get("GOINGDEEPER_DATA", REPO.parent / "shared" / "data"))
+
+
+def _data_required() -> bool:
+    return bool(os.environ.get("CI")) or os.environ.get("GOINGDEEPER_REQUIRE_DATA") == "1"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not (DATA / "README.md").is_file():
+        message = f"shared data not found at {DATA} (set GOINGDEEPER_DATA)"
+        if _data_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    return DATA
+
+
+@pytest.fixture(autouse=True)
+def _seed_and_threads():
+    torch.manual_seed(0)
+    yield

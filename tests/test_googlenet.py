@@ -1,0 +1,214 @@
+"""GoogLeNet: the paper's layout, the variants, the training record, export."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import goingdeeper as gd
+from goingdeeper.export import export_onnx, export_program
+from goingdeeper.models.googlenet import (
+    INCEPTION_TABLE,
+    GoogLeNetOutputs,
+    Inception,
+    feature_sizes,
+    googlenet_loss,
+)
+
+GOOGLENETS = ["googlenet", "googlenet_bn", "googlenet_torchvision", "googlenet_naive"]
+SIZE = 96  # small enough to be quick, large enough for the aux heads (smallest: 79)
+
+
+def test_registry_lists_and_creates():
+    assert set(GOOGLENETS) <= set(gd.list_models())
+    assert gd.list_models("googlenet_t*") == ["googlenet_torchvision"]
+    assert isinstance(gd.create_model("googlenet"), gd.GoogLeNet)
+
+
+def test_unknown_model_lists_close_matches():
+    with pytest.raises(KeyError) as err:
+        gd.create_model("googlenett")
+    assert "googlenet" in str(err.value) and "did you mean" in str(err.value)
+
+
+def test_model_card():
+    card = gd.model_card("googlenet")
+    assert (card.arxiv, card.year, card.input_size) == ("1409.4842", 2014, 224)
+    assert (card.params, card.macs) == (6_998_552, 1_582_671_872)
+    assert card.preprocessing.channel_order == "BGR"
+    assert card.preprocessing.mean == (104.0, 117.0, 123.0)
+
+
+@pytest.mark.parametrize("name", GOOGLENETS)
+def test_forward_backward_and_record(name):
+    model = gd.create_model(name, num_classes=7, input_size=SIZE)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    model.train()
+    out = model(x)
+    assert isinstance(out, GoogLeNetOutputs)
+    assert [t.shape for t in out] == [torch.Size([2, 7])] * 3
+    loss = googlenet_loss(out, torch.tensor([1, 2]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    model.eval()
+    with torch.no_grad():
+        a, b = model(x), model(x)
+    assert isinstance(a, torch.Tensor) and a.shape == (2, 7)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)  # eval is deterministic
+
+
+def test_table1_output_channels_of_every_row():
+    model = gd.create_model("googlenet", aux_logits=False)
+    expected = {
+        "inception3a": 256,
+        "inception3b": 480,
+        "inception4a": 512,
+        "inception4b": 512,
+        "inception4c": 512,
+        "inception4d": 528,
+        "inception4e": 832,
+        "inception5a": 832,
+        "inception5b": 1024,
+    }
+    seen = {}
+    hooks = [
+        getattr(model, n).register_forward_hook(
+            lambda m, i, o, n=n: seen.__setitem__(n, tuple(o.shape[1:]))
+        )
+        for n in expected
+    ]
+    model.eval()(torch.zeros(1, 3, 224, 224))
+    for h in hooks:
+        h.remove()
+    spatial = {"3": 28, "4": 14, "5": 7}
+    for name, channels in expected.items():
+        assert seen[name] == (channels, spatial[name[9]], spatial[name[9]]), name
+    assert [n for n, *_ in INCEPTION_TABLE] == list(expected)
+    assert feature_sizes(224) == {
+        "input": 224,
+        "conv1": 112,
+        "pool1": 56,
+        "pool2": 28,
+        "pool3": 14,
+        "pool4": 7,
+        "aux": 4,
+    }
+
+
+def test_paper_layout_details():
+    m = gd.create_model("googlenet")
+    assert m.conv1.conv.kernel_size == (7, 7) and m.conv1.conv.bias is not None
+    assert m.pool1.ceil_mode and m.pool4.kernel_size == 3
+    assert (m.lrn1.size, m.lrn1.alpha, m.lrn1.beta, m.lrn1.k) == (5, 1e-4, 0.75, 1.0)
+    assert m.conv2_reduce.conv.out_channels == 64 and m.conv2.conv.kernel_size == (3, 3)
+    assert m.inception3a.branch5x5.conv.conv.kernel_size == (5, 5)
+    assert isinstance(m.aux1.pool, nn.AvgPool2d) and m.aux1.pool.kernel_size == 5
+    assert m.aux1.pool.stride == 3 and m.aux1.fc1.in_features == 2048
+    assert m.aux1.dropout.p == 0.7 and m.dropout.p == 0.4
+    assert not any(isinstance(x, nn.BatchNorm2d) for x in m.modules())
+
+
+def test_torchvision_layout_details():
+    m = gd.create_model("googlenet_torchvision")
+    assert m.lrn1 is None and m.conv1.conv.bias is None and m.conv1.bn.eps == 1e-3
+    assert m.inception3a.branch5x5.conv.conv.kernel_size == (3, 3)
+    assert m.pool4.kernel_size == 2 and m.dropout.p == 0.2
+    assert isinstance(m.aux1.pool, nn.AdaptiveAvgPool2d)
+
+
+def test_bn_variant_has_batchnorm_and_no_lrn():
+    m = gd.create_model("googlenet_bn")
+    convs = [x for x in m.modules() if isinstance(x, nn.Conv2d)]
+    bns = [x for x in m.modules() if isinstance(x, nn.BatchNorm2d)]
+    assert len(convs) == len(bns) and m.lrn1 is None and m.lrn2 is None
+
+
+def test_naive_module_blows_up_without_pool_projection():
+    strict = Inception(192, 64, 96, 128, 16, 32, 32, naive=True, pool_passthrough=True)
+    assert strict.out_channels == 64 + 128 + 32 + 192
+    assert not hasattr(strict.branch3x3, "reduce")
+    out = strict(torch.zeros(1, 192, 28, 28))
+    assert out.shape == (1, 416, 28, 28)
+    full = gd.create_model("googlenet_naive", pool_passthrough=True, aux_logits=False)
+    assert full.num_features > 1024  # the widths grow from stage to stage (section 4)
+
+
+def test_separable_conv1_is_what_table1_counts():
+    m = gd.create_model("googlenet", conv1="separable", aux_logits=False)
+    weights = sum(x.weight.numel() for x in m.conv1.modules() if isinstance(x, nn.Conv2d))
+    assert weights == 3 * 8 * 49 + 24 * 64 == 2712  # 2.65K: Table 1's "2.7K"
+    assert m.eval()(torch.zeros(1, 3, 224, 224)).shape == (1, 1000)
+
+
+@pytest.mark.parametrize("name", ["googlenet", "googlenet_torchvision"])
+def test_too_small_inputs_name_the_smallest_size(name):
+    model = gd.create_model(name, aux_logits=False).eval()
+    smallest = model.min_size
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, smallest, smallest)).shape == (1, 1000)
+        with pytest.raises(ValueError, match=f"smallest that works is {smallest}x{smallest}"):
+            model(torch.zeros(1, 3, smallest - 1, smallest - 1))
+
+
+def test_aux_heads_need_their_5x5_pool():
+    with pytest.raises(ValueError, match="smallest that works is 79"):
+        gd.create_model("googlenet", input_size=78)
+    model = gd.create_model("googlenet", input_size=79).train()
+    assert isinstance(model(torch.zeros(2, 3, 79, 79)), GoogLeNetOutputs)
+    with pytest.raises(ValueError, match="smallest that works is 79"):
+        model(torch.zeros(2, 3, 70, 70))
+    with pytest.raises(ValueError, match="input_size"):  # aux FC built for another size
+        gd.create_model("googlenet", input_size=224).train()(torch.zeros(2, 3, 160, 160))
+
+
+def test_free_input_size_and_classes():
+    model = gd.create_model("googlenet", num_classes=10, input_size=256).eval()
+    with torch.no_grad():
+        assert model(torch.zeros(1, 3, 320, 300)).shape == (1, 10)
+    model.train()
+    assert model(torch.zeros(2, 3, 256, 256)).aux1.shape == (2, 10)
+
+
+def test_loss_helper_weights_aux_by_03():
+    logits, a1, a2 = torch.randn(3, 4, 5).unbind(0)
+    target = torch.tensor([0, 1, 2, 3])
+    ce = nn.functional.cross_entropy
+    expected = ce(logits, target) + 0.3 * (ce(a1, target) + ce(a2, target))
+    torch.testing.assert_close(googlenet_loss(GoogLeNetOutputs(logits, a1, a2), target), expected)
+    torch.testing.assert_close(googlenet_loss(logits, target), ce(logits, target))
+
+
+def test_reset_classifier():
+    model = gd.create_model("googlenet", input_size=SIZE)
+    model.reset_classifier(3)
+    out = model.train()(torch.zeros(2, 3, SIZE, SIZE))
+    assert [t.shape[1] for t in out] == [3, 3, 3]
+
+
+def test_torch_export_has_no_aux_heads():
+    model = gd.create_model("googlenet").eval()
+    x = torch.randn(1, 3, 224, 224)
+    exported = export_program(model)
+    names = [n.name for n in exported.graph.nodes] + list(exported.state_dict)
+    assert names and not any("aux" in n for n in names)
+    assert any("inception5b" in n for n in names)
+    assert model.aux1 is not None  # the original keeps its heads
+    with torch.no_grad():
+        torch.testing.assert_close(exported.module()(x), model(x))
+
+
+def test_onnx_export_runs_in_onnxruntime_without_aux(tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    model = gd.create_model("googlenet").eval()
+    path = export_onnx(model, tmp_path / "googlenet.onnx")
+    graph = onnx.load(str(path)).graph
+    names = [i.name for i in graph.initializer] + [n.name for n in graph.node]
+    assert names and not any("aux" in n for n in names)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    x = torch.randn(3, 3, 224, 224)  # another batch size than the export's example
+    (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-4, rtol=1e-4)
