@@ -18,16 +18,16 @@ demo: $(STAMP)
 	$(VENV)/bin/goingdeeper summary googlenet --paper
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
 	$(PY) -m pytest -n 2 --durations=15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks)
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests benchmarks
-	$(VENV)/bin/ruff check --fix src tests benchmarks
+	$(VENV)/bin/ruff format src tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks)
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
