@@ -1,0 +1,171 @@
+"""The training step and the epoch loops. Functions take objects and return dicts; nothing
+here parses arguments or prints."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Callable, Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.googlenet import GoogLeNetOutputs
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite."""
+
+
+class TrainStep(nn.Module):
+    """The model and its loss in one module, so that DistributedDataParallel wraps both.
+
+    The loss is main + aux_weight x (aux1 + aux2) when the model returns GoogLeNet's training
+    record (section 5: discount weight 0.3), the main loss otherwise.
+    """
+
+    def __init__(self, model: nn.Module, *, aux_weight: float = 0.3, label_smoothing: float = 0.0):
+        super().__init__()
+        self.model = model
+        self.aux_weight = aux_weight
+        self.label_smoothing = label_smoothing
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        out = self.model(x)
+        ce = lambda logits: F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)  # noqa: E731
+        if isinstance(out, GoogLeNetOutputs):
+            main = ce(out.logits)
+            aux = ce(out.aux1) + ce(out.aux2)
+            return main + self.aux_weight * aux, main.detach(), out.logits.detach()
+        main = ce(out)
+        return main, main.detach(), out.detach()
+
+
+def autocast_for(device: torch.device, amp: str):
+    """One autocast path: bf16 on CPU or GPU, fp16 on GPU, or nothing."""
+    if amp == "none":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if amp == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def renormalize_filters(model: nn.Module, max_rms: float) -> None:
+    """ZFNet section 3: a conv filter whose RMS exceeds `max_rms` is scaled back to it."""
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d):
+                w = m.weight
+                rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
+                w.mul_(torch.where(rms > max_rms, max_rms / rms, torch.ones_like(rms)))
+
+
+def train_one_epoch(
+    step: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loader: Iterable,
+    *,
+    device: torch.device,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    scaler: torch.amp.GradScaler | None = None,
+    averaged: nn.Module | None = None,
+    amp: str = "none",
+    channels_last: bool = False,
+    grad_clip: float = 0.0,
+    max_filter_rms: float = 0.0,
+    on_batch: Callable[[dict], None] | None = None,
+) -> dict:
+    """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files."""
+    step.train()
+    totals = {"loss": 0.0, "main_loss": 0.0, "correct": 0, "seen": 0}
+    skipped: list[str] = []
+    start = time.perf_counter()
+    model = step.module.model if hasattr(step, "module") else step.model
+    for batch in loader:
+        x, y, bad = batch if len(batch) == 3 else (*batch, [])
+        skipped.extend(bad)
+        if x is None or len(y) == 0:
+            continue
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, amp):
+            loss, main, logits = step(x, y)
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(f"the loss became {loss.item()} at image {totals['seen']}")
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if grad_clip > 0:
+            nn.utils.clip_grad_norm_(step.parameters(), grad_clip)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        if max_filter_rms > 0:
+            renormalize_filters(model, max_filter_rms)
+        if averaged is not None:
+            averaged.update_parameters(model)
+        n = len(y)
+        totals["loss"] += loss.item() * n
+        totals["main_loss"] += main.item() * n
+        totals["correct"] += (logits.argmax(1) == y).sum().item()
+        totals["seen"] += n
+        if on_batch is not None:
+            elapsed = time.perf_counter() - start
+            on_batch({"loss": loss.item(), "acc": totals["correct"] / totals["seen"],
+                      "images_per_s": totals["seen"] / max(elapsed, 1e-9), "n": n})
+    seen = max(totals["seen"], 1)
+    elapsed = time.perf_counter() - start
+    return {"loss": totals["loss"] / seen, "main_loss": totals["main_loss"] / seen,
+            "acc": totals["correct"] / seen, "images": totals["seen"],
+            "images_per_s": totals["seen"] / max(elapsed, 1e-9), "seconds": elapsed,
+            "skipped": skipped}
+
+
+@torch.no_grad()
+def evaluate_accuracy(model: nn.Module, loader: Iterable, *, device: torch.device,
+                      amp: str = "none", channels_last: bool = False) -> dict:
+    """Top-1 and top-5 accuracy and mean loss of a model in eval mode (one view per image)."""
+    was_training = model.training
+    model.eval()
+    loss_sum, top1, top5, seen = 0.0, 0, 0, 0
+    skipped: list[str] = []
+    for batch in loader:
+        x, y, bad = batch if len(batch) == 3 else (*batch, [])
+        skipped.extend(bad)
+        if x is None or len(y) == 0:
+            continue
+        x, y = x.to(device), y.to(device)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast_for(device, amp):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        k = min(5, logits.shape[1])
+        top = logits.topk(k, dim=1).indices
+        top1 += (top[:, 0] == y).sum().item()
+        top5 += (top == y[:, None]).any(dim=1).sum().item()
+        seen += len(y)
+    model.train(was_training)
+    seen_ = max(seen, 1)
+    return {"loss": loss_sum / seen_, "acc": top1 / seen_, "top5": top5 / seen_, "images": seen,
+            "skipped": skipped}
+
+
+def lr_factor(epoch: float, *, schedule: str, epochs: int, step_epochs: float, gamma: float,
+              warmup_epochs: float) -> float:
+    """The learning-rate multiplier at a (fractional) epoch."""
+    warm = min(1.0, (epoch + 1e-12) / warmup_epochs) if warmup_epochs > 0 else 1.0
+    if schedule == "step":  # section 6: x0.96 every 8 epochs
+        return warm * gamma ** math.floor(epoch / step_epochs)
+    if schedule == "cosine":
+        return warm * 0.5 * (1 + math.cos(math.pi * min(epoch / epochs, 1.0)))
+    return warm
