@@ -171,6 +171,73 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    import logging
+
+    from tqdm import tqdm
+
+    from .train import config as cfg
+    from .train.trainer import fit
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    direct = {
+        "model": args.model,
+        "data": args.data,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "out": args.out,
+        "device": args.device,
+        "amp": args.amp,
+        "seed": args.seed,
+        "workers": args.workers,
+        "input_size": args.input_size,
+    }
+    config = cfg.resolve(args.preset, args.config, args.set, **direct)
+    result = fit(
+        config,
+        resume=args.resume,
+        progress=lambda **kw: tqdm(**kw, leave=False, dynamic_ncols=True),
+    )
+    if "final" not in result:  # not rank 0, or nothing left to train
+        return 0
+    _print_training_result(config, result)
+    return 0
+
+
+def _print_training_result(config, result: dict) -> None:
+    from .analysis.summary import render_table
+
+    final = result["final"]
+    rows = [
+        [
+            "raw weights",
+            f"{final['test_acc']:.2%}",
+            f"{final['test_top5']:.2%}",
+            result["paths"]["weights"],
+        ]
+    ]
+    if "polyak_test_acc" in final:
+        rows.append(
+            [
+                "Polyak average",
+                f"{final['polyak_test_acc']:.2%}",
+                f"{final['polyak_test_top5']:.2%}",
+                result["paths"]["polyak_weights"],
+            ]
+        )
+    for row in result.get("views", []):
+        rows.append(row)
+    print(
+        f"\n{config.model} on {config.data}, {final['epoch']} epochs "
+        f"({sum(h['seconds'] for h in result['history']):.0f} s of training):"
+    )
+    print(render_table(["model", "top-1 acc", "top-5 acc", "weights"], rows, 1))
+    for key in ("curves", "log", "checkpoint"):
+        if key in result["paths"]:
+            print(f"{key}: {result['paths'][key]}")
+
+
 # --- parser ---------------------------------------------------------------------------------
 
 
@@ -253,6 +320,36 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=cmd_weights_show)
 
     p = sub.add_parser(
+        "train",
+        help="train a model with a preset recipe (default: GoogLeNet on the embedded digits)",
+        epilog="examples:\n"
+        "  goingdeeper train                                  # the digits demo\n"
+        "  goingdeeper train --preset paper --data /data/imagenet\n"
+        "  goingdeeper train --preset mnist-lenet5 --set lr=0.05 --epochs 10\n"
+        "  goingdeeper train --config my.yaml --out runs/x --resume\n"
+        "  torchrun --nproc_per_node=2 -m goingdeeper train --preset cifar10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--preset", default="digits", help="paper, digits, mnist-lenet5, cifar10, finetune"
+    )
+    p.add_argument("--config", action="append", help="a .toml, .yaml or .json config (repeatable)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field")
+    p.add_argument("--model")
+    p.add_argument("--data", help="digits, a folder, a .tar(.gz), an MNIST/CIFAR folder")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int, help="global batch size")
+    p.add_argument("--lr", type=float)
+    p.add_argument("--input-size", type=int)
+    p.add_argument("--out", help="run folder: checkpoint, logs, curves, weights")
+    p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    p.add_argument("--amp", choices=["none", "bf16", "fp16"])
+    p.add_argument("--seed", type=int)
+    p.add_argument("--workers", type=int)
+    p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
         "predict",
         help="top-5 classes of images",
         epilog="example:\n"
@@ -269,9 +366,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .data import DataError
     from .preprocess import ImageError
     from .registry import UnknownModelError
+    from .train.checkpoint import CheckpointError
+    from .train.config import ConfigError
+    from .train.trainer import TrainingError
     from .weights import WeightsError
+
+    user_errors = (
+        UserError,
+        UnknownModelError,
+        WeightsError,
+        ImageError,
+        DataError,
+        ConfigError,
+        CheckpointError,
+        TrainingError,
+    )
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -280,7 +392,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2 if args.command is None else 2
     try:
         return args.func(args)
-    except (UserError, UnknownModelError, WeightsError, ImageError) as e:
+    except user_errors as e:
         print(f"goingdeeper: error: {e}", file=sys.stderr)
         return 2
     except (TypeError, ValueError) as e:  # bad model arguments from --arg and the like

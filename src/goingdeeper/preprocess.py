@@ -36,6 +36,8 @@ class Preprocessing:
     """Resize the shorter side, center crop, then map pixels to the network's input.
 
     value = (pixel * scale - mean) / std, per channel, in `channel_order`; pixel is 0..255.
+    `channel_order="L"` gives one grayscale plane (ITU-R 601 luma, as Pillow computes it), for
+    networks of one input plane such as LeNet; it uses the first mean and std.
     """
 
     resize: int = 256
@@ -48,8 +50,10 @@ class Preprocessing:
     note: str = field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.channel_order not in ("RGB", "BGR"):
-            raise ValueError(f"channel_order must be 'RGB' or 'BGR', got {self.channel_order!r}")
+        if self.channel_order not in ("RGB", "BGR", "L"):
+            raise ValueError(
+                f"channel_order must be 'RGB', 'BGR' or 'L', got {self.channel_order!r}"
+            )
         if self.interpolation not in INTERPOLATIONS:
             raise ValueError(
                 f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
@@ -82,8 +86,16 @@ class Preprocessing:
             new = (max(1, round(w * size / h)), size)
         return img.resize(new, INTERPOLATIONS[self.interpolation])
 
+    @property
+    def channels(self) -> int:
+        return 1 if self.channel_order == "L" else 3
+
     def to_tensor(self, img: Image.Image) -> Tensor:
-        """An RGB PIL image (any size) to a normalised 3 x H x W float tensor."""
+        """An RGB PIL image (any size) to a normalised C x H x W float tensor."""
+        if self.channel_order == "L":
+            arr = np.asarray(img.convert("L"), dtype=np.float32)[None]  # 1 x H x W, 0..255
+            t = torch.from_numpy(np.ascontiguousarray(arr)) * self.scale
+            return (t - self.mean[0]) / self.std[0]
         arr = np.asarray(img, dtype=np.float32)  # H x W x 3, 0..255
         if self.channel_order == "BGR":
             arr = arr[..., ::-1]

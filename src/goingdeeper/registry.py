@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import cache
 
+import torch
 from torch import nn
 
 from .preprocess import IMAGENET_RGB, Preprocessing
@@ -117,7 +118,8 @@ def model_card(name: str) -> ModelCard:
     from .analysis import count_params_macs
 
     entry = _entry(name)
-    model = entry.builder(aux_logits=False) if _takes_aux(entry) else entry.builder()
+    with torch.random.fork_rng():  # reading a card must not move anybody's random numbers
+        model = entry.builder(aux_logits=False) if _takes_aux(entry) else entry.builder()
     params, macs = count_params_macs(model, entry.card.input_size)
     return replace(entry.card, params=params, macs=macs)
 

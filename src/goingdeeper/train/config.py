@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -34,12 +35,14 @@ class TrainConfig:
     # augmentation (section 6 by default)
     recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | none
     flip: bool = True
-    photometric: bool = True
+    photometric: bool | None = None  # None: what the recipe's paper did (googlenet: on)
     interpolations: list[str] = field(
         default_factory=lambda: ["bilinear", "area", "nearest", "bicubic"]
     )
-    scale_jitter: list[int] = field(default_factory=lambda: [256, 512])  # VGG's S range
-    pca_lighting: bool = False  # AlexNet section 4.1
+    scale_jitter: list[int] = field(
+        default_factory=list
+    )  # VGG's S range; [] = [256, 512] x size/224
+    pca_lighting: bool | None = None  # AlexNet section 4.1; None: on for alexnet and vgg
 
     # optimisation
     epochs: int = 30
@@ -88,8 +91,9 @@ _FIELDS = {f.name: f for f in dataclasses.fields(TrainConfig)}
 def from_dict(values: dict[str, Any]) -> TrainConfig:
     unknown = sorted(set(values) - set(_FIELDS))
     if unknown:
-        raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; known: "
-                          f"{', '.join(_FIELDS)}")
+        raise ConfigError(
+            f"unknown config field(s) {', '.join(unknown)}; known: {', '.join(_FIELDS)}"
+        )
     return TrainConfig(**values)
 
 
@@ -134,6 +138,8 @@ def parse_override(pair: str) -> tuple[str, Any]:
     if key not in _FIELDS:
         raise ConfigError(f"unknown config field {key!r}; known: {', '.join(_FIELDS)}")
     default = TrainConfig().to_dict()[key]
+    if default is None:  # the optional booleans
+        default = False
     try:
         if isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -154,8 +160,12 @@ def parse_override(pair: str) -> tuple[str, Any]:
     return key, text
 
 
-def resolve(preset: str = "", files: list[str] | None = None, overrides: list[str] | None = None,
-            **direct: Any) -> TrainConfig:
+def resolve(
+    preset: str = "",
+    files: list[str] | None = None,
+    overrides: list[str] | None = None,
+    **direct: Any,
+) -> TrainConfig:
     """Defaults, then a preset, then config files, then KEY=VALUE overrides, then `direct`."""
     values: dict[str, Any] = {}
     if preset:
@@ -174,7 +184,8 @@ def resolve(preset: str = "", files: list[str] | None = None, overrides: list[st
 def validate(c: TrainConfig) -> None:
     choices = {
         "recipe": ("googlenet", "vgg", "alexnet", "simple", "none"),
-        "optimizer": ("sgd", "adamw"), "lr_schedule": ("step", "cosine", "constant"),
+        "optimizer": ("sgd", "adamw"),
+        "lr_schedule": ("step", "cosine", "constant"),
         "amp": ("none", "bf16", "fp16"),
     }
     for key, allowed in choices.items():

@@ -34,7 +34,10 @@ class TrainStep(nn.Module):
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.model(x)
-        ce = lambda logits: F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)  # noqa: E731
+
+        def ce(logits: Tensor) -> Tensor:
+            return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
+
         if isinstance(out, GoogLeNetOutputs):
             main = ce(out.logits)
             aux = ce(out.aux1) + ce(out.aux2)
@@ -120,19 +123,36 @@ def train_one_epoch(
         totals["seen"] += n
         if on_batch is not None:
             elapsed = time.perf_counter() - start
-            on_batch({"loss": loss.item(), "acc": totals["correct"] / totals["seen"],
-                      "images_per_s": totals["seen"] / max(elapsed, 1e-9), "n": n})
+            on_batch(
+                {
+                    "loss": loss.item(),
+                    "acc": totals["correct"] / totals["seen"],
+                    "images_per_s": totals["seen"] / max(elapsed, 1e-9),
+                    "n": n,
+                }
+            )
     seen = max(totals["seen"], 1)
     elapsed = time.perf_counter() - start
-    return {"loss": totals["loss"] / seen, "main_loss": totals["main_loss"] / seen,
-            "acc": totals["correct"] / seen, "images": totals["seen"],
-            "images_per_s": totals["seen"] / max(elapsed, 1e-9), "seconds": elapsed,
-            "skipped": skipped}
+    return {
+        "loss": totals["loss"] / seen,
+        "main_loss": totals["main_loss"] / seen,
+        "acc": totals["correct"] / seen,
+        "images": totals["seen"],
+        "images_per_s": totals["seen"] / max(elapsed, 1e-9),
+        "seconds": elapsed,
+        "skipped": skipped,
+    }
 
 
 @torch.no_grad()
-def evaluate_accuracy(model: nn.Module, loader: Iterable, *, device: torch.device,
-                      amp: str = "none", channels_last: bool = False) -> dict:
+def evaluate_accuracy(
+    model: nn.Module,
+    loader: Iterable,
+    *,
+    device: torch.device,
+    amp: str = "none",
+    channels_last: bool = False,
+) -> dict:
     """Top-1 and top-5 accuracy and mean loss of a model in eval mode (one view per image)."""
     was_training = model.training
     model.eval()
@@ -156,12 +176,24 @@ def evaluate_accuracy(model: nn.Module, loader: Iterable, *, device: torch.devic
         seen += len(y)
     model.train(was_training)
     seen_ = max(seen, 1)
-    return {"loss": loss_sum / seen_, "acc": top1 / seen_, "top5": top5 / seen_, "images": seen,
-            "skipped": skipped}
+    return {
+        "loss": loss_sum / seen_,
+        "acc": top1 / seen_,
+        "top5": top5 / seen_,
+        "images": seen,
+        "skipped": skipped,
+    }
 
 
-def lr_factor(epoch: float, *, schedule: str, epochs: int, step_epochs: float, gamma: float,
-              warmup_epochs: float) -> float:
+def lr_factor(
+    epoch: float,
+    *,
+    schedule: str,
+    epochs: int,
+    step_epochs: float,
+    gamma: float,
+    warmup_epochs: float,
+) -> float:
     """The learning-rate multiplier at a (fractional) epoch."""
     warm = min(1.0, (epoch + 1e-12) / warmup_epochs) if warmup_epochs > 0 else 1.0
     if schedule == "step":  # section 6: x0.96 every 8 epochs

@@ -68,7 +68,11 @@ def setup_distributed() -> Distributed:
 
 def pick_device(name: str, d: Distributed) -> torch.device:
     if name == "auto":
-        return torch.device(f"cuda:{d.local_rank}") if torch.cuda.is_available() else torch.device("cpu")
+        return (
+            torch.device(f"cuda:{d.local_rank}")
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
     if name == "cuda" and d.world > 1:
         return torch.device(f"cuda:{d.local_rank}")
     return torch.device(name)
@@ -87,13 +91,21 @@ def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
     from ..data import eval_transform as make_eval_transform
 
     train_tf = train_transform(
-        c.recipe, c.input_size, preprocessing, flip=c.flip, photometric=c.photometric,
-        interpolations=tuple(c.interpolations), pca_lighting=c.pca_lighting,
-        scale_jitter=tuple(c.scale_jitter) if c.recipe == "vgg" else None,
+        c.recipe,
+        c.input_size,
+        preprocessing,
+        flip=c.flip,
+        photometric=c.photometric,
+        interpolations=tuple(c.interpolations),
+        pca_lighting=c.pca_lighting,
+        scale_jitter=tuple(c.scale_jitter) if c.scale_jitter else None,
     )
+    if c.recipe in ("simple", "none"):  # small images: the whole image, as in training
+        eval_tf = train_transform("none", c.input_size, preprocessing)
+    else:  # photos: shorter side, center crop (the weights' own protocol, scaled)
+        eval_tf = make_eval_transform(c.input_size, preprocessing)
     train_ds = open_dataset(c.data, "train", transform=train_tf)
-    test_ds = open_dataset(c.data, "test", transform=make_eval_transform(c.input_size, preprocessing),
-                           classes=train_ds.classes)
+    test_ds = open_dataset(c.data, "test", transform=eval_tf, classes=train_ds.classes)
     check_splits(train_ds, test_ds)
     classes = list(train_ds.classes)
     if c.limit_train:
@@ -103,19 +115,30 @@ def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
     return train_ds, test_ds, classes
 
 
-def make_loader(ds, batch_size: int, c: cfg.TrainConfig, d: Distributed, *, train: bool,
-                epoch: int = 0) -> DataLoader:
+def make_loader(
+    ds, batch_size: int, c: cfg.TrainConfig, d: Distributed, *, train: bool, epoch: int = 0
+) -> DataLoader:
     from ..data import collate_skip
 
     sampler = None
     if train:  # the same sampler for 1 or N processes: the same global order of samples
-        sampler = DistributedSampler(ds, num_replicas=d.world, rank=d.rank, shuffle=True,
-                                     seed=c.seed, drop_last=False)
+        sampler = DistributedSampler(
+            ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=c.seed, drop_last=False
+        )
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
-    return DataLoader(ds, batch_size=batch_size, sampler=sampler, shuffle=False,
-                      num_workers=c.workers, collate_fn=collate_skip, generator=generator,
-                      persistent_workers=False, pin_memory=False, drop_last=False)
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=c.workers,
+        collate_fn=collate_skip,
+        generator=generator,
+        persistent_workers=False,
+        pin_memory=False,
+        drop_last=False,
+    )
 
 
 def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, Any]:
@@ -131,7 +154,8 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
             if not c.new_head:
                 raise cfg.ConfigError(
                     f"{c.init_weights} has {wcard.num_classes} classes, the data has "
-                    f"{num_classes}: set new_head=true to fine-tune with a new classifier")
+                    f"{num_classes}: set new_head=true to fine-tune with a new classifier"
+                )
             model.reset_classifier(num_classes)
         kwargs["num_classes"] = num_classes
         return model, kwargs, wcard.preprocessing
@@ -141,11 +165,13 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
 
 def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for _name, p in model.named_parameters():
         # Caffe's replication: decay_mult 0 on biases; BatchNorm scales and shifts too
         (no_decay if p.ndim <= 1 else decay).append(p)
-    groups = [{"params": decay, "weight_decay": c.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": c.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
     if c.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=c.lr)
     return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
@@ -153,9 +179,14 @@ def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimiz
 
 def build_scheduler(c: cfg.TrainConfig, optimizer, steps_per_epoch: int):
     def factor(step: int) -> float:
-        return lr_factor(step / steps_per_epoch, schedule=c.lr_schedule, epochs=c.epochs,
-                         step_epochs=c.lr_step_epochs, gamma=c.lr_gamma,
-                         warmup_epochs=c.warmup_epochs)
+        return lr_factor(
+            step / steps_per_epoch,
+            schedule=c.lr_schedule,
+            epochs=c.epochs,
+            step_epochs=c.lr_step_epochs,
+            gamma=c.lr_gamma,
+            warmup_epochs=c.warmup_epochs,
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
@@ -210,8 +241,13 @@ def plot_curves(history: list[dict], path: Path) -> None:
 ProgressFactory = Callable[..., Any]
 
 
-def fit(c: cfg.TrainConfig, *, resume: bool = False, progress: ProgressFactory | None = None,
-        on_epoch: Callable[[dict], None] | None = None) -> dict:
+def fit(
+    c: cfg.TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressFactory | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
     """Train as `c` says; returns the final metrics and the paths written."""
     d = setup_distributed()
     device = pick_device(c.device, d)
@@ -227,18 +263,21 @@ def fit(c: cfg.TrainConfig, *, resume: bool = False, progress: ProgressFactory |
         raise cfg.ConfigError(f"batch_size {c.batch_size} does not split over {d.world} processes")
 
     train_ds, test_ds, classes = build_data(c, input_preprocessing(c), d)
+    torch.manual_seed(c.seed)  # the same initial weights whatever ran before
     model, model_kwargs, preprocessing = build_model(c, len(classes))
     model.to(device)
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
     averaged = None
     if c.polyak:
-        averaged = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(c.polyak_decay),
-                                 use_buffers=True)
+        averaged = AveragedModel(
+            model, multi_avg_fn=get_ema_multi_avg_fn(c.polyak_decay), use_buffers=True
+        )
     step: nn.Module = TrainStep(model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing)
     if d.world > 1:
         step = nn.parallel.DistributedDataParallel(
-            step, device_ids=[device.index] if device.type == "cuda" else None)
+            step, device_ids=[device.index] if device.type == "cuda" else None
+        )
     optimizer = build_optimizer(c, model)
     per_rank = c.batch_size // d.world
     steps_per_epoch = math.ceil(math.ceil(len(train_ds) / d.world) / per_rank)
@@ -268,34 +307,63 @@ def fit(c: cfg.TrainConfig, *, resume: bool = False, progress: ProgressFactory |
     for epoch in range(start_epoch, c.epochs):
         torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
         loader = make_loader(train_ds, per_rank, c, d, train=True, epoch=epoch)
-        bar = progress(total=len(train_ds) // d.world, desc=f"epoch {epoch + 1}/{c.epochs}",
-                       unit="img") if (progress and d.main and c.progress) else None
+        bar = (
+            progress(
+                total=len(train_ds) // d.world, desc=f"epoch {epoch + 1}/{c.epochs}", unit="img"
+            )
+            if (progress and d.main and c.progress)
+            else None
+        )
 
         def on_batch(info: dict, bar=bar) -> None:
             if bar is not None:
                 bar.update(info["n"])
-                bar.set_postfix(loss=f"{info['loss']:.3f}", acc=f"{info['acc']:.3f}",
-                                img_s=f"{info['images_per_s']:.1f}")
+                bar.set_postfix(
+                    loss=f"{info['loss']:.3f}",
+                    acc=f"{info['acc']:.3f}",
+                    img_s=f"{info['images_per_s']:.1f}",
+                )
 
         try:
             stats = train_one_epoch(
-                step, optimizer, loader, device=device, scheduler=scheduler, scaler=scaler,
-                averaged=averaged, amp=c.amp, channels_last=c.channels_last,
-                grad_clip=c.grad_clip, max_filter_rms=c.max_filter_rms, on_batch=on_batch)
+                step,
+                optimizer,
+                loader,
+                device=device,
+                scheduler=scheduler,
+                scaler=scaler,
+                averaged=averaged,
+                amp=c.amp,
+                channels_last=c.channels_last,
+                grad_clip=c.grad_clip,
+                max_filter_rms=c.max_filter_rms,
+                on_batch=on_batch,
+            )
         except NonFiniteLossError as e:
             raise TrainingError(
                 f"{e} in epoch {epoch + 1}: training stopped; the last good checkpoint "
-                f"({out / CHECKPOINT}) is kept. Lower lr (now {c.lr}) or set grad_clip") from None
+                f"({out / CHECKPOINT}) is kept. Lower lr (now {c.lr}) or set grad_clip"
+            ) from None
         finally:
             if bar is not None:
                 bar.close()
-        row = {"epoch": epoch + 1, "lr": optimizer.param_groups[0]["lr"],
-               "train_loss": stats["loss"], "train_main_loss": stats["main_loss"],
-               "train_acc": stats["acc"], "images_per_s": stats["images_per_s"],
-               "seconds": stats["seconds"], "skipped": len(stats["skipped"])}
+        row = {
+            "epoch": epoch + 1,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_loss": stats["loss"],
+            "train_main_loss": stats["main_loss"],
+            "train_acc": stats["acc"],
+            "images_per_s": stats["images_per_s"],
+            "seconds": stats["seconds"],
+            "skipped": len(stats["skipped"]),
+        }
         if stats["skipped"] and d.main:
-            log.warning("epoch %d: skipped %d unreadable images: %s", epoch + 1,
-                        len(stats["skipped"]), ", ".join(sorted(set(stats["skipped"]))[:10]))
+            log.warning(
+                "epoch %d: skipped %d unreadable images: %s",
+                epoch + 1,
+                len(stats["skipped"]),
+                ", ".join(sorted(set(stats["skipped"]))[:10]),
+            )
         if d.main:
             row.update(_evaluate(model, averaged, test_ds, per_rank, c, d, device))
             history.append(row)
@@ -311,10 +379,16 @@ def fit(c: cfg.TrainConfig, *, resume: bool = False, progress: ProgressFactory |
         if d.world > 1:
             dist.barrier()
 
-    result: dict[str, Any] = {"history": history, "out": str(out), "model": model,
-                              "averaged": averaged.module if averaged is not None else None}
+    result: dict[str, Any] = {
+        "history": history,
+        "out": str(out),
+        "model": model,
+        "averaged": averaged.module if averaged is not None else None,
+    }
     if d.main and history:
-        result.update(_finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out))
+        result.update(
+            _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out)
+        )
     if writer is not None:
         writer.close()
     return result
@@ -334,7 +408,8 @@ def _check_resumable(state: dict, c: cfg.TrainConfig) -> None:
         if saved.get(key) != getattr(c, key):
             raise CheckpointError(
                 f"the checkpoint was made with {key}={saved.get(key)!r}, this run has "
-                f"{key}={getattr(c, key)!r}: resume with the same settings or start a new --out")
+                f"{key}={getattr(c, key)!r}: resume with the same settings or start a new --out"
+            )
 
 
 def _tensorboard(c: cfg.TrainConfig, out: Path, d: Distributed):
@@ -353,42 +428,74 @@ def _evaluate(model, averaged, test_ds, batch_size, c, d, device) -> dict:
     m = evaluate_accuracy(model, loader, device=device, amp=c.amp, channels_last=c.channels_last)
     row = {"test_loss": m["loss"], "test_acc": m["acc"], "test_top5": m["top5"]}
     if averaged is not None:
-        p = evaluate_accuracy(averaged.module, loader, device=device, amp=c.amp,
-                              channels_last=c.channels_last)
-        row.update({"polyak_test_loss": p["loss"], "polyak_test_acc": p["acc"],
-                    "polyak_test_top5": p["top5"]})
+        p = evaluate_accuracy(
+            averaged.module, loader, device=device, amp=c.amp, channels_last=c.channels_last
+        )
+        row.update(
+            {
+                "polyak_test_loss": p["loss"],
+                "polyak_test_acc": p["acc"],
+                "polyak_test_top5": p["top5"],
+            }
+        )
     return row
 
 
 def _checkpoint(out, model, averaged, optimizer, scheduler, scaler, epoch, history, c) -> None:
-    save_checkpoint({
-        "model": model.state_dict(),
-        "averaged": averaged.state_dict() if averaged is not None else None,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "scaler": scaler.state_dict() if scaler is not None else None,
-        "epoch": epoch,
-        "history": history,
-        "rng": rng_state(),
-        "config": c.to_dict(),
-    }, out / CHECKPOINT)
+    save_checkpoint(
+        {
+            "model": model.state_dict(),
+            "averaged": averaged.state_dict() if averaged is not None else None,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(),
+            "scaler": scaler.state_dict() if scaler is not None else None,
+            "epoch": epoch,
+            "history": history,
+            "rng": rng_state(),
+            "config": c.to_dict(),
+        },
+        out / CHECKPOINT,
+    )
 
 
 def _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out) -> dict:
     """Save the raw and the averaged weights in our format, the curves, and return a summary."""
     last = history[-1]
-    pre = preprocessing.scaled(c.input_size) if preprocessing.crop != c.input_size else preprocessing
-    base = {"model": c.model, "model_kwargs": model_kwargs, "num_classes": len(classes),
-            "class_names": classes, "preprocessing": pre}
-    provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last["epoch"],
-                  "config": c.to_dict()}
-    paths = {"weights": str(save_weights(model, WeightsCard(
-        **base, provenance=provenance,
-        metrics={"test_acc": last["test_acc"], "test_top5": last["test_top5"]}), out / "model"))}
+    pre = (
+        preprocessing.scaled(c.input_size) if preprocessing.crop != c.input_size else preprocessing
+    )
+    base = {
+        "model": c.model,
+        "model_kwargs": model_kwargs,
+        "num_classes": len(classes),
+        "class_names": classes,
+        "preprocessing": pre,
+    }
+    provenance = {
+        "trained_by": "goingdeeper train",
+        "data": c.data,
+        "epochs": last["epoch"],
+        "config": c.to_dict(),
+    }
+    paths = {
+        "weights": str(
+            save_weights(
+                model,
+                WeightsCard(
+                    **base,
+                    provenance=provenance,
+                    metrics={"test_acc": last["test_acc"], "test_top5": last["test_top5"]},
+                ),
+                out / "model",
+            )
+        )
+    }
     if averaged is not None:
-        card = WeightsCard(**base, provenance={**provenance, "polyak_decay": c.polyak_decay},
-                           metrics={"test_acc": last["polyak_test_acc"],
-                                    "test_top5": last["polyak_test_top5"]})
+        card = WeightsCard(
+            **base,
+            provenance={**provenance, "polyak_decay": c.polyak_decay},
+            metrics={"test_acc": last["polyak_test_acc"], "test_top5": last["polyak_test_top5"]},
+        )
         paths["polyak_weights"] = str(save_weights(averaged.module, card, out / "model_polyak"))
     if c.plots:
         plot_curves(history, out / "curves.png")

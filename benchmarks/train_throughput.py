@@ -1,0 +1,140 @@
+"""Training throughput at 224x224, batch 32, aux heads on: our `googlenet` and
+`googlenet_torchvision` against torchvision's `googlenet`, measured in one run.
+
+Each model runs in every configuration (contiguous / channels-last x fp32 / bf16 autocast)
+and is reported in its fastest; the figure is the median of several timed steps after warm-up.
+
+    python benchmarks/train_throughput.py [--repeats 5] [--batch 32]
+
+Writes benchmarks/results/train_throughput.{md,json}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+import torchvision
+
+import goingdeeper as gd
+from goingdeeper.train.engine import TrainStep
+
+RESULTS = Path(__file__).parent / "results"
+
+
+def build(name: str) -> torch.nn.Module:
+    if name == "torchvision googlenet":
+        return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
+    return gd.create_model(name)
+
+
+class TorchvisionStep(torch.nn.Module):
+    """torchvision's model with the same loss (main + 0.3 x aux) as ours."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x, y):
+        out = self.model(x)
+        ce = torch.nn.functional.cross_entropy
+        return ce(out.logits, y) + 0.3 * (ce(out.aux_logits1, y) + ce(out.aux_logits2, y))
+
+
+def time_steps(name: str, channels_last: bool, bf16: bool, batch: int, repeats: int) -> list[float]:
+    torch.manual_seed(0)
+    model = build(name)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    step = TorchvisionStep(model) if name.startswith("torchvision") else TrainStep(model)
+    step.train()
+    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(batch, 3, 224, 224)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 1000, (batch,))
+    ctx = (lambda: torch.autocast("cpu", dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    times = []
+    for i in range(repeats + 1):  # the first step is warm-up
+        start = time.perf_counter()
+        with ctx():
+            out = step(x, y)
+        loss = out[0] if isinstance(out, tuple) else out
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--models", default="torchvision googlenet,googlenet,googlenet_torchvision")
+    args = parser.parse_args()
+    rows = []
+    for name in args.models.split(","):
+        best = None
+        for channels_last in (False, True):
+            for bf16 in (False, True):
+                times = time_steps(name, channels_last, bf16, args.batch, args.repeats)
+                ips = args.batch / statistics.median(times)
+                rows.append(
+                    {
+                        "model": name,
+                        "channels_last": channels_last,
+                        "bf16": bf16,
+                        "images_per_s": ips,
+                        "median_step_s": statistics.median(times),
+                    }
+                )
+                if best is None or ips > best["images_per_s"]:
+                    best = rows[-1]
+        best["fastest"] = True
+    ref = max(
+        r["images_per_s"]
+        for r in rows
+        if r["model"] == "torchvision googlenet" and r.get("fastest")
+    )
+    for r in rows:
+        r["ratio_vs_torchvision_fastest"] = r["images_per_s"] / ref
+    RESULTS.mkdir(exist_ok=True)
+    meta = {
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "batch": args.batch,
+        "repeats": args.repeats,
+    }
+    (RESULTS / "train_throughput.json").write_text(
+        json.dumps({"meta": meta, "rows": rows}, indent=2)
+    )
+    lines = [
+        f"Training step at 224x224, batch {args.batch}, aux heads on (loss main + 0.3 aux), "
+        f"SGD; median of {args.repeats} steps after warm-up; torch {torch.__version__}, "
+        f"{meta['threads']} threads.",
+        "",
+        "| model | channels-last | bf16 autocast | images/s | vs torchvision (fastest) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        mark = " **(fastest)**" if r.get("fastest") else ""
+        lines.append(
+            f"| {r['model']}{mark} | {r['channels_last']} | {r['bf16']} | "
+            f"{r['images_per_s']:.1f} | {r['ratio_vs_torchvision_fastest']:.2f}x |"
+        )
+    (RESULTS / "train_throughput.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Data sets and augmentation (SPEC part 3): every source is an `ImageDataset` of
+(image, label); bad images are skipped and reported through `collate_skip`."""
+
+from .datasets import (
+    DataError,
+    ImageDataset,
+    check_splits,
+    cifar_batches,
+    collate_skip,
+    digits,
+    image_folder,
+    mnist_idx,
+    open_dataset,
+    read_idx,
+    stratified_split,
+    tar_images,
+    torchvision_dataset,
+)
+from .transforms import (
+    GOOGLENET_INTERPOLATIONS,
+    RECIPES,
+    PCALighting,
+    PhotometricDistort,
+    RandomCrop,
+    RandomHorizontalFlip,
+    RandomSizedCrop,
+    ScaleJitter,
+    eval_transform,
+    train_transform,
+)
+
+__all__ = [
+    "GOOGLENET_INTERPOLATIONS",
+    "RECIPES",
+    "DataError",
+    "ImageDataset",
+    "PCALighting",
+    "PhotometricDistort",
+    "RandomCrop",
+    "RandomHorizontalFlip",
+    "RandomSizedCrop",
+    "ScaleJitter",
+    "check_splits",
+    "cifar_batches",
+    "collate_skip",
+    "digits",
+    "eval_transform",
+    "image_folder",
+    "mnist_idx",
+    "open_dataset",
+    "read_idx",
+    "stratified_split",
+    "tar_images",
+    "torchvision_dataset",
+    "train_transform",
+]

@@ -1,0 +1,363 @@
+"""Training augmentation as the papers describe it, and the evaluation transform.
+
+Recipes (`train_transform`), each ending in the model's stated input transform (`Preprocessing`:
+channel order, scale, mean, std), so that no transform is hidden:
+
+- googlenet: GoogLeNet section 6: random-sized crops (8%..100% of the area, aspect ratio in
+  [3/4, 4/3]), Howard's photometric distortions, a random interpolation, horizontal flips.
+- vgg: VGG section 3.1: scale jittering (shorter side S ~ U[256, 512]), random crop, flips and
+  AlexNet's RGB colour shift (PCA lighting).
+- alexnet: AlexNet sections 2 and 4.1: 256 x 256 center square, random 224 crops, flips, PCA
+  lighting noise.
+- simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR).
+- none: resize to size x size only.
+
+All randomness comes from torch's generator (`torch.rand`, `torch.randint`, or a
+`torch.Generator` given to a transform), never from `random` or numpy: `torch.manual_seed`
+makes a run reproducible, and the DataLoader seeds torch differently in each worker.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from PIL import Image, ImageEnhance
+from torch import Tensor
+from torchvision.transforms import Compose
+
+from ..preprocess import INTERPOLATIONS, Preprocessing, center_crop, to_rgb
+
+# GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability"
+GOOGLENET_INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic")
+# AlexNet section 4.1: eigenvalues and eigenvectors of the covariance of ImageNet's RGB pixels
+# (0..1 scale), as published with fb.resnet.torch. Rows are R, G, B; column j is eigenvector j
+# (the first, (-0.57, -0.58, -0.58), is overall brightness).
+IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
+IMAGENET_EIGVEC = (
+    (-0.5675, 0.7192, 0.4009),
+    (-0.5808, -0.0045, -0.8140),
+    (-0.5836, -0.6948, 0.4203),
+)
+RECIPES = ("googlenet", "vgg", "alexnet", "simple", "none")
+
+
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
+    """Uniform over low..high, both included."""
+    return int(torch.randint(low, high + 1, (), generator=generator))
+
+
+def _check_interpolation(name: str) -> None:
+    if name not in INTERPOLATIONS:
+        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
+
+
+def _resize_shorter(img: Image.Image, size: int, interpolation: str) -> Image.Image:
+    return Preprocessing(interpolation=interpolation).resize_shorter(img, size)
+
+
+@dataclass
+class RandomSizedCrop:
+    """GoogLeNet section 6: a patch of 8%..100% of the image area (uniform) with aspect ratio
+    uniform in [3/4, 4/3], resized to size x size with an interpolation drawn at random."""
+
+    size: int
+    area: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS
+    attempts: int = 10
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        self.interpolations = tuple(self.interpolations)
+        if not self.interpolations:
+            raise ValueError("RandomSizedCrop needs at least one interpolation")
+        for name in self.interpolations:
+            _check_interpolation(name)
+
+    def box(self, width: int, height: int) -> tuple[int, int, int, int]:
+        """(left, top, w, h) of one random patch of a width x height image."""
+        for _ in range(self.attempts):
+            area = _uniform(*self.area, self.generator) * width * height
+            ratio = _uniform(*self.ratio, self.generator)
+            w, h = round(math.sqrt(area * ratio)), round(math.sqrt(area / ratio))
+            if 0 < w <= width and 0 < h <= height:
+                left = _randint(0, width - w, self.generator)
+                return left, _randint(0, height - h, self.generator), w, h
+        # nothing fitted (a very elongated image): the largest central patch the ratio allows
+        w, h = width, height
+        if w / h < self.ratio[0]:
+            h = max(1, round(w / self.ratio[0]))
+        elif w / h > self.ratio[1]:
+            w = max(1, round(h * self.ratio[1]))
+        return (width - w) // 2, (height - h) // 2, w, h
+
+    def interpolation(self) -> str:
+        """One of `interpolations`, each with equal probability."""
+        return self.interpolations[_randint(0, len(self.interpolations) - 1, self.generator)]
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        left, top, w, h = self.box(*img.size)
+        resample = INTERPOLATIONS[self.interpolation()]
+        return img.resize((self.size, self.size), resample, box=(left, top, left + w, top + h))
+
+
+_ENHANCERS = {
+    "brightness": ImageEnhance.Brightness,
+    "contrast": ImageEnhance.Contrast,
+    "saturation": ImageEnhance.Color,  # PIL's "color" enhancement is saturation
+}
+
+
+@dataclass
+class PhotometricDistort:
+    """The "photometric distortions" GoogLeNet section 6 cites: Howard 2013 (arXiv:1312.5402)
+    section 2.1 changes contrast, brightness and color with PIL's ImageEnhance, in a random
+    order, each by a factor uniform in [0.5, 1.5] (1 leaves the image unchanged): a spread of
+    0.5. `hue` (not in Howard, off by default) also shifts the hue by up to +-hue of a turn."""
+
+    brightness: float = 0.5
+    contrast: float = 0.5
+    saturation: float = 0.5
+    hue: float = 0.0
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        for name in _ENHANCERS:
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} spread must lie in [0, 1], got {getattr(self, name)}")
+        if not 0.0 <= self.hue <= 0.5:
+            raise ValueError(f"hue shift must lie in [0, 0.5] of a turn, got {self.hue}")
+
+    def draw(self) -> list[tuple[str, float]]:
+        """The operations of one application, in order, with their factors (hue: its shift)."""
+        spreads = [(name, getattr(self, name)) for name in (*_ENHANCERS, "hue")]
+        spreads = [(name, s) for name, s in spreads if s > 0]
+        order = torch.randperm(len(spreads), generator=self.generator).tolist()
+        ops = []
+        for name, s in (spreads[i] for i in order):
+            low, high = (-s, s) if name == "hue" else (1.0 - s, 1.0 + s)
+            ops.append((name, _uniform(low, high, self.generator)))
+        return ops
+
+    @staticmethod
+    def apply(img: Image.Image, ops: Sequence[tuple[str, float]]) -> Image.Image:
+        for name, factor in ops:
+            if name == "hue":
+                img = _shift_hue(img, factor)
+            else:
+                img = _ENHANCERS[name](img).enhance(factor)
+        return img
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return self.apply(img, self.draw())
+
+
+def _shift_hue(img: Image.Image, turns: float) -> Image.Image:
+    hsv = np.array(img.convert("HSV"))
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + round(turns * 256)) % 256).astype(np.uint8)
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+@dataclass
+class RandomCrop:
+    """A size x size patch at a uniformly random position (an image smaller than that is
+    first scaled up so its shorter side is `size`)."""
+
+    size: int
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if min(img.size) < self.size:
+            img = _resize_shorter(img, self.size, "bilinear")
+        w, h = img.size
+        left = _randint(0, w - self.size, self.generator)
+        top = _randint(0, h - self.size, self.generator)
+        return img.crop((left, top, left + self.size, top + self.size))
+
+
+@dataclass
+class RandomHorizontalFlip:
+    """Mirror left-right with probability p (AlexNet section 4.1, GoogLeNet, VGG)."""
+
+    p: float = 0.5
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if torch.rand((), generator=self.generator).item() < self.p:
+            return img.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        return img
+
+
+@dataclass
+class ScaleJitter:
+    """VGG section 3.1 (multi-scale training): rescale so the shorter side is S, drawn
+    uniformly from [s_min, s_max] = [256, 512] for each image, then a random size x size crop."""
+
+    size: int = 224
+    scale: tuple[int, int] = (256, 512)
+    interpolation: str = "bilinear"
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        _check_interpolation(self.interpolation)
+        if not self.size <= self.scale[0] <= self.scale[1]:
+            raise ValueError(f"need size <= s_min <= s_max, got {self.size} and {self.scale}")
+
+    def draw_scale(self) -> int:
+        """One training scale S."""
+        return _randint(*self.scale, self.generator)
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        img = _resize_shorter(img, self.draw_scale(), self.interpolation)
+        return RandomCrop(self.size, self.generator)(img)
+
+
+@dataclass
+class CenterSquare:
+    """AlexNet section 2: rescale the shorter side to `size`, keep the central square."""
+
+    size: int
+    interpolation: str = "bilinear"
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return center_crop(_resize_shorter(img, self.size, self.interpolation), self.size)
+
+
+@dataclass
+class Resize:
+    """Resize to size x size, ignoring the aspect ratio (tiny images such as digits)."""
+
+    size: int
+    interpolation: str = "bilinear"
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return img.resize((self.size, self.size), INTERPOLATIONS[self.interpolation])
+
+
+@dataclass
+class PCALighting:
+    """AlexNet section 4.1: add sum_i alpha_i * eigval_i * eigvec_i to every pixel, with
+    alpha_i ~ N(0, 0.1) drawn once per image; ImageNet's RGB eigen-decomposition by default.
+    Works on a 3 x H x W tensor of RGB values in 0..1, before normalisation; no clipping (the
+    paper does not clip)."""
+
+    std: float = 0.1
+    eigval: tuple[float, float, float] = IMAGENET_EIGVAL
+    eigvec: tuple[tuple[float, float, float], ...] = IMAGENET_EIGVEC
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def offset(self, alpha: Tensor | None = None) -> Tensor:
+        """The RGB offset eigvec @ (alpha * eigval); alpha drawn ~ N(0, std) when not given."""
+        if alpha is None:
+            alpha = torch.randn(3, generator=self.generator) * self.std
+        eigvec = torch.tensor(self.eigvec, dtype=torch.float32)
+        return eigvec @ (alpha.float() * torch.tensor(self.eigval, dtype=torch.float32))
+
+    def __call__(self, rgb: Tensor) -> Tensor:
+        return rgb + self.offset().to(rgb.dtype).view(3, 1, 1)
+
+
+def to_unit_tensor(img: Image.Image) -> Tensor:
+    """An RGB image as a 3 x H x W float tensor of values in 0..1."""
+    return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
+
+
+def normalize(rgb: Tensor, preprocessing: Preprocessing) -> Tensor:
+    """RGB values in 0..1 to the network's input: `Preprocessing.to_tensor`'s formula."""
+    pixels = rgb * 255.0
+    if preprocessing.channel_order == "BGR":
+        pixels = pixels.flip(0)
+    mean = torch.tensor(preprocessing.mean, dtype=pixels.dtype).view(3, 1, 1)
+    std = torch.tensor(preprocessing.std, dtype=pixels.dtype).view(3, 1, 1)
+    return (pixels * preprocessing.scale - mean) / std
+
+
+@dataclass
+class ToModelInput:
+    """The last step of every recipe: an image to the network's input with `preprocessing`'s
+    channel order, scale, mean and std (any mode is first made RGB). With `lighting`, the
+    image passes through RGB values in 0..1 so the noise is added before normalisation."""
+
+    preprocessing: Preprocessing
+    lighting: Callable[[Tensor], Tensor] | None = None
+
+    def __call__(self, img: Image.Image) -> Tensor:
+        if img.mode != "RGB":
+            img = to_rgb(img)
+        if self.lighting is None:
+            return self.preprocessing.to_tensor(img)
+        return normalize(self.lighting(to_unit_tensor(img)), self.preprocessing)
+
+
+def train_transform(
+    recipe: str,
+    size: int,
+    preprocessing: Preprocessing,
+    *,
+    flip: bool = True,
+    photometric: bool | None = None,
+    interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS,
+    pca_lighting: bool | None = None,
+    scale_jitter: tuple[int, int] | int | None = None,
+) -> Callable[[Image.Image], Tensor]:
+    """The training transform of a recipe (see the module docstring), PIL image -> tensor.
+
+    `photometric` and `pca_lighting` default (None) to what the recipe's paper did:
+    photometric for googlenet, PCA lighting for alexnet and vgg; True or False forces them.
+    `scale_jitter`: vgg's (s_min, s_max), or one int for a fixed S; default (256, 512) scaled
+    by size / 224. `interpolations`: googlenet's choices. "none" ignores every option.
+    Pass flip=False for data whose mirror image changes its meaning (digits).
+    """
+    if recipe not in RECIPES:
+        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter)
+    if recipe == "none":
+        return Compose([*steps, ToModelInput(preprocessing)])
+    if photometric is None:
+        photometric = recipe == "googlenet"
+    if pca_lighting is None:
+        pca_lighting = recipe in ("alexnet", "vgg")  # VGG 3.1 uses AlexNet's RGB colour shift
+    if photometric:
+        steps.append(PhotometricDistort())
+    if flip:
+        steps.append(RandomHorizontalFlip())
+    steps.append(ToModelInput(preprocessing, PCALighting() if pca_lighting else None))
+    return Compose(steps)
+
+
+def _geometry(
+    recipe: str,
+    size: int,
+    preprocessing: Preprocessing,
+    interpolations: Sequence[str],
+    scale_jitter: tuple[int, int] | int | None,
+) -> list[Callable]:
+    interpolation = preprocessing.interpolation
+    if recipe == "googlenet":
+        return [RandomSizedCrop(size, interpolations=tuple(interpolations))]
+    if recipe == "vgg":
+        if scale_jitter is None:
+            scale_jitter = (round(256 * size / 224), round(512 * size / 224))
+        elif isinstance(scale_jitter, int):
+            scale_jitter = (scale_jitter, scale_jitter)
+        return [ScaleJitter(size, tuple(scale_jitter), interpolation)]
+    if recipe == "alexnet":  # 256 x 256 squares, random 224 crops: scaled with the crop size
+        square = eval_transform(size, preprocessing).resize
+        return [CenterSquare(square, interpolation), RandomCrop(size)]
+    return [Resize(size, interpolation)]
+
+
+def eval_transform(size: int, preprocessing: Preprocessing) -> Preprocessing:
+    """The weights' preprocessing for `size` x `size` inputs: itself when size is its crop,
+    else scaled in proportion (`Preprocessing.scaled`: 256/224 -> 37/32 for CIFAR's 32)."""
+    return preprocessing if size == preprocessing.crop else preprocessing.scaled(size)
