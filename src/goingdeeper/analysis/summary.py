@@ -92,20 +92,31 @@ def _macs(module: nn.Module, out: Tensor) -> int:
 
 
 def trace(
-    model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False, in_channels: int = 3
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    *,
+    aux: bool = False,
+    in_channels: int | None = None,
 ) -> list[Leaf]:
     """Run one image through `model` and record every leaf module that executed, in order.
 
     With `aux` the model runs in training mode (BatchNorm kept in eval mode, nothing updated),
-    so that training-only heads execute too.
+    so that training-only heads execute too. The image has `in_channels` planes, by default
+    the model's `in_channels` attribute where it has one (LeNet: 1), else 3.
     """
     return _trace(model, input_size, aux=aux, in_channels=in_channels)[0]
 
 
 def _trace(
-    model: nn.Module, input_size: int | tuple[int, int], *, aux: bool = False, in_channels: int = 3
+    model: nn.Module,
+    input_size: int | tuple[int, int],
+    *,
+    aux: bool = False,
+    in_channels: int | None = None,
 ) -> tuple[list[Leaf], dict[str, tuple[int, ...]]]:
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
+    if in_channels is None:
+        in_channels = getattr(model, "in_channels", 3)
     leaves: list[Leaf] = []
     outputs: dict[str, tuple[int, ...]] = {}  # output shape of every module that ran
     handles = []
@@ -204,6 +215,8 @@ def _depth(module: nn.Module) -> int:
     """Layers with weights along the longest path (Table 1's "depth")."""
     from ..models.googlenet import Inception, SeparableConv1
 
+    if getattr(module, "summary_depth", None) is not None:  # a block that states its own,
+        return module.summary_depth  # e.g. a residual block: its shortcut adds no depth
     if isinstance(module, Inception):
         return max(
             _depth(b)
@@ -281,13 +294,12 @@ def _stage_rows(
     order: list[str] = []
     by_stage: dict[str, list[Leaf]] = {}
     for leaf in leaves:
-        top = leaf.name.split(".")[0]
-        stage = member_of.get(top, top)
+        stage = _stage_of(leaf.name, member_of)
         if stage not in by_stage:
             order.append(stage)
             by_stage[stage] = []
         by_stage[stage].append(leaf)
-    children = dict(model.named_children())
+    children = dict(model.named_modules())  # group members may be dotted paths
     rows = []
     for stage in order:
         members = [children[n] for n in groups.get(stage, (stage,)) if n in children]
@@ -318,6 +330,17 @@ def _stage_rows(
             )
         )
     return rows
+
+
+def _stage_of(name: str, member_of: dict[str, str]) -> str:
+    """A leaf's stage: the group of its longest prefix named in `summary_groups` (which may
+    name nested modules, e.g. DenseNet's `features.denseblock1`), else its top-level module."""
+    parts = name.split(".")
+    for i in range(len(parts), 0, -1):
+        group = member_of.get(".".join(parts[:i]))
+        if group is not None:
+            return group
+    return parts[0]
 
 
 def _stage_type(members: list[nn.Module], leaves: list[Leaf]) -> str:

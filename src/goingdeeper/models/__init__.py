@@ -1,6 +1,6 @@
 """Model families; importing this package registers every model."""
 
-from . import googlenet  # noqa: F401
+from . import alexnet, densenet, googlenet, lenet, resnet, senet, vgg, xception  # noqa: F401
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "googlenet_loss"]

@@ -1,0 +1,379 @@
+"""AlexNet and ZFNet.
+
+Krizhevsky, Sutskever, Hinton, "ImageNet classification with deep convolutional neural
+networks", NIPS 2012 (no arXiv id). Zeiler, Fergus, "Visualizing and understanding
+convolutional networks", ECCV 2014, arXiv:1311.2901 (2013).
+
+`alexnet` is the paper's two-tower network (section 3.5, Fig. 2), one tower per GPU written as
+grouped convolutions: conv 96 11x11/4; ReLU; LRN; max pool 3x3/2; conv 256 5x5 (2 groups); LRN;
+pool; conv 384 3x3 (reads both towers); conv 384 3x3 (2 groups); conv 256 3x3 (2 groups); pool;
+FC 4096, FC 4096 (dropout 0.5 on both), FC 1000. 60,965,224 parameters. The LRN is the
+paper's b = a / (k + alpha sum a^2)^beta with k 2, n 5, alpha 1e-4, beta 0.75: PyTorch divides
+alpha by n, so it takes alpha 5e-4.
+
+`zfnet` is Fig. 3 of Zeiler & Fergus: layer 1 96 filters 7x7/2, layer 2 256 5x5/2, dense (not
+grouped) layers 3-5, max pool then contrast normalisation, 224x224 input, and its pools can
+return their switches for a deconvnet (`forward_with_switches`). `renormalize_filters` is the
+paper's filter renormalisation, for a trainer to call after each step.
+
+`alexnet_torchvision` is torchvision's single tower (64-192-384-256-256, no LRN,
+dropout before fc6 and fc7), 61,100,840 parameters, whose weights load through
+`goingdeeper.weights.torchvision_classic`.
+
+Where this code departs from the papers, and why:
+- An adaptive average pool to 6x6 sits before fc6 (as in torchvision). At the papers' input
+  sizes (227 for AlexNet, 224 for ZFNet) it is the identity; it lets other sizes through.
+- AlexNet's input is 227x227: the paper says 224, but only 227 gives its 55x55 first layer.
+- One LRN spans both towers, so at the tower boundary (maps 47/48) the window reads two maps of
+  the other tower; in the paper's two-GPU code each GPU normalised its own maps.
+- ZFNet's "contrast normalisation across feature maps" is not specified in the paper: it is
+  AlexNet's LRN here. Its sizes (110, 55, 26, 13, 13, 6 in Fig. 3) need a padding of 1 in layer
+  1 and pools that round up (Caffe's rule), which is what is built.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..preprocess import IMAGENET_RGB, Preprocessing
+from ..registry import ModelCard, register_model
+
+# Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75 on the plain sum; PyTorch's alpha is
+# divided by n (see SPEC "LRN conventions"), so it is 5 x 1e-4 here.
+LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 5e-4, 0.75, 2.0
+
+# name, kernels, size, stride, padding, groups; spatial sizes at the paper's input size
+ALEXNET_CONVS = [
+    ("conv1", 96, 11, 4, 0, 1),  # 227 -> 55, LRN, pool -> 27
+    ("conv2", 256, 5, 1, 2, 2),  # 27, LRN, pool -> 13; each tower reads its own 48 maps
+    ("conv3", 384, 3, 1, 1, 1),  # 13; "connected to all kernel maps in the second layer"
+    ("conv4", 384, 3, 1, 1, 2),  # 13
+    ("conv5", 256, 3, 1, 1, 2),  # 13, pool -> 6
+]
+ZFNET_CONVS = [
+    ("conv1", 96, 7, 2, 1, 1),  # 224 -> 110, pool -> 55, LRN
+    ("conv2", 256, 5, 2, 0, 1),  # 55 -> 26, pool -> 13, LRN
+    ("conv3", 384, 3, 1, 1, 1),  # 13
+    ("conv4", 384, 3, 1, 1, 1),  # 13
+    ("conv5", 256, 3, 1, 1, 1),  # 13, pool -> 6
+]
+TORCHVISION_CONVS = [
+    ("conv1", 64, 11, 4, 2, 1),  # 224 -> 55, pool -> 27
+    ("conv2", 192, 5, 1, 2, 1),  # 27, pool -> 13
+    ("conv3", 384, 3, 1, 1, 1),  # 13
+    ("conv4", 256, 3, 1, 1, 1),  # 13
+    ("conv5", 256, 3, 1, 1, 1),  # 13, pool -> 6
+]
+LRN_AFTER = ("conv1", "conv2")
+POOL_AFTER = ("conv1", "conv2", "conv5")  # overlapping pools, 3x3/2 (section 3.4)
+POOLED_SIZE = 6  # fc6 reads 256 x 6 x 6 = 9,216 values
+
+
+class PoolSwitches(NamedTuple):
+    """Where each max came from (flat indices into the pool's input) and that input's size:
+    what a deconvnet needs to unpool (Zeiler & Fergus section 2.1)."""
+
+    indices: Tensor
+    input_size: torch.Size
+
+
+class SwitchedForward(NamedTuple):
+    """`forward_with_switches`: the logits, every named layer's output, every pool's switches."""
+
+    logits: Tensor
+    activations: dict[str, Tensor]
+    switches: dict[str, PoolSwitches]
+
+
+def _conv_relu(cin: int, cout: int, k: int, s: int, p: int, groups: int) -> nn.Sequential:
+    conv = nn.Conv2d(cin, cout, k, stride=s, padding=p, groups=groups)
+    return nn.Sequential(OrderedDict(conv=conv, relu=nn.ReLU(inplace=True)))
+
+
+def _fc_relu(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(OrderedDict(fc=nn.Linear(cin, cout), relu=nn.ReLU(inplace=True)))
+
+
+def _out(n: int, k: int, s: int, p: int = 0, ceil: bool = False) -> int:
+    """PyTorch's output-size rule (ceil mode included)."""
+    if ceil:
+        o = -(-(n + 2 * p - k) // s) + 1
+        return o - 1 if (o - 1) * s >= n + p else o
+    return (n + 2 * p - k) // s + 1
+
+
+class AlexNet(nn.Module):
+    """AlexNet and its family (ZFNet, torchvision's tower); the paper's network by default.
+
+    Layers are named as in the papers and Caffe: conv1 ... conv5 (each a convolution and its
+    ReLU), lrn1, lrn2, pool1, pool2, pool5, fc6, fc7 (linear and ReLU), dropout6, dropout7, fc8.
+
+    Args:
+        num_classes: classifier outputs.
+        convs: the convolution table (`ALEXNET_CONVS`, `ZFNET_CONVS`, `TORCHVISION_CONVS`).
+        lrn: LRN after conv1 and conv2 (section 3.3).
+        lrn_after_pool: normalise after the pool (ZFNet, Fig. 3) instead of before (AlexNet).
+        ceil_pools: pools round their output size up (Caffe; ZFNet's Fig. 3 sizes need it).
+        fc_width: width of fc6 and fc7 (4096 in both papers).
+        dropout: dropout probability (0.5, section 4.2).
+        dropout_before_fc: dropout on the inputs of fc6 and fc7 (torchvision) instead of on
+            their outputs (the paper: "dropout in the first two fully-connected layers").
+        in_channels: input planes.
+        init: "alexnet" (section 5: N(0, 0.01), bias 1 in conv2, conv4, conv5, fc6, fc7),
+            "zfnet" (section 3: N(0, 0.01), biases 0) or "default" (PyTorch's, as torchvision).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        convs: list[tuple[str, int, int, int, int, int]] = ALEXNET_CONVS,
+        lrn: bool = True,
+        lrn_after_pool: bool = False,
+        ceil_pools: bool = False,
+        fc_width: int = 4096,
+        dropout: float = 0.5,
+        dropout_before_fc: bool = False,
+        in_channels: int = 3,
+        init: str = "alexnet",
+    ) -> None:
+        super().__init__()
+        if init not in ("alexnet", "zfnet", "default"):
+            raise ValueError(f"init must be 'alexnet', 'zfnet' or 'default', got {init!r}")
+        self.num_classes = num_classes
+        self.in_channels = in_channels
+        self.convs = [tuple(row) for row in convs]
+        self.ceil_pools = ceil_pools
+        self.feature_names: list[str] = []
+        channels = in_channels
+        for name, width, k, s, p, groups in self.convs:
+            self._add(name, _conv_relu(channels, width, k, s, p, groups))
+            channels = width
+            i = name[-1]
+            norm = pool = None
+            if lrn and name in LRN_AFTER:
+                norm = (f"lrn{i}", nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K))
+            if name in POOL_AFTER:
+                pool = (f"pool{i}", nn.MaxPool2d(3, stride=2, ceil_mode=ceil_pools))
+            for after in (pool, norm) if lrn_after_pool else (norm, pool):
+                if after is not None:
+                    self._add(*after)
+        self.num_features = channels
+        self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)  # identity at the paper's input size
+        self.dropout_before_fc = dropout_before_fc
+        self.fc6 = _fc_relu(channels * POOLED_SIZE * POOLED_SIZE, fc_width)
+        self.dropout6 = nn.Dropout(dropout)
+        self.fc7 = _fc_relu(fc_width, fc_width)
+        self.dropout7 = nn.Dropout(dropout)
+        self.fc8 = nn.Linear(fc_width, num_classes)
+        self.min_size = self._min_size()
+        if init != "default":
+            self._init_weights(init)
+
+    def _add(self, name: str, module: nn.Module) -> None:
+        self.add_module(name, module)
+        self.feature_names.append(name)
+
+    def _min_size(self) -> int:
+        for size in range(1, 1024):
+            n = size
+            for name, _, k, s, p, _ in self.convs:
+                n = _out(n, k, s, p)
+                if n >= 1 and name in POOL_AFTER:
+                    n = _out(n, 3, 2, ceil=self.ceil_pools) if n >= 3 else 0
+                if n < 1:
+                    break
+            if n >= 1:
+                return size
+        raise AssertionError("unreachable")
+
+    def _init_weights(self, init: str) -> None:
+        for name, m in self.named_modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.normal_(m.weight, 0.0, 0.01)
+                top = name.split(".")[0]
+                ones = init == "alexnet" and top in ("conv2", "conv4", "conv5", "fc6", "fc7")
+                nn.init.constant_(m.bias, 1.0 if ones else 0.0)  # "accelerates the early
+                # stages of learning by providing the ReLUs with positive inputs" (section 5)
+
+    def _check_input(self, x: Tensor) -> None:
+        if x.dim() != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(
+                f"expected a batch of images N x {self.in_channels} x H x W, got shape "
+                f"{tuple(x.shape)}"
+            )
+        if min(x.shape[-2:]) < self.min_size:
+            raise ValueError(
+                f"input {x.shape[-2]}x{x.shape[-1]} is too small: the smallest that works is "
+                f"{self.min_size}x{self.min_size}"
+            )
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """conv1 ... pool5 in the table's order: N x 256 x 6 x 6 at the paper's input size."""
+        for name in self.feature_names:
+            x = getattr(self, name)(x)
+        return x
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        x = torch.flatten(self.avgpool(x), 1)  # N x 9216
+        if self.dropout_before_fc:
+            x = self.fc7(self.dropout7(self.fc6(self.dropout6(x))))
+        else:
+            x = self.dropout7(self.fc7(self.dropout6(self.fc6(x))))
+        return self.fc8(x)  # N x num_classes
+
+    def forward(self, x: Tensor) -> Tensor:
+        self._check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+    def forward_with_switches(self, x: Tensor) -> SwitchedForward:
+        """The forward pass that also records every named layer's output and, for every max
+        pool, its switches: the input to a deconvnet (Zeiler & Fergus section 2.1)."""
+        self._check_input(x)
+        activations: dict[str, Tensor] = {}
+        switches: dict[str, PoolSwitches] = {}
+        for name in self.feature_names:
+            layer = getattr(self, name)
+            if isinstance(layer, nn.MaxPool2d):
+                size = x.shape
+                x, indices = F.max_pool2d(
+                    x,
+                    layer.kernel_size,
+                    layer.stride,
+                    layer.padding,
+                    layer.dilation,
+                    ceil_mode=layer.ceil_mode,
+                    return_indices=True,
+                )
+                switches[name] = PoolSwitches(indices, size)
+            else:
+                x = layer(x)
+            activations[name] = x
+        return SwitchedForward(self.forward_head(x), activations, switches)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new fc8 for `num_classes` outputs."""
+        self.num_classes = num_classes
+        self.fc8 = nn.Linear(self.fc8.in_features, num_classes)
+
+
+@torch.no_grad()
+def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
+    """Zeiler & Fergus section 3: "renormalize each filter in the convolutional layers whose
+    RMS value exceeds a fixed radius of 10^-1 to this fixed radius". Call after each optimiser
+    step. Returns how many filters were rescaled."""
+    rescaled = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            rms = w.pow(2).mean(dim=tuple(range(1, w.dim())), keepdim=True).sqrt()
+            over = rms > max_rms
+            if over.any():
+                w.mul_(torch.where(over, max_rms / rms, torch.ones_like(rms)))
+                rescaled += int(over.sum())
+    return rescaled
+
+
+# --- presets ---------------------------------------------------------------------------------
+
+# Section 2: "subtracting the mean activity over the training set from each pixel", raw RGB
+# 0..255; here the per-channel ImageNet mean. Shorter side 256, 227x227 crops.
+ALEXNET_PAPER = Preprocessing(
+    resize=256,
+    crop=227,
+    scale=1.0,
+    mean=(123.68, 116.78, 103.94),
+    std=(1.0, 1.0, 1.0),
+    note="AlexNet: RGB 0-255 minus the training-set mean (per channel here), 227x227 crops",
+)
+# Section 3: shorter side 256, centre 256x256, minus the per-pixel mean, 224x224 sub-crops
+ZFNET_PAPER = Preprocessing(
+    resize=256,
+    crop=224,
+    scale=1.0,
+    mean=(123.68, 116.78, 103.94),
+    std=(1.0, 1.0, 1.0),
+    note="ZFNet: RGB 0-255 minus the training-set mean (per channel here), 224x224 crops",
+)
+
+_ALEXNET = dict(
+    family="AlexNet",
+    title="ImageNet classification with deep convolutional neural networks",
+    authors="Krizhevsky, Sutskever, Hinton",
+    year=2012,
+    arxiv="",
+)
+
+
+@register_model(
+    ModelCard(
+        name="alexnet",
+        input_size=227,
+        preprocessing=ALEXNET_PAPER,
+        **_ALEXNET,
+        summary="the paper's two-tower network (NIPS 2012) as grouped convolutions, LRN",
+        deviations=(
+            "227x227 input (the paper's arithmetic; it says 224)",
+            "adaptive 6x6 pool before fc6 (identity at 227)",
+            "one LRN across both towers",
+        ),
+        top5_error="18.2% (1 CNN), 16.4% (5 CNNs) on validation; 15.3% test (7 CNNs)",
+    )
+)
+def alexnet(**kwargs) -> AlexNet:
+    """AlexNet as published: two towers (grouped conv2, conv4, conv5), LRN, 227x227 input."""
+    return AlexNet(**kwargs)
+
+
+@register_model(
+    ModelCard(
+        name="alexnet_torchvision",
+        input_size=224,
+        preprocessing=IMAGENET_RGB,
+        **_ALEXNET,
+        summary="torchvision's single-tower alexnet (64-192-384-256-256), parameter for parameter",
+        deviations=(
+            "one tower, 64-192-384-256-256 kernels (Krizhevsky 2014, 'One weird trick')",
+            "no LRN",
+            "conv1 padding 2 (224 input)",
+            "dropout before fc6 and fc7",
+            "adaptive 6x6 pool",
+            "PyTorch default init",
+        ),
+        top5_error="18.2% (1 CNN, the two-tower paper network); torchvision weights: 20.934%",
+    )
+)
+def alexnet_torchvision(**kwargs) -> AlexNet:
+    """torchvision's `alexnet` layout; its weights load via `weights.torchvision_classic`."""
+    layout = dict(convs=TORCHVISION_CONVS, lrn=False, dropout_before_fc=True, init="default")
+    return AlexNet(**{**layout, **kwargs})
+
+
+@register_model(
+    ModelCard(
+        name="zfnet",
+        family="ZFNet",
+        title="Visualizing and understanding convolutional networks",
+        authors="Zeiler, Fergus",
+        year=2013,
+        arxiv="1311.2901",
+        input_size=224,
+        preprocessing=ZFNET_PAPER,
+        summary="Fig. 3: 7x7/2 layer 1, 5x5/2 layer 2, dense layers 3-5; pool switches for a "
+        "deconvnet; filter renormalisation",
+        deviations=(
+            "contrast normalisation = AlexNet's LRN (not specified)",
+            "adaptive 6x6 pool before fc6 (identity at 224)",
+        ),
+        top5_error="16.5% (1 convnet, val); 14.8% test (6 convnets)",
+    )
+)
+def zfnet(**kwargs) -> AlexNet:
+    """ZFNet (Fig. 3 of Zeiler & Fergus); call `renormalize_filters` after each training step."""
+    layout = dict(convs=ZFNET_CONVS, lrn_after_pool=True, ceil_pools=True, init="zfnet")
+    return AlexNet(**{**layout, **kwargs})

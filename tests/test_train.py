@@ -1,0 +1,259 @@
+"""Training: exact resume, atomic checkpoints, NaN stop, distributed = single process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from goingdeeper.train import config as cfg
+from goingdeeper.train import fit
+from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
+from goingdeeper.train.engine import TrainStep, lr_factor, renormalize_filters
+from goingdeeper.train.trainer import TrainingError
+from goingdeeper.weights import load_weights
+
+TINY = dict(
+    model="lenet5",
+    model_args={},
+    input_size=32,
+    data="digits",
+    recipe="simple",
+    photometric=False,
+    epochs=3,
+    batch_size=16,
+    lr=0.01,
+    lr_schedule="step",
+    lr_step_epochs=1.0,
+    lr_gamma=0.5,
+    limit_train=64,
+    limit_test=32,
+    workers=0,
+    progress=False,
+    tensorboard=False,
+    plots=False,
+    polyak=True,
+    polyak_decay=0.9,
+)
+
+
+def tiny(tmp_path, **changes) -> cfg.TrainConfig:
+    return cfg.from_dict({**TINY, "out": str(tmp_path / "run"), **changes})
+
+
+def test_config_layers_and_errors(tmp_path):
+    (tmp_path / "a.toml").write_text("lr = 0.5\nepochs = 2\n")
+    (tmp_path / "b.yaml").write_text("epochs: 4\nmodel_args: {aux_logits: false}\n")
+    c = cfg.resolve(
+        "paper",
+        [str(tmp_path / "a.toml"), str(tmp_path / "b.yaml")],
+        ["batch_size=8", "interpolations=bilinear,nearest"],
+        seed=3,
+    )
+    assert (c.lr, c.epochs, c.batch_size, c.seed) == (0.5, 4, 8, 3)
+    assert (
+        c.momentum == 0.9 and c.lr_gamma == 0.96 and c.lr_step_epochs == 8 and c.aux_weight == 0.3
+    )
+    assert c.interpolations == ["bilinear", "nearest"] and c.model_args == {"aux_logits": False}
+    with pytest.raises(cfg.ConfigError, match="unknown config field"):
+        cfg.resolve(overrides=["learning_rate=1"])
+    with pytest.raises(cfg.ConfigError, match="expected a int"):
+        cfg.resolve(overrides=["epochs=many"])
+    with pytest.raises(cfg.ConfigError, match="unknown preset"):
+        cfg.resolve("imagenet22k")
+    assert set(cfg.list_presets()) >= {"paper", "digits", "mnist-lenet5", "cifar10", "finetune"}
+
+
+def test_paper_schedule_is_4_percent_every_8_epochs():
+    def f(e):
+        return lr_factor(
+            e,
+            schedule="step",
+            epochs=100,
+            step_epochs=8,
+            gamma=0.96,
+            warmup_epochs=0,
+        )
+
+    assert f(0) == 1 and f(7.99) == 1 and f(8) == pytest.approx(0.96)
+    assert f(16) == pytest.approx(0.96**2)
+
+
+def test_loss_is_main_plus_03_aux():
+    import goingdeeper as gd
+
+    model = gd.create_model("googlenet", num_classes=4, input_size=96)
+    x, y = torch.randn(2, 3, 96, 96), torch.tensor([0, 3])
+    torch.manual_seed(5)
+    loss, main, _ = TrainStep(model)(x, y)
+    torch.manual_seed(5)
+    out = model(x)
+    ce = torch.nn.functional.cross_entropy
+    expected = ce(out.logits, y) + 0.3 * (ce(out.aux1, y) + ce(out.aux2, y))
+    torch.testing.assert_close(loss, expected)
+    torch.testing.assert_close(main, ce(out.logits, y))
+
+
+def test_zfnet_filter_renormalisation():
+    conv = torch.nn.Conv2d(3, 4, 3)
+    with torch.no_grad():
+        conv.weight.mul_(100)
+        conv.weight[0].fill_(0.01)
+    renormalize_filters(conv, 0.1)
+    rms = conv.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
+    assert torch.allclose(rms[1:], torch.full((3,), 0.1), atol=1e-6)
+    assert torch.allclose(rms[0], torch.tensor(0.01))  # below the cap: untouched
+
+
+def test_run_writes_everything_and_resume_is_exact(tmp_path):
+    full = fit(tiny(tmp_path / "a", plots=True, tensorboard=True))
+    out = tmp_path / "a" / "run"
+    for name in (
+        "checkpoint.pt",
+        "log.csv",
+        "config.json",
+        "model.safetensors",
+        "model_polyak.safetensors",
+        "model_polyak.json",
+        "curves.png",
+    ):
+        assert (out / name).is_file(), name
+    assert any((out / "tensorboard").iterdir())
+    assert len(full["history"]) == 3
+
+    fit(tiny(tmp_path / "b", epochs=2))  # interrupted after two epochs ...
+    resumed = fit(tiny(tmp_path / "b", epochs=3), resume=True)  # ... and resumed
+    for a, b in zip(full["history"], resumed["history"], strict=True):
+        for key in ("train_loss", "train_acc", "test_loss", "polyak_test_loss", "lr"):
+            assert a[key] == b[key], (key, a, b)
+    model_a, card = load_weights(out / "model.safetensors")
+    model_b, _ = load_weights(tmp_path / "b" / "run" / "model.safetensors")
+    for (k, va), vb in zip(
+        model_a.state_dict().items(), model_b.state_dict().values(), strict=True
+    ):
+        assert torch.equal(va, vb), k
+    assert card.class_names == [str(i) for i in range(10)] or len(card.class_names) == 10
+
+
+def test_googlenet_with_aux_heads_trains(tmp_path):
+    """The demo's network: aux heads on at the smallest input their 5x5 pool takes."""
+    result = fit(
+        tiny(
+            tmp_path,
+            model="googlenet",
+            input_size=80,
+            epochs=1,
+            limit_train=32,
+            limit_test=16,
+            lr=0.005,
+        )
+    )
+    row = result["history"][0]
+    assert row["train_loss"] > row["train_main_loss"] > 0  # main + 0.3 x aux
+    model, card = load_weights(tmp_path / "run" / "model_polyak.safetensors")
+    assert model.aux1 is not None and card.preprocessing.crop == 80
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    fit(tiny(tmp_path, epochs=1))
+    with pytest.raises(Exception, match="batch_size"):
+        fit(tiny(tmp_path, epochs=2, batch_size=8), resume=True)
+
+
+def test_checkpoint_write_killed_midway_keeps_the_previous_one(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint({"epoch": 1, "w": torch.ones(3)}, path)
+
+    def dies_midway(obj, f, *args, **kwargs):
+        f.write(b"partial bytes of a checkpoint")
+        raise KeyboardInterrupt  # the process is killed while writing
+
+    monkeypatch.setattr(torch, "save", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"epoch": 2, "w": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["epoch"] == 1 and torch.equal(state["w"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    fit(tiny(tmp_path, epochs=1))
+    before = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    forward = TrainStep.forward
+    calls = []
+
+    def diverges(self, x, y):  # the third batch of epoch 2 blows up
+        loss, main, logits = forward(self, x, y)
+        calls.append(1)
+        return (loss * float("nan") if len(calls) == 3 else loss), main, logits
+
+    monkeypatch.setattr(TrainStep, "forward", diverges)
+    with pytest.raises(TrainingError, match="last good checkpoint"):
+        fit(tiny(tmp_path, epochs=2), resume=True)
+    after = load_checkpoint(tmp_path / "run" / "checkpoint.pt")
+    assert after["epoch"] == before["epoch"] == 1
+    for k in before["model"]:
+        assert torch.equal(before["model"][k], after["model"][k])
+
+
+DDP_SCRIPT = textwrap.dedent("""
+    import json, os, sys
+    import torch
+    from safetensors.torch import save_file
+    from goingdeeper.train import config as cfg
+    from goingdeeper.train import fit
+    torch.set_num_threads(1)
+    c = cfg.from_dict(json.loads(sys.argv[1]))
+    result = fit(c)
+    rank = int(os.environ.get("RANK", "0"))
+    save_file({k: v.contiguous() for k, v in result["model"].state_dict().items()},
+              os.path.join(c.out, f"rank{rank}.safetensors"))
+""")
+
+
+def test_distributed_two_cpu_processes_match_one(tmp_path):
+    import json
+
+    from safetensors.torch import load_file
+
+    script = tmp_path / "run_fit.py"
+    script.write_text(DDP_SCRIPT)
+    base = {**TINY, "epochs": 2, "polyak": False, "recipe": "none", "flip": False, "batch_size": 16}
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = {**base, "out": str(tmp_path / "one")}
+    two = {**base, "out": str(tmp_path / "two")}
+    r = subprocess.run(
+        [sys.executable, str(script), json.dumps(one)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-2000:]
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc_per_node=2",
+            "--master_port=29517",
+            str(script),
+            json.dumps(two),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    single = load_file(str(tmp_path / "one" / "rank0.safetensors"))
+    rank0 = load_file(str(tmp_path / "two" / "rank0.safetensors"))
+    rank1 = load_file(str(tmp_path / "two" / "rank1.safetensors"))
+    for k in single:
+        assert torch.equal(rank0[k], rank1[k]), k  # DDP keeps the replicas identical
+        torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=1e-4)
