@@ -28,7 +28,11 @@ def shared_data() -> Path:
     return DATA
 
 
+if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: -n 2 fills both cores
+    torch.set_num_threads(1)
+
+
 @pytest.fixture(autouse=True)
-def _seed_and_threads():
+def _seed():
     torch.manual_seed(0)
     yield

@@ -1,6 +1,11 @@
-"""Model families; importing this package registers every model."""
+"""Model families; importing this package registers every model.
 
-from . import alexnet, densenet, googlenet, lenet, resnet, senet, vgg, xception  # noqa: F401
+The import order is the registration order, and so the order of `goingdeeper models`: the
+line as it grew, paper by paper.
+"""
+# isort: skip_file
+
+from . import lenet, alexnet, vgg, googlenet, resnet, densenet, xception, senet  # noqa: F401
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 
 __all__ = ["GoogLeNet", "GoogLeNetOutputs", "googlenet_loss"]
