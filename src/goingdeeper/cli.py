@@ -42,6 +42,14 @@ def _model_args(pairs: list[str]) -> dict:
     return out
 
 
+def _si(n: int) -> str:
+    """Multiply-adds in G (10^9), M or K, as the papers print them."""
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.3f} {unit}"
+    return str(n)
+
+
 # --- commands -------------------------------------------------------------------------------
 
 
@@ -55,15 +63,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     if args.format == "json":
         print(json.dumps([c.to_dict() for c in cards], indent=2))
         return 0
-    header = ["model", "paper", "year", "input", "params", "MACs", "top-5 error (paper)"]
+    header = ["model", "paper", "year", "depth", "input", "params", "MACs", "error (paper)"]
     body = [
         [
             c.name,
             c.title,
             str(c.year),
+            str(c.depth),
             f"{c.input_size}x{c.input_size}",
             f"{c.params:,}",
-            f"{c.macs / 1e9:.3f} G",
+            _si(c.macs),
             c.top5_error,
         ]
         for c in cards
@@ -233,6 +242,22 @@ def _print_training_result(config, result: dict) -> None:
         f"({sum(h['seconds'] for h in result['history']):.0f} s of training):"
     )
     print(render_table(["model", "top-1 acc", "top-5 acc", "weights"], rows, 1))
+    if result.get("views"):
+        print("\nThe paper's test protocol (section 7: softmax averaged over the views):")
+        body = [
+            [
+                v["model"],
+                v["views"],
+                str(v["images"]),
+                str(v["cost"]),
+                f"{v['top1_accuracy']:.2%}",
+                f"{v['top5_accuracy']:.2%}",
+                f"{v['seconds']:.0f}",
+            ]
+            for v in result["views"]
+        ]
+        header = ["model", "views", "images", "cost", "top-1 acc", "top-5 acc", "seconds"]
+        print(render_table(header, body, 2))
     for key in ("curves", "log", "checkpoint"):
         if key in result["paths"]:
             print(f"{key}: {result['paths'][key]}")
@@ -349,6 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.set_defaults(func=cmd_train)
 
+    from .visualize.commands import add_visualize_commands
+
+    add_visualize_commands(sub)
+
     p = sub.add_parser(
         "predict",
         help="top-5 classes of images",
@@ -372,6 +401,7 @@ def main(argv: list[str] | None = None) -> int:
     from .train.checkpoint import CheckpointError
     from .train.config import ConfigError
     from .train.trainer import TrainingError
+    from .visualize.trace import VisualizeError
     from .weights import WeightsError
 
     user_errors = (
@@ -383,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
         ConfigError,
         CheckpointError,
         TrainingError,
+        VisualizeError,
     )
 
     parser = build_parser()

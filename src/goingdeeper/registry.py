@@ -37,6 +37,7 @@ class ModelCard:
     top5_error: str = ""  # as the paper reports it, with its protocol
     params: int | None = None  # filled by model_card(): at input_size, default kwargs
     macs: int | None = None
+    depth: int | None = None  # layers with weights along the longest path
 
     def to_dict(self) -> dict:
         return {
@@ -115,13 +116,14 @@ def create_model(name: str, **kwargs) -> nn.Module:
 @cache
 def model_card(name: str) -> ModelCard:
     """The model's card, with its parameter and MAC counts at its default input size."""
-    from .analysis import count_params_macs
+    from .analysis import summarize
 
     entry = _entry(name)
     with torch.random.fork_rng():  # reading a card must not move anybody's random numbers
         model = entry.builder(aux_logits=False) if _takes_aux(entry) else entry.builder()
-    params, macs = count_params_macs(model, entry.card.input_size)
-    return replace(entry.card, params=params, macs=macs)
+    summary = summarize(model, entry.card.input_size, name=name)
+    depth = sum(row.depth for row in summary.rows)
+    return replace(entry.card, params=summary.total_params, macs=summary.total_macs, depth=depth)
 
 
 def _takes_aux(entry: _Entry) -> bool:

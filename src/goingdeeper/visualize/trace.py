@@ -1,0 +1,270 @@
+"""Watch a forward pass: which layers ran, in what order, and where each max pool took its max.
+
+Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014,
+arXiv:1311.2901, section 2.1: the deconvnet needs the *switches* of every max pool, "the
+locations of the maxima within each pooling region", recorded during the forward pass.
+
+The model is never modified: forward hooks record every leaf module that runs (so the order is
+the order of execution, whatever `forward` looks like) and, for each `MaxPool2d`, the argmax of
+every window. The record is enough to invert the network where it is a chain: each module reads
+the tensor the module before it returned, except inside a *concat* module (GoogLeNet's
+`Inception`), whose branches all read the module's input and are concatenated on channels in the
+order they ran. The hooks check this as the model runs (`Step.chained`): a residual addition
+(ResNet, Xception) or any other operation outside modules breaks the chain, and projecting
+across such a break is refused rather than silently wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ..models.googlenet import Inception
+
+# Modules whose branches read one input and are concatenated on channels (paper Fig. 2b).
+CONCAT_MODULES: tuple[type[nn.Module], ...] = (Inception,)
+# Modules that only hold other modules: their children are the layers a person names.
+CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+class VisualizeError(ValueError):
+    """A visualization that cannot be made, with a one-line message for a person."""
+
+
+class UnknownLayerError(VisualizeError):
+    """A layer name the model does not have (the message lists the ones it has)."""
+
+
+@dataclass
+class Step:
+    """One call of a leaf module, with the shapes it saw."""
+
+    name: str
+    module: nn.Module
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    switches: Tensor | None = None  # MaxPool2d: each window's argmax, flat over the input H*W
+    chained: bool = True  # it read the output of the step before it (or the model's input)
+
+
+@dataclass
+class Concat:
+    """One call of a concat module: its branches, each the steps that ran inside it."""
+
+    name: str
+    branch_names: list[str] = field(default_factory=list)
+    branches: list[list[Step]] = field(default_factory=list)
+    out_channels: int | None = None  # of the module's output (the concatenation)
+
+    @property
+    def widths(self) -> list[int]:
+        """Output channels of each branch, in concatenation order."""
+        return [branch[-1].out_shape[1] for branch in self.branches]
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return self.branches[0][0].in_shape
+
+
+Item = Step | Concat
+
+
+@dataclass
+class Trace:
+    """What one forward pass did (batch of N), enough to project back to pixels."""
+
+    items: list[Item]  # leaves outside concat modules, and concat modules, in execution order
+    input_shape: tuple[int, ...]
+    shapes: dict[str, tuple[int, ...]]  # every module that returned a tensor -> its shape
+    layers: list[str]  # the layer names a person uses (conv1 ... inception5b), 4-D outputs
+    outputs: dict[str, Tensor] = field(default_factory=dict)  # the layers asked to be kept
+
+
+class _Stop(Exception):
+    """Raised from a hook once everything asked for is recorded: the rest need not run."""
+
+
+@contextmanager
+def evaluating(model: nn.Module):
+    """Eval mode for the duration (dropout off, BatchNorm on running statistics), then restored."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def layer_names(model: nn.Module) -> list[str]:
+    """The model's layers as people name them: its children, looking through plain containers
+    (`features.0` in a Sequential stack; `conv1`, `inception3a` in GoogLeNet)."""
+    names: list[str] = []
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module.named_children():
+            if isinstance(child, CONTAINERS):
+                walk(child, f"{prefix}{name}.")
+            else:
+                names.append(f"{prefix}{name}")
+
+    walk(model, "")
+    return names
+
+
+def _switches(pool: nn.MaxPool2d, x: Tensor) -> Tensor:
+    # The pool ran without indices; run it again with them (same kernel, same argmax).
+    _, indices = F.max_pool2d(
+        x,
+        pool.kernel_size,
+        pool.stride,
+        pool.padding,
+        pool.dilation,
+        ceil_mode=pool.ceil_mode,
+        return_indices=True,
+    )
+    return indices
+
+
+def _concat_owner(name: str, concat_names: list[str]) -> str | None:
+    for owner in concat_names:
+        if name.startswith(owner + "."):
+            return owner
+    return None
+
+
+def group_steps(steps: Iterable[Step], concat_names: list[str]) -> list[Item]:
+    """Fold the steps that ran inside a concat module into one `Concat` item per call."""
+    items: list[Item] = []
+    for step in steps:
+        owner = _concat_owner(step.name, concat_names)
+        if owner is None:
+            items.append(step)
+            continue
+        branch = step.name[len(owner) + 1 :].split(".")[0]
+        last = items[-1] if items else None
+        if not (isinstance(last, Concat) and last.name == owner):
+            last = Concat(owner)
+            items.append(last)
+        if branch not in last.branch_names:
+            last.branch_names.append(branch)
+            last.branches.append([])
+        last.branches[last.branch_names.index(branch)].append(step)
+    return items
+
+
+def unknown_layer(layer: str, known: list[str]) -> UnknownLayerError:
+    return UnknownLayerError(
+        f"unknown layer {layer!r}; the layers of this model are: {', '.join(known)}"
+    )
+
+
+class _Chain:
+    """Follows the tensor that flows from module to module, to tell a chain from a graph."""
+
+    def __init__(self, x: Tensor, concat_names: list[str]) -> None:
+        self.top: Tensor | None = x  # the output of the last top-level module (or the input)
+        self.concat_names = concat_names
+        self.concat_input: Tensor | None = None
+        self.branch: tuple[str, str] | None = None  # (concat module, branch) running now
+        self.branch_last: Tensor | None = None
+
+    def follows(self, name: str, inp: Tensor, out: Tensor) -> bool:
+        """Whether the leaf `name` read what the chain says it should; then advance."""
+        owner = _concat_owner(name, self.concat_names)
+        if owner is None:
+            ok, self.top = inp is self.top, out
+            return ok
+        branch = (owner, name[len(owner) + 1 :].split(".")[0])
+        if branch != self.branch:  # a branch starts: it reads the module's input
+            if self.branch is None or self.branch[0] != owner:
+                self.concat_input = self.top
+            self.branch = branch
+            ok = inp is self.concat_input
+        else:
+            ok = inp is self.branch_last
+        self.branch_last = out
+        return ok
+
+    def concat_done(self, out: Tensor) -> None:
+        self.top, self.branch, self.branch_last = out, None, None
+
+
+def record(
+    model: nn.Module, x: Tensor, *, keep: Iterable[str] = (), stop_early: bool = True
+) -> Trace:
+    """Run `model(x)` in eval mode without gradients and record its steps and pool switches.
+
+    `keep`: layer (module) names whose outputs to keep in `Trace.outputs`. With `stop_early`
+    the forward pass stops as soon as they are all recorded (nothing later is needed).
+    """
+    keep = list(dict.fromkeys(keep))
+    modules = dict(model.named_modules())
+    concat_names = [n for n, m in modules.items() if isinstance(m, CONCAT_MODULES)]
+    missing = [name for name in keep if name not in modules or name == ""]
+    steps: list[Step] = []
+    shapes: dict[str, tuple[int, ...]] = {}
+    outputs: dict[str, Tensor] = {}
+    wanted = set(keep) if stop_early and not missing else set()
+    chain = _Chain(x, concat_names)
+
+    def leaf_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple, out) -> None:
+            inp = inputs[0]
+            tensor = out[0] if isinstance(out, tuple) else out
+            step = Step(name, module, tuple(inp.shape), tuple(tensor.shape))
+            if isinstance(module, nn.MaxPool2d):
+                step.switches = out[1] if isinstance(out, tuple) else _switches(module, inp)
+            step.chained = chain.follows(name, inp, tensor)
+            steps.append(step)
+
+        return hook
+
+    def any_hook(name: str):
+        def hook(module: nn.Module, inputs: tuple, out) -> None:
+            if not isinstance(out, Tensor):
+                return
+            shapes[name] = tuple(out.shape)
+            if name in concat_names:
+                chain.concat_done(out)
+            if name in keep:
+                outputs[name] = out.detach().clone()  # a later in-place ReLU must not change it
+            if wanted and wanted <= outputs.keys():
+                raise _Stop
+
+        return hook
+
+    handles = []
+    for name, module in modules.items():
+        if name and not any(True for _ in module.children()):
+            handles.append(module.register_forward_hook(leaf_hook(name)))
+        if name:
+            handles.append(module.register_forward_hook(any_hook(name)))
+    try:
+        with evaluating(model), torch.no_grad():
+            model(x)
+    except _Stop:
+        pass
+    finally:
+        for handle in handles:
+            handle.remove()
+
+    people = [n for n in layer_names(model) if len(shapes.get(n, ())) == 4]
+    for name in keep:
+        if name not in shapes:
+            raise unknown_layer(name, people)
+    items = group_steps(steps, concat_names)
+    for item in items:
+        if isinstance(item, Concat) and item.name in shapes:
+            item.out_channels = shapes[item.name][1]
+    return Trace(
+        items=items,
+        input_shape=tuple(x.shape),
+        shapes=shapes,
+        layers=people,
+        outputs=outputs,
+    )
