@@ -42,7 +42,7 @@ def test_torchvision_layout_counts_equal_torchvision():
 def flop_counter_macs(model: torch.nn.Module, size: int) -> int:
     model.eval()
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(torch.zeros(1, 3, size, size))
+        model(torch.zeros(1, getattr(model, "in_channels", 3), size, size))
     return counter.get_total_flops() // 2
 
 

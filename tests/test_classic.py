@@ -234,6 +234,14 @@ def test_rbf_output_is_negative_squared_distance_to_fixed_codes():
     )
 
 
+def test_lenet_cards_take_one_grayscale_plane():
+    for name in ("lenet1", "lenet5", "lenet5_modern"):
+        card = gd.model_card(name)
+        assert card.preprocessing.channels == gd.create_model(name).in_channels == 1
+        assert card.preprocessing.crop == card.input_size == INPUT_SIZE[name]
+    assert gd.model_card("lenet5").params == 60_000 and gd.model_card("lenet5").depth == 7
+
+
 def test_lenet_rejects_wrong_input():
     with pytest.raises(ValueError, match="LeNet-5 takes N x 1 x 32 x 32"):
         gd.create_model("lenet5")(torch.zeros(1, 1, 28, 28))

@@ -119,7 +119,9 @@ def model_card(name: str) -> ModelCard:
     from .analysis import summarize
 
     entry = _entry(name)
-    with torch.random.fork_rng():  # reading a card must not move anybody's random numbers
+    # counting needs shapes, not values: build on the meta device (VGG would take seconds),
+    # and without moving anybody's random numbers
+    with torch.random.fork_rng(), torch.device("meta"):
         model = entry.builder(aux_logits=False) if _takes_aux(entry) else entry.builder()
     summary = summarize(model, entry.card.input_size, name=name)
     depth = sum(row.depth for row in summary.rows)

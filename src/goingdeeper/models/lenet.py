@@ -477,21 +477,23 @@ class LeNet1(nn.Module):
 # --- presets ---------------------------------------------------------------------------------
 
 # Section II.A: "the background level (white) corresponds to -0.1 and the foreground (black)
-# to 1.175": MNIST ink 0..255 -> -0.1 + 1.275 * p / 255. One plane (the consumer keeps one
-# channel); MNIST's 28x28 digits are padded by 2 pixels to 32x32, not resized.
+# to 1.175": MNIST ink 0..255 -> -0.1 + 1.275 * p / 255, one grayscale plane ("L"). The paper
+# pads MNIST's 28x28 digits by 2 pixels to 32x32; a 28x28 image given to this transform is
+# resized instead (Preprocessing has no padding step).
 LENET5_MNIST = Preprocessing(
-    channel_order="L",
     resize=32,
     crop=32,
+    channel_order="L",
     scale=1.275 / 255.0,
     mean=(0.1, 0.1, 0.1),
     std=(1.0, 1.0, 1.0),
-    note="LeNet-5: one grayscale plane, 28x28 MNIST padded to 32x32; background -0.1, ink 1.175",
+    note="LeNet-5: one grayscale plane, 32x32 (MNIST padded from 28x28); background -0.1, "
+    "ink 1.175",
 )
 LENET1_MNIST = Preprocessing(
-    channel_order="L",
     resize=28,
     crop=28,
+    channel_order="L",
     scale=1.275 / 255.0,
     mean=(0.1, 0.1, 0.1),
     std=(1.0, 1.0, 1.0),
@@ -499,12 +501,12 @@ LENET1_MNIST = Preprocessing(
     "LeNet-5's scaling (-0.1 background, 1.175 ink)",
 )
 MNIST_STANDARDIZED = Preprocessing(
-    channel_order="L",
     resize=32,
     crop=32,
+    channel_order="L",
     mean=(0.1307, 0.1307, 0.1307),
     std=(0.3081, 0.3081, 0.3081),
-    note="one grayscale plane, 28x28 MNIST padded to 32x32; MNIST mean 0.1307, std 0.3081",
+    note="one grayscale plane, 32x32 (MNIST padded from 28x28); MNIST mean 0.1307, std 0.3081",
 )
 
 _PAPER = dict(
