@@ -74,7 +74,8 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool = True
     plots: bool = True
-    eval_views: list[str] = field(default_factory=lambda: ["1"])  # final evaluation protocol
+    eval_views: list[str] = field(default_factory=lambda: ["1"])  # final protocol: 1, 10, 144
+    eval_limit: int = 0  # multi-view evaluations on the first N test images only; 0 = all
     limit_train: int = 0  # use only the first N training samples (smoke runs); 0 = all
     limit_test: int = 0
 

@@ -8,6 +8,7 @@ group (NCCL on GPUs, gloo on CPUs). The batch size in the config is the global o
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import math
 import os
@@ -387,7 +388,7 @@ def fit(
     }
     if d.main and history:
         result.update(
-            _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out)
+            _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out, test_ds)
         )
     if writer is not None:
         writer.close()
@@ -458,12 +459,72 @@ def _checkpoint(out, model, averaged, optimizer, scheduler, scaler, epoch, histo
     )
 
 
-def _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, out) -> dict:
-    """Save the raw and the averaged weights in our format, the curves, and return a summary."""
-    last = history[-1]
-    pre = (
+class _TestImages:
+    """(PIL image, label) pairs of a test set, decoded when asked for (slices too)."""
+
+    def __init__(self, ds, limit: int = 0):
+        indices = list(range(len(ds)))
+        while isinstance(ds, Subset):
+            indices = [ds.indices[i] for i in indices]
+            ds = ds.dataset
+        self.ds, self.indices = ds, indices[:limit] if limit else indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = self.indices[i]
+        try:
+            return self.ds.load(k), self.ds.targets[k]
+        except Exception:  # noqa: BLE001 - the evaluator counts and names unreadable files
+            return self.ds.describe(k), self.ds.targets[k]
+
+
+def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:
+    """The paper's test protocol (section 7) on the test set, for each finished model."""
+    from ..evaluate import evaluate
+
+    rows = []
+    for views in c.eval_views:
+        items = _TestImages(test_ds, c.eval_limit if views != "1" else 0)
+        for name, model in models:
+            r = evaluate([(model.eval(), pre)], items, views=views, batch_size=128)
+            rows.append(
+                {
+                    "model": name,
+                    "views": views,
+                    "images": r["images"],
+                    "top1_accuracy": r["top1_accuracy"],
+                    "top5_accuracy": r["top5_accuracy"],
+                    "cost": r["cost"],
+                    "seconds": r["seconds"],
+                }
+            )
+    return rows
+
+
+def card_preprocessing(preprocessing, c: cfg.TrainConfig):
+    """What the trained weights expect: the whole image resized for small-image recipes (as in
+    training), else the weights' own protocol scaled to the training size."""
+    from ..preprocess import Preprocessing
+
+    if c.recipe in ("simple", "none"):
+        values = {**preprocessing.to_dict(), "resize": c.input_size, "crop": c.input_size}
+        values["mean"], values["std"] = preprocessing.mean, preprocessing.std
+        return Preprocessing(**values)
+    return (
         preprocessing.scaled(c.input_size) if preprocessing.crop != c.input_size else preprocessing
     )
+
+
+def _finish(
+    model, averaged, model_kwargs, classes, preprocessing, history, c, out, test_ds=None
+) -> dict:
+    """Save the raw and the averaged weights in our format, the curves, and return a summary."""
+    last = history[-1]
+    pre = card_preprocessing(preprocessing, c)
     base = {
         "model": c.model,
         "model_kwargs": model_kwargs,
@@ -502,4 +563,10 @@ def _finish(model, averaged, model_kwargs, classes, preprocessing, history, c, o
         paths["curves"] = str(out / "curves.png")
     paths["log"] = str(out / "log.csv")
     paths["checkpoint"] = str(out / CHECKPOINT)
-    return {"final": last, "paths": paths}
+    views = []
+    if test_ds is not None and c.eval_views:
+        final = [("Polyak average", averaged.module)] if averaged is not None else []
+        views = evaluate_views(final or [("raw weights", model)], pre, test_ds, c)
+        (out / "views.json").write_text(json.dumps(views, indent=2) + "\n")
+        paths["views"] = str(out / "views.json")
+    return {"final": last, "paths": paths, "views": views}

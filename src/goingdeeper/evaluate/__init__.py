@@ -1,0 +1,45 @@
+"""The published test protocols: 1, 10 and 144 crops, VGG dense evaluation, ensembles averaged
+by softmax, and a results grid laid out like GoogLeNet's Table 3."""
+
+from .engine import AGGREGATES, VIEWS, EvalError, evaluate, metrics
+from .grid import PAPER_TABLE3, format_grid, grid_rows, member_results, paper_rows
+from .samples import DatasetError, folder_samples, image_folder_samples, imagenet_sample_samples
+from .views import (
+    DENSE_SCALES,
+    SCALES_144,
+    crop_offsets,
+    crops_144,
+    dense_scores,
+    num_views,
+    one_crop,
+    scales_144,
+    square_offsets,
+    ten_crops,
+)
+
+__all__ = [
+    "AGGREGATES",
+    "DENSE_SCALES",
+    "PAPER_TABLE3",
+    "SCALES_144",
+    "VIEWS",
+    "DatasetError",
+    "EvalError",
+    "crop_offsets",
+    "crops_144",
+    "dense_scores",
+    "evaluate",
+    "folder_samples",
+    "format_grid",
+    "grid_rows",
+    "image_folder_samples",
+    "imagenet_sample_samples",
+    "member_results",
+    "metrics",
+    "num_views",
+    "one_crop",
+    "paper_rows",
+    "scales_144",
+    "square_offsets",
+    "ten_crops",
+]

@@ -1,0 +1,295 @@
+"""The test protocol: views per image, softmax averaged over views and over models, top-k error.
+
+GoogLeNet section 7: "The softmax probabilities are averaged over multiple crops and over all
+the individual classifiers to obtain the final prediction." Averaged logits and the maximum
+probability are offered as alternatives (the paper tried max pooling over crops and found it
+worse than averaging). Each image is decoded once; all its views, and the views of the images
+grouped with it, go through each model in batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from torch import Tensor, nn
+
+from ..preprocess import ImageError, Preprocessing, load_image, to_rgb
+from ..weights.format import WeightsCard
+from .views import DENSE_SCALES, VIEW_FUNCTIONS, dense_scores, num_views, spatial_mean
+
+log = logging.getLogger(__name__)
+
+VIEWS = ("1", "10", "144", "dense")
+AGGREGATES = ("softmax", "logits", "max")
+
+Item = str | Path | Image.Image
+
+
+class EvalError(ValueError):
+    """An evaluation that cannot run as asked, with a message meant for a person."""
+
+
+@dataclass(frozen=True)
+class _Member:
+    model: nn.Module
+    pre: Preprocessing
+    name: str
+    class_names: tuple[str, ...]
+
+
+def _members(models: Sequence, names: Sequence[str] | None) -> list[_Member]:
+    if not models:
+        raise EvalError("no models to evaluate; give at least one (model, preprocessing) pair")
+    out = []
+    for i, pair in enumerate(models):
+        model, spec = pair
+        if isinstance(spec, WeightsCard):
+            pre, classes, name = spec.preprocessing, tuple(spec.class_names), spec.model
+        elif isinstance(spec, Preprocessing):
+            pre, classes, name = spec, (), type(model).__name__.lower()
+        else:
+            raise EvalError(
+                f"model {i}: expected a Preprocessing or a WeightsCard beside the model, "
+                f"got {type(spec).__name__}"
+            )
+        out.append(_Member(model, pre, names[i] if names else name, classes))
+    named = [m for m in out if m.class_names]
+    if any(m.class_names != named[0].class_names for m in named):
+        raise EvalError("the models' class lists differ; an ensemble needs the same classes")
+    return out
+
+
+def _check_options(views: str, aggregate: str, batch_size: int) -> None:
+    if views not in VIEWS:
+        raise EvalError(f"views must be one of {', '.join(VIEWS)}; got {views!r}")
+    if aggregate not in AGGREGATES:
+        raise EvalError(f"aggregate must be one of {', '.join(AGGREGATES)}; got {aggregate!r}")
+    if batch_size < 1:
+        raise EvalError(f"batch_size must be at least 1; got {batch_size}")
+
+
+def _decode(item: Item) -> Image.Image:
+    if isinstance(item, Image.Image):
+        return item if item.mode == "RGB" else to_rgb(item)
+    return load_image(item)
+
+
+def _forward(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
+    """N x classes logits, in ceil(N / batch_size) batches of equal size (no ragged tail)."""
+    device = next(model.parameters()).device
+    chunks = torch.tensor_split(x, math.ceil(len(x) / batch_size))
+    return torch.cat([spatial_mean(model(c.to(device))).float().cpu() for c in chunks])
+
+
+def _per_view(logits: Tensor, aggregate: str) -> Tensor:
+    return logits if aggregate == "logits" else logits.softmax(-1)
+
+
+def _reduce(scores: Tensor, aggregate: str, dim: int) -> Tensor:
+    return scores.amax(dim) if aggregate == "max" else scores.mean(dim)
+
+
+def _member_scores(
+    member: _Member,
+    images: list[Image.Image],
+    views: str,
+    aggregate: str,
+    batch_size: int,
+    dense_scales: Sequence[int],
+) -> Tensor:
+    """images x classes: one model's scores, aggregated over each image's views."""
+    if views == "dense":  # every image has its own size: one image at a time
+        scores = [dense_scores(member.model, im, member.pre, dense_scales) for im in images]
+        logits = torch.stack(scores).float().cpu()
+    else:
+        make = VIEW_FUNCTIONS[views]
+        stacks = [make(im, member.pre) for im in images]
+        x = stacks[0] if len(stacks) == 1 else torch.cat(stacks)  # 144 views: 87 MB, no copy
+        logits = _forward(member.model, x, batch_size).view(len(images), len(stacks[0]), -1)
+    return _reduce(_per_view(logits, aggregate), aggregate, 1)
+
+
+def _groups(dataset: Sequence, size: int):
+    for start in range(0, len(dataset), size):
+        yield dataset[start : start + size]
+
+
+def _topk(scores: Tensor, k: int = 5) -> Tensor:
+    return scores.topk(min(k, scores.shape[1]), dim=1).indices
+
+
+def _cat_tops(tops: list[Tensor]) -> Tensor:
+    return torch.cat(tops) if tops else torch.zeros(0, 1, dtype=torch.long)
+
+
+def metrics(top: Tensor, labels: Tensor, num_classes: int, confusion: bool = False) -> dict:
+    """Top-1/top-5 accuracy and error, per-class top-1 accuracy (None for an absent class) and
+    optionally the confusion matrix (rows: true class, columns: top-1 prediction)."""
+    n = len(labels)
+    hit1 = top[:, 0] == labels
+    hit5 = (top == labels[:, None]).any(1)
+    seen = torch.bincount(labels, minlength=num_classes)
+    right = torch.bincount(labels[hit1], minlength=num_classes)
+    out = {
+        "images": n,
+        "correct_top1": int(hit1.sum()),
+        "correct_top5": int(hit5.sum()),
+        "top1_accuracy": float(hit1.float().mean()) if n else float("nan"),
+        "top5_accuracy": float(hit5.float().mean()) if n else float("nan"),
+    }
+    out["top1_error"] = 1.0 - out["top1_accuracy"]
+    out["top5_error"] = 1.0 - out["top5_accuracy"]
+    out["per_class_top1"] = [
+        (r / s if s else None) for r, s in zip(right.tolist(), seen.tolist(), strict=True)
+    ]
+    if confusion:
+        index = labels * num_classes + top[:, 0]
+        matrix = torch.bincount(index, minlength=num_classes * num_classes)
+        out["confusion"] = matrix.view(num_classes, num_classes).tolist()
+    return out
+
+
+def evaluate(
+    models: Sequence[tuple[nn.Module, Preprocessing | WeightsCard]],
+    dataset: Sequence[tuple[Item, int]],
+    views: str = "1",
+    aggregate: str = "softmax",
+    *,
+    batch_size: int = 64,
+    progress: Callable[[int, int], None] | None = None,
+    confusion: bool = False,
+    per_model: bool = False,
+    keep_scores: bool = False,
+    dense_scales: Sequence[int] = DENSE_SCALES,
+    names: Sequence[str] | None = None,
+) -> dict:
+    """Evaluate one model or an ensemble on (image, label) pairs with a view protocol.
+
+    `models`: (model, Preprocessing or WeightsCard) pairs; each model gets its own views.
+    `dataset`: (path or PIL image, class index) pairs. `views`: "1", "10", "144" or "dense".
+    `aggregate`: how views and models are combined: "softmax" (mean probability, the paper),
+    "logits" (mean logit) or "max" (largest probability). `batch_size`: views per forward pass.
+    Unreadable files are skipped and named in `skipped_files`.
+    """
+    _check_options(views, aggregate, batch_size)
+    members = _members(models, names)
+    per_image = num_views(views, dense_scales)
+    group = max(1, batch_size // per_image) if views != "dense" else 1
+    training = [m.model.training for m in members]
+    start = time.perf_counter()
+    labels: list[int] = []
+    skipped: list[str] = []
+    scores: list[Tensor] = []  # images x classes, combined over models
+    member_tops: list[list[Tensor]] = [[] for _ in members]
+    done = 0
+    try:
+        for m in members:
+            m.model.eval()
+        with torch.inference_mode():
+            for chunk in _groups(dataset, group):
+                images, chunk_labels = _decode_group(chunk, skipped)
+                done += len(chunk)
+                if images:
+                    per_member = [
+                        _member_scores(m, images, views, aggregate, batch_size, dense_scales)
+                        for m in members
+                    ]
+                    _check_classes(per_member, members, chunk_labels)
+                    for tops, s in zip(member_tops, per_member, strict=True):
+                        tops.append(_topk(s))
+                    scores.append(_reduce(torch.stack(per_member), aggregate, 0))
+                    labels += chunk_labels
+                if progress is not None:
+                    progress(done, len(dataset))
+    finally:
+        for m, was in zip(members, training, strict=True):
+            m.model.train(was)
+    return _result(
+        members,
+        views,
+        aggregate,
+        per_image,
+        scores,
+        member_tops,
+        labels,
+        skipped,
+        time.perf_counter() - start,
+        confusion=confusion,
+        per_model=per_model,
+        keep_scores=keep_scores,
+    )
+
+
+def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list[Image.Image], list[int]]:
+    images, labels = [], []
+    for item, label in chunk:
+        try:
+            images.append(_decode(item))
+        except ImageError as e:
+            log.warning("skipped: %s", e)
+            if str(item) not in skipped:
+                skipped.append(str(item))
+            continue
+        labels.append(int(label))
+    return images, labels
+
+
+def _check_classes(per_member: list[Tensor], members: list[_Member], labels: list[int]) -> None:
+    # checked on the first batch already, not after an hour of 144-crop evaluation
+    widths = [s.shape[1] for s in per_member]
+    if len(set(widths)) > 1:
+        named = ", ".join(f"{m.name}: {w}" for m, w in zip(members, widths, strict=True))
+        raise EvalError(f"the models disagree on the number of classes ({named})")
+    bad = [label for label in labels if not 0 <= label < widths[0]]
+    if bad:
+        raise EvalError(f"label {bad[0]} is out of range for a model with {widths[0]} classes")
+
+
+def _result(
+    members: list[_Member],
+    views: str,
+    aggregate: str,
+    per_image: int,
+    scores: list[Tensor],
+    member_tops: list[list[Tensor]],
+    labels_list: list[int],
+    skipped: list[str],
+    seconds: float,
+    *,
+    confusion: bool,
+    per_model: bool,
+    keep_scores: bool,
+) -> dict:
+    all_scores = torch.cat(scores) if scores else torch.zeros(0, 1)
+    num_classes = all_scores.shape[1] if scores else 0
+    labels = torch.tensor(labels_list, dtype=torch.long)
+    result = {
+        "models": len(members),
+        "model_names": [m.name for m in members],
+        "views": views,
+        "crops": per_image,
+        "cost": per_image * len(members),  # forward passes per image, as Table 3 counts it
+        "aggregate": aggregate,
+        "num_classes": num_classes,
+        "skipped": len(skipped),
+        "skipped_files": skipped,
+        **metrics(_topk(all_scores), labels, num_classes, confusion),
+        "seconds": seconds,
+        "images_per_second": len(labels) / seconds if seconds > 0 else float("nan"),
+    }
+    if per_model:
+        result["members"] = [
+            {"name": m.name, **metrics(_cat_tops(tops), labels, num_classes)}
+            for m, tops in zip(members, member_tops, strict=True)
+        ]
+    if keep_scores:
+        result["scores"] = all_scores
+        result["labels"] = labels_list
+    return result

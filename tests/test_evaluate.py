@@ -1,0 +1,554 @@
+"""The test protocol: view geometry on images whose pixels encode their coordinates, softmax
+averaging over views and models against direct computations, the Table 3 grid, unreadable
+files, the `eval` command, and BVLC GoogLeNet on real photos with 1 and 10 crops."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from torch import nn
+
+from goingdeeper.evaluate import (
+    PAPER_TABLE3,
+    DatasetError,
+    EvalError,
+    crop_offsets,
+    crops_144,
+    dense_scores,
+    evaluate,
+    folder_samples,
+    format_grid,
+    grid_rows,
+    image_folder_samples,
+    imagenet_sample_samples,
+    member_results,
+    one_crop,
+    paper_rows,
+    scales_144,
+    ten_crops,
+)
+from goingdeeper.evaluate.commands import add_eval_commands
+from goingdeeper.evaluate.views import normalise
+from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing, load_image
+
+# --- images whose pixel values are their coordinates -----------------------------------------
+
+# Raw pixel values through the views (scale 1, no mean, no std); nearest-neighbour resizing
+# copies source pixels, so every view pixel still names the source pixel it came from.
+RAW = dict(channel_order="RGB", scale=1.0, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+
+def raw(resize: int, crop: int) -> Preprocessing:
+    return Preprocessing(resize=resize, crop=crop, interpolation="nearest", **RAW)
+
+
+def coord_image(width: int, height: int) -> Image.Image:
+    """R, G = low bytes of x, y; B = their high nibbles: exact for images up to 4096 px."""
+    y, x = np.mgrid[0:height, 0:width]
+    rgb = np.stack([x & 255, y & 255, (x >> 8) << 4 | (y >> 8)], axis=-1).astype(np.uint8)
+    return Image.fromarray(rgb, "RGB")
+
+
+def coords(view: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """The source (x, y) of every pixel of a 3 x h x w raw view."""
+    r, g, b = (view[i].round().long().numpy() for i in range(3))
+    return r + 256 * (b >> 4), g + 256 * (b & 15)
+
+
+def span(view: torch.Tensor) -> tuple[int, int, int, int]:
+    """(first x, last x, first y, last y) of a view, read along its middle row and column."""
+    xs, ys = coords(view)
+    h, w = xs.shape
+    return int(xs[h // 2, 0]), int(xs[h // 2, -1]), int(ys[0, w // 2]), int(ys[-1, w // 2])
+
+
+# --- geometry: 1 and 10 crops ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("size", [(64, 40), (40, 64)], ids=["landscape", "portrait"])
+def test_ten_crops_are_where_alexnet_puts_them(size):
+    """Shorter side already at `resize`: no resampling, so view pixels are exact coordinates."""
+    w, h = size
+    c = 32
+    views = ten_crops(coord_image(w, h), raw(40, c))
+    assert views.shape == (10, 3, c, c)
+    # center, top-left, top-right, bottom-left, bottom-right; then the same five mirrored
+    expected = [((w - c) // 2, (h - c) // 2), (0, 0), (w - c, 0), (0, h - c), (w - c, h - c)]
+    assert crop_offsets(w, h, c) == expected
+    for k, (left, top) in enumerate(expected):
+        xs, ys = coords(views[k])
+        assert (xs == np.arange(left, left + c)[None, :]).all()
+        assert (ys == np.arange(top, top + c)[:, None]).all()
+        mx, my = coords(views[k + 5])
+        assert (mx == xs[:, ::-1]).all() and (my == ys).all()
+
+
+def test_one_crop_is_the_weights_transform_and_the_first_of_ten():
+    for pre in (CAFFE_BGR, IMAGENET_RGB, raw(40, 32)):
+        for w, h in ((500, 375), (375, 500), (20, 12)):
+            img = coord_image(w, h)
+            one = one_crop(img, pre)
+            assert one.shape == (1, 3, pre.crop, pre.crop)
+            assert torch.equal(one[0], pre(img))
+            assert torch.equal(ten_crops(img, pre)[0], one[0])  # bit for bit
+
+
+def test_views_normalise_exactly_like_to_tensor():
+    img = coord_image(300, 200)
+    pixels = np.asarray(img)[None]
+    for pre in (CAFFE_BGR, IMAGENET_RGB):
+        assert torch.equal(normalise(pixels, pre)[0], pre.to_tensor(img))
+
+
+# --- geometry: 144 crops (section 7) ---------------------------------------------------------
+
+
+def expected_144(w: int, h: int, crop: int) -> list[tuple[float, float, float, float, bool]]:
+    """Section 7 stated in source coordinates: (x0, x1, y0, y1, mirrored) for all 144 views.
+
+    Written independently of views.py: per scale the crop covers crop/f source pixels,
+    f = shorter/min(w, h); squares are the full shorter side at the left/center/right (or
+    top/center/bottom) of the image."""
+    out = []
+    side = min(w, h)
+    for s in (256, 288, 320, 352):
+        f = round(s * crop / 224) / side  # scaled pixels per source pixel
+        c = crop / f  # the crop's extent in source pixels
+        if w >= h:
+            squares = [(0, 0), ((w - side) / 2, 0), (w - side, 0)]
+        else:
+            squares = [(0, 0), (0, (h - side) / 2), (0, h - side)]
+        for sx, sy in squares:
+            mid = (side - c) / 2
+            five = [(mid, mid), (0, 0), (side - c, 0), (0, side - c), (side - c, side - c)]
+            boxes = [(sx + dx, sx + dx + c, sy + dy, sy + dy + c) for dx, dy in five]
+            boxes.append((sx, sx + side, sy, sy + side))  # the whole square, resized
+            out += [(*b, False) for b in boxes] + [(*b, True) for b in boxes]
+    return out
+
+
+@pytest.mark.parametrize("size", [(40, 30), (30, 40), (30, 30)], ids=["land", "port", "sq"])
+def test_crops_144_are_where_the_paper_puts_them(size):
+    w, h = size
+    crop = 32
+    views = crops_144(coord_image(w, h), raw(37, crop))
+    assert views.shape == (144, 3, crop, crop)
+    for k, (x0, x1, y0, y1, mirrored) in enumerate(expected_144(w, h, crop)):
+        first_x, last_x, first_y, last_y = span(views[k])
+        if mirrored:
+            first_x, last_x = last_x, first_x
+        # nearest neighbour: within one source pixel of the exact box (plus rounding of sizes)
+        assert abs(first_x - x0) <= 1.5 and abs(last_x - (x1 - 1)) <= 1.5, (k, span(views[k]))
+        assert abs(first_y - y0) <= 1.5 and abs(last_y - (y1 - 1)) <= 1.5, (k, span(views[k]))
+    # mirrors are exact flips of the six views before them
+    for start in range(0, 144, 12):
+        assert torch.equal(views[start + 6 : start + 12], views[start : start + 6].flip(-1))
+
+
+def test_scales_follow_the_crop_size():
+    assert scales_144(Preprocessing()) == (256, 288, 320, 352)
+    assert scales_144(Preprocessing(resize=342, crop=299)) == (342, 384, 427, 470)
+
+
+def test_small_images_are_upscaled_for_every_protocol():
+    img = coord_image(20, 12)
+    pre = raw(40, 32)
+    for views, n in ((one_crop, 1), (ten_crops, 10), (crops_144, 144)):
+        out = views(img, pre)
+        assert out.shape == (n, 3, 32, 32)
+        xs, ys = coords(out[0])
+        assert xs.max() <= 19 and ys.max() <= 11 and xs.min() >= 0
+
+
+# --- the engine on toy models ----------------------------------------------------------------
+
+
+class MeanColour(nn.Module):
+    """Logits from the mean colour of the input: each view of an image scores differently."""
+
+    def __init__(self, num_classes: int = 4, seed: int = 0):
+        super().__init__()
+        g = torch.Generator().manual_seed(seed)
+        self.fc = nn.Linear(3, num_classes)
+        with torch.no_grad():
+            self.fc.weight.copy_(torch.randn(num_classes, 3, generator=g) * 3)
+
+    def forward(self, x):
+        return self.fc(x.mean(dim=(2, 3)))
+
+
+class Constant(nn.Module):
+    def __init__(self, logits):
+        super().__init__()
+        self.logits = nn.Parameter(torch.tensor(logits, dtype=torch.float32))
+
+    def forward(self, x):
+        return self.logits.expand(len(x), -1)
+
+
+def photos(n: int = 6) -> list[tuple[Image.Image, int]]:
+    rng = np.random.default_rng(0)
+    out = []
+    for i in range(n):
+        w, h = (48 + 7 * i, 40) if i % 2 else (40, 52 + 5 * i)
+        out.append((Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)), i % 4))
+    return out
+
+
+PRE = Preprocessing(resize=40, crop=32)
+
+
+def test_one_view_equals_a_direct_call():
+    model, data = MeanColour(), photos()
+    r = evaluate([(model, PRE)], data, "1", keep_scores=True, batch_size=4)
+    with torch.no_grad():
+        direct = torch.cat([model(PRE(img)[None]).softmax(1) for img, _ in data])
+    torch.testing.assert_close(r["scores"], direct, rtol=0, atol=1e-6)
+    labels = torch.tensor([label for _, label in data])
+    assert r["correct_top1"] == int((direct.argmax(1) == labels).sum())
+    assert r["images"] == 6 and r["crops"] == 1 and r["cost"] == 1 and r["skipped"] == 0
+    assert r["top1_error"] == pytest.approx(1 - r["top1_accuracy"])
+
+
+@pytest.mark.parametrize("views, make", [("10", ten_crops), ("144", crops_144)])
+def test_softmax_is_averaged_over_views_and_models(views, make):
+    a, b = MeanColour(seed=1), MeanColour(seed=2)
+    pre_b = Preprocessing(resize=36, crop=24, channel_order="BGR")  # each its own transform
+    data = photos(3)
+    r = evaluate([(a, PRE), (b, pre_b)], data, views, keep_scores=True, batch_size=50)
+    with torch.no_grad():
+        expected = torch.stack(
+            [
+                (a(make(img, PRE)).softmax(1).mean(0) + b(make(img, pre_b)).softmax(1).mean(0)) / 2
+                for img, _ in data
+            ]
+        )
+    torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
+    assert r["models"] == 2 and r["cost"] == 2 * int(views)
+
+
+def test_aggregates_differ_as_they_should():
+    """Softmax averaging (the paper) can pick another class than logit averaging or max."""
+    members = [
+        (Constant([0.0, 20.0]), PRE),
+        (Constant([2.0, 0.0]), PRE),
+        (Constant([2.0, 0.0]), PRE),
+    ]
+    data = photos(2)
+    top1 = {
+        agg: evaluate(members, data, "1", agg, keep_scores=True)["scores"].argmax(1).tolist()
+        for agg in ("softmax", "logits", "max")
+    }
+    assert top1 == {"softmax": [0, 0], "logits": [1, 1], "max": [1, 1]}
+
+
+def test_per_model_results_and_grid_rows():
+    members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
+    r = evaluate(members, photos(), "10", per_model=True, names=["a", "b"])
+    singles = [evaluate([m], photos(), "10", names=[n]) for m, n in zip(members, "ab", strict=True)]
+    for got, want in zip(member_results(r), singles, strict=True):
+        assert got["correct_top1"] == want["correct_top1"]
+        assert got["per_class_top1"] == want["per_class_top1"]
+        assert got["models"] == 1 and got["cost"] == 10
+    assert r["cost"] == 20
+
+
+def test_batches_do_not_change_the_result():
+    model, data = MeanColour(), photos()
+    ref = evaluate([(model, PRE)], data, "10", keep_scores=True, batch_size=1000)["scores"]
+    for batch_size in (1, 7, 10, 33):
+        got = evaluate([(model, PRE)], data, "10", keep_scores=True, batch_size=batch_size)
+        torch.testing.assert_close(got["scores"], ref, rtol=0, atol=1e-6)
+
+
+def test_metrics_per_class_and_confusion():
+    data = [(img, 1) for img, _ in photos(3)] + [(photos(1)[0][0], 0)]
+    r = evaluate([(Constant([0.0, 1.0, 0.5]), PRE)], data, confusion=True)
+    assert r["top1_accuracy"] == 0.75 and r["top5_accuracy"] == 1.0
+    assert r["per_class_top1"] == [0.0, 1.0, None]
+    assert r["confusion"] == [[0, 1, 0], [0, 3, 0], [0, 0, 0]]
+
+
+def test_mistakes_are_one_line_errors():
+    model = MeanColour()
+    with pytest.raises(EvalError, match="views must be one of"):
+        evaluate([(model, PRE)], photos(1), "12")
+    with pytest.raises(EvalError, match="aggregate must be"):
+        evaluate([(model, PRE)], photos(1), "1", "mean")
+    with pytest.raises(EvalError, match="disagree on the number of classes"):
+        evaluate([(model, PRE), (MeanColour(num_classes=5), PRE)], photos(1))
+    with pytest.raises(EvalError, match="out of range"):
+        evaluate([(model, PRE)], [(photos(1)[0][0], 9)])
+    with pytest.raises(EvalError, match="Preprocessing or a WeightsCard"):
+        evaluate([(model, "resize 256")], photos(1))
+
+
+def test_training_mode_is_restored():
+    model = MeanColour().train()
+    evaluate([(model, PRE)], photos(1))
+    assert model.training
+
+
+# --- unreadable files ------------------------------------------------------------------------
+
+
+def _write_tree(root, classes=("a", "b"), per_class=2):
+    root.mkdir(parents=True, exist_ok=True)
+    for ci, name in enumerate(classes):
+        (root / name).mkdir()
+        for i, (img, _) in enumerate(photos(per_class)):
+            img.save(root / name / f"{ci}_{i}.png")
+    return root
+
+
+def test_unreadable_files_are_skipped_counted_and_named_once(tmp_path, caplog):
+    root = _write_tree(tmp_path / "tree")
+    (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "b" / "empty.png").write_bytes(b"")
+    (root / "b" / "notes.txt").write_text("not an image, not listed")
+    samples = image_folder_samples(root)
+    assert len(samples) == 6 and {label for _, label in samples} == {0, 1}
+    members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
+    r = evaluate(members, samples, "10", per_model=True)
+    assert r["images"] == 4 and r["skipped"] == 2
+    assert sorted(p.rsplit("/", 1)[1] for p in r["skipped_files"]) == ["broken.jpg", "empty.png"]
+    assert all(m["images"] == 4 for m in r["members"])
+    assert sum("skipped" in rec.message for rec in caplog.records) == 2
+
+
+def test_all_unreadable_gives_an_empty_result(tmp_path):
+    (tmp_path / "x.jpg").write_bytes(b"junk")
+    r = evaluate([(MeanColour(), PRE)], [(tmp_path / "x.jpg", 0)])
+    assert r["images"] == 0 and r["skipped"] == 1
+
+
+def test_folder_layouts(tmp_path):
+    root = _write_tree(tmp_path / "tree", classes=("x", "y", "z"), per_class=1)
+    samples, folders = folder_samples(root)
+    assert folders == ["x", "y", "z"] and [label for _, label in samples] == [0, 1, 2]
+    mapped = image_folder_samples(root, {"x": 7, "y": 3, "z": 5})
+    assert [label for _, label in mapped] == [7, 3, 5]
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for name in ("n02_b.JPEG", "n01_a.JPEG", "n03_c.png"):
+        photos(1)[0][0].save(flat / name, format="PNG")
+    samples, folders = folder_samples(flat)
+    assert folders == [] and [(p.name, label) for p, label in samples] == [
+        ("n01_a.JPEG", 0),
+        ("n02_b.JPEG", 1),
+        ("n03_c.png", 2),
+    ]
+    assert imagenet_sample_samples(flat) == samples
+    with pytest.raises(DatasetError, match="no such folder"):
+        folder_samples(tmp_path / "missing")
+    with pytest.raises(DatasetError, match="not one of the model's classes"):
+        image_folder_samples(root, {"x": 0})
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no images"):
+        folder_samples(tmp_path / "empty")
+
+
+# --- VGG dense evaluation --------------------------------------------------------------------
+
+
+class TinyFCN(nn.Module):
+    """Fully convolutional: a class-score map whose size follows the input's."""
+
+    def __init__(self, num_classes: int = 5):
+        super().__init__()
+        self.features = nn.Conv2d(3, 8, 3, stride=2)
+        self.classifier = nn.Conv2d(8, num_classes, 3)  # an FC layer turned into a conv
+
+    def forward(self, x):
+        return self.classifier(torch.relu(self.features(x)))
+
+
+def test_dense_scores_average_the_score_map_over_scales_and_mirrors():
+    model, img = TinyFCN().eval(), photos(2)[1][0]
+    scales = (32, 48)
+    rows = dense_scores(model, img, PRE, scales)
+    assert rows.shape == (4, 5)
+    with torch.no_grad():
+        for i, q in enumerate(scales):
+            x = PRE.to_tensor(PRE.resize_shorter(img, q))[None]
+            assert model(x).shape[-1] > 1  # a real map, not one score
+            torch.testing.assert_close(rows[2 * i], model(x).mean((2, 3))[0])
+            torch.testing.assert_close(rows[2 * i + 1], model(x.flip(-1)).mean((2, 3))[0])
+    r = evaluate([(model, PRE)], photos(3), "dense", dense_scales=scales, keep_scores=True)
+    assert r["crops"] == 4 and r["cost"] == 4
+    expected = torch.stack(
+        [dense_scores(model, im, PRE, scales).softmax(1).mean(0) for im, _ in photos(3)]
+    )
+    torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
+
+
+# --- the grid --------------------------------------------------------------------------------
+
+
+def _fake(models: int, views: str, top1: float, top5: float) -> dict:
+    return {
+        "models": models,
+        "model_names": [f"m{i}" for i in range(models)],
+        "views": views,
+        "crops": int(views),
+        "cost": models * int(views),
+        "top1_error": top1,
+        "top5_error": top5,
+        "images": 1000,
+        "skipped": 0,
+    }
+
+
+def test_grid_formats():
+    results = [_fake(1, "1", 0.30, 0.10), _fake(1, "10", 0.28, 0.09), _fake(2, "144", 0.25, 0.07)]
+    rows = grid_rows(results)
+    assert [r["cost"] for r in rows] == [1, 10, 288]
+    assert rows[2]["compared_to_base"] == pytest.approx(-3.0)
+    table = format_grid(rows)
+    assert "number of crops" in table and "base" in table and "-3.00%" in table
+    md = format_grid(rows, "markdown").splitlines()
+    assert md[0].startswith("| model | number of models | number of crops | cost |")
+    assert len(md) == 5 and "| m0+m1 | 2 | 144 | 288 | 25.00% | 7.00% | -3.00% | 1,000 |" in md
+    parsed = list(csv.DictReader(io.StringIO(format_grid(rows, "csv"))))
+    assert float(parsed[1]["top5_error"]) == pytest.approx(9.0) and parsed[2]["crops"] == "144"
+    assert json.loads(format_grid(rows, "json"))[0]["top1_error"] == pytest.approx(30.0)
+    with pytest.raises(ValueError, match="format must be one of"):
+        format_grid(rows, "xml")
+
+
+def test_paper_rows_are_table3():
+    rows = paper_rows()
+    assert [(r["models"], r["crops"], r["cost"], r["top5_error"]) for r in rows] == [
+        (1, 1, 1, 10.07),
+        (1, 10, 10, 9.15),
+        (1, 144, 144, 7.89),
+        (7, 1, 7, 8.09),
+        (7, 10, 70, 7.62),
+        (7, 144, 1008, 6.67),
+    ]
+    assert len(PAPER_TABLE3) == 6
+    assert rows[-1]["compared_to_base"] == pytest.approx(-3.40)
+    assert "-3.40%" in format_grid(rows)
+
+
+# --- the `eval` command ----------------------------------------------------------------------
+
+
+def eval_command(*argv: str) -> int:
+    parser = argparse.ArgumentParser(prog="goingdeeper")
+    add_eval_commands(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["eval", *argv])
+    return args.func(args)
+
+
+@pytest.fixture(scope="module")
+def tiny_weights(tmp_path_factory):
+    """A randomly initialised 3-class GoogLeNet in our weights format, on 64x64 crops."""
+    from goingdeeper.registry import create_model
+    from goingdeeper.weights import WeightsCard, save_weights
+
+    kwargs = {"num_classes": 3, "aux_logits": False}
+    card = WeightsCard(
+        model="googlenet",
+        model_kwargs=kwargs,
+        num_classes=3,
+        class_names=["red fox", "tabby cat", "goldfish"],
+        preprocessing=Preprocessing(resize=73, crop=64),
+    )
+    folder = tmp_path_factory.mktemp("weights")
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        paths.append(save_weights(create_model("googlenet", **kwargs), card, folder / f"w{seed}"))
+    return paths
+
+
+def test_eval_command_prints_the_grid(tiny_weights, tmp_path, capsys):
+    # two of the three classes, folders named after them: labels come from the card's names
+    root = _write_tree(tmp_path / "val", classes=("goldfish", "red_fox"), per_class=1)
+    (root / "goldfish" / "bad.jpg").write_bytes(b"junk")
+    argv = ["--weights", *map(str, tiny_weights), "--data", str(root), "--views", "1,10"]
+    assert eval_command(*argv, "--ensemble", "--format", "json") == 0
+    out = capsys.readouterr()
+    rows = json.loads(out.out)
+    assert [(r["model"], r["models"], r["crops"], r["cost"]) for r in rows] == [
+        ("w0", 1, 1, 1),
+        ("w0", 1, 10, 10),
+        ("w1", 1, 1, 1),
+        ("w1", 1, 10, 10),
+        ("w0+w1", 2, 1, 2),
+        ("w0+w1", 2, 10, 20),
+    ]
+    assert all(r["images"] == 2 and r["skipped"] == 1 for r in rows)
+    assert "skipped 1 unreadable images" in out.err and "bad.jpg" in out.err
+    argv = ["--weights", str(tiny_weights[0]), "--data", str(root), "--limit", "1"]
+    assert eval_command(*argv, "--format", "markdown", "--paper") == 0
+    md = capsys.readouterr().out
+    assert "| w0 | 1 | 1 | 1 |" in md and "GoogLeNet (paper, Table 3)" in md
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--views", "1,12"], "--views takes 1, 10, 144, dense"),
+        (["--scales", "256,x", "--views", "dense"], "--scales expects"),
+        (["--limit", "0"], "--limit must be"),
+    ],
+)
+def test_eval_command_mistakes(tiny_weights, tmp_path, argv, message):
+    root = _write_tree(tmp_path / "val", classes=("goldfish",), per_class=1)
+    with pytest.raises(ValueError, match=message):
+        eval_command("--weights", str(tiny_weights[0]), "--data", str(root), *argv)
+
+
+def test_eval_command_needs_classes_it_can_map(tiny_weights, tmp_path):
+    root = _write_tree(tmp_path / "val", classes=("n01443537", "n02123045"), per_class=1)
+    with pytest.raises(ValueError, match="name the folders after the classes"):
+        eval_command("--weights", str(tiny_weights[0]), "--data", str(root))
+
+
+# --- real photos -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bvlc(shared_data):
+    from goingdeeper.weights import import_bvlc
+
+    return import_bvlc(shared_data / "bvlc-googlenet")
+
+
+@pytest.mark.slow
+def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
+    """BVLC GoogLeNet on the first 100 imagenet-sample photos: 10 crops (AlexNet's protocol,
+    Table 3's second row) must not lose against 1 crop by more than one image in top-5."""
+    samples = imagenet_sample_samples(shared_data / "imagenet-sample")[:100]
+    one = evaluate([bvlc], samples, "1", keep_scores=True)
+    ten = evaluate([bvlc], samples, "10")
+    # the 1-view path is the weights' own transform, fed to the model directly
+    model, card = bvlc
+    x = torch.stack([card.preprocessing(load_image(p)) for p, _ in samples[:8]])
+    with torch.inference_mode():
+        torch.testing.assert_close(one["scores"][:8], model(x).softmax(1), rtol=0, atol=1e-5)
+    print(
+        f"1 crop: top-1 {one['correct_top1']}/100, top-5 {one['correct_top5']}/100; "
+        f"10 crops: top-1 {ten['correct_top1']}/100, top-5 {ten['correct_top5']}/100"
+    )
+    assert one["skipped"] == ten["skipped"] == 0 and one["images"] == ten["images"] == 100
+    assert one["correct_top1"] >= 65 and one["correct_top5"] >= 85
+    assert ten["correct_top5"] >= one["correct_top5"] - 1
+    assert ten["correct_top1"] >= one["correct_top1"] - 3
+
+
+def test_eval_command_on_real_photos(shared_data, capsys):
+    argv = ["--weights", str(shared_data / "bvlc-googlenet")]
+    argv += ["--data", str(shared_data / "imagenet-sample"), "--limit", "4", "--format", "json"]
+    assert eval_command(*argv) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert row["model"] == "bvlc-googlenet" and row["images"] == 4 and row["crops"] == 1
