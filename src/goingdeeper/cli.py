@@ -374,8 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.set_defaults(func=cmd_train)
 
+    from .evaluate.commands import add_eval_commands
     from .visualize.commands import add_visualize_commands
 
+    add_eval_commands(sub)
     add_visualize_commands(sub)
 
     p = sub.add_parser(
@@ -396,6 +398,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from .data import DataError
+    from .evaluate.engine import EvalError
     from .preprocess import ImageError
     from .registry import UnknownModelError
     from .train.checkpoint import CheckpointError
@@ -414,6 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         CheckpointError,
         TrainingError,
         VisualizeError,
+        EvalError,
     )
 
     parser = build_parser()
