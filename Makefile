@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/goingdeeper summary googlenet --paper
+	$(VENV)/bin/goingdeeper train
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)

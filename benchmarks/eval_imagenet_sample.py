@@ -103,6 +103,14 @@ def markdown(meta: dict, rows: list[dict], timing: dict) -> str:
     )
 
 
+def _progress(views: str):
+    def report(done: int, total: int) -> None:
+        if done % 10 == 0 or done == total:
+            print(f"  {views} crops: {done}/{total} images", file=sys.stderr, flush=True)
+
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=DATA)
@@ -125,7 +133,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = imagenet_sample_samples(args.data / "imagenet-sample")[: args.limit]
     results = []
     for views in args.views.split(","):
-        r = evaluate([(model, card)], samples, views, batch_size=args.batch_size)
+        r = evaluate(
+            [(model, card)], samples, views, batch_size=args.batch_size, progress=_progress(views)
+        )
         r["model_names"] = ["BVLC GoogLeNet"]
         print(
             f"{views:>4} crops: top-1 {r['top1_accuracy']:.2%}  top-5 {r['top5_accuracy']:.2%}  "

@@ -75,9 +75,9 @@ class TrainConfig:
     tensorboard: bool = True
     plots: bool = True
     eval_views: list[str] = field(default_factory=lambda: ["1"])  # final protocol: 1, 10, 144
-    eval_limit: int = 0  # multi-view evaluations on the first N test images only; 0 = all
-    limit_train: int = 0  # use only the first N training samples (smoke runs); 0 = all
-    limit_test: int = 0
+    eval_limit: int = 0  # multi-view evaluations on N test images spread over the set; 0 = all
+    limit_train: int = 0  # N training samples spread evenly over the set (every class); 0 = all
+    limit_test: int = 0  # the same for the test set
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -110,10 +110,18 @@ def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
     check_splits(train_ds, test_ds)
     classes = list(train_ds.classes)
     if c.limit_train:
-        train_ds = Subset(train_ds, range(min(c.limit_train, len(train_ds))))
+        train_ds = Subset(train_ds, spread(c.limit_train, len(train_ds)))
     if c.limit_test:
-        test_ds = Subset(test_ds, range(min(c.limit_test, len(test_ds))))
+        test_ds = Subset(test_ds, spread(c.limit_test, len(test_ds)))
     return train_ds, test_ds, classes
+
+
+def spread(n: int, total: int) -> list[int]:
+    """n indices spread evenly over range(total): folders and archives list their samples class
+    by class, so the first n would hold only the first classes."""
+    if n >= total:
+        return list(range(total))
+    return [i * total // n for i in range(n)]
 
 
 def make_loader(
@@ -459,7 +467,7 @@ def _checkpoint(out, model, averaged, optimizer, scheduler, scaler, epoch, histo
     )
 
 
-class _TestImages:
+class TestImages:
     """(PIL image, label) pairs of a test set, decoded when asked for (slices too)."""
 
     def __init__(self, ds, limit: int = 0):
@@ -467,7 +475,9 @@ class _TestImages:
         while isinstance(ds, Subset):
             indices = [ds.indices[i] for i in indices]
             ds = ds.dataset
-        self.ds, self.indices = ds, indices[:limit] if limit else indices
+        if limit:  # spread over the classes, like limit_test
+            indices = [indices[i] for i in spread(limit, len(indices))]
+        self.ds, self.indices = ds, indices
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -488,7 +498,7 @@ def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.Tra
 
     rows = []
     for views in c.eval_views:
-        items = _TestImages(test_ds, c.eval_limit if views != "1" else 0)
+        items = TestImages(test_ds, c.eval_limit if views != "1" else 0)
         for name, model in models:
             r = evaluate([(model.eval(), pre)], items, views=views, batch_size=128)
             rows.append(
