@@ -162,6 +162,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .weights import load_weights
 
     model, card = load_weights(args.weights)
+    if args.runtime == "onnxruntime":  # the fused graph, exported once and cached
+        from .inference import onnxruntime_model
+
+        model = onnxruntime_model(model, args.weights, card.preprocessing.crop)
     names = card.class_names or [str(i) for i in range(card.num_classes)]
     failed = 0
     for path in args.images:
@@ -261,6 +265,144 @@ def _print_training_result(config, result: dict) -> None:
     for key in ("curves", "log", "checkpoint"):
         if key in result["paths"]:
             print(f"{key}: {result['paths'][key]}")
+
+
+def _model_to_export(args: argparse.Namespace):
+    """(model, input size, preprocessing) from --model NAME or --weights FILE."""
+    if args.weights:
+        from .weights import load_weights
+
+        model, card = load_weights(args.weights)
+        pre = card.preprocessing
+    else:
+        from .registry import create_model, model_card
+
+        pre = model_card(args.model).preprocessing
+        model = create_model(args.model)
+    size = args.input_size or pre.crop
+    if size < 1:
+        raise UserError(f"--input-size must be a positive number of pixels, got {size}")
+    return model, size, pre
+
+
+def cmd_export_onnx(args: argparse.Namespace) -> int:
+    from .inference import calibration_images, write_onnx
+
+    if args.int8 and not args.calibration:
+        raise UserError("--int8 needs --calibration DIR: a folder of images to calibrate on")
+    if args.calibration and not args.int8:
+        raise UserError("--calibration is for --int8; add --int8 or leave it out")
+    images = None
+    if args.int8:
+        try:
+            images = calibration_images(args.calibration, args.calibration_images)
+        except FileNotFoundError as e:
+            raise UserError(str(e)) from None
+    model, size, pre = _model_to_export(args)
+    out = write_onnx(
+        model, args.out, size, fused=args.fused, int8_calibration=images, preprocessing=pre
+    )
+    kind = f"int8, calibrated on {len(images)} images" if images else "fp32"
+    print(f"wrote {out} ({kind}, {'fused' if args.fused else 'plain'} graph, {size}x{size})")
+    return 0
+
+
+def cmd_export_program(args: argparse.Namespace) -> int:
+    from .inference import write_program
+
+    model, size, _ = _model_to_export(args)
+    out = write_program(model, args.out, size, fused=args.fused)
+    print(f"wrote {out} (torch.export program, {size}x{size}; load with torch.export.load)")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .inference.bench import BenchOptions, run_benchmarks, write_results
+
+    options = BenchOptions(
+        batch_sizes=tuple(args.batch_sizes),
+        repeats=args.repeats,
+        warmup=args.warmup,
+        threads=args.threads,
+        only=tuple(args.only or ()),
+        data=args.data,
+        accuracy_images=args.accuracy_images,
+        train=not args.no_train,
+        profile=not args.no_profile,
+    )
+    result = run_benchmarks(options, log=lambda line: print(line, file=sys.stderr, flush=True))
+    md, js = write_results(result, args.out)
+    print(md.read_text())
+    print(f"wrote {md} and {js}")
+    return 0
+
+
+def add_inference_commands(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model's inference graph as ONNX (fp32 or int8) or a torch.export program",
+        epilog="examples:\n"
+        "  goingdeeper export onnx --model googlenet_torchvision --out tv.onnx --fused\n"
+        "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g.onnx --fused\n"
+        "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g8.onnx --fused \\\n"
+        "      --int8 --calibration ../shared/data/imagenet-sample\n"
+        "  goingdeeper export program --model googlenet --out googlenet.pt2",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    esub = p.add_subparsers(dest="export_command", metavar="FORMAT")
+    for name, func, what in (
+        ("onnx", cmd_export_onnx, "ONNX file (dynamic batch), checked to run in ONNX Runtime"),
+        ("program", cmd_export_program, "torch.export program (.pt2)"),
+    ):
+        q = esub.add_parser(name, help=what)
+        source = q.add_mutually_exclusive_group(required=True)
+        source.add_argument("--model", help="a registered model name (random weights)")
+        source.add_argument("--weights", help="a .safetensors file written by `weights import`")
+        q.add_argument("--out", required=True, type=Path)
+        q.add_argument("--input-size", type=int, help="square input (default: the crop size)")
+        q.add_argument(
+            "--fused",
+            action="store_true",
+            help="the fast graph: BatchNorm folded, each Inception module's 1x1s as one conv",
+        )
+        if name == "onnx":
+            q.add_argument("--int8", action="store_true", help="int8 static quantization (QDQ)")
+            q.add_argument("--calibration", type=Path, help="folder of calibration images")
+            q.add_argument(
+                "--calibration-images", type=int, default=200, help="how many to use (sorted)"
+            )
+        q.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "bench",
+        help="time our inference paths against torchvision's googlenet on this machine",
+        epilog="examples:\n"
+        "  goingdeeper bench                            # full run, writes benchmarks/results\n"
+        "  goingdeeper bench --only ort --batch-sizes 1 --repeats 10",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    p.add_argument("--threads", type=int, default=2, help="intra-op threads for every runtime")
+    p.add_argument(
+        "--only", nargs="+", help="run the configurations whose name contains one of these"
+    )
+    p.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="shared data folder (bvlc-googlenet, imagenet-sample) for the accuracy columns",
+    )
+    p.add_argument(
+        "--accuracy-images", type=int, default=1000, help="imagenet-sample photos for top-1"
+    )
+    p.add_argument("--no-train", action="store_true", help="skip the training-step benchmark")
+    p.add_argument("--no-profile", action="store_true", help="skip the per-operator profile")
+    p.add_argument(
+        "--out", type=Path, default=Path("benchmarks/results/inference"), help="(.md and .json)"
+    )
+    p.set_defaults(func=cmd_bench)
 
 
 # --- parser ---------------------------------------------------------------------------------
@@ -392,7 +534,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", required=True, help="a .safetensors file written by `weights import`"
     )
     p.add_argument("--top", type=int, default=5)
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="onnxruntime: run the fused graph exported to ONNX (cached in ~/.cache/goingdeeper)",
+    )
     p.set_defaults(func=cmd_predict)
+
+    add_inference_commands(sub)
     return parser
 
 
