@@ -68,6 +68,7 @@ class TrainConfig:
     amp: str = "none"  # none | bf16 | fp16 (fp16 on CUDA only)
     channels_last: bool = True
     workers: int = 2
+    threads: int = 0  # torch intra-op threads; 0 = torch's default (small models: 1 is faster)
     seed: int = 0
     deterministic: bool = False  # torch.use_deterministic_algorithms
     out: str = "runs/train"

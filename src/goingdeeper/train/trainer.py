@@ -264,6 +264,8 @@ def fit(
         raise cfg.ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on the CPU")
     if c.deterministic:
         torch.use_deterministic_algorithms(True)
+    if c.threads:
+        torch.set_num_threads(c.threads)
     torch.manual_seed(c.seed)
     out = Path(c.out)
     if d.main:
