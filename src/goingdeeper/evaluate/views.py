@@ -31,6 +31,7 @@ SCALES_144 = (256, 288, 320, 352)
 # VGG section 4.2: with scale jittering S in [256, 512], test scales Q = {256, 384, 512}
 DENSE_SCALES = (256, 384, 512)
 
+
 def crop_offsets(width: int, height: int, size: int) -> list[tuple[int, int]]:
     """(left, top) of the center and the four corner crops of `size` in a width x height image.
 
