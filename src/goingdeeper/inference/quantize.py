@@ -6,8 +6,8 @@ ranges calibrated on real images (min/max by default). uint8 activations with in
 is what ONNX Runtime's x86 kernels are built for; on CPUs without VNNI their 16-bit
 accumulation of u8 x s8 pairs can saturate, which `reduce_range` (7-bit weights) avoids.
 It is on by default: on this project's AVX2 machine (AMD EPYC, no VNNI) BVLC GoogLeNet lost
-8 points of top-1 on imagenet-sample without it (74.9% -> 66.9%), and none with it
-(benchmarks/results/inference.md has the measured figures).
+8 points of top-1 on imagenet-sample without it (74.9% -> 66.9%), and 0.3 with it (74.6%;
+benchmarks/results/inference.md).
 
 Only the operators in `OP_TYPES` are quantized. The exporter writes LRN (the paper's
 GoogLeNet has two) as elementwise Mul/Pow/Add/Div on x^2 * 1e-4, values that 8 bits cannot

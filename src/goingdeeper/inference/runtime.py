@@ -85,9 +85,10 @@ def optimize_for_inference(
     if fold_bn:
         fold_batchnorm(net, example_input(net) if example is None else example)
     if dtype not in (None, torch.float32):
-        for name, module in list(net.named_children()):
+        for name, module in list(net.named_modules()):
             if isinstance(module, nn.LocalResponseNorm):
-                setattr(net, name, Float32(module))
+                parent, _, child = name.rpartition(".")
+                setattr(net.get_submodule(parent) if parent else net, child, Float32(module))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     net = net.to(device=device, dtype=dtype or torch.float32, memory_format=memory_format)
     for p in net.parameters():
