@@ -239,8 +239,6 @@ def _print_training_result(config, result: dict) -> None:
                 result["paths"]["polyak_weights"],
             ]
         )
-    for row in result.get("views", []):
-        rows.append(row)
     print(
         f"\n{config.model} on {config.data}, {final['epoch']} epochs "
         f"({sum(h['seconds'] for h in result['history']):.0f} s of training):"
