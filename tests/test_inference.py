@@ -330,6 +330,32 @@ def test_cli_predict_with_onnxruntime_matches_torch(tmp_path, capsys, monkeypatc
     assert len(list((tmp_path / "cache").rglob("*.onnx"))) == 1  # exported once, cached
 
 
+def test_cli_predict_views_average_the_softmax_over_the_paper_views(tmp_path, capsys):
+    import torch
+
+    from goingdeeper.evaluate.views import VIEW_FUNCTIONS
+    from goingdeeper.preprocess import load_image
+    from goingdeeper.weights import load_weights
+
+    weights = _tiny_weights(tmp_path)
+    photo = _photo(tmp_path / "photo.png")
+    model, card = load_weights(weights)
+    for views in ("1", "10", "144"):
+        assert main(["predict", str(photo), "--weights", str(weights), "--views", views]) == 0
+        lines = capsys.readouterr().out.splitlines()
+        x = VIEW_FUNCTIONS[views](load_image(photo), card.preprocessing)
+        assert x.shape[0] == int(views)
+        with torch.inference_mode():
+            # the same batches of 48 views as the CLI, so near-ties break the same way
+            probs = torch.cat([torch.softmax(model(v), dim=1) for v in x.split(48)]).mean(0)
+        top = probs.topk(5)
+        printed = [(float(line.split()[0].rstrip("%")), int(line.split()[1])) for line in lines[1:]]
+        assert [i for _, i in printed] == top.indices.tolist()
+        assert [p for p, _ in printed] == pytest.approx(
+            [100 * v for v in top.values.tolist()], abs=0.006
+        )
+
+
 # --- real photos: BVLC GoogLeNet ------------------------------------------------------------
 
 

@@ -158,6 +158,7 @@ def cmd_weights_show(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import torch
 
+    from .evaluate.views import VIEW_FUNCTIONS
     from .preprocess import ImageError, load_image
     from .weights import load_weights
 
@@ -170,13 +171,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = 0
     for path in args.images:
         try:
-            x = card.preprocessing(load_image(path)).unsqueeze(0)
+            x = VIEW_FUNCTIONS[args.views](load_image(path), card.preprocessing)
         except ImageError as e:
             print(f"goingdeeper: error: {e}", file=sys.stderr)
             failed += 1
             continue
-        with torch.inference_mode():
-            probs = torch.softmax(model(x), dim=1)[0]
+        with torch.inference_mode():  # section 7: softmax averaged over the views
+            probs = torch.cat([torch.softmax(model(v), dim=1) for v in x.split(48)]).mean(0)
         top = probs.topk(min(args.top, probs.numel()))
         print(path)
         for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
@@ -532,6 +533,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--weights", required=True, help="a .safetensors file written by `weights import`"
     )
     p.add_argument("--top", type=int, default=5)
+    p.add_argument(
+        "--views",
+        choices=["1", "10", "144"],
+        default="1",
+        help="the paper's test views, softmax averaged (section 7); 1 = the weights' transform",
+    )
     p.add_argument(
         "--runtime",
         choices=["torch", "onnxruntime"],
