@@ -4,7 +4,7 @@
 Each model runs in every configuration (contiguous / channels-last x fp32 / bf16 autocast)
 and is reported in its fastest; the figure is the median of several timed steps after warm-up.
 
-    python benchmarks/train_throughput.py [--repeats 5] [--batch 32]
+    python benchmarks/train_throughput.py [--repeats 5] [--bf16-repeats 2] [--batch 32]
 
 Writes benchmarks/results/train_throughput.{md,json}.
 """
@@ -23,15 +23,19 @@ import torch
 import torchvision
 
 import goingdeeper as gd
+from goingdeeper.inference import fuse_inception_1x1
 from goingdeeper.train.engine import TrainStep
 
 RESULTS = Path(__file__).parent / "results"
 
 
 def build(name: str) -> torch.nn.Module:
+    """A model by name; "+fused" fuses each Inception module's 1x1 convolutions (exact)."""
     if name == "torchvision googlenet":
         return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
-    return gd.create_model(name)
+    base, _, option = name.partition("+")
+    model = gd.create_model(base)
+    return fuse_inception_1x1(model) if option == "fused" else model
 
 
 class TorchvisionStep(torch.nn.Module):
@@ -78,14 +82,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--models", default="torchvision googlenet,googlenet,googlenet_torchvision")
+    parser.add_argument(
+        "--models",
+        default="torchvision googlenet,googlenet,googlenet_torchvision,googlenet_torchvision+fused",
+    )
+    parser.add_argument(
+        "--bf16-repeats", type=int, default=2, help="bf16 autocast has no native support here"
+    )
     args = parser.parse_args()
     rows = []
     for name in args.models.split(","):
         best = None
         for channels_last in (False, True):
             for bf16 in (False, True):
-                times = time_steps(name, channels_last, bf16, args.batch, args.repeats)
+                repeats = args.bf16_repeats if bf16 else args.repeats
+                times = time_steps(name, channels_last, bf16, args.batch, repeats)
                 ips = args.batch / statistics.median(times)
                 rows.append(
                     {
@@ -114,13 +125,15 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "batch": args.batch,
         "repeats": args.repeats,
+        "bf16_repeats": args.bf16_repeats,
     }
     (RESULTS / "train_throughput.json").write_text(
         json.dumps({"meta": meta, "rows": rows}, indent=2)
     )
     lines = [
         f"Training step at 224x224, batch {args.batch}, aux heads on (loss main + 0.3 aux), "
-        f"SGD; median of {args.repeats} steps after warm-up; torch {torch.__version__}, "
+        f"SGD; median of {args.repeats} steps ({args.bf16_repeats} with bf16 autocast) after a "
+        f"warm-up step; torch {torch.__version__}, "
         f"{meta['threads']} threads.",
         "",
         "| model | channels-last | bf16 autocast | images/s | vs torchvision (fastest) |",
