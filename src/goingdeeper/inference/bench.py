@@ -721,8 +721,13 @@ def render_markdown(result: dict) -> str:
         f"- machine: {m['cpu']}, {m['cores']} cores"
         + (f", CUDA {m['cuda']}" if m["cuda"] else ", no GPU")
         + f"; load average at start {m['load_average'][0]:.2f}, at end "
-        f"{m['load_average_end'][0]:.2f} (the cores are shared with another job: absolute "
-        "numbers are low and noisy, ratios within one run are what to read)",
+        f"{m['load_average_end'][0]:.2f}"
+        + (
+            " (other work was running when it started: absolute numbers are low and noisy, "
+            "ratios within one run are what to read)"
+            if m["load_average"][0] > 1.0
+            else ""
+        ),
         "- versions: " + ", ".join(f"{k} {v}" for k, v in m["versions"].items() if v),
         f"- threads: {result['options']['threads']} for every runtime; "
         f"median of {result['options']['repeats']} timed runs (batch 1: at least 20) after "
