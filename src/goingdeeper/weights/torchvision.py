@@ -40,29 +40,34 @@ def convert_torchvision_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor
     return {from_torchvision_key(k): v for k, v in state.items()}
 
 
+def read_state_dict(source: str | Path | nn.Module | dict, what: str) -> tuple[dict, str]:
+    """A state dict from a model, a state dict, or a .pth file of one (loaded with
+    weights_only: tensors and plain containers, never arbitrary objects); and where it came
+    from. `what` names the expected model in the error messages."""
+    if isinstance(source, nn.Module):
+        return source.state_dict(), "torchvision model"
+    if isinstance(source, dict):
+        return source, "torchvision state dict"
+    path = Path(source)
+    if not path.is_file():
+        raise WeightsError(f"{path}: no such file; give a torchvision {what} .pth file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
+        raise WeightsError(f"{path}: not a PyTorch state dict ({e.__class__.__name__})") from None
+    if not isinstance(state, dict):
+        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
+    return state, str(path)
+
+
 def import_torchvision(
     source: str | Path | nn.Module | dict, *, aux_logits: bool | None = None
 ) -> tuple[nn.Module, WeightsCard]:
     """Load torchvision GoogLeNet weights (a model, a state dict, or a .pth file of one)."""
     from ..registry import create_model
 
-    origin = "torchvision model"
-    if isinstance(source, nn.Module):
-        state = source.state_dict()
-    elif isinstance(source, dict):
-        state, origin = source, "torchvision state dict"
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise WeightsError(f"{path}: no such file; give a torchvision googlenet .pth file")
-        try:  # weights_only: tensors and plain containers, no arbitrary objects
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
-            raise WeightsError(
-                f"{path}: not a PyTorch state dict ({e.__class__.__name__})"
-            ) from None
-        origin = str(path)
-    if not isinstance(state, dict) or "fc.weight" not in state:
+    state, origin = read_state_dict(source, "googlenet")
+    if "fc.weight" not in state:
         raise WeightsError("not a torchvision googlenet state dict (no fc.weight)")
     state = convert_torchvision_state_dict(state)
     has_aux = any(k.startswith("aux1.") for k in state)

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from ..preprocess import IMAGENET_RGB
 from .format import WeightsCard, WeightsError, imagenet_class_names
+from .torchvision import read_state_dict
 
 ALEXNET_RENAMES = {
     "features.0.": "conv1.conv.",
@@ -72,23 +73,6 @@ def convert_state_dict(state: dict[str, Tensor], model: str) -> dict[str, Tensor
     return out
 
 
-def _load_state(source: str | Path | nn.Module | dict) -> tuple[dict[str, Tensor], str]:
-    if isinstance(source, nn.Module):
-        return source.state_dict(), "torchvision model"
-    if isinstance(source, dict):
-        return source, "torchvision state dict"
-    path = Path(source)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file; give a torchvision AlexNet or VGG .pth file")
-    try:  # weights_only: tensors and plain containers, no arbitrary objects
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
-        raise WeightsError(f"{path}: not a PyTorch state dict ({e.__class__.__name__})") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state, str(path)
-
-
 def _reported(model: str) -> str:
     """torchvision's published accuracy for its ImageNet weights of this architecture."""
     import torchvision
@@ -110,7 +94,7 @@ def import_torchvision_classic(
     unless `model` names it."""
     from ..registry import create_model
 
-    state, origin = _load_state(source)
+    state, origin = read_state_dict(source, "AlexNet or VGG")
     name = model or detect_model(state)
     if name not in MODELS:
         raise WeightsError(f"model must be one of {', '.join(MODELS)}, got {name!r}")

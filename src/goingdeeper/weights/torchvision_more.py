@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import torch
 from torch import Tensor, nn
 
 from ..models.densenet import DENSENET_TABLE, GROWTH_RATE
 from ..models.resnet import RESNET_TABLE
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from .format import WeightsCard, WeightsError, imagenet_class_names
+from .torchvision import read_state_dict
 
 # torchvision's reported ImageNet accuracies (top-1 / top-5). Its IMAGENET1K_V2 ResNet weights
 # are evaluated with the shorter side resized to 232, not 256: import those with
@@ -39,24 +39,6 @@ REPORTED = {
 IMAGENET_RGB_V2 = Preprocessing(resize=232, note="torchvision IMAGENET1K_V2: resize 232, crop 224")
 
 _LEGACY_DENSE = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(.+)$")
-
-
-def _read_state(source: str | Path | nn.Module | dict, what: str) -> tuple[dict, str]:
-    """A state dict from a model, a state dict, or a .pth file of one; and where it came from."""
-    if isinstance(source, nn.Module):
-        return source.state_dict(), "torchvision model"
-    if isinstance(source, dict):
-        return source, "torchvision state dict"
-    path = Path(source)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file; give a torchvision {what} .pth file")
-    try:  # weights_only: tensors and plain containers, no arbitrary objects
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
-        raise WeightsError(f"{path}: not a PyTorch state dict ({e.__class__.__name__})") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state, str(path)
 
 
 def _load(name: str, state: dict[str, Tensor], num_classes: int) -> nn.Module:
@@ -131,7 +113,7 @@ def import_torchvision_resnet(
     """Load torchvision ResNet-18/34/50/101/152 weights (a model, a state dict, or a .pth file)
     into the registry model of the same depth; return it in eval mode with its card.
     `preprocessing`: what the weights expect (`IMAGENET_RGB_V2` for torchvision's V2 sets)."""
-    state, origin = _read_state(source, "resnet")
+    state, origin = read_state_dict(source, "resnet")
     if "fc.weight" not in state or "conv1.weight" not in state:
         raise WeightsError("not a torchvision resnet state dict (no conv1.weight or fc.weight)")
     name = resnet_name(state)
@@ -165,7 +147,7 @@ def import_torchvision_densenet(
 ) -> tuple[nn.Module, WeightsCard]:
     """Load torchvision DenseNet-121/169/201 weights (a model, a state dict, or a .pth file,
     current or legacy keys) into the registry model; return it in eval mode with its card."""
-    state, origin = _read_state(source, "densenet")
+    state, origin = read_state_dict(source, "densenet")
     state = convert_densenet_state_dict(state)
     if "classifier.weight" not in state or (
         "features.denseblock1.denselayer1.conv2.weight" not in state
