@@ -152,6 +152,22 @@ def test_crops_144_are_where_the_paper_puts_them(size):
         assert torch.equal(views[start + 6 : start + 12], views[start : start + 6].flip(-1))
 
 
+def test_a_padding_card_borders_every_view():
+    """LeNet-5's card: a 28x28 digit centred in a 32x32 field with a black border, in the
+    transform, in the 10 views, and (scaled with the shorter side) in the 144 views."""
+    pre = Preprocessing(resize=28, crop=32, pad=2, mean=(0, 0, 0), std=(1, 1, 1), scale=1.0)
+    digit = Image.new("RGB", (28, 28), (255, 255, 255))
+    x = pre(digit)
+    assert x.shape == (3, 32, 32)
+    assert x[:, 2:30, 2:30].min() == 255 and x[:, :2].max() == 0 and x[:, :, 30:].max() == 0
+    assert torch.equal(ten_crops(digit, pre)[0], x)  # the field is the crop: all ten alike
+    views = crops_144(digit, pre)
+    assert views.shape == (144, 3, 32, 32)
+    darkest = views.amin((1, 2, 3)).view(24, 6)  # per square: center, 4 corners, whole square
+    assert darkest[:, 1:].max() == 0  # the corners and the whole square reach the border
+    assert pre.scaled(64).pad == 4 and pre.scaled(64).resize == 56
+
+
 def test_scales_follow_the_crop_size():
     assert scales_144(Preprocessing()) == (256, 288, 320, 352)
     assert scales_144(Preprocessing(resize=342, crop=299)) == (342, 384, 427, 470)
@@ -492,6 +508,22 @@ def test_eval_command_prints_the_grid(tiny_weights, tmp_path, capsys):
     assert eval_command(*argv, "--format", "markdown", "--paper") == 0
     md = capsys.readouterr().out
     assert "| w0 | 1 | 1 | 1 |" in md and "GoogLeNet (paper, Table 3)" in md
+
+
+def test_eval_command_with_onnxruntime_matches_torch(tiny_weights, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GOINGDEEPER_CACHE", str(tmp_path / "cache"))
+    root = _write_tree(tmp_path / "val", classes=("goldfish", "red_fox", "tabby_cat"), per_class=2)
+    argv = ["--weights", str(tiny_weights[0]), "--data", str(root), "--views", "1,10"]
+    grids = {}
+    for runtime in ("torch", "onnxruntime"):
+        assert eval_command(*argv, "--runtime", runtime, "--format", "json") == 0
+        grids[runtime] = json.loads(capsys.readouterr().out)
+    assert list((tmp_path / "cache").rglob("*.onnx"))  # the exported graph, cached
+    keys = ("crops", "images", "top1_error", "top5_error")
+    for ours, theirs in zip(grids["torch"], grids["onnxruntime"], strict=True):
+        assert {k: ours[k] for k in keys} == {k: theirs[k] for k in keys}
+    with pytest.raises(ValueError, match="dense evaluation needs inputs of several sizes"):
+        eval_command(*argv[:4], "--views", "dense", "--runtime", "onnxruntime")
 
 
 @pytest.mark.parametrize(

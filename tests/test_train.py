@@ -38,6 +38,7 @@ TINY = dict(
     plots=False,
     polyak=True,
     polyak_decay=0.9,
+    log_every=5,
 )
 
 
@@ -124,9 +125,14 @@ def test_run_writes_everything_and_resume_is_exact(tmp_path):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
     assert len(full["history"]) == 3
+    steps = (out / "steps.csv").read_text().splitlines()
+    assert steps[0] == "step,epoch,loss,running_acc,lr,images_per_s"
+    # 64 images in batches of 16: 4 steps an epoch, 12 in all, a row every 5th step
+    assert [row.split(",")[:2] for row in steps[1:]] == [["5", "1.2500"], ["10", "2.5000"]]
 
     fit(tiny(tmp_path / "b", epochs=2))  # interrupted after two epochs ...
     resumed = fit(tiny(tmp_path / "b", epochs=3), resume=True)  # ... and resumed
+    assert (tmp_path / "b" / "run" / "steps.csv").read_text() == (out / "steps.csv").read_text()
     for a, b in zip(full["history"], resumed["history"], strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "polyak_test_loss", "lr"):
             assert a[key] == b[key], (key, a, b)
@@ -257,6 +263,28 @@ def test_distributed_two_cpu_processes_match_one(tmp_path):
     for k in single:
         assert torch.equal(rank0[k], rank1[k]), k  # DDP keeps the replicas identical
         torch.testing.assert_close(rank0[k], single[k], atol=1e-5, rtol=1e-4)
+
+
+def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
+    """Fine-tuning with the first layers fixed: their weights end exactly as they began, the
+    optimizer holds only the other parameters, and those move."""
+    c = tiny(tmp_path, epochs=1, freeze=["C1", "S2"])
+    start = fit(c.replace(epochs=0, out=str(tmp_path / "start")))["model"].state_dict()
+    start = {k: v.clone() for k, v in start.items()}
+    result = fit(c)
+    end = result["model"].state_dict()
+    for key, value in end.items():
+        frozen = key.startswith(("C1.", "S2."))
+        assert torch.equal(value, start[key]) == frozen, key
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    trainable = sum(1 for p in result["model"].parameters() if p.requires_grad)
+    params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
+    assert params == trainable < len(list(result["model"].parameters()))
+
+
+def test_freeze_names_an_unknown_module(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="freeze: no module named 'conv9'"):
+        fit(tiny(tmp_path, freeze=["conv9"]))
 
 
 def test_mnist_lenet5_preset_learns(tmp_path):

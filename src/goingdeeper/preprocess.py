@@ -33,7 +33,8 @@ class ImageError(ValueError):
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the shorter side, center crop, then map pixels to the network's input.
+    """Resize the shorter side, add a border of `pad` black pixels (0 by default), center
+    crop, then map pixels to the network's input.
 
     value = (pixel * scale - mean) / std, per channel, in `channel_order`; pixel is 0..255.
     `channel_order="L"` gives one grayscale plane (ITU-R 601 luma, as Pillow computes it), for
@@ -48,6 +49,8 @@ class Preprocessing:
     mean: tuple[float, float, float] = (0.485, 0.456, 0.406)
     std: tuple[float, float, float] = (0.229, 0.224, 0.225)
     note: str = field(default="", compare=False)
+    # LeNet-5 section III.A: MNIST's 28x28 digits centred in a 32x32 field (resize 28, pad 2)
+    pad: int = 0
 
     def __post_init__(self) -> None:
         if self.channel_order not in ("RGB", "BGR", "L"):
@@ -58,6 +61,8 @@ class Preprocessing:
             raise ValueError(
                 f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
+        if self.pad < 0:
+            raise ValueError(f"pad must be 0 or more pixels, got {self.pad}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -73,9 +78,9 @@ class Preprocessing:
     def scaled(self, crop: int) -> Preprocessing:
         """The same transform for another crop size, the resize scaled in proportion."""
         resize = round(self.resize * crop / self.crop)
-        return Preprocessing(
-            **{**self.to_dict(), "crop": crop, "resize": resize, "mean": self.mean, "std": self.std}
-        )
+        pad = round(self.pad * crop / self.crop)
+        values = {**self.to_dict(), "crop": crop, "resize": resize, "pad": pad}
+        return Preprocessing(**{**values, "mean": self.mean, "std": self.std})
 
     def resize_shorter(self, img: Image.Image, size: int | None = None) -> Image.Image:
         size = self.resize if size is None else size
@@ -104,9 +109,17 @@ class Preprocessing:
         std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
         return (t - mean) / std
 
+    def crop_image(self, img: Image.Image) -> Image.Image:
+        """The geometric part: shorter side to `resize`, the border, the center crop."""
+        return center_crop(add_border(self.resize_shorter(img), self.pad), self.crop)
+
     def __call__(self, img: Image.Image) -> Tensor:
-        img = center_crop(self.resize_shorter(img), self.crop)
-        return self.to_tensor(img)
+        return self.to_tensor(self.crop_image(img))
+
+
+def add_border(img: Image.Image, pad: int) -> Image.Image:
+    """`pad` black pixels on every side (the image itself when pad is 0)."""
+    return ImageOps.expand(img, border=pad, fill=0) if pad > 0 else img
 
 
 def center_crop(img: Image.Image, size: int) -> Image.Image:

@@ -9,7 +9,8 @@ channel order, scale, mean, std), so that no transform is hidden:
   AlexNet's RGB colour shift (PCA lighting).
 - alexnet: AlexNet sections 2 and 4.1: 256 x 256 center square, random 224 crops, flips, PCA
   lighting noise.
-- simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR).
+- simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR); with a card
+  that pads (LeNet-5), resize to size - 2 x pad and add the black border.
 - none: resize to size x size only.
 
 All randomness comes from torch's generator (`torch.rand`, `torch.randint`, or a
@@ -29,7 +30,7 @@ from PIL import Image, ImageEnhance
 from torch import Tensor
 from torchvision.transforms import Compose
 
-from ..preprocess import INTERPOLATIONS, Preprocessing, center_crop, to_rgb
+from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, center_crop, to_rgb
 
 # GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability"
 GOOGLENET_INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic")
@@ -232,6 +233,16 @@ class CenterSquare:
 
 
 @dataclass
+class Border:
+    """`pad` black pixels on every side (LeNet-5's digits, 28x28 centred in 32x32)."""
+
+    pad: int
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return add_border(img, self.pad)
+
+
+@dataclass
 class Resize:
     """Resize to size x size, ignoring the aspect ratio (tiny images such as digits)."""
 
@@ -354,6 +365,9 @@ def _geometry(
     if recipe == "alexnet":  # 256 x 256 squares, random 224 crops: scaled with the crop size
         square = eval_transform(size, preprocessing).resize
         return [CenterSquare(square, interpolation), RandomCrop(size)]
+    pad = round(preprocessing.pad * size / preprocessing.crop)  # LeNet-5: 28x28 + 2 -> 32x32
+    if pad:
+        return [Resize(size - 2 * pad, interpolation), Border(pad)]
     return [Resize(size, interpolation)]
 
 

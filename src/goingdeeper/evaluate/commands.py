@@ -69,6 +69,13 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         help="dense evaluation: shorter sides Q (default: VGG's 256,384,512)",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument(
+        "--runtime",
+        choices=["torch", "onnxruntime"],
+        default="torch",
+        help="onnxruntime: each model's fused graph exported to ONNX (cached in "
+        "~/.cache/goingdeeper) and run by ONNX Runtime on the CPU",
+    )
     p.add_argument("--paper", action="store_true", help="also print the paper's Table 3 rows")
     p.set_defaults(func=cmd_eval)
 
@@ -91,11 +98,15 @@ def _views(text: str) -> list[str]:
     return views
 
 
-def _load(path: str, device: str):
+def _load(path: str, device: str, runtime: str = "torch"):
     from ..weights import import_bvlc, load_weights
 
     p = Path(path)
     model, card = import_bvlc(p) if p.is_dir() or p.suffix == ".caffemodel" else load_weights(p)
+    if runtime == "onnxruntime":
+        from ..inference import onnxruntime_model
+
+        return onnxruntime_model(model, p, card.preprocessing.crop), card
     return model.to(device), card
 
 
@@ -128,7 +139,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     scales = _int_list(args.scales, "--scales")
     if args.limit is not None and args.limit < 1:
         raise EvalError(f"--limit must be at least 1, got {args.limit}")
-    loaded = [_load(w, args.device) for w in args.weights]
+    if args.runtime == "onnxruntime" and args.device != "cpu":
+        raise EvalError("--runtime onnxruntime runs on the CPU; leave --device out")
+    if args.runtime == "onnxruntime" and "dense" in views:
+        raise EvalError("dense evaluation needs inputs of several sizes: use --runtime torch")
+    loaded = [_load(w, args.device, args.runtime) for w in args.weights]
     samples = _samples(args.data, loaded[0][1])[: args.limit]
     names = [Path(w).stem for w in args.weights]
     options = dict(aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales)

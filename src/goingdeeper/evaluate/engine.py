@@ -83,7 +83,9 @@ def _decode(item: Item) -> Image.Image:
 
 def _forward(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     """N x classes logits, in ceil(N / batch_size) batches of equal size (no ragged tail)."""
-    device = next(model.parameters()).device
+    # an nn.Module runs where its weights are; a runtime (ONNX Runtime) takes CPU tensors
+    params = model.parameters() if isinstance(model, nn.Module) else iter(())
+    device = next(params, torch.empty(0)).device
     chunks = torch.tensor_split(x, math.ceil(len(x) / batch_size))
     return torch.cat([spatial_mean(model(c.to(device))).float().cpu() for c in chunks])
 

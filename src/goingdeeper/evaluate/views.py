@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..preprocess import INTERPOLATIONS, Preprocessing
+from ..preprocess import INTERPOLATIONS, Preprocessing, add_border
 
 # Section 7: "resize the image to 4 scales where the shorter dimension (height or width) is
 # 256, 288, 320 and 352 respectively"; stated for 224x224 crops.
@@ -55,7 +55,9 @@ def square_offsets(width: int, height: int) -> list[tuple[int, int]]:
 def _resized(image: Image.Image, pre: Preprocessing, shorter: int) -> Image.Image:
     # Resizing the shorter side upscales small images too; with a resize below the crop
     # (an unusual card) the shorter side is raised to the crop so every crop lies inside.
-    return pre.resize_shorter(image, max(shorter, pre.crop))
+    # A card's border (`pad`) scales with the shorter side and counts towards the crop.
+    pad = round(pre.pad * shorter / pre.resize)
+    return add_border(pre.resize_shorter(image, max(shorter, pre.crop - 2 * pad)), pad)
 
 
 def normalise(pixels: np.ndarray, pre: Preprocessing) -> Tensor:

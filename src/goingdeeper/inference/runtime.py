@@ -103,7 +103,21 @@ def optimize_for_inference(
 # --- ONNX Runtime and OpenVINO ---------------------------------------------------------------
 
 
-class OnnxRuntimeModel:
+class _Runtime:
+    """What `evaluate` asks of a model besides calling it: inference mode, always."""
+
+    training = False
+
+    def eval(self) -> _Runtime:
+        return self
+
+    def train(self, mode: bool = True) -> _Runtime:
+        if mode:
+            raise RuntimeError(f"{type(self).__name__} runs inference only; it cannot train")
+        return self
+
+
+class OnnxRuntimeModel(_Runtime):
     """An ONNX file run by ONNX Runtime on the CPU: N x C x H x W tensor in, logits out."""
 
     def __init__(self, path: str | Path, *, threads: int | None = None) -> None:
@@ -124,7 +138,7 @@ class OnnxRuntimeModel:
         return torch.from_numpy(self.numpy(x.detach().float().cpu().numpy()))
 
 
-class OpenVINOModel:
+class OpenVINOModel(_Runtime):
     """An ONNX (or OpenVINO IR) file compiled by OpenVINO for the CPU; `precision` is the
     inference precision hint ("f32" or "bf16"; int8 comes from a quantized file)."""
 

@@ -478,11 +478,11 @@ class LeNet1(nn.Module):
 
 # Section II.A: "the background level (white) corresponds to -0.1 and the foreground (black)
 # to 1.175": MNIST ink 0..255 -> -0.1 + 1.275 * p / 255, one grayscale plane ("L"). The paper
-# pads MNIST's 28x28 digits by 2 pixels to 32x32; a 28x28 image given to this transform is
-# resized instead (Preprocessing has no padding step).
+# centres MNIST's 28x28 digits in a 32x32 field: resize to 28, a 2-pixel black border.
 LENET5_MNIST = Preprocessing(
-    resize=32,
+    resize=28,
     crop=32,
+    pad=2,
     channel_order="L",
     scale=1.275 / 255.0,
     mean=(0.1, 0.1, 0.1),
@@ -501,8 +501,9 @@ LENET1_MNIST = Preprocessing(
     "LeNet-5's scaling (-0.1 background, 1.175 ink)",
 )
 MNIST_STANDARDIZED = Preprocessing(
-    resize=32,
+    resize=28,
     crop=32,
+    pad=2,
     channel_order="L",
     mean=(0.1307, 0.1307, 0.1307),
     std=(0.3081, 0.3081, 0.3081),

@@ -31,6 +31,7 @@ class TrainConfig:
     data: str = "digits"  # see goingdeeper.data.open_dataset
     init_weights: str = ""  # start from a .safetensors file (fine-tuning); "" = from scratch
     new_head: bool = False  # with init_weights: a fresh classifier for this data's classes
+    freeze: list[str] = field(default_factory=list)  # modules kept fixed, e.g. ["conv1"]
 
     # augmentation (section 6 by default)
     recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | none
@@ -74,6 +75,7 @@ class TrainConfig:
     out: str = "runs/train"
     progress: bool = True
     tensorboard: bool = True
+    log_every: int = 50  # steps between rows of steps.csv (loss, accuracy, lr, images/s); 0 = off
     plots: bool = True
     eval_views: list[str] = field(default_factory=lambda: ["1"])  # final protocol: 1, 10, 144
     eval_limit: int = 0  # multi-view evaluations on N test images spread over the set; 0 = all

@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -26,11 +26,27 @@ class TrainStep(nn.Module):
     record (section 5: discount weight 0.3), the main loss otherwise.
     """
 
-    def __init__(self, model: nn.Module, *, aux_weight: float = 0.3, label_smoothing: float = 0.0):
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        aux_weight: float = 0.3,
+        label_smoothing: float = 0.0,
+        frozen: Sequence[str] = (),
+    ):
         super().__init__()
         self.model = model
         self.aux_weight = aux_weight
         self.label_smoothing = label_smoothing
+        self.frozen = list(frozen)
+
+    def train(self, mode: bool = True) -> TrainStep:
+        """Training mode everywhere but in the frozen modules, whose BatchNorm statistics and
+        dropout stay as they are at inference."""
+        super().train(mode)
+        for name in self.frozen:
+            self.model.get_submodule(name).eval()
+        return self
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         out = self.model(x)
@@ -44,6 +60,21 @@ class TrainStep(nn.Module):
             return main + self.aux_weight * aux, main.detach(), out.logits.detach()
         main = ce(out)
         return main, main.detach(), out.detach()
+
+
+def freeze(model: nn.Module, names: Sequence[str]) -> int:
+    """Fix the parameters of the named modules (`model.named_modules()` names, e.g. "conv1",
+    "inception3b"): no gradients, so autograd also skips their backward pass when they come
+    first. Returns how many parameters stay trainable."""
+    known = dict(model.named_modules())
+    unknown = [n for n in names if n not in known or not n]
+    if unknown:
+        tops = ", ".join(n for n, _ in model.named_children())
+        raise ValueError(f"freeze: no module named {', '.join(map(repr, unknown))}; top: {tops}")
+    for name in names:
+        for p in known[name].parameters():
+            p.requires_grad_(False)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def autocast_for(device: torch.device, amp: str):
@@ -85,7 +116,7 @@ def train_one_epoch(
     skipped: list[str] = []
     start = time.perf_counter()
     model = step.module.model if hasattr(step, "module") else step.model
-    for batch in loader:
+    for batches, batch in enumerate(loader, 1):
         x, y, bad = batch if len(batch) == 3 else (*batch, [])
         skipped.extend(bad)
         if x is None or len(y) == 0:
@@ -129,6 +160,7 @@ def train_one_epoch(
                     "acc": totals["correct"] / totals["seen"],
                     "images_per_s": totals["seen"] / max(elapsed, 1e-9),
                     "n": n,
+                    "batches": batches,
                 }
             )
     seen = max(totals["seen"], 1)

@@ -31,6 +31,7 @@ from .engine import (
     NonFiniteLossError,
     TrainStep,
     evaluate_accuracy,
+    freeze,
     lr_factor,
     train_one_epoch,
 )
@@ -175,6 +176,8 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
 def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     decay, no_decay = [], []
     for _name, p in model.named_parameters():
+        if not p.requires_grad:  # frozen
+            continue
         # Caffe's replication: decay_mult 0 on biases; BatchNorm scales and shifts too
         (no_decay if p.ndim <= 1 else decay).append(p)
     groups = [
@@ -201,6 +204,43 @@ def build_scheduler(c: cfg.TrainConfig, optimizer, steps_per_epoch: int):
 
 
 # --- logs ---------------------------------------------------------------------------------------
+
+
+class StepLog:
+    """Every `every` optimizer steps, one row of steps.csv: the step, the epoch (fractional),
+    that batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
+    appended and flushed as they come, so the curve survives a run that is stopped."""
+
+    FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
+
+    def __init__(self, path: Path, every: int, *, resume: bool = False) -> None:
+        self.every = every
+        self.step = 0
+        self.path = path
+        if every <= 0:
+            return
+        if resume and path.is_file():
+            with path.open(newline="") as f:
+                rows = list(csv.DictReader(f))
+            self.step = int(rows[-1]["step"]) if rows else 0
+        else:
+            with path.open("w", newline="") as f:
+                csv.writer(f).writerow(self.FIELDS)
+
+    def record(self, epoch: float, info: dict, lr: float) -> None:
+        self.step += 1
+        if self.every <= 0 or self.step % self.every:
+            return
+        row = (
+            self.step,
+            f"{epoch:.4f}",
+            f"{info['loss']:.5f}",
+            f"{info['acc']:.5f}",
+            f"{lr:.6g}",
+            f"{info['images_per_s']:.2f}",
+        )
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow(row)
 
 
 def write_csv(history: list[dict], path: Path) -> None:
@@ -284,7 +324,15 @@ def fit(
         averaged = AveragedModel(
             model, multi_avg_fn=get_ema_multi_avg_fn(c.polyak_decay), use_buffers=True
         )
-    step: nn.Module = TrainStep(model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing)
+    if c.freeze:
+        try:
+            trainable = freeze(model, c.freeze)
+        except ValueError as e:
+            raise cfg.ConfigError(str(e)) from None
+        log.info("frozen: %s; %s parameters train", ", ".join(c.freeze), f"{trainable:,}")
+    step: nn.Module = TrainStep(
+        model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing, frozen=c.freeze
+    )
     if d.world > 1:
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None
@@ -315,6 +363,7 @@ def fit(
     writer = _tensorboard(c, out, d)
     if d.main:
         cfg.save(c, out / "config.json")
+    steps = StepLog(out / "steps.csv", c.log_every if d.main else 0, resume=resume)
     for epoch in range(start_epoch, c.epochs):
         torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
         loader = make_loader(train_ds, per_rank, c, d, train=True, epoch=epoch)
@@ -326,7 +375,11 @@ def fit(
             else None
         )
 
-        def on_batch(info: dict, bar=bar) -> None:
+        per_epoch = max(len(loader), 1)
+
+        def on_batch(info: dict, bar=bar, epoch=epoch, per_epoch=per_epoch) -> None:
+            fraction = info["batches"] / per_epoch
+            steps.record(epoch + fraction, info, optimizer.param_groups[0]["lr"])
             if bar is not None:
                 bar.update(info["n"])
                 bar.set_postfix(
@@ -523,7 +576,13 @@ def card_preprocessing(preprocessing, c: cfg.TrainConfig):
     from ..preprocess import Preprocessing
 
     if c.recipe in ("simple", "none"):
-        values = {**preprocessing.to_dict(), "resize": c.input_size, "crop": c.input_size}
+        pad = round(preprocessing.pad * c.input_size / preprocessing.crop)
+        values = {
+            **preprocessing.to_dict(),
+            "resize": c.input_size - 2 * pad,
+            "crop": c.input_size,
+            "pad": pad,
+        }
         values["mean"], values["std"] = preprocessing.mean, preprocessing.std
         return Preprocessing(**values)
     return (

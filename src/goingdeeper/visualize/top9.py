@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..preprocess import ImageError, Preprocessing, center_crop, load_image
+from ..preprocess import ImageError, Preprocessing, load_image
 from . import pictures
 from .deconv import check_channels, project, receptive_field
 from .trace import Trace, VisualizeError, record
@@ -62,7 +62,7 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
 
 def network_view(prep: Preprocessing, img: Image.Image) -> Image.Image:
     """The RGB picture the network sees: the preprocessing's resize and crop, no normalisation."""
-    return center_crop(prep.resize_shorter(img), prep.crop)
+    return prep.crop_image(img)
 
 
 def _views(
