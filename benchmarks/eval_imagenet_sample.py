@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/eval_imagenet_sample.py              # all 1,000 photos
     .venv/bin/python benchmarks/eval_imagenet_sample.py --limit 50   # a quick check
     .venv/bin/python benchmarks/eval_imagenet_sample.py --subset-144 200  # 144 crops on 200
+    .venv/bin/python benchmarks/eval_imagenet_sample.py --runtime onnxruntime  # the fused graph
 
 Writes benchmarks/results/eval_imagenet_sample.md and .json: the grid (1 model x 1/10/144
 crops, top-1 and top-5 error) beside the paper's Table 3, and the cost of our 144-crop
