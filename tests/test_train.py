@@ -132,7 +132,9 @@ def test_run_writes_everything_and_resume_is_exact(tmp_path):
 
     fit(tiny(tmp_path / "b", epochs=2))  # interrupted after two epochs ...
     resumed = fit(tiny(tmp_path / "b", epochs=3), resume=True)  # ... and resumed
-    assert (tmp_path / "b" / "run" / "steps.csv").read_text() == (out / "steps.csv").read_text()
+    resumed_steps = (tmp_path / "b" / "run" / "steps.csv").read_text().splitlines()
+    # the same rows but for images/s, a timing
+    assert [r.rsplit(",", 1)[0] for r in resumed_steps] == [r.rsplit(",", 1)[0] for r in steps]
     for a, b in zip(full["history"], resumed["history"], strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "polyak_test_loss", "lr"):
             assert a[key] == b[key], (key, a, b)
@@ -269,11 +271,10 @@ def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
     """Fine-tuning with the first layers fixed: their weights end exactly as they began, the
     optimizer holds only the other parameters, and those move."""
     c = tiny(tmp_path, epochs=1, freeze=["C1", "S2"])
-    start = fit(c.replace(epochs=0, out=str(tmp_path / "start")))["model"].state_dict()
-    start = {k: v.clone() for k, v in start.items()}
+    start = fit(c.replace(epochs=0, out=str(tmp_path / "start")))["model"].named_parameters()
+    start = {k: v.detach().clone() for k, v in start}
     result = fit(c)
-    end = result["model"].state_dict()
-    for key, value in end.items():
+    for key, value in result["model"].named_parameters():
         frozen = key.startswith(("C1.", "S2."))
         assert torch.equal(value, start[key]) == frozen, key
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)

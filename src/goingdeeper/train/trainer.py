@@ -213,19 +213,22 @@ class StepLog:
 
     FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
 
-    def __init__(self, path: Path, every: int, *, resume: bool = False) -> None:
+    def __init__(self, path: Path, every: int, *, start: int = 0) -> None:
+        """`start`: the step a resumed run continues from; rows logged after it (by a run
+        stopped between checkpoints) are dropped, the ones before it kept."""
         self.every = every
-        self.step = 0
+        self.step = start
         self.path = path
         if every <= 0:
             return
-        if resume and path.is_file():
+        kept: list[list[str]] = []
+        if start and path.is_file():
             with path.open(newline="") as f:
-                rows = list(csv.DictReader(f))
-            self.step = int(rows[-1]["step"]) if rows else 0
-        else:
-            with path.open("w", newline="") as f:
-                csv.writer(f).writerow(self.FIELDS)
+                kept = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= start]
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.FIELDS)
+            writer.writerows(kept)
 
     def record(self, epoch: float, info: dict, lr: float) -> None:
         self.step += 1
@@ -363,7 +366,9 @@ def fit(
     writer = _tensorboard(c, out, d)
     if d.main:
         cfg.save(c, out / "config.json")
-    steps = StepLog(out / "steps.csv", c.log_every if d.main else 0, resume=resume)
+    steps = StepLog(
+        out / "steps.csv", c.log_every if d.main else 0, start=start_epoch * steps_per_epoch
+    )
     for epoch in range(start_epoch, c.epochs):
         torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
         loader = make_loader(train_ds, per_rank, c, d, train=True, epoch=epoch)
