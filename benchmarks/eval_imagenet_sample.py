@@ -8,7 +8,7 @@
 Writes benchmarks/results/eval_imagenet_sample.md and .json: the grid (1 model x 1/10/144
 crops, top-1 and top-5 error) beside the paper's Table 3, and the cost of our 144-crop
 evaluation against 144 plain batched forward passes of the same crops (target: at most 1.1x).
-On a 2-core CPU the full run takes about 1.6 h (144 x 1,000 forward passes at ~25/s).
+On a 2-core CPU the full run takes well over an hour (144 x 1,000 forward passes at 25-40/s).
 The data folder is $GOINGDEEPER_DATA, else ../shared/data beside the repository.
 """
 
