@@ -20,7 +20,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -35,7 +34,7 @@ from goingdeeper.evaluate import (
     imagenet_sample_samples,
     paper_rows,
 )
-from goingdeeper.inference import OnnxRuntimeModel, write_onnx
+from goingdeeper.inference import onnxruntime_model
 from goingdeeper.preprocess import load_image
 from goingdeeper.weights import import_bvlc
 
@@ -118,14 +117,6 @@ def markdown(meta: dict, rows: list[dict], timing: dict) -> str:
     )
 
 
-def onnxruntime_session(model, crop: int, threads: int | None) -> OnnxRuntimeModel:
-    """The fused eval graph in ONNX Runtime (exported to a temporary file, then loaded)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "bvlc_googlenet.onnx"
-        write_onnx(model, path, crop, fused=True)
-        return OnnxRuntimeModel(path, threads=threads)
-
-
 def _progress(views: str):
     def report(done: int, total: int) -> None:
         if done % 10 == 0 or done == total:
@@ -164,10 +155,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:  # on a CPU shared with other jobs, 1 thread avoids threads waiting
         torch.set_num_threads(args.threads)
 
-    model, card = import_bvlc(args.data / "bvlc-googlenet")
+    blobs = args.data / "bvlc-googlenet"
+    model, card = import_bvlc(blobs)
     model.to(args.device)
-    if args.runtime == "onnxruntime":
-        model = onnxruntime_session(model, card.preprocessing.crop, args.threads)
+    if args.runtime == "onnxruntime":  # the fused graph, exported once and cached
+        model = onnxruntime_model(model, blobs, card.preprocessing.crop, threads=args.threads)
     samples = imagenet_sample_samples(args.data / "imagenet-sample")[: args.limit]
     runs = [(views, samples, "BVLC GoogLeNet") for views in args.views.split(",")]
     if args.subset_144:

@@ -78,9 +78,12 @@ class Preprocessing:
     def scaled(self, crop: int) -> Preprocessing:
         """The same transform for another crop size, the resize scaled in proportion."""
         resize = round(self.resize * crop / self.crop)
-        pad = round(self.pad * crop / self.crop)
-        values = {**self.to_dict(), "crop": crop, "resize": resize, "pad": pad}
+        values = {**self.to_dict(), "crop": crop, "resize": resize, "pad": self.pad_for(crop)}
         return Preprocessing(**{**values, "mean": self.mean, "std": self.std})
+
+    def pad_for(self, crop: int) -> int:
+        """The border scaled to another crop size (LeNet-5's 2 of 32 -> 4 of 64)."""
+        return round(self.pad * crop / self.crop)
 
     def resize_shorter(self, img: Image.Image, size: int | None = None) -> Image.Image:
         size = self.resize if size is None else size

@@ -365,7 +365,7 @@ def _geometry(
     if recipe == "alexnet":  # 256 x 256 squares, random 224 crops: scaled with the crop size
         square = eval_transform(size, preprocessing).resize
         return [CenterSquare(square, interpolation), RandomCrop(size)]
-    pad = round(preprocessing.pad * size / preprocessing.crop)  # LeNet-5: 28x28 + 2 -> 32x32
+    pad = preprocessing.pad_for(size)  # LeNet-5: 28x28 + 2 -> 32x32
     if pad:
         return [Resize(size - 2 * pad, interpolation), Border(pad)]
     return [Resize(size, interpolation)]

@@ -65,13 +65,21 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def onnxruntime_model(model: nn.Module, weights: str | Path, input_size: int) -> OnnxRuntimeModel:
-    """The fused graph of `model` (loaded from `weights`) in ONNX Runtime; the ONNX file is
-    exported once and cached under `cache_dir()`, keyed by the weights file's path, size and
-    modification time."""
+def _fingerprint(weights: Path) -> str:
+    """Size and modification time of a weights file, or of every file of a blob folder."""
+    files = sorted(f for f in weights.rglob("*") if f.is_file()) if weights.is_dir() else [weights]
+    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+
+
+def onnxruntime_model(
+    model: nn.Module, weights: str | Path, input_size: int, *, threads: int | None = None
+) -> OnnxRuntimeModel:
+    """The fused graph of `model` (loaded from `weights`, a file or a BVLC blob folder) in ONNX
+    Runtime with `threads` intra-op threads (default: ONNX Runtime's); the ONNX file is exported
+    once and cached under `cache_dir()`, keyed by the weights' path, sizes and modification
+    times."""
     weights = Path(weights).resolve()
-    stat = weights.stat()
-    key = f"{weights}|{stat.st_size}|{stat.st_mtime_ns}|{input_size}|fused|{torch.__version__}"
+    key = f"{weights}|{_fingerprint(weights)}|{input_size}|fused|{torch.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir() / f"{weights.stem}-{input_size}-{digest}.onnx"
     if not path.is_file():
@@ -79,7 +87,7 @@ def onnxruntime_model(model: nn.Module, weights: str | Path, input_size: int) ->
         partial = path.with_suffix(f".{os.getpid()}.tmp")
         write_onnx(model, partial, input_size, fused=True)
         partial.replace(path)  # atomic: a concurrent run sees the whole file or none
-    return OnnxRuntimeModel(path)
+    return OnnxRuntimeModel(path, threads=threads)
 
 
 __all__ = [

@@ -207,8 +207,8 @@ def build_scheduler(c: cfg.TrainConfig, optimizer, steps_per_epoch: int):
 
 
 class StepLog:
-    """Every `every` optimizer steps, one row of steps.csv: the step, the epoch (fractional),
-    that batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
+    """Every `every` steps, one row of steps.csv: the step, the epoch (fractional), that
+    batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
     appended and flushed as they come, so the curve survives a run that is stopped."""
 
     FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
@@ -217,7 +217,6 @@ class StepLog:
         """`start`: the step a resumed run continues from; rows logged after it (by a run
         stopped between checkpoints) are dropped, the ones before it kept."""
         self.every = every
-        self.step = start
         self.path = path
         if every <= 0:
             return
@@ -230,12 +229,11 @@ class StepLog:
             writer.writerow(self.FIELDS)
             writer.writerows(kept)
 
-    def record(self, epoch: float, info: dict, lr: float) -> None:
-        self.step += 1
-        if self.every <= 0 or self.step % self.every:
+    def record(self, step: int, epoch: float, info: dict, lr: float) -> None:
+        if self.every <= 0 or step % self.every:
             return
         row = (
-            self.step,
+            step,
             f"{epoch:.4f}",
             f"{info['loss']:.5f}",
             f"{info['acc']:.5f}",
@@ -380,11 +378,10 @@ def fit(
             else None
         )
 
-        per_epoch = max(len(loader), 1)
-
-        def on_batch(info: dict, bar=bar, epoch=epoch, per_epoch=per_epoch) -> None:
-            fraction = info["batches"] / per_epoch
-            steps.record(epoch + fraction, info, optimizer.param_groups[0]["lr"])
+        def on_batch(info: dict, bar=bar, epoch=epoch) -> None:
+            step = epoch * steps_per_epoch + info["batches"]
+            lr = optimizer.param_groups[0]["lr"]
+            steps.record(step, epoch + info["batches"] / steps_per_epoch, info, lr)
             if bar is not None:
                 bar.update(info["n"])
                 bar.set_postfix(
@@ -581,7 +578,7 @@ def card_preprocessing(preprocessing, c: cfg.TrainConfig):
     from ..preprocess import Preprocessing
 
     if c.recipe in ("simple", "none"):
-        pad = round(preprocessing.pad * c.input_size / preprocessing.crop)
+        pad = preprocessing.pad_for(c.input_size)
         values = {
             **preprocessing.to_dict(),
             "resize": c.input_size - 2 * pad,
