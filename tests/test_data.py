@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader
 
 from goingdeeper import preprocess
 from goingdeeper.data import (
+    AffineDistort,
     DataError,
     ImageDataset,
     PCALighting,
@@ -603,6 +604,77 @@ def test_scale_jitter_draws_vgg_scales():
     assert ScaleJitter(32, (36, 72))(_noise((40, 30))).size == (32, 32)
     with pytest.raises(ValueError, match="size <= s_min"):
         ScaleJitter(224, (200, 512))
+
+
+def _digit_field() -> Image.Image:
+    """A 32 x 32 black field holding a white 8 x 16 bar in its middle (a "1")."""
+    pixels = np.zeros((32, 32), np.uint8)
+    pixels[8:24, 12:20] = 255
+    return Image.fromarray(pixels, "L")
+
+
+def test_affine_distort_maps_pixels_where_its_matrix_says():
+    field = _digit_field()
+    still = AffineDistort(shift=0, scale=0, squeeze=0, shear=0)
+    assert np.array_equal(np.asarray(still(field)), np.asarray(field))
+    # a pure translation by (+3, -2) pixels: output (x, y) holds input (x - 3, y + 2)
+    moved = np.asarray(AffineDistort.apply(field, np.array([[1.0, 0, 3], [0, 1.0, -2]])))
+    assert np.array_equal(moved[6:22, 15:23], np.asarray(field)[8:24, 12:20])
+    assert moved.sum() == np.asarray(field).sum()  # nothing left the field
+    # a horizontal shear about the centre (16, 16): the ink of the row whose pixel centres
+    # lie at y moves right by 0.25 * (y - 16) pixels (PIL's pixel centres are at +0.5)
+    shear = np.array([[1.0, 0.25, -4], [0, 1.0, 0]])
+    sheared = np.asarray(AffineDistort.apply(field, shear), np.float64)
+    columns = np.arange(32) + 0.5
+    for row in range(8, 24):
+        centroid = (sheared[row] * columns).sum() / sheared[row].sum()
+        assert centroid == pytest.approx(16 + 0.25 * (row + 0.5 - 16), abs=0.02)
+    # squeezing: wider and shorter (x times 1.25, y divided by 1.25) about the centre
+    squeeze = np.array([[1.25, 0, 16 - 1.25 * 16], [0, 0.8, 16 - 0.8 * 16]])
+    wide = np.asarray(AffineDistort.apply(field, squeeze)) > 127
+    columns, rows = np.flatnonzero(wide.any(0)), np.flatnonzero(wide.any(1))
+    assert columns[-1] - columns[0] + 1 == 10 and rows[-1] - rows[0] + 1 in (12, 13)
+
+
+def test_affine_distort_draws_within_its_ranges_and_keeps_the_digit():
+    distort = AffineDistort(generator=torch.Generator().manual_seed(0))
+    field = _digit_field()
+    ink = np.asarray(field, np.float64).sum()
+    for _ in range(200):
+        m = distort.draw(32, 32)
+        s_x, s_y = m[0, 0], m[1, 1]  # s * q and s / q
+        assert 0.8 <= s_x <= 1.23 and 0.8 <= s_y <= 1.23 and m[1, 0] == 0
+        assert abs(m[0, 1] / s_x) <= 0.15  # the shear k
+        centre = m[:, :2] @ [16, 16] + m[:, 2]
+        assert np.all(np.abs(centre - 16) <= 2 + 1e-9)  # the shift, at most 2 pixels
+        out = np.asarray(AffineDistort.apply(field, m), np.float64)
+        assert 0.6 < out.sum() / ink < 1.45  # the digit moved and changed size, inside the field
+    first = [AffineDistort(generator=torch.Generator().manual_seed(3)).draw(32, 32) for _ in "ab"]
+    assert np.array_equal(*first)
+    big = AffineDistort(generator=torch.Generator().manual_seed(1)).draw(64, 64)
+    assert np.all(np.abs(big[:, :2] @ [32, 32] + big[:, 2] - 32) <= 4 + 1e-9)  # scaled shift
+    rgb = AffineDistort()(Image.new("RGB", (32, 32), (255, 255, 255)))
+    assert rgb.mode == "RGB" and rgb.getpixel((16, 16)) == (255, 255, 255)
+    with pytest.raises(ValueError, match="interpolation must be nearest, bilinear or bicubic"):
+        AffineDistort(interpolation="area")
+    with pytest.raises(ValueError, match="scale must lie in"):
+        AffineDistort(scale=1.5)
+
+
+def test_lenet_recipe_pads_then_distorts():
+    lenet_card = Preprocessing(resize=28, crop=32, pad=2, mean=(0, 0, 0), std=(1, 1, 1))
+    transform = train_transform("lenet", 32, lenet_card, flip=False)
+    shown = repr(transform)
+    assert shown.index("Resize(size=28") < shown.index("Border(pad=2)")
+    assert shown.index("Border(pad=2)") < shown.index("AffineDistort(")
+    assert "Flip" not in shown
+    digit = Image.new("L", (28, 28), 255)
+    torch.manual_seed(0)
+    outs = [transform(digit) for _ in range(5)]
+    assert all(x.shape == (3, 32, 32) for x in outs)
+    assert not all(torch.equal(outs[0], x) for x in outs[1:])  # a new distortion each time
+    plain = train_transform("simple", 32, lenet_card, flip=False)(digit)
+    assert plain[:, 2:30, 2:30].min() > 0.99 and plain[:, :2].max() == 0  # simple: no warp
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

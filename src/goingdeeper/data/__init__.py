@@ -19,6 +19,8 @@ from .datasets import (
 from .transforms import (
     GOOGLENET_INTERPOLATIONS,
     RECIPES,
+    WHOLE_IMAGE_RECIPES,
+    AffineDistort,
     PCALighting,
     PhotometricDistort,
     RandomCrop,
@@ -32,6 +34,8 @@ from .transforms import (
 __all__ = [
     "GOOGLENET_INTERPOLATIONS",
     "RECIPES",
+    "WHOLE_IMAGE_RECIPES",
+    "AffineDistort",
     "DataError",
     "ImageDataset",
     "PCALighting",

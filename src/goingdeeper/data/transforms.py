@@ -11,6 +11,8 @@ channel order, scale, mean, std), so that no transform is hidden:
   lighting noise.
 - simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR); with a card
   that pads (LeNet-5), resize to size - 2 x pad and add the black border.
+- lenet: simple's geometry, then LeNet-5's distortions (LeCun et al. 1998, section III.C):
+  a random planar affine map of translation, scaling, squeezing and horizontal shearing.
 - none: resize to size x size only.
 
 All randomness comes from torch's generator (`torch.rand`, `torch.randint`, or a
@@ -43,7 +45,9 @@ IMAGENET_EIGVEC = (
     (-0.5808, -0.0045, -0.8140),
     (-0.5836, -0.6948, 0.4203),
 )
-RECIPES = ("googlenet", "vgg", "alexnet", "simple", "none")
+RECIPES = ("googlenet", "vgg", "alexnet", "simple", "lenet", "none")
+# recipes that train on the whole (small) image and so evaluate on it, resized, as well
+WHOLE_IMAGE_RECIPES = ("simple", "lenet", "none")
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -243,6 +247,63 @@ class Border:
 
 
 @dataclass
+class AffineDistort:
+    """LeNet-5's training distortions (LeCun et al. 1998, section III.C: 0.95% -> 0.8% test
+    error): "horizontal and vertical translations, scaling, squeezing (simultaneous horizontal
+    compression and vertical elongation, or the reverse), and horizontal shearing", combined
+    into one affine map about the image centre. The paper gives no ranges; these defaults
+    (shifts in pixels of a 32 x 32 field, scaled with the image) keep a digit inside the field.
+    Uncovered pixels are black, the background of the digits."""
+
+    shift: float = 2.0  # pixels of a 32-pixel image, each direction, uniform in [-shift, shift]
+    scale: float = 0.1  # factor uniform in [1 - scale, 1 + scale]
+    squeeze: float = 0.1  # x times s, y divided by s, s uniform in [1 - squeeze, 1 + squeeze]
+    shear: float = 0.15  # x += k * y, k uniform in [-shear, shear]
+    interpolation: str = "bilinear"
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.interpolation not in ("nearest", "bilinear", "bicubic"):  # what PIL can warp with
+            raise ValueError(
+                f"interpolation must be nearest, bilinear or bicubic, got {self.interpolation!r}"
+            )
+        for name in ("scale", "squeeze"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+        if self.shift < 0 or self.shear < 0:
+            raise ValueError(f"shift and shear must be >= 0, got {self.shift} and {self.shear}")
+
+    def draw(self, width: int, height: int) -> np.ndarray:
+        """One random map as a 2 x 3 matrix taking input (x, y) to output pixel positions."""
+        s = _uniform(1 - self.scale, 1 + self.scale, self.generator)
+        q = _uniform(1 - self.squeeze, 1 + self.squeeze, self.generator)
+        k = _uniform(-self.shear, self.shear, self.generator)
+        reach = self.shift * min(width, height) / 32
+        tx = _uniform(-reach, reach, self.generator)
+        ty = _uniform(-reach, reach, self.generator)
+        linear = np.array([[s * q, s * q * k], [0.0, s / q]])  # scale . squeeze . shear
+        centre = np.array([width / 2, height / 2])
+        offset = centre + np.array([tx, ty]) - linear @ centre
+        return np.hstack([linear, offset[:, None]])
+
+    @staticmethod
+    def apply(img: Image.Image, matrix: np.ndarray, interpolation: str = "bilinear") -> Image.Image:
+        """Warp `img` by `matrix` (input -> output positions), same size, black outside."""
+        inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
+        fill = 0 if img.mode in ("L", "I", "F", "1") else (0,) * len(img.getbands())
+        return img.transform(
+            img.size,
+            Image.Transform.AFFINE,
+            tuple(inverse.ravel().tolist()),
+            resample=INTERPOLATIONS[interpolation],
+            fillcolor=fill,
+        )
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return self.apply(img, self.draw(*img.size), self.interpolation)
+
+
+@dataclass
 class Resize:
     """Resize to size x size, ignoring the aspect ratio (tiny images such as digits)."""
 
@@ -366,9 +427,12 @@ def _geometry(
         square = eval_transform(size, preprocessing).resize
         return [CenterSquare(square, interpolation), RandomCrop(size)]
     pad = preprocessing.pad_for(size)  # LeNet-5: 28x28 + 2 -> 32x32
+    steps: list[Callable] = [Resize(size - 2 * pad, interpolation)]
     if pad:
-        return [Resize(size - 2 * pad, interpolation), Border(pad)]
-    return [Resize(size, interpolation)]
+        steps.append(Border(pad))
+    if recipe == "lenet":
+        steps.append(AffineDistort())
+    return steps
 
 
 def eval_transform(size: int, preprocessing: Preprocessing) -> Preprocessing:

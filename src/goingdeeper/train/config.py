@@ -34,7 +34,7 @@ class TrainConfig:
     freeze: list[str] = field(default_factory=list)  # modules kept fixed, e.g. ["conv1"]
 
     # augmentation (section 6 by default)
-    recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | none
+    recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | lenet | none
     flip: bool = True
     photometric: bool | None = None  # None: what the recipe's paper did (googlenet: on)
     interpolations: list[str] = field(
@@ -187,7 +187,7 @@ def resolve(
 
 def validate(c: TrainConfig) -> None:
     choices = {
-        "recipe": ("googlenet", "vgg", "alexnet", "simple", "none"),
+        "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
         "optimizer": ("sgd", "adamw"),
         "lr_schedule": ("step", "cosine", "constant"),
         "amp": ("none", "bf16", "fp16"),

@@ -89,7 +89,7 @@ def epoch_seed(seed: int, epoch: int, rank: int) -> int:
 
 
 def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
-    from ..data import check_splits, open_dataset, train_transform
+    from ..data import WHOLE_IMAGE_RECIPES, check_splits, open_dataset, train_transform
     from ..data import eval_transform as make_eval_transform
 
     train_tf = train_transform(
@@ -102,7 +102,7 @@ def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
         pca_lighting=c.pca_lighting,
         scale_jitter=tuple(c.scale_jitter) if c.scale_jitter else None,
     )
-    if c.recipe in ("simple", "none"):  # small images: the whole image, as in training
+    if c.recipe in WHOLE_IMAGE_RECIPES:  # small images: the whole image, as in training
         eval_tf = train_transform("none", c.input_size, preprocessing)
     else:  # photos: shorter side, center crop (the weights' own protocol, scaled)
         eval_tf = make_eval_transform(c.input_size, preprocessing)
@@ -575,9 +575,10 @@ def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.Tra
 def card_preprocessing(preprocessing, c: cfg.TrainConfig):
     """What the trained weights expect: the whole image resized for small-image recipes (as in
     training), else the weights' own protocol scaled to the training size."""
+    from ..data import WHOLE_IMAGE_RECIPES
     from ..preprocess import Preprocessing
 
-    if c.recipe in ("simple", "none"):
+    if c.recipe in WHOLE_IMAGE_RECIPES:
         pad = preprocessing.pad_for(c.input_size)
         values = {
             **preprocessing.to_dict(),
