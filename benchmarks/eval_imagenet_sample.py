@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/eval_imagenet_sample.py              # all 1,000 photos
     .venv/bin/python benchmarks/eval_imagenet_sample.py --limit 50   # a quick check
     .venv/bin/python benchmarks/eval_imagenet_sample.py --subset-144 200  # 144 crops on 200
-    .venv/bin/python benchmarks/eval_imagenet_sample.py --runtime onnxruntime  # the fused graph
+    .venv/bin/python benchmarks/eval_imagenet_sample.py --runtime onnxruntime  # the folded graph
 
 Writes benchmarks/results/eval_imagenet_sample.md and .json: the grid (1 model x 1/10/144
 crops, top-1 and top-5 error) beside the paper's Table 3, and the cost of our 144-crop
@@ -148,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
         "--runtime",
         choices=["torch", "onnxruntime"],
         default="torch",
-        help="onnxruntime: the fused graph exported to ONNX (outputs within 1e-4 of torch's)",
+        help="onnxruntime: the BatchNorm-folded graph in ONNX (outputs within 1e-4 of torch's)",
     )
     parser.add_argument("--out", type=Path, default=OUT, help="path without suffix")
     args = parser.parse_args(argv)
@@ -158,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
     blobs = args.data / "bvlc-googlenet"
     model, card = import_bvlc(blobs)
     model.to(args.device)
-    if args.runtime == "onnxruntime":  # the fused graph, exported once and cached
+    if args.runtime == "onnxruntime":  # the folded graph, exported once and cached
         model = onnxruntime_model(model, blobs, card.preprocessing.crop, threads=args.threads)
     samples = imagenet_sample_samples(args.data / "imagenet-sample")[: args.limit]
     runs = [(views, samples, "BVLC GoogLeNet") for views in args.views.split(",")]

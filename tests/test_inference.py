@@ -10,6 +10,7 @@ marked slow.
 from __future__ import annotations
 
 import copy
+import json
 
 import numpy as np
 import pytest
@@ -242,6 +243,25 @@ def test_onnx_export_of_the_fused_graph_matches_eager(name):
         assert_close_logits(got, model(x))
 
 
+def test_exported_graph_keeps_the_1x1s_apart_unless_asked(tmp_path):
+    """ONNX Runtime's blocked layout has no Split: exports fold BatchNorm but keep the three
+    1x1 convolutions separate by default; `fuse_1x1` fuses them (nine Splits), same outputs."""
+    import onnx
+
+    from goingdeeper.inference import OnnxRuntimeModel, write_onnx
+
+    model = random_model("googlenet_torchvision", aux_logits=False)
+    x = small_input("googlenet_torchvision", batch=2)
+    with torch.no_grad():
+        want = model.eval()(x)
+    for fuse_1x1, splits, convs in ((False, 0, 57), (True, 9, 39)):
+        path = write_onnx(model, tmp_path / f"g{fuse_1x1}.onnx", x.shape[-1], fuse_1x1=fuse_1x1)
+        ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+        assert (ops.count("Split"), ops.count("Conv")) == (splits, convs)
+        assert "BatchNormalization" not in ops
+        assert_close_logits(OnnxRuntimeModel(path)(x), want)
+
+
 # --- the CLI --------------------------------------------------------------------------------
 
 
@@ -431,3 +451,25 @@ def test_bvlc_int8_accuracy_on_held_out_photos(bvlc, tmp_path):
         top1[name] = (pred == labels).float().mean().item()
     assert top1["fp32"] > 0.6  # the real network, not noise
     assert top1["int8"] >= top1["fp32"] - 0.015, top1
+
+
+def test_bench_times_the_selected_paths_and_states_the_targets(tmp_path):
+    """A small `goingdeeper bench` run end to end: each configuration timed in its own process,
+    our folded graph and torchvision's exported with the same weights, the target computed
+    from the two measured rates, and the results written."""
+    from goingdeeper.inference.bench import BenchOptions, run_benchmarks, write_results
+
+    only = ("ORT fp32 torchvision graph", "ORT fp32 ours googlenet_torchvision folded")
+    options = BenchOptions(
+        batch_sizes=(1,), repeats=1, warmup=1, threads=1, only=only, train=False, profile=False
+    )
+    result = run_benchmarks(options)
+    rows = {row["name"]: row for row in result["rows"]}
+    assert set(rows) == set(only)
+    assert all(row["images_per_s"] > 0 and len(row["times_s"]) >= 20 for row in rows.values())
+    fp32 = next(t for t in result["targets"] if t["target"] == "fastest fp32, batch 1")
+    assert (fp32["ours"], fp32["peer"]) == (only[1], only[0])
+    ratio = rows[only[1]]["images_per_s"] / rows[only[0]]["images_per_s"]
+    assert fp32["ratio"] == pytest.approx(ratio)
+    md, js = write_results(result, tmp_path / "bench")
+    assert only[1] in md.read_text() and json.loads(js.read_text())["rows"]

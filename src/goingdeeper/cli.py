@@ -163,7 +163,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .weights import load_weights
 
     model, card = load_weights(args.weights)
-    if args.runtime == "onnxruntime":  # the fused graph, exported once and cached
+    if args.runtime == "onnxruntime":  # the folded graph, exported once and cached
         from .inference import onnxruntime_model
 
         model = onnxruntime_model(model, args.weights, card.preprocessing.crop)
@@ -299,18 +299,30 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
             raise UserError(str(e)) from None
     model, size, pre = _model_to_export(args)
     out = write_onnx(
-        model, args.out, size, fused=args.fused, int8_calibration=images, preprocessing=pre
+        model,
+        args.out,
+        size,
+        fused=args.fused,
+        fuse_1x1=args.fuse_1x1,
+        int8_calibration=images,
+        preprocessing=pre,
     )
     kind = f"int8, calibrated on {len(images)} images" if images else "fp32"
-    print(f"wrote {out} ({kind}, {'fused' if args.fused else 'plain'} graph, {size}x{size})")
+    print(f"wrote {out} ({kind}, {_graph_kind(args)} graph, {size}x{size})")
     return 0
+
+
+def _graph_kind(args: argparse.Namespace) -> str:
+    if not args.fused:
+        return "plain"
+    return "BatchNorm folded, 1x1s fused" if args.fuse_1x1 else "BatchNorm folded"
 
 
 def cmd_export_program(args: argparse.Namespace) -> int:
     from .inference import write_program
 
     model, size, _ = _model_to_export(args)
-    out = write_program(model, args.out, size, fused=args.fused)
+    out = write_program(model, args.out, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
     print(f"wrote {out} (torch.export program, {size}x{size}; load with torch.export.load)")
     return 0
 
@@ -362,7 +374,13 @@ def add_inference_commands(sub) -> None:
         q.add_argument(
             "--fused",
             action="store_true",
-            help="the fast graph: BatchNorm folded, each Inception module's 1x1s as one conv",
+            help="the fast graph: every BatchNorm folded into its convolution",
+        )
+        q.add_argument(
+            "--fuse-1x1",
+            action="store_true",
+            help="with --fused: each Inception module's three 1x1s on its input as one conv "
+            "and a Split (faster in PyTorch, slower in ONNX Runtime)",
         )
         if name == "onnx":
             q.add_argument("--int8", action="store_true", help="int8 static quantization (QDQ)")
@@ -543,7 +561,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--runtime",
         choices=["torch", "onnxruntime"],
         default="torch",
-        help="onnxruntime: run the fused graph exported to ONNX (cached in ~/.cache/goingdeeper)",
+        help="onnxruntime: the BatchNorm-folded graph in ONNX (cached in ~/.cache/goingdeeper)",
     )
     p.set_defaults(func=cmd_predict)
 

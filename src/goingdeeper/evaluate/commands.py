@@ -73,7 +73,7 @@ def add_eval_commands(subparsers: argparse._SubParsersAction) -> None:
         "--runtime",
         choices=["torch", "onnxruntime"],
         default="torch",
-        help="onnxruntime: each model's fused graph exported to ONNX (cached in "
+        help="onnxruntime: each model's BatchNorm-folded graph exported to ONNX (cached in "
         "~/.cache/goingdeeper) and run by ONNX Runtime on the CPU",
     )
     p.add_argument("--paper", action="store_true", help="also print the paper's Table 3 rows")

@@ -17,14 +17,20 @@ from .quantize import calibration_images, image_batches, quantize_onnx
 from .runtime import OnnxRuntimeModel, optimize_for_inference
 
 
-def deployable(model: nn.Module, input_size: int, *, fused: bool) -> nn.Module:
-    """The graph to export: the fused fp32 network (no wrapper, contiguous weights) or the plain
-    one, both in eval mode without aux heads."""
+def deployable(
+    model: nn.Module, input_size: int, *, fused: bool, fuse_1x1: bool = False
+) -> nn.Module:
+    """The graph to export, in eval mode without aux heads: with `fused`, every BatchNorm folded
+    into its convolution (contiguous weights); with `fuse_1x1` as well, each Inception module's
+    three 1x1 convolutions on its input as one convolution and a Split. That fusion pays in
+    PyTorch but not in ONNX Runtime, whose blocked channel layout (NCHWc) has no Split: it
+    wraps each one in layout reorders (62 in GoogLeNet), and the graph ran about 10% slower than
+    the unfused one there, so exports leave it out unless asked."""
     if not fused:
         return for_inference(model)
     channels = getattr(model, "in_channels", 3)
     example = torch.zeros(1, channels, input_size, input_size)
-    return optimize_for_inference(model, example, channels_last=False).net
+    return optimize_for_inference(model, example, fuse_1x1=fuse_1x1, channels_last=False).net
 
 
 def write_onnx(
@@ -33,12 +39,13 @@ def write_onnx(
     input_size: int,
     *,
     fused: bool = True,
+    fuse_1x1: bool = False,
     int8_calibration: list[Path] | None = None,
     preprocessing: Preprocessing | None = None,
 ) -> Path:
-    """Export `model` to ONNX at `out`; with `int8_calibration` images (and the weights'
-    `preprocessing`), quantize it to int8 (QDQ) calibrated on them."""
-    net = deployable(model, input_size, fused=fused)
+    """Export `model` (`deployable`'s graph) to ONNX at `out`; with `int8_calibration` images
+    (and the weights' `preprocessing`), quantize it to int8 (QDQ) calibrated on them."""
+    net = deployable(model, input_size, fused=fused, fuse_1x1=fuse_1x1)
     if int8_calibration is None:
         return export_onnx(net, out, input_size)
     if preprocessing is None:
@@ -49,11 +56,13 @@ def write_onnx(
         return quantize_onnx(fp32, out, image_batches(int8_calibration, preprocessing))
 
 
-def write_program(model: nn.Module, out: str | Path, input_size: int, *, fused: bool) -> Path:
+def write_program(
+    model: nn.Module, out: str | Path, input_size: int, *, fused: bool, fuse_1x1: bool = False
+) -> Path:
     """Save a `torch.export` program of the inference graph (load with torch.export.load)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    net = deployable(model, input_size, fused=fused)
+    net = deployable(model, input_size, fused=fused, fuse_1x1=fuse_1x1)
     example = torch.zeros(1, getattr(net, "in_channels", 3), input_size, input_size)
     torch.export.save(torch.export.export(net, (example,)), str(out))
     return out
@@ -74,12 +83,12 @@ def _fingerprint(weights: Path) -> str:
 def onnxruntime_model(
     model: nn.Module, weights: str | Path, input_size: int, *, threads: int | None = None
 ) -> OnnxRuntimeModel:
-    """The fused graph of `model` (loaded from `weights`, a file or a BVLC blob folder) in ONNX
+    """The folded graph of `model` (loaded from `weights`, a file or a BVLC blob folder) in ONNX
     Runtime with `threads` intra-op threads (default: ONNX Runtime's); the ONNX file is exported
     once and cached under `cache_dir()`, keyed by the weights' path, sizes and modification
     times."""
     weights = Path(weights).resolve()
-    key = f"{weights}|{_fingerprint(weights)}|{input_size}|fused|{torch.__version__}"
+    key = f"{weights}|{_fingerprint(weights)}|{input_size}|folded|{torch.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:16]
     path = cache_dir() / f"{weights.stem}-{input_size}-{digest}.onnx"
     if not path.is_file():
