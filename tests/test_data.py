@@ -675,6 +675,11 @@ def test_lenet_recipe_pads_then_distorts():
     assert not all(torch.equal(outs[0], x) for x in outs[1:])  # a new distortion each time
     plain = train_transform("simple", 32, lenet_card, flip=False)(digit)
     assert plain[:, 2:30, 2:30].min() > 0.99 and plain[:, :2].max() == 0  # simple: no warp
+    half = repr(train_transform("lenet", 32, lenet_card, distortion=0.5))
+    assert "AffineDistort(shift=1.0, scale=0.05, squeeze=0.05, shear=0.075" in half
+    assert "AffineDistort" not in repr(train_transform("lenet", 32, lenet_card, distortion=0))
+    with pytest.raises(ValueError, match="distortion must be >= 0"):
+        train_transform("lenet", 32, lenet_card, distortion=-1)
 
 
 @pytest.mark.parametrize("recipe", RECIPES)

@@ -273,6 +273,18 @@ class AffineDistort:
         if self.shift < 0 or self.shear < 0:
             raise ValueError(f"shift and shear must be >= 0, got {self.shift} and {self.shear}")
 
+    def scaled(self, factor: float) -> AffineDistort:
+        """The same distortion with every range times `factor` (shift, shear, and the distance
+        of scale and squeeze from 1)."""
+        return AffineDistort(
+            self.shift * factor,
+            self.scale * factor,
+            self.squeeze * factor,
+            self.shear * factor,
+            self.interpolation,
+            self.generator,
+        )
+
     def draw(self, width: int, height: int) -> np.ndarray:
         """One random map as a 2 x 3 matrix taking input (x, y) to output pixel positions."""
         s = _uniform(1 - self.scale, 1 + self.scale, self.generator)
@@ -379,20 +391,24 @@ def train_transform(
     interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS,
     pca_lighting: bool | None = None,
     scale_jitter: tuple[int, int] | int | None = None,
+    distortion: float = 1.0,
 ) -> Callable[[Image.Image], Tensor]:
     """The training transform of a recipe (see the module docstring), PIL image -> tensor.
 
     `photometric` and `pca_lighting` default (None) to what the recipe's paper did:
     photometric for googlenet, PCA lighting for alexnet and vgg; True or False forces them.
     `scale_jitter`: vgg's (s_min, s_max), or one int for a fixed S; default (256, 512) scaled
-    by size / 224. `interpolations`: googlenet's choices. "none" ignores every option.
+    by size / 224. `interpolations`: googlenet's choices. `distortion`: lenet's AffineDistort
+    ranges times this factor (0 turns it off). "none" ignores every option.
     Pass flip=False for data whose mirror image changes its meaning (digits).
     """
     if recipe not in RECIPES:
         raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if size <= 0:
         raise ValueError(f"size must be positive, got {size}")
-    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter)
+    if distortion < 0:
+        raise ValueError(f"distortion must be >= 0, got {distortion}")
+    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter, distortion)
     if recipe == "none":
         return Compose([*steps, ToModelInput(preprocessing)])
     if photometric is None:
@@ -413,6 +429,7 @@ def _geometry(
     preprocessing: Preprocessing,
     interpolations: Sequence[str],
     scale_jitter: tuple[int, int] | int | None,
+    distortion: float = 1.0,
 ) -> list[Callable]:
     interpolation = preprocessing.interpolation
     if recipe == "googlenet":
@@ -430,8 +447,8 @@ def _geometry(
     steps: list[Callable] = [Resize(size - 2 * pad, interpolation)]
     if pad:
         steps.append(Border(pad))
-    if recipe == "lenet":
-        steps.append(AffineDistort())
+    if recipe == "lenet" and distortion > 0:
+        steps.append(AffineDistort().scaled(distortion))
     return steps
 
 

@@ -44,6 +44,7 @@ class TrainConfig:
         default_factory=list
     )  # VGG's S range; [] = [256, 512] x size/224
     pca_lighting: bool | None = None  # AlexNet section 4.1; None: on for alexnet and vgg
+    distortion: float = 1.0  # lenet recipe: scale of AffineDistort's ranges (0: none)
 
     # optimisation
     epochs: int = 30
@@ -195,6 +196,8 @@ def validate(c: TrainConfig) -> None:
     for key, allowed in choices.items():
         if getattr(c, key) not in allowed:
             raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(c, key)!r}")
+    if c.distortion < 0:
+        raise ConfigError(f"distortion must be at least 0, got {c.distortion}")
     for key in ("epochs", "batch_size", "input_size"):
         if getattr(c, key) < 1:
             raise ConfigError(f"{key} must be at least 1, got {getattr(c, key)}")

@@ -101,6 +101,7 @@ def build_data(c: cfg.TrainConfig, preprocessing, d: Distributed):
         interpolations=tuple(c.interpolations),
         pca_lighting=c.pca_lighting,
         scale_jitter=tuple(c.scale_jitter) if c.scale_jitter else None,
+        distortion=c.distortion,
     )
     if c.recipe in WHOLE_IMAGE_RECIPES:  # small images: the whole image, as in training
         eval_tf = train_transform("none", c.input_size, preprocessing)
