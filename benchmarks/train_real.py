@@ -1,7 +1,7 @@
 """Training on real data: LeNet-5 on MNIST, and a softmax-averaged ensemble of short CIFAR-10
 trainings against the mean of its members.
 
-    python benchmarks/train_real.py mnist-lenet5 [--epochs 20]
+    python benchmarks/train_real.py mnist-lenet5 [--epochs 30]
     python benchmarks/train_real.py cifar10-ensemble [--members 3] [--epochs 2]
     python benchmarks/train_real.py cifar10-finetune [--input-size 112] [--epochs 2]
         [--limit-train 32000]
@@ -278,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="job", required=True)
     p = sub.add_parser("mnist-lenet5")
-    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--epochs", type=int, default=None, help="default: the preset's (30)")
     p.set_defaults(run=mnist_lenet5)
     p = sub.add_parser("cifar10-ensemble")
     p.add_argument("--members", type=int, default=3)
