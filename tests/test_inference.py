@@ -293,6 +293,8 @@ def test_cli_export_onnx_and_program(tmp_path, capsys):
 
     out = tmp_path / "g.onnx"
     args = ["export", "onnx", "--model", "googlenet", "--out", str(out), "--input-size", "64"]
+    assert main([*args, "--fuse-1x1"]) == 2  # without --fused: one line, nothing written
+    assert "--fuse-1x1 goes with --fused" in capsys.readouterr().err and not out.exists()
     assert main([*args, "--fused"]) == 0
     assert "wrote" in capsys.readouterr().out
     session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])

@@ -287,6 +287,7 @@ def _model_to_export(args: argparse.Namespace):
 def cmd_export_onnx(args: argparse.Namespace) -> int:
     from .inference import calibration_images, write_onnx
 
+    _check_fusion(args)
     if args.int8 and not args.calibration:
         raise UserError("--int8 needs --calibration DIR: a folder of images to calibrate on")
     if args.calibration and not args.int8:
@@ -312,6 +313,11 @@ def cmd_export_onnx(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_fusion(args: argparse.Namespace) -> None:
+    if args.fuse_1x1 and not args.fused:
+        raise UserError("--fuse-1x1 goes with --fused (the 1x1s fuse in the folded graph)")
+
+
 def _graph_kind(args: argparse.Namespace) -> str:
     if not args.fused:
         return "plain"
@@ -321,6 +327,7 @@ def _graph_kind(args: argparse.Namespace) -> str:
 def cmd_export_program(args: argparse.Namespace) -> int:
     from .inference import write_program
 
+    _check_fusion(args)
     model, size, _ = _model_to_export(args)
     out = write_program(model, args.out, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
     print(f"wrote {out} (torch.export program, {size}x{size}; load with torch.export.load)")

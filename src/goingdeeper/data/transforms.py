@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -276,13 +276,12 @@ class AffineDistort:
     def scaled(self, factor: float) -> AffineDistort:
         """The same distortion with every range times `factor` (shift, shear, and the distance
         of scale and squeeze from 1)."""
-        return AffineDistort(
-            self.shift * factor,
-            self.scale * factor,
-            self.squeeze * factor,
-            self.shear * factor,
-            self.interpolation,
-            self.generator,
+        return replace(
+            self,
+            shift=self.shift * factor,
+            scale=self.scale * factor,
+            squeeze=self.squeeze * factor,
+            shear=self.shear * factor,
         )
 
     def draw(self, width: int, height: int) -> np.ndarray:
