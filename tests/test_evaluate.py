@@ -22,6 +22,7 @@ from goingdeeper.evaluate import (
     crop_offsets,
     crops_144,
     dense_scores,
+    distinct_views,
     evaluate,
     folder_samples,
     format_grid,
@@ -248,6 +249,45 @@ def test_softmax_is_averaged_over_views_and_models(views, make):
         )
     torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
     assert r["models"] == 2 and r["cost"] == 2 * int(views)
+
+
+class Counting(MeanColour):
+    """MeanColour that counts the views it is given."""
+
+    seen = 0
+
+    def forward(self, x):
+        self.seen += len(x)
+        return super().forward(x)
+
+
+def test_coinciding_views_go_through_the_model_once():
+    square = [
+        (Image.fromarray(np.random.default_rng(i).integers(0, 256, (24, 24, 3), np.uint8)), i)
+        for i in range(3)
+    ]
+    pre = Preprocessing(resize=24, crop=24)  # the crop is the whole image
+    for views, make, distinct in (("10", ten_crops, 2), ("144", crops_144, 48)):
+        model = Counting(seed=3)
+        r = evaluate([(model, pre)], square, views, keep_scores=True, batch_size=64)
+        assert model.seen == distinct * len(square)  # one crop + mirror; 4 scales x 12 views
+        with torch.no_grad():
+            full = torch.stack([model(make(img, pre)).softmax(1).mean(0) for img, _ in square])
+        torch.testing.assert_close(r["scores"], full, rtol=0, atol=1e-6)
+
+
+def test_distinct_views_compare_every_value():
+    x = torch.rand(6, 3, 8, 8)
+    x[3] = x[1]
+    x[4] = x[1]
+    x[4, 2, 7, 7] += 1.0  # same strided sample as view 1, different elsewhere
+    x[5] = x[0]
+    distinct, where = distinct_views(x, stride=97)
+    assert distinct.tolist() == [0, 1, 2, 4]
+    assert where.tolist() == [0, 1, 2, 1, 3, 0]
+    assert torch.equal(x[distinct][where], x)
+    ten = ten_crops(photos(1)[0][0], PRE)  # a real 40 px photo at resize 40, crop 32
+    assert len(distinct_views(ten)[0]) == 10
 
 
 def test_aggregates_differ_as_they_should():

@@ -1,7 +1,7 @@
 """The published test protocols: 1, 10 and 144 crops, VGG dense evaluation, ensembles averaged
 by softmax, and a results grid laid out like GoogLeNet's Table 3."""
 
-from .engine import AGGREGATES, VIEWS, EvalError, evaluate, metrics
+from .engine import AGGREGATES, VIEWS, EvalError, distinct_views, evaluate, metrics
 from .grid import PAPER_TABLE3, format_grid, grid_rows, member_results, paper_rows
 from .samples import DatasetError, folder_samples, image_folder_samples, imagenet_sample_samples
 from .views import (
@@ -28,6 +28,7 @@ __all__ = [
     "crop_offsets",
     "crops_144",
     "dense_scores",
+    "distinct_views",
     "evaluate",
     "folder_samples",
     "format_grid",
