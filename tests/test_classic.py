@@ -7,6 +7,8 @@ all 25 of them, VGG included, take a fraction of a second each."""
 
 from __future__ import annotations
 
+from functools import partial
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -281,6 +283,46 @@ def test_alexnet_lrn_is_the_papers_formula():
     window = sum(sq[:, i : i + 12] for i in range(5))
     expected = a / (2.0 + 1e-4 * window).pow(0.75)  # k 2, alpha 1e-4 on the plain sum
     torch.testing.assert_close(lrn(a), expected)
+
+
+@pytest.mark.parametrize("size", [5, 4, 3])
+@pytest.mark.parametrize("beta", [0.75, 0.6])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_fast_lrn_equals_pytorchs_in_value_and_gradient(size, beta, channels_last):
+    """The shifted-sum LRN against F.local_response_norm: outputs and input gradients, in
+    both memory layouts, even and odd windows, the 0.75 shortcut and a general beta."""
+    from goingdeeper.models.lrn import LocalResponseNorm
+
+    torch.manual_seed(size)
+    x = torch.relu(torch.randn(3, 11, 6, 5) * 30)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    fast = LocalResponseNorm(size, 1e-3, beta, 2.0)
+    assert isinstance(fast, nn.LocalResponseNorm)
+    grad = torch.randn(3, 11, 6, 5)
+    results = []
+    for fn in (fast, lambda t: F.local_response_norm(t, size, 1e-3, beta, 2.0)):
+        leaf = x.clone().requires_grad_(True)
+        out = fn(leaf)
+        out.backward(grad)
+        results.append((out.detach(), leaf.grad))
+    (out, g), (ref_out, ref_g) = results
+    assert out.abs().max() > 1  # the normalisation is not trivially the identity
+    assert (out - x).abs().max() > 1e-2 * x.abs().max()
+    torch.testing.assert_close(out, ref_out, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(g, ref_g, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last) == channels_last
+    with torch.no_grad():  # the inference branch
+        torch.testing.assert_close(fast(x), ref_out, rtol=1e-5, atol=1e-5)
+
+
+def test_fast_lrn_gradcheck():
+    from goingdeeper.models.lrn import local_response_norm
+
+    x = (torch.randn(2, 7, 3, 4, dtype=torch.double) * 10).requires_grad_(True)
+    for size, beta in [(5, 0.75), (4, 0.6)]:
+        lrn = partial(local_response_norm, size=size, alpha=1e-2, beta=beta, k=2.0)
+        assert torch.autograd.gradcheck(lrn, x)
 
 
 def test_zfnet_switches():

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import ModelCard, register_model
+from .lrn import LocalResponseNorm
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75 on the plain sum; PyTorch's alpha is
 # divided by n (see SPEC "LRN conventions"), so it is 5 x 1e-4 here.
@@ -157,7 +158,7 @@ class AlexNet(nn.Module):
             i = name[-1]
             norm = pool = None
             if lrn and name in LRN_AFTER:
-                norm = (f"lrn{i}", nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K))
+                norm = (f"lrn{i}", LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K))
             if name in POOL_AFTER:
                 pool = (f"pool{i}", nn.MaxPool2d(3, stride=2, ceil_mode=ceil_pools))
             for after in (pool, norm) if lrn_after_pool else (norm, pool):

@@ -36,6 +36,7 @@ from torch import Tensor, nn
 
 from ..preprocess import CAFFE_BGR, TORCHVISION_GOOGLENET
 from ..registry import ModelCard, register_model
+from .lrn import LocalResponseNorm
 
 # Table 1: name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
 # A max pool 3x3/2 follows 3b and 4e; the input channels of each row are derived, never typed.
@@ -346,10 +347,10 @@ class GoogLeNet(nn.Module):
         else:
             self.conv1 = SeparableConv1(64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
         self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.lrn1 = nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.lrn1 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
         self.conv2_reduce = conv(64, 64, 1)
         self.conv2 = conv(64, 192, 3, padding=1)
-        self.lrn2 = nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.lrn2 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
         self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
         channels = 192

@@ -45,6 +45,7 @@ from torch import Tensor, nn
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import ModelCard, register_model
 from .alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+from .lrn import LocalResponseNorm
 
 # Table 1 (ConvNet configurations), one tuple per block; each block ends in a max pool 2x2/2.
 CFGS: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -191,7 +192,7 @@ class VGG(nn.Module):
             i = 0
             for spec in block:
                 if spec == "LRN":
-                    lrn = nn.LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)
+                    lrn = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K)
                     layers.append((f"lrn{b}", lrn))
                     continue
                 k, width = parse_layer(spec)
