@@ -4,7 +4,7 @@ trainings against the mean of its members.
     python benchmarks/train_real.py mnist-lenet5 [--epochs 30]
     python benchmarks/train_real.py cifar10-ensemble [--members 3] [--epochs 2]
     python benchmarks/train_real.py cifar10-finetune [--input-size 112] [--epochs 2]
-        [--limit-train 50000] [--views 1,10]
+        [--limit-train 50000] [--views 1,10] [--recipe simple|lenet] [--distortion 1.0]
 
 Data: ../shared/data (or GOINGDEEPER_DATA): mnist-png.tar.gz, cifar10-jpg.tar.gz, read in
 place, and bvlc-googlenet (imported to runs/bench-bvlc first). Runs go to runs/bench-*;
@@ -195,7 +195,8 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         data=str(data),
         init_weights=str(weights),
         input_size=args.input_size,
-        recipe="simple",  # the whole 32x32 image upscaled, mirrored at random
+        recipe=args.recipe,  # the whole 32x32 image upscaled, mirrored at random (simple)
+        distortion=args.distortion,  # lenet: and shifted, scaled, squeezed, sheared at random
         epochs=args.epochs,
         limit_train=args.limit_train,
         batch_size=32,
@@ -236,12 +237,18 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         "steps_csv_header": steps[0] if steps else "",
         "steps": steps[1:],
     }
+    augmentation = (
+        "mirrored"
+        if c.recipe == "simple"
+        else f"mirrored and distorted (LeNet-5's affine distortions, ranges x{c.distortion:g})"
+    )
     markdown = (
         "# BVLC GoogLeNet fine-tuned on CIFAR-10\n\n"
         f"`{_command()}` on {_machine()}: "
         f"{c.limit_train or 50000:,} of the 50,000 training images (spread evenly over the "
         "classes) upscaled to "
-        f"{c.input_size}x{c.input_size}, {c.epochs} epochs, SGD lr {c.lr} (cosine), batch "
+        f"{c.input_size}x{c.input_size} and {augmentation} at random, {c.epochs} epochs, "
+        f"SGD lr {c.lr} (cosine), batch "
         f"{c.batch_size}, {', '.join(FROZEN)} frozen. Training took **{training / 60:.1f} min** "
         f"(evaluation and loading included: {seconds / 60:.1f} min).\n\n"
         f"Test accuracy on the 10,000 CIFAR-10 test images, 1 view: **{last['test_acc']:.2%}** "
@@ -341,6 +348,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", type=int, default=112)
     p.add_argument("--epochs", type=int, default=2)
     p.add_argument("--lr", type=float, default=0.01)
+    p.add_argument(
+        "--recipe",
+        choices=("simple", "lenet"),
+        default="simple",
+        help="simple: upscale and mirror; lenet: also LeNet-5's random affine distortions",
+    )
+    p.add_argument("--distortion", type=float, default=1.0, help="lenet: scale of the ranges")
     p.add_argument(
         "--limit-train", type=int, default=50000, help="training images (spread over classes)"
     )
