@@ -3,8 +3,8 @@ trainings against the mean of its members.
 
     python benchmarks/train_real.py mnist-lenet5 [--epochs 30]
     python benchmarks/train_real.py cifar10-ensemble [--members 3] [--epochs 2]
-    python benchmarks/train_real.py cifar10-finetune [--input-size 112] [--epochs 2]
-        [--limit-train 50000] [--views 1,10] [--recipe simple|lenet] [--distortion 1.0]
+    python benchmarks/train_real.py cifar10-finetune [--input-size 112] [--epochs 3]
+        [--limit-train 40000] [--views 1,10] [--recipe simple|lenet] [--distortion 1.0]
 
 Data: ../shared/data (or GOINGDEEPER_DATA): mnist-png.tar.gz, cifar10-jpg.tar.gz, read in
 place, and bvlc-googlenet (imported to runs/bench-bvlc first). Runs go to runs/bench-*;
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(run=cifar10_ensemble)
     p = sub.add_parser("cifar10-finetune")
     p.add_argument("--input-size", type=int, default=112)
-    p.add_argument("--epochs", type=int, default=2)
+    p.add_argument("--epochs", type=int, default=3)
     p.add_argument("--lr", type=float, default=0.01)
     p.add_argument(
         "--recipe",
@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--distortion", type=float, default=1.0, help="lenet: scale of the ranges")
     p.add_argument(
-        "--limit-train", type=int, default=50000, help="training images (spread over classes)"
+        "--limit-train", type=int, default=40000, help="training images (spread over classes)"
     )
     p.add_argument(
         "--views", default="1,10", help="test protocols for the finished weights: 1, 10, 144"
