@@ -24,10 +24,13 @@ import torch
 import torchvision
 
 import goingdeeper as gd
+from goingdeeper.analysis import training_step_macs
 from goingdeeper.inference import fuse_inception_1x1
+from goingdeeper.inference.bench import sgemm_gmacs
 from goingdeeper.train.engine import TrainStep
 
 RESULTS = Path(__file__).parent / "results"
+CONVOLUTION_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward"}
 
 
 def build(name: str) -> torch.nn.Module:
@@ -103,16 +106,38 @@ def time_steps(
     return times
 
 
-def profile_section(names: list[str], batch: int, steps: int, top: int = 10) -> tuple[list, str]:
+def step_macs(name: str) -> dict[str, int]:
+    """Multiply-adds per image of one training step of the model `name` (aux heads on)."""
+    return training_step_macs(build(name), 224)
+
+
+def profile_section(
+    names: list[str], batch: int, steps: int, peak: float, top: int = 10
+) -> tuple[list, str]:
     """Each model's operators in channels-last fp32 (the target's setting without bf16, which
-    this CPU only emulates) and torchvision's also contiguous."""
+    this CPU only emulates) and torchvision's also contiguous; then the bound: each model's
+    step with its convolutions at the fp32 matrix-product ceiling `peak` (GMAC/s) and the rest
+    as measured, against torchvision's measured step."""
     tv = "torchvision googlenet"
     settings = [(tv, True)] + [(name, True) for name in names] + [(tv, False)]
     profiles, lines = [], []
     for name, channels_last in settings:
         ops = time_steps(name, channels_last, False, batch, steps, profile=True)
         layout = "channels-last" if channels_last else "contiguous"
-        profiles.append({"model": name, "channels_last": channels_last, "ops": ops[:top]})
+        step_ms = sum(o["ms_per_step"] for o in ops)
+        conv_ms = sum(o["ms_per_step"] for o in ops if o["op"] in CONVOLUTION_OPS)
+        conv_macs = batch * step_macs(name)["convolution"]
+        profiles.append(
+            {
+                "model": name,
+                "channels_last": channels_last,
+                "step_ms": step_ms,
+                "convolution_ms": conv_ms,
+                "convolution_gmacs_per_s": conv_macs / conv_ms / 1e6,
+                "step_ms_at_ceiling": step_ms - conv_ms + conv_macs / peak / 1e6,
+                "ops": ops[:top],
+            }
+        )
         lines += [
             "",
             f"`{name}`, {layout} fp32, self CPU time per training step ({steps} steps "
@@ -126,6 +151,24 @@ def profile_section(names: list[str], batch: int, steps: int, top: int = 10) -> 
             f"{o['share']:.1%} |"
             for o in ops[:top]
         ]
+    reference = profiles[0]["step_ms"]  # torchvision, channels-last
+    lines += [
+        "",
+        f"Bound, channels-last fp32: each step as profiled, then with its convolutions "
+        f"(forward and backward) run at the fp32 matrix-product ceiling, {peak:.1f} GMAC/s, and "
+        "every other operator as measured; the ratio is torchvision's profiled step over it.",
+        "",
+        "| model | step ms | convolutions ms | convolution GMAC/s (of ceiling) | step ms with "
+        "convolutions at the ceiling | best ratio vs torchvision |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| `{p['model']}` | {p['step_ms']:.0f} | {p['convolution_ms']:.0f} | "
+        f"{p['convolution_gmacs_per_s']:.1f} ({p['convolution_gmacs_per_s'] / peak:.0%}) | "
+        f"{p['step_ms_at_ceiling']:.0f} | {reference / p['step_ms_at_ceiling']:.2f}x |"
+        for p in profiles
+        if p["channels_last"]
+    ]
     return profiles, "\n".join(lines)
 
 
@@ -144,6 +187,8 @@ def main() -> None:
         "--profile", type=int, default=0, metavar="STEPS", help="also profile STEPS steps"
     )
     args = parser.parse_args()
+    peak = sgemm_gmacs(torch.get_num_threads())
+    macs = {name: step_macs(name)["total"] for name in args.models.split(",")}
     rows = []
     for name in args.models.split(","):
         best = None
@@ -159,6 +204,7 @@ def main() -> None:
                         "bf16": bf16,
                         "images_per_s": ips,
                         "median_step_s": statistics.median(times),
+                        "gmacs_per_s": ips * macs[name] / 1e9,
                     }
                 )
                 if best is None or ips > best["images_per_s"]:
@@ -188,23 +234,30 @@ def main() -> None:
         "batch": args.batch,
         "repeats": args.repeats,
         "bf16_repeats": args.bf16_repeats,
+        "sgemm_gmacs": peak,
+        "step_macs_per_image": macs,
     }
     lines = [
         f"Training step at 224x224, batch {args.batch}, aux heads on (loss main + 0.3 aux), "
         f"SGD; median of {args.repeats} steps ({args.bf16_repeats} with bf16 autocast) after a "
         f"warm-up step; torch {torch.__version__}, "
-        f"{meta['threads']} threads.",
+        f"{meta['threads']} threads. A 4096x4096 fp32 matrix product runs at {peak:.1f} G "
+        "multiply-adds/s on these threads (the fp32 ceiling); GMAC/s = images/s x the step's "
+        "multiply-adds per image (forward with aux heads, weight and input gradients: "
+        + ", ".join(f"{name} {m / 1e9:.2f} G" for name, m in macs.items())
+        + ").",
         "",
-        "| model | channels-last | bf16 autocast | images/s | vs torchvision (fastest) "
-        "| vs torchvision (same settings) |",
-        "|---|---|---|---|---|---|",
+        "| model | channels-last | bf16 autocast | images/s | GMAC/s (of ceiling) "
+        "| vs torchvision (fastest) | vs torchvision (same settings) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         mark = " **(fastest)**" if r.get("fastest") else ""
         same_ratio = r.get("ratio_vs_torchvision_same_settings")
         lines.append(
             f"| {r['model']}{mark} | {r['channels_last']} | {r['bf16']} | "
-            f"{r['images_per_s']:.1f} | {r['ratio_vs_torchvision_fastest']:.2f}x | "
+            f"{r['images_per_s']:.1f} | {r['gmacs_per_s']:.1f} ({r['gmacs_per_s'] / peak:.0%}) "
+            f"| {r['ratio_vs_torchvision_fastest']:.2f}x | "
             + (f"{same_ratio:.2f}x |" if same_ratio is not None else "- |")
         )
     if args.profile:
@@ -212,6 +265,7 @@ def main() -> None:
             [m for m in args.models.split(",") if not m.startswith("torchvision")],
             args.batch,
             args.profile,
+            peak,
         )
         meta["profiles"] = profiles
         lines.append(text)

@@ -20,6 +20,8 @@ from goingdeeper.analysis import (
     format_table1,
     summarize,
     table1_comparison,
+    trace,
+    training_step_macs,
 )
 from goingdeeper.analysis.paper import paper_summary
 
@@ -51,6 +53,34 @@ def test_macs_equal_flop_counter_for_every_model(name):
     card = gd.model_card(name)
     model = gd.create_model(name)
     assert card.macs == flop_counter_macs(model, card.input_size)
+
+
+def flop_counter_step_macs(model: torch.nn.Module, size: int) -> tuple[int, int]:
+    """Multiply-adds per image of a forward and backward pass in training mode, as PyTorch
+    counts them: all, and the convolutions'."""
+    model.train()
+    with FlopCounterMode(display=False) as counter:
+        out = model(torch.zeros(2, 3, size, size))
+        outs = [out] if isinstance(out, torch.Tensor) else [o for o in out if o is not None]
+        sum(o.sum() for o in outs).backward()
+    by_op = counter.get_flop_counts()["Global"]
+    conv = by_op[torch.ops.aten.convolution] + by_op[torch.ops.aten.convolution_backward]
+    return counter.get_total_flops() // 4, conv // 4  # two images, two FLOPs per MAC
+
+
+@pytest.mark.parametrize("name", ["googlenet_torchvision", "torchvision googlenet", "vgg11"])
+def test_training_step_macs_equal_flop_counter(name):
+    """Forward with the aux heads, every weight gradient, every input gradient but the image's."""
+    if name == "torchvision googlenet":
+        model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+    else:
+        model = gd.create_model(name)
+    size = 224 if "googlenet" in name else 64
+    counts = training_step_macs(model, size)
+    assert (counts["total"], counts["convolution"]) == flop_counter_step_macs(model, size)
+    assert counts["weight_grad"] == counts["forward"] > counts["input_grad"] > 0
+    first_layer = trace(model, size)[0]  # reads the image, which needs no gradient
+    assert counts["forward"] - counts["input_grad"] == first_layer.macs
 
 
 def test_stage_rows_follow_table1():

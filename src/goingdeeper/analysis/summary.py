@@ -171,6 +171,65 @@ def count_params_macs(model: nn.Module, input_size: int) -> tuple[int, int]:
     return params, sum(leaf.macs for leaf in leaves)
 
 
+def training_step_macs(model: nn.Module, input_size: int) -> dict[str, int]:
+    """Per-image multiply-adds of one training step of `model` (training-only heads included).
+
+    Backward costs, for every convolution and linear layer, one pass as large as its forward
+    for the weight gradient and one more for the input gradient, which autograd skips where the
+    layer's input needs none (a first layer reading the image). Returns the three parts, their
+    sum and the convolutions' share of it: {"forward", "weight_grad", "input_grad", "total",
+    "convolution"}.
+    """
+    reads_grad: dict[int, bool] = {}  # id(module) -> its input required a gradient
+    handles = [
+        m.register_forward_hook(
+            lambda module, inputs, out: reads_grad.__setitem__(id(module), inputs[0].requires_grad)
+        )
+        for m in model.modules()
+        if isinstance(m, (nn.Conv2d, nn.Linear))
+    ]
+    was_training = {m: m.training for m in model.modules()}
+    try:
+        model.train()
+        for m in model.modules():
+            if isinstance(m, _BatchNorm):
+                m.eval()  # the running statistics stay untouched
+        param = next(model.parameters())
+        x = torch.zeros(
+            1,
+            getattr(model, "in_channels", 3),
+            input_size,
+            input_size,
+            dtype=param.dtype,
+            device=param.device,
+        )
+        with torch.enable_grad():
+            model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
+        for m, t in was_training.items():
+            m.training = t
+    leaves = trace(model, input_size, aux=True)
+
+    def backward(leaf: Leaf) -> int:
+        weight = leaf.macs if leaf.module.weight.requires_grad else 0
+        return weight + (leaf.macs if reads_grad.get(id(leaf.module), True) else 0)
+
+    forward = sum(leaf.macs for leaf in leaves)
+    weighted = [lf for lf in leaves if isinstance(lf.module, (nn.Conv2d, nn.Linear))]
+    weight_grad = sum(lf.macs for lf in weighted if lf.module.weight.requires_grad)
+    input_grad = sum(lf.macs for lf in weighted if reads_grad.get(id(lf.module), True))
+    convs = [lf for lf in weighted if isinstance(lf.module, nn.Conv2d)]
+    return {
+        "forward": forward,
+        "weight_grad": weight_grad,
+        "input_grad": input_grad,
+        "total": forward + weight_grad + input_grad,
+        "convolution": sum(lf.macs + backward(lf) for lf in convs),
+    }
+
+
 # --- rows -------------------------------------------------------------------------------------
 
 _TYPES = [

@@ -1,6 +1,6 @@
 """`goingdeeper bench`: our inference paths against torchvision's googlenet, in one run.
 
-Every configuration is timed in a fresh process (multiprocessing "spawn"), so that one
+Every configuration is timed in a fresh Python interpreter (a subprocess), so that one
 configuration's memory arenas, compiled kernels and threads do not colour the next, and so
 that its peak memory can be read: the process's high-water resident set (VmHWM in
 /proc/self/status) when timing ends, minus its resident set after imports, before the model
@@ -18,10 +18,12 @@ internet for its download), so its rows have speed only.
 from __future__ import annotations
 
 import json
-import multiprocessing as mp
 import os
+import pickle
 import platform
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -316,18 +318,73 @@ def _train_child(name: str, bf16: bool, options: BenchOptions, workdir: Path, co
         conn.close()
 
 
-def _in_child(target, *args) -> dict:
-    ctx = mp.get_context("spawn")
-    parent, child = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=target, args=(*args, child))
-    process.start()
-    child.close()
+def _peak_child(threads: int, conn) -> None:
     try:
-        result = parent.recv()
-    except EOFError:
-        result = {"error": "the benchmark process died (out of memory?)"}
-    process.join()
-    return result
+        conn.send({"gmacs": sgemm_gmacs(threads)})
+    except Exception as e:
+        conn.send({"error": f"{type(e).__name__}: {e}"[:400]})
+    finally:
+        conn.close()
+
+
+def _macs_per_image() -> dict[str, dict[str, int]]:
+    """Multiply-adds per image of each timed network: the inference graph and a training step."""
+    import torchvision
+
+    from ..analysis import count_params_macs, training_step_macs
+    from ..registry import create_model
+
+    out = {}
+    for name in ("torchvision", "googlenet", "googlenet_torchvision"):
+        if name == "torchvision":
+            model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=False)
+        else:
+            model = create_model(name, init_weights=False)
+        out[name] = {
+            "inference": count_params_macs(model.eval(), INPUT_SIZE)[1],
+            "training_step": training_step_macs(model, INPUT_SIZE)["total"],
+        }
+    return out
+
+
+class _ResultFile:
+    """The child's end of `_in_child`: `send` writes the result where the parent reads it."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def send(self, result: dict) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(pickle.dumps(result))
+        tmp.replace(self.path)
+
+    def close(self) -> None:
+        pass
+
+
+def _child_main(job: str, result: str) -> None:
+    target, args = pickle.loads(Path(job).read_bytes())
+    target(*args, _ResultFile(result))
+
+
+def _in_child(target, *args) -> dict:
+    """`target(*args, conn)` in a fresh interpreter; returns the dict it sent through `conn`.
+
+    A plain subprocess, not multiprocessing's "spawn": in a spawned child that imports torch
+    while it starts, OpenVINO ran batch 1 at half its speed (24-31 against 54 images/s for the
+    same file, threads and settings), which made its rows depend on the harness."""
+    with tempfile.TemporaryDirectory() as tmp:
+        job, result = Path(tmp) / "job.pkl", Path(tmp) / "result.pkl"
+        job.write_bytes(pickle.dumps((target, args)))
+        code = (
+            "import sys; from goingdeeper.inference import bench; bench._child_main(*sys.argv[1:])"
+        )
+        done = subprocess.run([sys.executable, "-c", code, str(job), str(result)])
+        if result.is_file():
+            return pickle.loads(result.read_bytes())
+        return {
+            "error": f"the benchmark process died (exit code {done.returncode}; out of memory?)"
+        }
 
 
 # --- preparing the models and files (in the parent) ------------------------------------------
@@ -571,6 +628,28 @@ def _selected(configs: list[Config], options: BenchOptions) -> list[Config]:
     return [c for c in configs if any(s.lower() in c.name.lower() for s in options.only)]
 
 
+def sgemm_gmacs(threads: int, size: int = 4096, repeats: int = 5) -> float:
+    """This machine's fp32 arithmetic ceiling as PyTorch reaches it: multiply-adds per second
+    (in billions) of a `size`-square fp32 matrix product on `threads` threads, the median of
+    `repeats` after a warm-up product. Convolutions at this rate have no arithmetic left to
+    gain; only doing less of it (lower precision, fewer multiply-adds) goes faster."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        g = torch.Generator().manual_seed(0)
+        a = torch.randn(size, size, generator=g)
+        b = torch.randn(size, size, generator=g)
+        torch.mm(a, b)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            times.append(time.perf_counter() - start)
+        return size**3 / statistics.median(times) / 1e9
+    finally:
+        torch.set_num_threads(previous)
+
+
 def machine() -> dict:
     cpu = platform.processor() or platform.machine()
     try:
@@ -609,6 +688,10 @@ def run_benchmarks(options: BenchOptions, log: Callable[[str], None] = lambda s:
     torch.set_num_threads(options.threads)
     result: dict = {"machine": machine(), "options": _jsonable(asdict(options)), "rows": []}
     started = time.perf_counter()
+    log("fp32 matrix-product ceiling")
+    peak = _in_child(_peak_child, options.threads)
+    result["sgemm_gmacs"] = peak.get("gmacs")
+    result["macs_per_image"] = macs = _macs_per_image()
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         info = _prepare(configs, options, workdir, log)
@@ -619,6 +702,8 @@ def run_benchmarks(options: BenchOptions, log: Callable[[str], None] = lambda s:
             for batch in options.batch_sizes:
                 log(f"timing {config.name}, batch {batch}")
                 row = _in_child(_time_child, config, batch, options, workdir)
+                if "images_per_s" in row:
+                    row["gmacs_per_s"] = row["images_per_s"] * macs[config.model]["inference"] / 1e9
                 result["rows"].append({**asdict(config), **row})
         if options.train:
             result["train"] = []
@@ -626,6 +711,12 @@ def run_benchmarks(options: BenchOptions, log: Callable[[str], None] = lambda s:
                 for bf16 in (False, True):
                     log(f"training step: {name}, {'bf16 autocast' if bf16 else 'fp32'}")
                     row = _in_child(_train_child, name, bf16, options, workdir)
+                    if "images_per_s" in row:  # ours is googlenet_torchvision, fused
+                        network = (
+                            "torchvision" if name == "torchvision" else "googlenet_torchvision"
+                        )
+                        step_macs = macs[network]["training_step"]
+                        row["gmacs_per_s"] = row["images_per_s"] * step_macs / 1e9
                     result["train"].append({"model": name, "bf16": bf16, **row})
         if info["images"] is not None:
             result["accuracy"] = _accuracy(info, options, workdir, log)
@@ -746,24 +837,41 @@ def render_markdown(result: dict) -> str:
         f"- int8 calibration: {result['calibration']}",
         f"- OpenVINO int8 model: {result['openvino_int8']}",
         f"- total time: {result['seconds'] / 60:.1f} min",
-        "",
     ]
+    peak = result.get("sgemm_gmacs")
+    if peak:
+        lines.append(
+            f"- fp32 arithmetic ceiling: a 4096x4096 fp32 matrix product runs at {peak:.1f} G "
+            "multiply-adds/s on these threads; GMAC/s below = images/s x the network's "
+            "multiply-adds per image, and its share of that ceiling (int8 and bf16 can pass it)"
+        )
+    lines.append("")
+
+    def arithmetic(row: dict) -> str:
+        rate = row.get("gmacs_per_s")
+        if rate is None:
+            return ""
+        return f"{rate:.1f} ({rate / peak:.0%})" if peak else f"{rate:.1f}"
+
     ref = {b: _rate(result, "torchvision eager", b) for b in result["options"]["batch_sizes"]}
     header = "| configuration | ours | batch | images/s | latency ms | vs torchvision eager |"
-    lines += [header + " peak RSS delta MB |", "|---|---|---|---|---|---|---|"]
+    lines += [
+        header + " GMAC/s (of ceiling) | peak RSS delta MB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in result["rows"]:
         if "error" in row:
-            lines.append(f"| {row['name']} | | {row['batch']} | failed: {row['error']} | | | |")
+            lines.append(f"| {row['name']} | | {row['batch']} | failed: {row['error']} | | | | |")
             continue
         r = ref.get(row["batch"])
         ratio = f"{row['images_per_s'] / r:.2f}x" if r else ""
         lines.append(
             f"| {row['name']} | {'yes' if row['ours'] else ''} | {row['batch']} | "
             f"{row['images_per_s']:.1f} | {row['latency_ms']:.1f} | {ratio} | "
-            f"{row['peak_rss_delta_mb']:.0f} |"
+            f"{arithmetic(row)} | {row['peak_rss_delta_mb']:.0f} |"
         )
     for name, why in result["skipped"].items():
-        lines.append(f"| {name} | | | skipped: {why} | | | |")
+        lines.append(f"| {name} | | | skipped: {why} | | | | |")
     if result.get("train"):
         lines += [
             "",
@@ -771,8 +879,8 @@ def render_markdown(result: dict) -> str:
             "channels-last, SGD, main + 0.3 aux losses)",
             "",
             "| model | precision | batch | images/s | s/step | vs torchvision (same precision) | "
-            "peak RSS delta MB |",
-            "|---|---|---|---|---|---|---|",
+            "GMAC/s (of ceiling) | peak RSS delta MB |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         tv = {
             t["bf16"]: t.get("images_per_s") for t in result["train"] if t["model"] == "torchvision"
@@ -780,13 +888,13 @@ def render_markdown(result: dict) -> str:
         for t in result["train"]:
             prec = "bf16 autocast" if t["bf16"] else "fp32"
             if "error" in t:
-                lines.append(f"| {t['model']} | {prec} | | failed: {t['error']} | | | |")
+                lines.append(f"| {t['model']} | {prec} | | failed: {t['error']} | | | | |")
                 continue
             ratio = f"{t['images_per_s'] / tv[t['bf16']]:.2f}x" if tv.get(t["bf16"]) else ""
             lines.append(
                 f"| {t['model']} | {prec} | {t['batch']} | {t['images_per_s']:.2f} | "
                 f"{t['median_s']:.2f} | "
-                f"{ratio} | {t['peak_rss_delta_mb']:.0f} |"
+                f"{ratio} | {arithmetic(t)} | {t['peak_rss_delta_mb']:.0f} |"
             )
         lines.append("")
         lines.append(
@@ -848,4 +956,11 @@ def write_results(result: dict, out: str | Path) -> tuple[Path, Path]:
     return md, js
 
 
-__all__ = ["BenchOptions", "Config", "run_benchmarks", "targets", "write_results"]
+__all__ = [
+    "BenchOptions",
+    "Config",
+    "run_benchmarks",
+    "sgemm_gmacs",
+    "targets",
+    "write_results",
+]
