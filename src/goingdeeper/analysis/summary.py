@@ -212,21 +212,23 @@ def training_step_macs(model: nn.Module, input_size: int) -> dict[str, int]:
             m.training = t
     leaves = trace(model, input_size, aux=True)
 
-    def backward(leaf: Leaf) -> int:
-        weight = leaf.macs if leaf.module.weight.requires_grad else 0
-        return weight + (leaf.macs if reads_grad.get(id(leaf.module), True) else 0)
+    def weight_grad(leaf: Leaf) -> int:
+        return leaf.macs if leaf.module.weight.requires_grad else 0
 
-    forward = sum(leaf.macs for leaf in leaves)
+    def input_grad(leaf: Leaf) -> int:
+        return leaf.macs if reads_grad.get(id(leaf.module), True) else 0
+
     weighted = [lf for lf in leaves if isinstance(lf.module, (nn.Conv2d, nn.Linear))]
-    weight_grad = sum(lf.macs for lf in weighted if lf.module.weight.requires_grad)
-    input_grad = sum(lf.macs for lf in weighted if reads_grad.get(id(lf.module), True))
+    parts = {
+        "forward": sum(leaf.macs for leaf in leaves),
+        "weight_grad": sum(weight_grad(lf) for lf in weighted),
+        "input_grad": sum(input_grad(lf) for lf in weighted),
+    }
     convs = [lf for lf in weighted if isinstance(lf.module, nn.Conv2d)]
     return {
-        "forward": forward,
-        "weight_grad": weight_grad,
-        "input_grad": input_grad,
-        "total": forward + weight_grad + input_grad,
-        "convolution": sum(lf.macs + backward(lf) for lf in convs),
+        **parts,
+        "total": sum(parts.values()),
+        "convolution": sum(lf.macs + weight_grad(lf) + input_grad(lf) for lf in convs),
     }
 
 
