@@ -18,6 +18,7 @@ import json
 import platform
 import statistics
 import time
+from functools import cache
 from pathlib import Path
 
 import torch
@@ -106,6 +107,7 @@ def time_steps(
     return times
 
 
+@cache
 def step_macs(name: str) -> dict[str, int]:
     """Multiply-adds per image of one training step of the model `name` (aux heads on)."""
     return training_step_macs(build(name), 224)

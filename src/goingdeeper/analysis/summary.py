@@ -28,6 +28,7 @@ class Leaf:
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
     macs: int
+    input_needs_grad: bool = False  # only traced with `grad=True`
 
 
 @dataclass
@@ -113,7 +114,10 @@ def _trace(
     *,
     aux: bool = False,
     in_channels: int | None = None,
+    grad: bool = False,
 ) -> tuple[list[Leaf], dict[str, tuple[int, ...]]]:
+    """`trace`, plus the output shape of every container; with `grad` the forward pass runs
+    with autograd on, so each leaf records whether its input needed a gradient."""
     h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
     if in_channels is None:
         in_channels = getattr(model, "in_channels", 3)
@@ -132,6 +136,7 @@ def _trace(
                     tuple(inputs[0].shape[1:]),
                     tuple(out.shape[1:]),
                     _macs(module, out),
+                    inputs[0].requires_grad,
                 )
             )
 
@@ -151,7 +156,7 @@ def _trace(
                 m.eval()
         param = next(model.parameters())
         x = torch.zeros(2 if aux else 1, in_channels, h, w, dtype=param.dtype, device=param.device)
-        with torch.no_grad():
+        with torch.set_grad_enabled(grad):
             model(x)
     finally:
         for handle in handles:
@@ -180,43 +185,13 @@ def training_step_macs(model: nn.Module, input_size: int) -> dict[str, int]:
     sum and the convolutions' share of it: {"forward", "weight_grad", "input_grad", "total",
     "convolution"}.
     """
-    reads_grad: dict[int, bool] = {}  # id(module) -> its input required a gradient
-    handles = [
-        m.register_forward_hook(
-            lambda module, inputs, out: reads_grad.__setitem__(id(module), inputs[0].requires_grad)
-        )
-        for m in model.modules()
-        if isinstance(m, (nn.Conv2d, nn.Linear))
-    ]
-    was_training = {m: m.training for m in model.modules()}
-    try:
-        model.train()
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.eval()  # the running statistics stay untouched
-        param = next(model.parameters())
-        x = torch.zeros(
-            1,
-            getattr(model, "in_channels", 3),
-            input_size,
-            input_size,
-            dtype=param.dtype,
-            device=param.device,
-        )
-        with torch.enable_grad():
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, t in was_training.items():
-            m.training = t
-    leaves = trace(model, input_size, aux=True)
+    leaves = _trace(model, input_size, aux=True, grad=True)[0]
 
     def weight_grad(leaf: Leaf) -> int:
         return leaf.macs if leaf.module.weight.requires_grad else 0
 
     def input_grad(leaf: Leaf) -> int:
-        return leaf.macs if reads_grad.get(id(leaf.module), True) else 0
+        return leaf.macs if leaf.input_needs_grad else 0
 
     weighted = [lf for lf in leaves if isinstance(lf.module, (nn.Conv2d, nn.Linear))]
     parts = {
