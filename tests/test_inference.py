@@ -473,5 +473,13 @@ def test_bench_times_the_selected_paths_and_states_the_targets(tmp_path):
     assert (fp32["ours"], fp32["peer"]) == (only[1], only[0])
     ratio = rows[only[1]]["images_per_s"] / rows[only[0]]["images_per_s"]
     assert fp32["ratio"] == pytest.approx(ratio)
+    # arithmetic rate: images/s x the network's multiply-adds, against the ceiling of this run
+    assert result["sgemm_gmacs"] > 0
+    macs = result["macs_per_image"]
+    assert macs["torchvision"]["inference"] == macs["googlenet_torchvision"]["inference"]
+    for row in rows.values():
+        rate = row["images_per_s"] * macs[row["model"]]["inference"] / 1e9
+        assert row["gmacs_per_s"] == pytest.approx(rate)
     md, js = write_results(result, tmp_path / "bench")
     assert only[1] in md.read_text() and json.loads(js.read_text())["rows"]
+    assert "fp32 arithmetic ceiling" in md.read_text()
