@@ -4,7 +4,8 @@ trainings against the mean of its members.
     python benchmarks/train_real.py mnist-lenet5 [--epochs 30]
     python benchmarks/train_real.py cifar10-ensemble [--members 3] [--epochs 2]
     python benchmarks/train_real.py cifar10-finetune [--input-size 112] [--epochs 3]
-        [--limit-train 40000] [--views 1,10] [--recipe simple|lenet] [--distortion 1.0]
+        [--limit-train 48000] [--cache-frozen-gb 10] [--views 1,10] [--recipe simple|lenet]
+        [--distortion 1.0]
 
 Data: ../shared/data (or GOINGDEEPER_DATA): mnist-png.tar.gz, cifar10-jpg.tar.gz, read in
 place, and bvlc-googlenet (imported to runs/bench-bvlc first). Runs go to runs/bench-*;
@@ -59,16 +60,21 @@ def _need(path: Path) -> Path:
 
 
 def _curve_table(history: list[dict]) -> str:
+    cached = any("cache_hit_rate" in row for row in history)  # cache_frozen_gb on
+    extra = " images/s | frozen part looked up |" if cached else ""
     lines = [
-        "| epoch | lr | train loss | train acc | test acc | Polyak test acc | s |",
-        "|---|---|---|---|---|---|---|",
+        "| epoch | lr | train loss | train acc | test acc | Polyak test acc | s |" + extra,
+        "|---|---|---|---|---|---|---|" + ("---|---|" if cached else ""),
     ]
     for row in history:
-        lines.append(
+        line = (
             f"| {row['epoch']} | {row['lr']:.4g} | {row['train_loss']:.4f} | "
             f"{row['train_acc']:.2%} | {row['test_acc']:.2%} | "
             f"{row.get('polyak_test_acc', float('nan')):.2%} | {row['seconds']:.0f} |"
         )
+        if cached:
+            line += f" {row['images_per_s']:.1f} | {row.get('cache_hit_rate', 0.0):.1%} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -205,6 +211,7 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         warmup_epochs=0.05,
         label_smoothing=0.1,
         freeze=FROZEN,
+        cache_frozen_gb=args.cache_frozen_gb,
         eval_views=[],
         log_every=20,
         out=str(ROOT / "runs" / "bench-cifar10-finetune"),
@@ -249,7 +256,14 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         "classes) upscaled to "
         f"{c.input_size}x{c.input_size} and {augmentation} at random, {c.epochs} epochs, "
         f"SGD lr {c.lr} (cosine), batch "
-        f"{c.batch_size}, {', '.join(FROZEN)} frozen. Training took **{training / 60:.1f} min** "
+        f"{c.batch_size}, {', '.join(FROZEN)} frozen"
+        + (
+            f" (their output cached, up to {c.cache_frozen_gb:g} GB: each image and mirror "
+            "computed once)"
+            if c.cache_frozen_gb
+            else ""
+        )
+        + f". Training took **{training / 60:.1f} min** "
         f"(evaluation and loading included: {seconds / 60:.1f} min).\n\n"
         f"Test accuracy on the 10,000 CIFAR-10 test images, 1 view: **{last['test_acc']:.2%}** "
         f"(raw), **{last.get('polyak_test_acc', float('nan')):.2%}** (Polyak average). "
@@ -356,7 +370,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--distortion", type=float, default=1.0, help="lenet: scale of the ranges")
     p.add_argument(
-        "--limit-train", type=int, default=40000, help="training images (spread over classes)"
+        "--limit-train", type=int, default=48000, help="training images (spread over classes)"
+    )
+    p.add_argument(
+        "--cache-frozen-gb",
+        type=float,
+        default=10.0,
+        help="memory for the frozen layers' outputs (each image and mirror computed once); 0: off",
     )
     p.add_argument(
         "--views", default="1,10", help="test protocols for the finished weights: 1, 10, 144"

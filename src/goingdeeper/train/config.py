@@ -32,6 +32,9 @@ class TrainConfig:
     init_weights: str = ""  # start from a .safetensors file (fine-tuning); "" = from scratch
     new_head: bool = False  # with init_weights: a fresh classifier for this data's classes
     freeze: list[str] = field(default_factory=list)  # modules kept fixed, e.g. ["conv1"]
+    # memory (GB) for the frozen first modules' outputs, reused when an input comes back
+    # (whole-image recipes: an image or its mirror each epoch); 0 = off
+    cache_frozen_gb: float = 0.0
 
     # augmentation (section 6 by default)
     recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | lenet | none
@@ -207,6 +210,15 @@ def validate(c: TrainConfig) -> None:
         raise ConfigError(f"polyak_decay must be in [0, 1), got {c.polyak_decay}")
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
+    if c.cache_frozen_gb < 0:
+        raise ConfigError(f"cache_frozen_gb must be at least 0, got {c.cache_frozen_gb}")
+    if c.cache_frozen_gb and not c.freeze:
+        raise ConfigError("cache_frozen_gb needs freeze (the first modules, kept fixed)")
+    if c.cache_frozen_gb and c.max_filter_rms:
+        raise ConfigError(
+            "cache_frozen_gb and max_filter_rms exclude each other: the renormalisation "
+            "changes frozen filters too"
+        )
 
 
 def save(config: TrainConfig, path: str | Path) -> None:

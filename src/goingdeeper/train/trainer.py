@@ -28,6 +28,8 @@ from ..weights.format import WeightsCard, load_weights, read_card, save_weights
 from . import config as cfg
 from .checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .engine import (
+    CacheError,
+    FrozenPrefixCache,
     NonFiniteLossError,
     TrainStep,
     evaluate_accuracy,
@@ -335,6 +337,13 @@ def fit(
     step: nn.Module = TrainStep(
         model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing, frozen=c.freeze
     )
+    cache = None
+    if c.cache_frozen_gb:  # after AveragedModel's copy: the hooks stay on the trained model
+        try:
+            cache = FrozenPrefixCache(model, c.freeze, int(c.cache_frozen_gb * 1e9))
+        except CacheError as e:
+            raise cfg.ConfigError(str(e)) from None
+        log.info("cache_frozen: %s", ", ".join(name for name, _ in cache.prefix))
     if d.world > 1:
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None
@@ -406,6 +415,8 @@ def fit(
                 max_filter_rms=c.max_filter_rms,
                 on_batch=on_batch,
             )
+        except CacheError as e:  # raised by the first batch, before anything is written
+            raise cfg.ConfigError(str(e)) from None
         except NonFiniteLossError as e:
             raise TrainingError(
                 f"{e} in epoch {epoch + 1}: training stopped; the last good checkpoint "
@@ -424,6 +435,8 @@ def fit(
             "seconds": stats["seconds"],
             "skipped": len(stats["skipped"]),
         }
+        if cache is not None:
+            row.update(cache.stats())
         if stats["skipped"] and d.main:
             log.warning(
                 "epoch %d: skipped %d unreadable images: %s",
@@ -446,6 +459,8 @@ def fit(
         if d.world > 1:
             dist.barrier()
 
+    if cache is not None:
+        cache.close()
     result: dict[str, Any] = {
         "history": history,
         "out": str(out),
