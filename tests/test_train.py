@@ -9,11 +9,21 @@ import textwrap
 
 import pytest
 import torch
+from torch import nn
 
+from goingdeeper import create_model
 from goingdeeper.train import config as cfg
 from goingdeeper.train import fit
 from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
-from goingdeeper.train.engine import TrainStep, lr_factor, renormalize_filters
+from goingdeeper.train.engine import (
+    CacheError,
+    FrozenPrefixCache,
+    TrainStep,
+    freeze,
+    frozen_prefix,
+    lr_factor,
+    renormalize_filters,
+)
 from goingdeeper.train.trainer import TrainingError
 from goingdeeper.weights import load_weights
 
@@ -213,7 +223,8 @@ DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     from safetensors.torch import save_file
-    from goingdeeper.train import config as cfg
+    from goingdeeper import create_model
+from goingdeeper.train import config as cfg
     from goingdeeper.train import fit
     torch.set_num_threads(1)
     c = cfg.from_dict(json.loads(sys.argv[1]))
@@ -286,6 +297,125 @@ def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
 def test_freeze_names_an_unknown_module(tmp_path):
     with pytest.raises(cfg.ConfigError, match="freeze: no module named 'conv9'"):
         fit(tiny(tmp_path, freeze=["conv9"]))
+
+
+STEM = ["conv1", "conv2_reduce", "conv2", "inception3a", "inception3b"]
+
+
+def _googlenet_with_cache(max_bytes: int = 10**9):
+    torch.manual_seed(0)
+    model = create_model("googlenet", aux_logits=False, num_classes=10, input_size=48, dropout=0.0)
+    freeze(model, STEM)
+    step = TrainStep(model, frozen=STEM).train()
+    conv1_batches: list[int] = []
+    model.conv1.register_forward_hook(lambda m, args, out: conv1_batches.append(len(args[0])))
+    return model, step, FrozenPrefixCache(model, STEM, max_bytes), conv1_batches
+
+
+def test_frozen_prefix_runs_to_the_first_trained_module():
+    model = create_model("googlenet", aux_logits=False, input_size=48)
+    names = [name for name, _ in frozen_prefix(model, STEM)]
+    assert names == ["conv1", "pool1", "lrn1", "conv2_reduce", "conv2", "lrn2", "pool2"] + [
+        "inception3a",
+        "inception3b",
+        "pool3",
+    ]
+    with pytest.raises(CacheError, match=r"first module \(conv1\) is not frozen"):
+        frozen_prefix(model, ["inception3a"])
+
+
+def test_frozen_prefix_cache_computes_each_input_once_and_changes_nothing():
+    """Repeated inputs skip the stem (it sees an empty batch), new ones (the mirrors) run it on
+    their own; the logits and the loss equal the uncached model's at every step."""
+    model, step, cache, conv1_batches = _googlenet_with_cache()
+    x = torch.randn(4, 3, 48, 48)
+    y = torch.tensor([0, 1, 2, 3])
+    batches = [x, x, x.flip(3), torch.cat([x[:2], x.flip(3)[2:]])]
+    cached = [step(b, y)[0] for b in batches]
+    assert conv1_batches == [4, 4, 0, 4, 0, 0]  # check batch (lookup + model), hit, 4 misses
+    assert (len(cache.entries), cache.hits, cache.misses) == (8, 8, 8)
+    cache.close()
+    conv1_batches.clear()
+    plain = [step(b, y)[0] for b in batches]
+    assert conv1_batches == [4, 4, 4, 4]
+    for a, b in zip(cached, plain, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_frozen_prefix_cache_stops_growing_at_its_limit_and_skips_evaluation():
+    model, step, cache, conv1_batches = _googlenet_with_cache(max_bytes=2 * 480 * 3 * 3 * 4)
+    x = torch.randn(4, 3, 48, 48)  # at 48x48 the pool3 output is 480 x 3 x 3
+    step(x, torch.zeros(4, dtype=torch.long))
+    logits = model(x)
+    assert len(cache.entries) == 2 and cache.bytes == 2 * 480 * 3 * 3 * 4
+    model.eval()
+    with torch.no_grad():
+        evaluated = model(x)
+    assert cache.stats()["cache_hit_rate"] == 0.25  # 2 of the 8 inputs trained on
+    assert conv1_batches == [4, 4, 2, 0, 4]  # check batch, 2 misses, evaluation: everything
+    cache.close()
+    model.train()
+    torch.testing.assert_close(logits, model(x), rtol=1e-5, atol=1e-6)
+    assert evaluated.shape == (4, 10)
+
+
+def test_frozen_prefix_cache_refuses_a_forward_that_is_not_a_chain_of_children():
+    class Swapped(nn.Module):  # children listed in another order than forward runs them
+        def __init__(self):
+            super().__init__()
+            self.second = nn.Conv2d(3, 3, 1)
+            self.first = nn.Conv2d(3, 3, 3, padding=1)
+            self.head = nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(self.second(self.first(x)).mean((2, 3)))
+
+    model = Swapped()
+    freeze(model, ["second", "first"])
+    cache = FrozenPrefixCache(model, ["second", "first"], 10**6)
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.raises(CacheError, match="one after the other does not give Swapped's output"):
+        model(x)
+    assert model(x).shape == (2, 2) and not cache.entries  # hooks removed
+
+
+def test_cache_frozen_trains_exactly_as_without(tmp_path):
+    """fit with cache_frozen_gb: the same losses and weights as without; the images and
+    mirrors of the first epoch are looked up in the next ones."""
+    c = tiny(
+        tmp_path,
+        model="googlenet",
+        model_args={"aux_logits": False},
+        input_size=48,
+        freeze=STEM,
+        limit_train=32,
+        limit_test=16,
+        lr=0.005,
+    )
+    plain = fit(c)
+    cached = fit(c.replace(cache_frozen_gb=1.0, out=str(tmp_path / "cached")))
+    for a, b in zip(plain["history"], cached["history"], strict=True):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
+        assert a["test_acc"] == b["test_acc"]
+    rates = [row["cache_hit_rate"] for row in cached["history"]]
+    assert rates[0] == 0 and rates[1] > 0.25 and rates[2] > 0.5
+    assert cached["history"][-1]["cache_entries"] <= 2 * 32
+    for (key, a), (_, b) in zip(
+        plain["model"].state_dict().items(), cached["model"].state_dict().items(), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6, msg=key)
+
+
+def test_cache_frozen_settings_are_checked(tmp_path):
+    with pytest.raises(cfg.ConfigError, match="cache_frozen_gb needs freeze"):
+        cfg.validate(tiny(tmp_path, cache_frozen_gb=1.0))
+    with pytest.raises(cfg.ConfigError, match="exclude each other"):
+        cfg.validate(tiny(tmp_path, cache_frozen_gb=1.0, freeze=["C1"], max_filter_rms=0.1))
+    # LeNet-5 squashes C1's maps between the modules: its forward is not a chain of them
+    with pytest.raises(cfg.ConfigError, match="does not give LeNet5's output after S2"):
+        fit(tiny(tmp_path, cache_frozen_gb=1.0, freeze=["C1", "S2"]))
+    with pytest.raises(cfg.ConfigError, match="first module \\(C1\\) is not frozen"):
+        fit(tiny(tmp_path, cache_frozen_gb=1.0, freeze=["C3"]))
 
 
 def test_mnist_lenet5_preset_learns(tmp_path):

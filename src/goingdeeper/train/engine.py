@@ -170,11 +170,15 @@ class FrozenPrefixCache:
         return (x[:0],)
 
     def _after(self, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-        if not self._active() or self._rows is None:
+        if not self._active() or (self._checked and self._rows is None):
             return None
         rows, self._rows = self._rows, None
-        if not self._checked:
-            if rows.shape != output.shape or not torch.allclose(rows, output, 1e-4, 1e-5):
+        if not self._checked:  # None: the last prefix module ran before the first
+            if (
+                rows is None
+                or rows.shape != output.shape
+                or not torch.allclose(rows, output, 1e-4, 1e-5)
+            ):
                 self.close()
                 names = ", ".join(name for name, _ in self.prefix)
                 raise CacheError(
@@ -195,7 +199,7 @@ class FrozenPrefixCache:
         if missing:
             self._busy = True
             try:
-                h = x[missing]
+                h = x if len(missing) == len(keys) else x[missing]
                 for _, module in self.prefix:
                     h = module(h)
             finally:
