@@ -223,8 +223,7 @@ DDP_SCRIPT = textwrap.dedent("""
     import json, os, sys
     import torch
     from safetensors.torch import save_file
-    from goingdeeper import create_model
-from goingdeeper.train import config as cfg
+    from goingdeeper.train import config as cfg
     from goingdeeper.train import fit
     torch.set_num_threads(1)
     c = cfg.from_dict(json.loads(sys.argv[1]))
