@@ -205,10 +205,10 @@ class FrozenPrefixCache:
             finally:
                 self._busy = False
             for j, i in enumerate(missing):
-                fresh[i] = row = h[j].clone()
-                size = row.numel() * row.element_size()
+                fresh[i] = h[j]
+                size = h[j].numel() * h[j].element_size()
                 if keys[i] not in self.entries and self.bytes + size <= self.max_bytes:
-                    self.entries[keys[i]] = row
+                    self.entries[keys[i]] = h[j].clone()  # not a view that keeps the batch alive
                     self.bytes += size
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)
