@@ -26,16 +26,10 @@ from pathlib import Path
 
 import torch
 
-from goingdeeper.evaluate import (
-    crops_144,
-    evaluate,
-    format_grid,
-    grid_rows,
-    imagenet_sample_samples,
-    paper_rows,
-)
+from goingdeeper.data import imagenet_sample_samples
+from goingdeeper.evaluate import crops_144, evaluate, format_grid, grid_rows, paper_rows
+from goingdeeper.images import load_image
 from goingdeeper.inference import onnxruntime_model
-from goingdeeper.preprocess import load_image
 from goingdeeper.weights import import_bvlc
 
 REPO = Path(__file__).resolve().parents[1]

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm import tqdm
 
-from goingdeeper.preprocess import load_image
+from goingdeeper.images import load_image
 from goingdeeper.visualize import (
     deconv,
     deconv_picture,

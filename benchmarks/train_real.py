@@ -25,11 +25,11 @@ from pathlib import Path
 
 import torch
 
+from goingdeeper.data import open_dataset
 from goingdeeper.evaluate import evaluate
+from goingdeeper.train import TestImages, fit
 from goingdeeper.train import config as cfg
-from goingdeeper.train import fit
-from goingdeeper.train.trainer import TestImages
-from goingdeeper.weights.format import load_weights
+from goingdeeper.weights import import_bvlc, load_weights, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(os.environ.get("GOINGDEEPER_DATA", ROOT.parent / "shared" / "data"))
@@ -188,9 +188,6 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
     """BVLC GoogLeNet fine-tuned on CIFAR-10: the images upscaled to the input size, a new
     10-way classifier, the stem and inception 3a/3b kept fixed (generic edges and textures;
     freezing them skips the most expensive part of the backward pass), the rest trained."""
-    from goingdeeper.weights import import_bvlc
-    from goingdeeper.weights.format import save_weights
-
     data = _need(DATA / "cifar10-jpg.tar.gz")
     blobs = _need(DATA / "bvlc-googlenet")
     weights = ROOT / "runs" / "bench-bvlc" / "bvlc_googlenet.safetensors"
@@ -339,8 +336,6 @@ def _steps_table(lines: list[str], every: int) -> str:
 
 
 def result_test_set(c: cfg.TrainConfig) -> TestImages:
-    from goingdeeper.data import open_dataset
-
     train = open_dataset(c.data, "train")
     return TestImages(open_dataset(c.data, "test", classes=train.classes))
 

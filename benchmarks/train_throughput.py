@@ -26,9 +26,9 @@ import torchvision
 
 import goingdeeper as gd
 from goingdeeper.analysis import training_step_macs
-from goingdeeper.inference import fuse_inception_1x1
-from goingdeeper.inference.bench import sgemm_gmacs
-from goingdeeper.train.engine import TrainStep
+from goingdeeper.inference import fuse_inception_1x1, sgemm_gmacs
+from goingdeeper.models import GoogLeNetOutputs
+from goingdeeper.train import TrainStep
 
 RESULTS = Path(__file__).parent / "results"
 CONVOLUTION_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward"}
@@ -43,17 +43,19 @@ def build(name: str) -> torch.nn.Module:
     return fuse_inception_1x1(model) if option == "fused" else model
 
 
-class TorchvisionStep(torch.nn.Module):
-    """torchvision's model with the same loss (main + 0.3 x aux) as ours."""
+class TorchvisionRecord(torch.nn.Module):
+    """torchvision's googlenet returning our training record (its aux outputs reordered), so
+    that `TrainStep` computes the same loss, main + 0.3 x aux, for both models."""
 
     def __init__(self, model):
         super().__init__()
         self.model = model
 
-    def forward(self, x, y):
+    def forward(self, x):
         out = self.model(x)
-        ce = torch.nn.functional.cross_entropy
-        return ce(out.logits, y) + 0.3 * (ce(out.aux_logits1, y) + ce(out.aux_logits2, y))
+        if not self.training:
+            return out
+        return GoogLeNetOutputs(out.logits, out.aux_logits1, out.aux_logits2)
 
 
 def time_steps(
@@ -65,7 +67,7 @@ def time_steps(
     model = build(name)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    step = TorchvisionStep(model) if name.startswith("torchvision") else TrainStep(model)
+    step = TrainStep(TorchvisionRecord(model) if name.startswith("torchvision") else model)
     step.train()
     opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
     x = torch.randn(batch, 3, 224, 224)

@@ -18,6 +18,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import goingdeeper as gd
 from goingdeeper.analysis import count_params_macs, summarize
+from goingdeeper.errors import WeightsError
 from goingdeeper.models.alexnet import renormalize_filters
 from goingdeeper.models.lenet import (
     C3_TABLE,
@@ -35,8 +36,7 @@ from goingdeeper.models.vgg import (
     to_fully_convolutional,
 )
 from goingdeeper.preprocess import IMAGENET_RGB
-from goingdeeper.weights.format import WeightsError
-from goingdeeper.weights.torchvision_classic import detect_model, import_torchvision_classic
+from goingdeeper.weights import import_torchvision, recognise
 
 CLASSIC = [
     *gd.list_models("lenet*"),
@@ -431,7 +431,7 @@ def test_torchvision_import_same_outputs(name):
         theirs = _perturb_batchnorm(_narrow_torchvision_vgg(name)).eval()
     else:
         theirs = getattr(torchvision.models, name)(weights=None).eval()
-    ours, card = import_torchvision_classic(theirs)
+    ours, card = import_torchvision(theirs)
     assert card.model == ("alexnet_torchvision" if name == "alexnet" else name)
     assert card.preprocessing == IMAGENET_RGB and not ours.training
     x = torch.randn(2, 3, 224 if name == "alexnet" else 64, 224 if name == "alexnet" else 64)
@@ -444,8 +444,8 @@ def test_torchvision_import_same_outputs(name):
 
 
 def test_torchvision_import_rejects_other_state_dicts():
-    with pytest.raises(WeightsError, match="not a torchvision AlexNet or VGG"):
-        detect_model({"fc.weight": torch.zeros(2, 2)})
+    with pytest.raises(WeightsError, match="not a torchvision state dict"):
+        recognise({"fc.weight": torch.zeros(2, 2)})
 
 
 def test_dense_evaluation():
@@ -456,7 +456,7 @@ def test_dense_evaluation():
         scores = dense(x)
         assert scores.shape == (1, 10, 1, 1)
         torch.testing.assert_close(average_score_map(scores), model(x), rtol=1e-4, atol=1e-5)
-    with pytest.raises(ValueError, match="smallest is 224x224"):
+    with pytest.raises(ValueError, match="smallest that works is 224x224"):
         dense(torch.zeros(1, 3, 200, 200))
     # a larger image gives a class score map (shapes only: the meta device does no arithmetic)
     with torch.device("meta"):

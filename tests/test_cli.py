@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from goingdeeper.preprocess import ImageError, load_image
+from goingdeeper.errors import ImageError
+from goingdeeper.images import load_image
 
 
 def run(*args: str, cwd=None) -> subprocess.CompletedProcess:

@@ -23,10 +23,9 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from goingdeeper import preprocess
+from goingdeeper import images as image_files_module
 from goingdeeper.data import (
     AffineDistort,
-    DataError,
     ImageDataset,
     PCALighting,
     PhotometricDistort,
@@ -45,15 +44,15 @@ from goingdeeper.data import (
     torchvision_dataset,
     train_transform,
 )
-from goingdeeper.data.datasets import scan_tar_headers
+from goingdeeper.data.tar import scan_tar_headers
 from goingdeeper.data.transforms import (
     IMAGENET_EIGVAL,
     IMAGENET_EIGVEC,
     RECIPES,
     ToModelInput,
-    normalize,
     to_unit_tensor,
 )
+from goingdeeper.errors import DataError
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 
 TINY = Preprocessing(resize=8, crop=8)  # maps any image to 3 x 8 x 8
@@ -167,8 +166,8 @@ def test_image_folder_converts_odd_images_and_skips_bad_ones(tree):
     assert ds.load(names.index("palette.png")).mode == "RGB"
 
 
-def test_decompression_limit_is_the_one_in_preprocess(tree, tmp_path, monkeypatch):
-    monkeypatch.setattr(preprocess, "MAX_IMAGE_PIXELS", 50)  # rgb.jpg has 32 x 32 pixels
+def test_decompression_limit_is_the_one_in_images(tree, tmp_path, monkeypatch):
+    monkeypatch.setattr(image_files_module, "MAX_IMAGE_PIXELS", 50)  # rgb.jpg has 32 x 32 pixels
     folder = image_folder(tree / "train")
     archive = tar_images(_tar(tree, tmp_path / "a.tar"), "train")
     for ds in (folder, archive):
@@ -724,7 +723,8 @@ def test_train_transform_normalises_and_is_reproducible():
 def test_lighting_path_normalises_like_preprocessing(preprocessing):
     image = _noise((6, 5))
     expected = preprocessing.to_tensor(image)
-    assert torch.allclose(normalize(to_unit_tensor(image), preprocessing), expected, atol=1e-4)
+    pixels = to_unit_tensor(image).permute(1, 2, 0) * 255  # the lighting path's 0..1 values
+    assert torch.allclose(preprocessing.normalize(pixels), expected, atol=1e-4)
     no_noise = ToModelInput(preprocessing, PCALighting(std=0.0))
     assert torch.allclose(no_noise(image), expected, atol=1e-4)
 

@@ -15,29 +15,27 @@ import torch
 from PIL import Image
 from torch import nn
 
+from goingdeeper.cli.evaluate import add_parser as add_eval_commands
+from goingdeeper.data import folder_samples, image_folder_samples, imagenet_sample_samples
+from goingdeeper.errors import DataError as DatasetError
+from goingdeeper.errors import EvalError
 from goingdeeper.evaluate import (
     PAPER_TABLE3,
-    DatasetError,
-    EvalError,
     crop_offsets,
     crops_144,
     dense_scores,
     distinct_views,
     evaluate,
-    folder_samples,
     format_grid,
     grid_rows,
-    image_folder_samples,
-    imagenet_sample_samples,
     member_results,
     one_crop,
     paper_rows,
     scales_144,
     ten_crops,
 )
-from goingdeeper.evaluate.commands import add_eval_commands
-from goingdeeper.evaluate.views import normalise
-from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing, load_image
+from goingdeeper.images import load_image
+from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 
 # --- images whose pixel values are their coordinates -----------------------------------------
 
@@ -105,7 +103,7 @@ def test_views_normalise_exactly_like_to_tensor():
     img = coord_image(300, 200)
     pixels = np.asarray(img)[None]
     for pre in (CAFFE_BGR, IMAGENET_RGB):
-        assert torch.equal(normalise(pixels, pre)[0], pre.to_tensor(img))
+        assert torch.equal(pre.normalize(pixels)[0], pre.to_tensor(img))
 
 
 # --- geometry: 144 crops (section 7) ---------------------------------------------------------

@@ -7,14 +7,14 @@ import torch
 from torch import nn
 
 import goingdeeper as gd
-from goingdeeper.export import export_onnx, export_program
+from goingdeeper.inference import export_onnx, export_program
 from goingdeeper.models.googlenet import (
     INCEPTION_TABLE,
     GoogLeNetOutputs,
-    Inception,
     feature_sizes,
     googlenet_loss,
 )
+from goingdeeper.models.inception import Inception
 
 GOOGLENETS = ["googlenet", "googlenet_bn", "googlenet_torchvision", "googlenet_naive"]
 SIZE = 96  # small enough to be quick, large enough for the aux heads (smallest: 79)

@@ -19,17 +19,18 @@ from torch import nn
 
 import goingdeeper as gd
 from goingdeeper.cli import main
-from goingdeeper.export import onnx_program
 from goingdeeper.inference import (
     FusedInception,
     conv_bn_pairs,
     fold_batchnorm,
     fuse_inception_1x1,
+    onnx_program,
     optimize_for_inference,
     unfuse_inception_1x1,
 )
 from goingdeeper.inference.fuse import fold_bn_into_conv
-from goingdeeper.models.googlenet import Inception, googlenet_loss
+from goingdeeper.models.googlenet import googlenet_loss
+from goingdeeper.models.inception import Inception
 
 MODELS = gd.list_models()
 SMALLEST = {"alexnet": 96, "alexnet_torchvision": 64, "zfnet": 64}  # else 32; LeNet: fixed
@@ -378,7 +379,7 @@ def test_cli_predict_views_average_the_softmax_over_the_paper_views(tmp_path, ca
     import torch
 
     from goingdeeper.evaluate.views import VIEW_FUNCTIONS
-    from goingdeeper.preprocess import load_image
+    from goingdeeper.images import load_image
     from goingdeeper.weights import load_weights
 
     weights = _tiny_weights(tmp_path)
@@ -405,8 +406,8 @@ def test_cli_predict_views_average_the_softmax_over_the_paper_views(tmp_path, ca
 
 @pytest.fixture(scope="module")
 def bvlc(shared_data):
-    from goingdeeper.evaluate.samples import imagenet_sample_samples
-    from goingdeeper.weights.caffe import import_bvlc
+    from goingdeeper.data import imagenet_sample_samples
+    from goingdeeper.weights import import_bvlc
 
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
     samples = imagenet_sample_samples(shared_data / "imagenet-sample")
@@ -415,7 +416,7 @@ def bvlc(shared_data):
 
 def _crops(samples, card) -> tuple[torch.Tensor, torch.Tensor]:
     from goingdeeper.evaluate.views import one_crop
-    from goingdeeper.preprocess import load_image
+    from goingdeeper.images import load_image
 
     images = torch.cat([one_crop(load_image(p), card.preprocessing) for p, _ in samples])
     return images, torch.tensor([label for _, label in samples])
@@ -438,8 +439,7 @@ def test_bvlc_fused_equals_plain_on_real_photos(bvlc):
 def test_bvlc_int8_accuracy_on_held_out_photos(bvlc, tmp_path):
     """Calibrate on 100 photos, measure top-1 on 200 others: int8 within 1.5 points of fp32.
     (The benchmark measures all 1000: benchmarks/results/inference.md.)"""
-    from goingdeeper.export import export_onnx
-    from goingdeeper.inference import OnnxRuntimeModel, quantize_onnx
+    from goingdeeper.inference import OnnxRuntimeModel, export_onnx, quantize_onnx
 
     model, card, samples = bvlc
     calibration, _ = _crops(samples[0::10], card)  # 100 photos

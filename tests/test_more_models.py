@@ -15,15 +15,14 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import goingdeeper as gd
 from goingdeeper.analysis import count_params_macs, summarize
-from goingdeeper.models.googlenet import GoogLeNetOutputs, Inception, googlenet_loss
+from goingdeeper.errors import WeightsError
+from goingdeeper.models.googlenet import GoogLeNetOutputs, googlenet_loss
+from goingdeeper.models.inception import Inception
 from goingdeeper.models.resnet import Bottleneck, ZeroPadShortcut
 from goingdeeper.models.senet import SEBottleneck, SEInception, SqueezeExcitation
-from goingdeeper.weights.format import WeightsError
-from goingdeeper.weights.torchvision_more import (
-    IMAGENET_RGB_V2,
-    import_torchvision_densenet,
-    import_torchvision_resnet,
-)
+from goingdeeper.weights import IMAGENET_RGB_V2, import_torchvision
+
+import_torchvision_densenet = import_torchvision_resnet = import_torchvision
 
 # name: (all parameters, parameters of the inference network, MACs at the card's input size)
 COUNTS = {

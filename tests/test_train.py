@@ -12,19 +12,19 @@ import torch
 from torch import nn
 
 from goingdeeper import create_model
-from goingdeeper.train import config as cfg
-from goingdeeper.train import fit
-from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
-from goingdeeper.train.engine import (
+from goingdeeper.errors import TrainingError
+from goingdeeper.models.alexnet import renormalize_filters
+from goingdeeper.train import (
     CacheError,
     FrozenPrefixCache,
     TrainStep,
+    fit,
     freeze,
     frozen_prefix,
     lr_factor,
-    renormalize_filters,
 )
-from goingdeeper.train.trainer import TrainingError
+from goingdeeper.train import config as cfg
+from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
 from goingdeeper.weights import load_weights
 
 TINY = dict(

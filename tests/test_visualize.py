@@ -20,8 +20,11 @@ from PIL import Image
 from torch import nn
 
 import goingdeeper as gd
-from goingdeeper.models.googlenet import Inception
-from goingdeeper.preprocess import CAFFE_BGR, Preprocessing, load_image
+from goingdeeper.cli.visualize import add_parser as add_visualize_commands
+from goingdeeper.cli.visualize import parse_channels
+from goingdeeper.images import load_image
+from goingdeeper.models.inception import Inception
+from goingdeeper.preprocess import CAFFE_BGR, Preprocessing
 from goingdeeper.visualize import (
     UnknownLayerError,
     UnsupportedLayerError,
@@ -40,7 +43,6 @@ from goingdeeper.visualize import (
     top_activations,
     unpool,
 )
-from goingdeeper.visualize.commands import add_visualize_commands, parse_channels
 from goingdeeper.visualize.top9 import image_files, merge_strongest
 from goingdeeper.weights import WeightsCard, import_bvlc, save_weights
 

@@ -13,10 +13,12 @@ import torchvision
 from torch import nn
 
 import goingdeeper as gd
-from goingdeeper.preprocess import TORCHVISION_GOOGLENET, Preprocessing, load_image
+from goingdeeper.errors import WeightsError
+from goingdeeper.images import load_image
+from goingdeeper.models.googlenet import caffe_layer_names as googlenet_name_map
+from goingdeeper.preprocess import TORCHVISION_GOOGLENET, Preprocessing
 from goingdeeper.weights import (
     WeightsCard,
-    WeightsError,
     import_bvlc,
     import_torchvision,
     load_weights,
@@ -24,7 +26,6 @@ from goingdeeper.weights import (
     read_card,
     save_weights,
 )
-from goingdeeper.weights.caffe import googlenet_name_map
 
 
 def _torchvision_googlenet(**kwargs) -> nn.Module:

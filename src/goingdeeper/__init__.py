@@ -1,5 +1,7 @@
 """goingdeeper: GoogLeNet (Inception v1) and the classic CNN line, exactly as published."""
 
+from .analysis import model_costs
+from .errors import GoingDeeperError
 from .models import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 from .preprocess import Preprocessing
 from .registry import ModelCard, create_model, list_models, model_card
@@ -7,6 +9,7 @@ from .registry import ModelCard, create_model, list_models, model_card
 __version__ = "0.1.0"
 
 __all__ = [
+    "GoingDeeperError",
     "GoogLeNet",
     "GoogLeNetOutputs",
     "ModelCard",
@@ -15,4 +18,5 @@ __all__ = [
     "googlenet_loss",
     "list_models",
     "model_card",
+    "model_costs",
 ]

@@ -2,18 +2,19 @@
 
 No model in this package hides an input transform: a weight set's card carries a
 `Preprocessing`, and whoever feeds the model applies it (`predict`, `eval`, the trainers).
+`Preprocessing.normalize` is the one place where pixels become network input.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
 from torch import Tensor
+
+from .errors import PreprocessingError
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -22,13 +23,16 @@ INTERPOLATIONS = {
     "area": Image.Resampling.BOX,  # OpenCV's INTER_AREA when shrinking
     "lanczos": Image.Resampling.LANCZOS,
 }
-
-# Pillow's default decompression-bomb limit is ~89 M pixels; real photos stay far below it.
-MAX_IMAGE_PIXELS = 178_956_970
+CHANNEL_ORDERS = ("RGB", "BGR", "L")
 
 
-class ImageError(ValueError):
-    """An image that cannot be used, with a message meant for a person."""
+def luma(rgb: np.ndarray) -> np.ndarray:
+    """ITU-R 601 luma of 0..255 RGB values (last axis), computed as Pillow's `convert("L")`
+    does for 8-bit images (fixed point, rounded), so that both give the same plane."""
+    if rgb.dtype == np.uint8:
+        r, g, b = (rgb[..., i].astype(np.uint32) for i in range(3))
+        return ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16).astype(np.uint8)
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
 @dataclass(frozen=True)
@@ -53,16 +57,16 @@ class Preprocessing:
     pad: int = 0
 
     def __post_init__(self) -> None:
-        if self.channel_order not in ("RGB", "BGR", "L"):
-            raise ValueError(
+        if self.channel_order not in CHANNEL_ORDERS:
+            raise PreprocessingError(
                 f"channel_order must be 'RGB', 'BGR' or 'L', got {self.channel_order!r}"
             )
         if self.interpolation not in INTERPOLATIONS:
-            raise ValueError(
+            raise PreprocessingError(
                 f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
         if self.pad < 0:
-            raise ValueError(f"pad must be 0 or more pixels, got {self.pad}")
+            raise PreprocessingError(f"pad must be 0 or more pixels, got {self.pad}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -75,11 +79,14 @@ class Preprocessing:
         d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
         return cls(**d)
 
+    def replace(self, **changes) -> Preprocessing:
+        """The same transform with some fields changed."""
+        return Preprocessing.from_dict({**self.to_dict(), **changes})
+
     def scaled(self, crop: int) -> Preprocessing:
         """The same transform for another crop size, the resize scaled in proportion."""
         resize = round(self.resize * crop / self.crop)
-        values = {**self.to_dict(), "crop": crop, "resize": resize, "pad": self.pad_for(crop)}
-        return Preprocessing(**{**values, "mean": self.mean, "std": self.std})
+        return self.replace(crop=crop, resize=resize, pad=self.pad_for(crop))
 
     def pad_for(self, crop: int) -> int:
         """The border scaled to another crop size (LeNet-5's 2 of 32 -> 4 of 64)."""
@@ -98,19 +105,37 @@ class Preprocessing:
     def channels(self) -> int:
         return 1 if self.channel_order == "L" else 3
 
+    def normalize(self, pixels: np.ndarray | Tensor) -> Tensor:
+        """0..255 pixel values with the colour in the last axis (... x H x W x 3 RGB, or
+        ... x H x W x 1 already one plane) to the network's input ... x C x H x W, float32:
+        the channel order, then (pixel * scale - mean) / std per channel."""
+        x = np.asarray(pixels)
+        if self.channel_order == "L" and x.shape[-1] == 3:
+            x = luma(x)[..., None]
+        elif self.channel_order == "BGR":
+            x = x[..., ::-1]
+        x = np.ascontiguousarray(np.moveaxis(x, -1, -3), dtype=np.float32)
+        planes = x.shape[-3]
+        x *= np.float32(self.scale)
+        x -= np.asarray(self.mean[:planes], dtype=np.float32).reshape(planes, 1, 1)
+        x /= np.asarray(self.std[:planes], dtype=np.float32).reshape(planes, 1, 1)
+        return torch.from_numpy(x)
+
+    def denormalize(self, x: Tensor) -> Tensor:
+        """The inverse of `normalize` for three-plane inputs: N x 3 x H x W network input back
+        to 0..255 RGB values, N x H x W x 3."""
+        mean = torch.tensor(self.mean, dtype=x.dtype).view(3, 1, 1)
+        std = torch.tensor(self.std, dtype=x.dtype).view(3, 1, 1)
+        pixels = (x * std + mean) / self.scale
+        if self.channel_order == "BGR":
+            pixels = pixels.flip(-3)
+        return pixels.movedim(-3, -1)
+
     def to_tensor(self, img: Image.Image) -> Tensor:
         """An RGB PIL image (any size) to a normalised C x H x W float tensor."""
         if self.channel_order == "L":
-            arr = np.asarray(img.convert("L"), dtype=np.float32)[None]  # 1 x H x W, 0..255
-            t = torch.from_numpy(np.ascontiguousarray(arr)) * self.scale
-            return (t - self.mean[0]) / self.std[0]
-        arr = np.asarray(img, dtype=np.float32)  # H x W x 3, 0..255
-        if self.channel_order == "BGR":
-            arr = arr[..., ::-1]
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1) * self.scale
-        mean = torch.tensor(self.mean, dtype=torch.float32).view(3, 1, 1)
-        std = torch.tensor(self.std, dtype=torch.float32).view(3, 1, 1)
-        return (t - mean) / std
+            return self.normalize(np.asarray(img.convert("L"))[..., None])
+        return self.normalize(np.asarray(img))
 
     def crop_image(self, img: Image.Image) -> Image.Image:
         """The geometric part: shorter side to `resize`, the border, the center crop."""
@@ -154,46 +179,3 @@ TORCHVISION_GOOGLENET = Preprocessing(
     std=(0.5, 0.5, 0.5),
     note="torchvision googlenet (transform_input=True): RGB, 0-1, (x - 0.5) / 0.5",
 )
-
-
-def to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode to 8-bit RGB: grayscale, palette, CMYK, 16-bit, alpha (on white)."""
-    img = ImageOps.exif_transpose(img) if hasattr(img, "getexif") else img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA", "PA"):
-        background = Image.new("RGB", img.size, (255, 255, 255))
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
-        return background
-    return img.convert("RGB")
-
-
-def load_image(path: str | Path) -> Image.Image:
-    """Open an image file as 8-bit RGB, or raise `ImageError` with a message for a person."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                img.load()
-                return to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{path}: image too large to decode safely ({e})") from None
-    except (OSError, SyntaxError, ValueError) as e:  # Pillow's "cannot identify", truncation
-        raise ImageError(f"{path}: not a readable image ({e})") from None

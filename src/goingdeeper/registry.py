@@ -1,27 +1,27 @@
-"""One registry of models: list them, create one by name, read its card."""
+"""One registry of models: list them, create one by name, read its card.
+
+A leaf of the package: it imports nothing of it. The model files register their builders when
+`goingdeeper.models` is imported, which `import goingdeeper` does first. A card holds what the
+paper and the model file declare; `goingdeeper.analysis.model_costs` counts the parameters
+and multiply-adds.
+"""
 
 from __future__ import annotations
 
 import difflib
 import fnmatch
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from functools import cache
+from dataclasses import dataclass, field
+from typing import Any
 
-import torch
 from torch import nn
 
-from .preprocess import IMAGENET_RGB, Preprocessing
+from .errors import ModelArgumentError, UnknownModelError
 
 
-class UnknownModelError(KeyError):
-    def __str__(self) -> str:  # KeyError quotes its message; this one is for people
-        return str(self.args[0])
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelCard:
-    """What a model is: its paper, its default input, what its weights expect, what it costs."""
+    """What a model is: its paper, its default input, what its weights expect, what it has."""
 
     name: str
     family: str
@@ -29,15 +29,15 @@ class ModelCard:
     authors: str
     year: int
     arxiv: str
+    preprocessing: Any  # a goingdeeper.preprocess.Preprocessing: the input the model expects
     input_size: int = 224
     num_classes: int = 1000
-    preprocessing: Preprocessing = IMAGENET_RGB
     summary: str = ""
     deviations: tuple[str, ...] = field(default=())
     top5_error: str = ""  # as the paper reports it, with its protocol
-    params: int | None = None  # filled by model_card(): at input_size, default kwargs
-    macs: int | None = None
-    depth: int | None = None  # layers with weights along the longest path
+    # what the builder takes besides num_classes, declared rather than guessed from the name:
+    has_aux: bool = False  # training-only aux heads, switched by `aux_logits`
+    takes_input_size: bool = False  # `input_size`: the training input the heads are sized for
 
     def to_dict(self) -> dict:
         return {
@@ -53,8 +53,8 @@ class ModelCard:
             "summary": self.summary,
             "deviations": list(self.deviations),
             "top5_error": self.top5_error,
-            "params": self.params,
-            "macs": self.macs,
+            "has_aux": self.has_aux,
+            "takes_input_size": self.takes_input_size,
         }
 
 
@@ -81,18 +81,12 @@ def register_model(
     return wrap
 
 
-def _ensure_loaded() -> None:
-    from . import models  # noqa: F401  (registers the builders on import)
-
-
 def list_models(pattern: str = "*") -> list[str]:
     """Registered model names matching a shell-style pattern, in registration order."""
-    _ensure_loaded()
     return [n for n in _REGISTRY if fnmatch.fnmatchcase(n, pattern)]
 
 
 def _entry(name: str) -> _Entry:
-    _ensure_loaded()
     if name not in _REGISTRY:
         close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.5)
         hint = (
@@ -104,29 +98,31 @@ def _entry(name: str) -> _Entry:
     return _REGISTRY[name]
 
 
+def model_card(name: str) -> ModelCard:
+    """The card the model file declares for `name`."""
+    return _entry(name).card
+
+
 def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model by name; keyword arguments go to its constructor."""
+    """Build a registered model by name; keyword arguments go to its constructor.
+
+    Arguments that do not bind to the builder (an unknown keyword, a value given twice) are a
+    `ModelArgumentError`; a TypeError raised inside the model's code is a bug and stays one.
+    """
     entry = _entry(name)
     try:
         return entry.builder(**kwargs)
     except TypeError as e:
-        raise TypeError(f"{name}: {e}") from None
+        if _raised_in(e, entry.builder, create_model):  # the call's arguments did not bind
+            raise ModelArgumentError(f"{name}: {e}") from None
+        raise
 
 
-@cache
-def model_card(name: str) -> ModelCard:
-    """The model's card, with its parameter and MAC counts at its default input size."""
-    from .analysis import summarize
-
-    entry = _entry(name)
-    # counting needs shapes, not values: build on the meta device (VGG would take seconds),
-    # and without moving anybody's random numbers
-    with torch.random.fork_rng(), torch.device("meta"):
-        model = entry.builder(aux_logits=False) if _takes_aux(entry) else entry.builder()
-    summary = summarize(model, entry.card.input_size, name=name)
-    depth = sum(row.depth for row in summary.rows)
-    return replace(entry.card, params=summary.total_params, macs=summary.total_macs, depth=depth)
-
-
-def _takes_aux(entry: _Entry) -> bool:
-    return entry.card.family == "GoogLeNet"
+def _raised_in(error: BaseException, *functions: Callable) -> bool:
+    """Whether `error` was raised by one of `functions` themselves (its innermost frame), as
+    Python does when the arguments of a call they make do not bind."""
+    tb = error.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    codes = {getattr(f, "__code__", None) for f in functions}  # a partial has none
+    return tb is not None and tb.tb_frame.f_code in codes

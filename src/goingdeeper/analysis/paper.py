@@ -9,9 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 
-from .summary import Summary, render_markdown, render_table, summarize, trace
+from ..errors import ArgumentError
+from ..registry import create_model, model_card
+from ..tables import render_markdown, render_table
+from .counts import trace
+from .summary import Summary, summarize
 
 # Table 1 as printed: row, params (K = 1024 weights), ops (M multiply-adds)
 PAPER_TABLE1: list[tuple[str, float | None, float | None]] = [
@@ -74,6 +79,12 @@ def _off(paper: float | None, exact: float) -> bool:
 def table1_comparison(summary: Summary) -> list[PaperRow]:
     """Pair each Table 1 row with the exact weights (K = 1024) and MACs (M) of `summary`."""
     rows = {r.name: r for r in summary.rows}
+    missing = [name for name, *_ in PAPER_TABLE1 if name not in rows]
+    if missing:
+        raise ArgumentError(
+            f"{summary.model} has no row {missing[0]!r} of GoogLeNet's Table 1: the paper "
+            "comparison is for the GoogLeNet models (googlenet*, se_googlenet)"
+        )
     out = []
     for name, paper_k, paper_m in PAPER_TABLE1:
         r = rows[name]
@@ -85,58 +96,52 @@ def table1_comparison(summary: Summary) -> list[PaperRow]:
     return out
 
 
-def format_table1(summary: Summary, fmt: str = "table") -> str:
-    """Table 1 beside the exact numbers, with the differences and a flag per row."""
-    rows = table1_comparison(summary)
+TABLE1_HEADER = ["row", "output", "paper K", "exact K", "diff K", "paper M", "exact M", "diff M"]
 
-    def num(v: float | None, spec: str) -> str:
-        return "" if v is None else format(v, spec)
 
-    header = [
-        "row",
-        "output",
-        "paper K",
-        "exact K",
-        "diff K",
-        "paper M",
-        "exact M",
-        "diff M",
-        "flag",
+def _num(v: float | None, spec: str) -> str:
+    return "" if v is None else format(v, spec)
+
+
+def _table1_cells(r: PaperRow) -> list[str]:
+    exact_k = r.paper_params_k is not None or r.exact_params_k
+    exact_m = r.paper_ops_m is not None or r.exact_ops_m
+    return [
+        r.name,
+        r.output,
+        _num(r.paper_params_k, ",.1f"),
+        _num(r.exact_params_k, ",.1f") if exact_k else "",
+        _num(r.params_diff_k, "+,.1f"),
+        _num(r.paper_ops_m, ",.0f"),
+        _num(r.exact_ops_m, ",.1f") if exact_m else "",
+        _num(r.ops_diff_m, "+,.1f"),
+        "off" if r.flag else "",
     ]
-    body = []
-    for r in rows:
-        body.append(
-            [
-                r.name,
-                r.output,
-                num(r.paper_params_k, ",.1f"),
-                num(r.exact_params_k, ",.1f")
-                if r.paper_params_k is not None or r.exact_params_k
-                else "",
-                num(r.params_diff_k, "+,.1f"),
-                num(r.paper_ops_m, ",.0f"),
-                num(r.exact_ops_m, ",.1f") if r.paper_ops_m is not None or r.exact_ops_m else "",
-                num(r.ops_diff_m, "+,.1f"),
-                "off" if r.flag else "",
-            ]
-        )
+
+
+def _table1_sums(rows: list[PaperRow]) -> list[str]:
     paper_k = sum(r.paper_params_k or 0 for r in rows)
     paper_m = sum(r.paper_ops_m or 0 for r in rows)
     exact_k = sum(r.exact_params_k for r in rows)
     exact_m = sum(r.exact_ops_m for r in rows)
-    body.append(
-        [
-            "sum",
-            "",
-            f"{paper_k:,.1f}",
-            f"{exact_k:,.1f}",
-            f"{exact_k - paper_k:+,.1f}",
-            f"{paper_m:,.0f}",
-            f"{exact_m:,.1f}",
-            f"{exact_m - paper_m:+,.1f}",
-            "",
-        ]
-    )
+    return [
+        "sum",
+        "",
+        f"{paper_k:,.1f}",
+        f"{exact_k:,.1f}",
+        f"{exact_k - paper_k:+,.1f}",
+        f"{paper_m:,.0f}",
+        f"{exact_m:,.1f}",
+        f"{exact_m - paper_m:+,.1f}",
+        "",
+    ]
+
+
+def format_table1(summary: Summary, fmt: str = "table") -> str:
+    """Table 1 beside the exact numbers, with the differences and a flag per row."""
+    rows = table1_comparison(summary)
+    header = [*TABLE1_HEADER, "flag"]
+    body = [*(_table1_cells(r) for r in rows), _table1_sums(rows)]
     notes = [f"- {r.name}: {r.flag}" for r in rows if r.flag]
     intro = (
         f"Table 1 (weights only, K = 1024; ops = multiply-adds, M = 10^6) beside "
@@ -167,27 +172,39 @@ class BranchCost:
 
 
 def branch_macs(model: nn.Module, input_size: int = 224) -> dict[tuple[str, str], int]:
-    """MACs of each Inception branch: {(module, branch): MACs}."""
+    """MACs of each branch of each Inception module (the modules that say they are one):
+    {(module, branch): MACs}."""
+    inceptions = [
+        name for name, m in model.named_modules() if getattr(m, "summary_type", "") == "inception"
+    ]
     out: dict[tuple[str, str], int] = {}
     for leaf in trace(model, input_size):
-        parts = leaf.name.split(".")
-        if len(parts) >= 2 and parts[0].startswith("inception") and parts[1].startswith("branch"):
-            key = (parts[0], parts[1])
+        owner = next((m for m in inceptions if leaf.name.startswith(m + ".")), None)
+        if owner is not None:
+            key = (owner, leaf.name[len(owner) + 1 :].split(".")[0])
             out[key] = out.get(key, 0) + leaf.macs
     return out
 
 
-def bottleneck_comparison(input_size: int = 224) -> list[BranchCost]:
-    """Per module and branch, the cost without and with the 1x1 reductions (the notes' figures:
-    inception 4a's 5x5 branch 112.9M vs 5.3M, inception 3a's 120.4M vs 12.4M)."""
-    from ..registry import create_model
+def _counting_model(name: str, **kwargs) -> nn.Module:
+    """A registered model for counting only: on the meta device, without aux heads."""
+    if model_card(name).has_aux:
+        kwargs["aux_logits"] = False
+    with torch.random.fork_rng(), torch.device("meta"):
+        return create_model(name, **kwargs)
 
-    reduced = branch_macs(
-        create_model("googlenet", aux_logits=False, init_weights=False), input_size
-    )
-    naive = branch_macs(
-        create_model("googlenet_naive", aux_logits=False, init_weights=False), input_size
-    )
+
+def bottleneck_comparison(input_size: int = 224, name: str = "googlenet") -> list[BranchCost]:
+    """Per Inception module and branch of the model `name`, the cost without and with the 1x1
+    reductions (the notes' figures for googlenet: inception 4a's 5x5 branch 112.9M vs 5.3M,
+    inception 3a's 120.4M vs 12.4M). The model's builder must take `naive` (Fig. 2a)."""
+    reduced = branch_macs(_counting_model(name), input_size)
+    if not reduced:
+        raise ArgumentError(
+            f"{name} has no Inception modules: the bottleneck comparison is for the GoogLeNet "
+            "models (googlenet*, se_googlenet)"
+        )
+    naive = branch_macs(_counting_model(name, naive=True), input_size)
     return [BranchCost(m, b, naive[(m, b)], reduced[(m, b)]) for (m, b) in reduced]
 
 
@@ -221,10 +238,8 @@ def format_bottleneck(costs: list[BranchCost], fmt: str = "table") -> str:
 
 
 def paper_summary(input_size: int = 224) -> Summary:
-    from ..registry import create_model
-
-    model = create_model("googlenet", aux_logits=False, init_weights=False)
-    return summarize(model, input_size, name="googlenet")
+    """The paper's network (`googlenet`) at `input_size`, the summary Table 1 is compared with."""
+    return summarize(_counting_model("googlenet"), input_size, name="googlenet")
 
 
 def _shape(output: tuple[int, ...]) -> str:

@@ -1,7 +1,10 @@
-"""Per-layer cost of any model: output shape, depth, Table 1 channel columns, params and MACs.
+"""Per-layer cost of any model: output shape, depth, Table 1 channel columns, params and MACs;
+and the counts of every registered model (`model_costs`).
 
 MACs count the multiply-adds of convolutions and linear layers (Table 1's "ops"); FLOPs are
-2 x MACs and are always printed under their own name. Counts are per image.
+2 x MACs and are always printed under their own name. Counts are per image. Blocks state how
+they are shown (`summary_type`, `summary_depth`, `summary_channels`, a model's
+`summary_groups`); nothing here recognises a model by its class.
 """
 
 from __future__ import annotations
@@ -10,25 +13,19 @@ import csv
 import io
 import json
 from dataclasses import asdict, dataclass, field
+from functools import cache
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
+
+from ..errors import ArgumentError
+from ..registry import create_model, model_card
+from ..tables import render_markdown, render_table
+from .counts import Leaf, trace_layers
 
 CHANNEL_COLUMNS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 CHANNEL_HEADERS = ("#1x1", "#3x3 red", "#3x3", "#5x5 red", "#5x5", "pool proj")
-
-
-@dataclass
-class Leaf:
-    """One executed leaf module (a convolution, a pool, ...)."""
-
-    name: str
-    module: nn.Module
-    in_shape: tuple[int, ...]
-    out_shape: tuple[int, ...]
-    macs: int
-    input_needs_grad: bool = False  # only traced with `grad=True`
 
 
 @dataclass
@@ -77,138 +74,6 @@ class Summary:
         }
 
 
-def _macs(module: nn.Module, out: Tensor) -> int:
-    """Multiply-adds of one call of a leaf module, per image. A custom layer reports its own
-    through a `count_macs(out) -> int` method (per image)."""
-    if hasattr(module, "count_macs"):
-        return int(module.count_macs(out))
-    if isinstance(module, nn.Conv2d):
-        per_output = (
-            module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
-        )
-        return out[0].numel() * per_output
-    if isinstance(module, nn.Linear):
-        return out[0].numel() * module.in_features
-    return 0
-
-
-def trace(
-    model: nn.Module,
-    input_size: int | tuple[int, int],
-    *,
-    aux: bool = False,
-    in_channels: int | None = None,
-) -> list[Leaf]:
-    """Run one image through `model` and record every leaf module that executed, in order.
-
-    With `aux` the model runs in training mode (BatchNorm kept in eval mode, nothing updated),
-    so that training-only heads execute too. The image has `in_channels` planes, by default
-    the model's `in_channels` attribute where it has one (LeNet: 1), else 3.
-    """
-    return _trace(model, input_size, aux=aux, in_channels=in_channels)[0]
-
-
-def _trace(
-    model: nn.Module,
-    input_size: int | tuple[int, int],
-    *,
-    aux: bool = False,
-    in_channels: int | None = None,
-    grad: bool = False,
-) -> tuple[list[Leaf], dict[str, tuple[int, ...]]]:
-    """`trace`, plus the output shape of every container; with `grad` the forward pass runs
-    with autograd on, so each leaf records whether its input needed a gradient."""
-    h, w = (input_size, input_size) if isinstance(input_size, int) else input_size
-    if in_channels is None:
-        in_channels = getattr(model, "in_channels", 3)
-    leaves: list[Leaf] = []
-    outputs: dict[str, tuple[int, ...]] = {}  # output shape of every module that ran
-    handles = []
-    names = {m: n for n, m in model.named_modules()}
-    was_training = {m: m.training for m in model.modules()}
-
-    def hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
-        if isinstance(out, Tensor):
-            leaves.append(
-                Leaf(
-                    names[module],
-                    module,
-                    tuple(inputs[0].shape[1:]),
-                    tuple(out.shape[1:]),
-                    _macs(module, out),
-                    inputs[0].requires_grad,
-                )
-            )
-
-    def container_hook(module: nn.Module, inputs: tuple, out: Tensor) -> None:
-        if isinstance(out, Tensor):
-            outputs[names[module]] = tuple(out.shape[1:])
-
-    for m in model.modules():
-        if not any(True for _ in m.children()):
-            handles.append(m.register_forward_hook(hook))
-        elif m is not model:
-            handles.append(m.register_forward_hook(container_hook))
-    try:
-        model.train(aux)
-        for m in model.modules():
-            if isinstance(m, _BatchNorm):
-                m.eval()
-        param = next(model.parameters())
-        x = torch.zeros(2 if aux else 1, in_channels, h, w, dtype=param.dtype, device=param.device)
-        with torch.set_grad_enabled(grad):
-            model(x)
-    finally:
-        for handle in handles:
-            handle.remove()
-        for m, t in was_training.items():
-            m.training = t
-    for leaf in leaves:
-        outputs[leaf.name] = leaf.out_shape
-    return leaves, outputs
-
-
-def count_params_macs(model: nn.Module, input_size: int) -> tuple[int, int]:
-    """Parameters and per-image MACs of the inference network (training-only heads left out)."""
-    leaves = trace(model, input_size)
-    executed = {id(p) for leaf in leaves for p in leaf.module.parameters()}
-    params = sum(p.numel() for p in model.parameters() if id(p) in executed)
-    return params, sum(leaf.macs for leaf in leaves)
-
-
-def training_step_macs(model: nn.Module, input_size: int) -> dict[str, int]:
-    """Per-image multiply-adds of one training step of `model` (training-only heads included).
-
-    Backward costs, for every convolution and linear layer, one pass as large as its forward
-    for the weight gradient and one more for the input gradient, which autograd skips where the
-    layer's input needs none (a first layer reading the image). Returns the three parts, their
-    sum and the convolutions' share of it: {"forward", "weight_grad", "input_grad", "total",
-    "convolution"}.
-    """
-    leaves = _trace(model, input_size, aux=True, grad=True)[0]
-
-    def weight_grad(leaf: Leaf) -> int:
-        return leaf.macs if leaf.module.weight.requires_grad else 0
-
-    def input_grad(leaf: Leaf) -> int:
-        return leaf.macs if leaf.input_needs_grad else 0
-
-    weighted = [lf for lf in leaves if isinstance(lf.module, (nn.Conv2d, nn.Linear))]
-    parts = {
-        "forward": sum(leaf.macs for leaf in leaves),
-        "weight_grad": sum(weight_grad(lf) for lf in weighted),
-        "input_grad": sum(input_grad(lf) for lf in weighted),
-    }
-    convs = [lf for lf in weighted if isinstance(lf.module, nn.Conv2d)]
-    return {
-        **parts,
-        "total": sum(parts.values()),
-        "convolution": sum(lf.macs + weight_grad(lf) + input_grad(lf) for lf in convs),
-    }
-
-
-# --- rows -------------------------------------------------------------------------------------
-
 _TYPES = [
     (nn.Conv2d, "convolution"),
     (nn.MaxPool2d, "max pool"),
@@ -249,28 +114,18 @@ def _patch(leaf: Leaf) -> str:
 
 def _depth(module: nn.Module) -> int:
     """Layers with weights along the longest path (Table 1's "depth")."""
-    from ..models.googlenet import Inception, SeparableConv1
-
-    if getattr(module, "summary_depth", None) is not None:  # a block that states its own,
-        return module.summary_depth  # e.g. a residual block: its shortcut adds no depth
-    if isinstance(module, Inception):
-        return max(
-            _depth(b)
-            for b in (module.branch1x1, module.branch3x3, module.branch5x5, module.branch_pool)
-        )
-    if isinstance(module, SeparableConv1):
-        return 1
+    if getattr(module, "summary_depth", None) is not None:  # a block that states its own: an
+        return module.summary_depth  # Inception module, a residual block (not its shortcut)
     if isinstance(module, nn.Conv2d | nn.Linear):
         return 1
     return sum(_depth(c) for c in module.children())
 
 
 def _channels(modules: list[nn.Module]) -> dict[str, int | None]:
-    from ..models.googlenet import Inception
-
     cols: dict[str, int | None] = dict.fromkeys(CHANNEL_COLUMNS)
-    if len(modules) == 1 and isinstance(modules[0], Inception):
-        cols.update(zip(CHANNEL_COLUMNS, modules[0].widths, strict=True))
+    declared = getattr(modules[0], "summary_channels", None) if len(modules) == 1 else None
+    if declared is not None:  # a module that states Table 1's columns (Inception)
+        cols.update({k: v for k, v in declared.items() if k in cols})
         return cols
     convs = [m for mod in modules for m in mod.modules() if isinstance(m, nn.Conv2d)]
     if len(convs) == 2 and convs[0].kernel_size == (1, 1) and convs[1].kernel_size[0] in (3, 5):
@@ -288,13 +143,13 @@ def summarize(
 ) -> Summary:
     """The per-layer table. `detail="stages"`: one row per top-level layer or module (Table 1's
     rows); `"layers"`: one row per executed leaf module."""
-    leaves, outputs = _trace(model, input_size, aux=aux)
+    leaves, outputs = trace_layers(model, input_size, aux=aux)
     if detail == "layers":
         rows = [_leaf_row(leaf) for leaf in leaves if not isinstance(leaf.module, nn.ReLU)]
     elif detail == "stages":
         rows = _stage_rows(model, leaves, outputs)
     else:
-        raise ValueError(f"detail must be 'stages' or 'layers', got {detail!r}")
+        raise ArgumentError(f"detail must be 'stages' or 'layers', got {detail!r}")
     executed = {id(p) for leaf in leaves for p in leaf.module.parameters()}
     total_params = sum(p.numel() for p in model.parameters() if id(p) in executed)
     return Summary(
@@ -380,12 +235,9 @@ def _stage_of(name: str, member_of: dict[str, str]) -> str:
 
 
 def _stage_type(members: list[nn.Module], leaves: list[Leaf]) -> str:
-    from ..models.googlenet import Inception, InceptionAux
-
-    if isinstance(members[0], Inception):
-        return "inception"
-    if isinstance(members[0], InceptionAux):
-        return "aux head"
+    declared = getattr(members[0], "summary_type", None)  # "inception", "aux head"
+    if declared is not None:
+        return declared
     kinds = {_type_of(lf.module) for lf in leaves} - {"ReLU", "batch norm"}
     return kinds.pop() if len(kinds) == 1 else type(members[0]).__name__
 
@@ -429,25 +281,6 @@ def _footer(summary: Summary) -> str:
         f"({summary.total_macs / 1e9:.3f} G), {summary.total_flops:,} FLOPs "
         f"({summary.total_flops / 1e9:.3f} G; FLOPs = 2 x MACs)"
     )
-
-
-def render_table(header: list[str], body: list[list[str]], right_from: int = 4) -> str:
-    widths = [max(len(row[i]) for row in [header, *body]) for i in range(len(header))]
-
-    def line(cells: list[str]) -> str:
-        out = []
-        for i, (c, w) in enumerate(zip(cells, widths, strict=True)):
-            out.append(c.rjust(w) if i >= right_from else c.ljust(w))
-        return "  ".join(out).rstrip()
-
-    rule = "  ".join("-" * w for w in widths)
-    return "\n".join([line(header), rule, *[line(r) for r in body]])
-
-
-def render_markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
 
 
 def format_summary(summary: Summary, fmt: str = "table") -> str:
@@ -505,4 +338,32 @@ def format_summary(summary: Summary, fmt: str = "table") -> str:
         return render_markdown(header, body) + "\n\n" + _footer(summary)
     if fmt == "table":
         return render_table(header, body) + "\n\n" + _footer(summary)
-    raise ValueError(f"format must be table, markdown, csv or json, got {fmt!r}")
+    raise ArgumentError(f"format must be table, markdown, csv or json, got {fmt!r}")
+
+
+# --- the registered models -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Costs:
+    """A registered model at its card's input size, default arguments, no training-only heads."""
+
+    params: int
+    macs: int
+    depth: int  # layers with weights along the longest path
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+
+@cache
+def model_costs(name: str) -> Costs:
+    """Parameters, multiply-adds and depth of the registered model `name`."""
+    card = model_card(name)
+    # counting needs shapes, not values: build on the meta device (VGG would take seconds),
+    # and without moving anybody's random numbers
+    with torch.random.fork_rng(), torch.device("meta"):
+        model = create_model(name, **({"aux_logits": False} if card.has_aux else {}))
+    summary = summarize(model, card.input_size, name=name)
+    return Costs(summary.total_params, summary.total_macs, sum(r.depth for r in summary.rows))

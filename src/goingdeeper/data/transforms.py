@@ -32,7 +32,9 @@ from PIL import Image, ImageEnhance
 from torch import Tensor
 from torchvision.transforms import Compose
 
-from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, center_crop, to_rgb
+from ..errors import PreprocessingError
+from ..images import to_rgb
+from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, center_crop
 
 # GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability"
 GOOGLENET_INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic")
@@ -61,7 +63,9 @@ def _randint(low: int, high: int, generator: torch.Generator | None) -> int:
 
 def _check_interpolation(name: str) -> None:
     if name not in INTERPOLATIONS:
-        raise ValueError(f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}")
+        raise PreprocessingError(
+            f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {name!r}"
+        )
 
 
 def _resize_shorter(img: Image.Image, size: int, interpolation: str) -> Image.Image:
@@ -83,7 +87,7 @@ class RandomSizedCrop:
     def __post_init__(self) -> None:
         self.interpolations = tuple(self.interpolations)
         if not self.interpolations:
-            raise ValueError("RandomSizedCrop needs at least one interpolation")
+            raise PreprocessingError("RandomSizedCrop needs at least one interpolation")
         for name in self.interpolations:
             _check_interpolation(name)
 
@@ -137,9 +141,11 @@ class PhotometricDistort:
     def __post_init__(self) -> None:
         for name in _ENHANCERS:
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"{name} spread must lie in [0, 1], got {getattr(self, name)}")
+                raise PreprocessingError(
+                    f"{name} spread must lie in [0, 1], got {getattr(self, name)}"
+                )
         if not 0.0 <= self.hue <= 0.5:
-            raise ValueError(f"hue shift must lie in [0, 0.5] of a turn, got {self.hue}")
+            raise PreprocessingError(f"hue shift must lie in [0, 0.5] of a turn, got {self.hue}")
 
     def draw(self) -> list[tuple[str, float]]:
         """The operations of one application, in order, with their factors (hue: its shift)."""
@@ -214,7 +220,9 @@ class ScaleJitter:
     def __post_init__(self) -> None:
         _check_interpolation(self.interpolation)
         if not self.size <= self.scale[0] <= self.scale[1]:
-            raise ValueError(f"need size <= s_min <= s_max, got {self.size} and {self.scale}")
+            raise PreprocessingError(
+                f"need size <= s_min <= s_max, got {self.size} and {self.scale}"
+            )
 
     def draw_scale(self) -> int:
         """One training scale S."""
@@ -264,14 +272,16 @@ class AffineDistort:
 
     def __post_init__(self) -> None:
         if self.interpolation not in ("nearest", "bilinear", "bicubic"):  # what PIL can warp with
-            raise ValueError(
+            raise PreprocessingError(
                 f"interpolation must be nearest, bilinear or bicubic, got {self.interpolation!r}"
             )
         for name in ("scale", "squeeze"):
             if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
+                raise PreprocessingError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
         if self.shift < 0 or self.shear < 0:
-            raise ValueError(f"shift and shear must be >= 0, got {self.shift} and {self.shear}")
+            raise PreprocessingError(
+                f"shift and shear must be >= 0, got {self.shift} and {self.shear}"
+            )
 
     def scaled(self, factor: float) -> AffineDistort:
         """The same distortion with every range times `factor` (shift, shear, and the distance
@@ -353,16 +363,6 @@ def to_unit_tensor(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
 
 
-def normalize(rgb: Tensor, preprocessing: Preprocessing) -> Tensor:
-    """RGB values in 0..1 to the network's input: `Preprocessing.to_tensor`'s formula."""
-    pixels = rgb * 255.0
-    if preprocessing.channel_order == "BGR":
-        pixels = pixels.flip(0)
-    mean = torch.tensor(preprocessing.mean, dtype=pixels.dtype).view(3, 1, 1)
-    std = torch.tensor(preprocessing.std, dtype=pixels.dtype).view(3, 1, 1)
-    return (pixels * preprocessing.scale - mean) / std
-
-
 @dataclass
 class ToModelInput:
     """The last step of every recipe: an image to the network's input with `preprocessing`'s
@@ -377,7 +377,8 @@ class ToModelInput:
             img = to_rgb(img)
         if self.lighting is None:
             return self.preprocessing.to_tensor(img)
-        return normalize(self.lighting(to_unit_tensor(img)), self.preprocessing)
+        lit = self.lighting(to_unit_tensor(img))  # 3 x H x W, RGB in 0..1
+        return self.preprocessing.normalize(lit.permute(1, 2, 0) * 255.0)
 
 
 def train_transform(
@@ -402,11 +403,11 @@ def train_transform(
     Pass flip=False for data whose mirror image changes its meaning (digits).
     """
     if recipe not in RECIPES:
-        raise ValueError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+        raise PreprocessingError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise PreprocessingError(f"size must be positive, got {size}")
     if distortion < 0:
-        raise ValueError(f"distortion must be >= 0, got {distortion}")
+        raise PreprocessingError(f"distortion must be >= 0, got {distortion}")
     steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter, distortion)
     if recipe == "none":
         return Compose([*steps, ToModelInput(preprocessing)])

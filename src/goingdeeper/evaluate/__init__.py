@@ -1,12 +1,12 @@
 """The published test protocols: 1, 10 and 144 crops, VGG dense evaluation, ensembles averaged
 by softmax, and a results grid laid out like GoogLeNet's Table 3."""
 
-from .engine import AGGREGATES, VIEWS, EvalError, distinct_views, evaluate, metrics
+from .engine import AGGREGATES, VIEWS, distinct_views, evaluate, metrics
 from .grid import PAPER_TABLE3, format_grid, grid_rows, member_results, paper_rows
-from .samples import DatasetError, folder_samples, image_folder_samples, imagenet_sample_samples
 from .views import (
     DENSE_SCALES,
     SCALES_144,
+    VIEW_FUNCTIONS,
     crop_offsets,
     crops_144,
     dense_scores,
@@ -23,18 +23,14 @@ __all__ = [
     "PAPER_TABLE3",
     "SCALES_144",
     "VIEWS",
-    "DatasetError",
-    "EvalError",
+    "VIEW_FUNCTIONS",
     "crop_offsets",
     "crops_144",
     "dense_scores",
     "distinct_views",
     "evaluate",
-    "folder_samples",
     "format_grid",
     "grid_rows",
-    "image_folder_samples",
-    "imagenet_sample_samples",
     "member_results",
     "metrics",
     "num_views",

@@ -13,14 +13,17 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..preprocess import ImageError, Preprocessing, load_image, to_rgb
+from ..errors import EvalError, ImageError
+from ..images import load_image, to_rgb
+from ..preprocess import Preprocessing
 from ..weights.format import WeightsCard
 from .views import DENSE_SCALES, VIEW_FUNCTIONS, dense_scores, num_views, spatial_mean
 
@@ -30,10 +33,6 @@ VIEWS = ("1", "10", "144", "dense")
 AGGREGATES = ("softmax", "logits", "max")
 
 Item = str | Path | Image.Image
-
-
-class EvalError(ValueError):
-    """An evaluation that cannot run as asked, with a message meant for a person."""
 
 
 @dataclass(frozen=True)
@@ -184,6 +183,16 @@ def metrics(top: Tensor, labels: Tensor, num_classes: int, confusion: bool = Fal
     return out
 
 
+@dataclass
+class _Tally:
+    """What an evaluation has gathered so far."""
+
+    labels: list[int] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    scores: list[Tensor] = field(default_factory=list)  # images x classes, over the models
+    member_tops: list[list[Tensor]] = field(default_factory=list)  # per model: top-5 indices
+
+
 def evaluate(
     models: Sequence[tuple[nn.Module, Preprocessing | WeightsCard]],
     dataset: Sequence[tuple[Item, int]],
@@ -212,47 +221,48 @@ def evaluate(
     group = max(1, batch_size // per_image) if views != "dense" else 1
     training = [m.model.training for m in members]
     start = time.perf_counter()
-    labels: list[int] = []
-    skipped: list[str] = []
-    scores: list[Tensor] = []  # images x classes, combined over models
-    member_tops: list[list[Tensor]] = [[] for _ in members]
+    tally = _Tally(member_tops=[[] for _ in members])
+    score = partial(
+        _member_scores,
+        views=views,
+        aggregate=aggregate,
+        batch_size=batch_size,
+        dense_scales=dense_scales,
+    )
     done = 0
     try:
         for m in members:
             m.model.eval()
         with torch.inference_mode():
             for chunk in _groups(dataset, group):
-                images, chunk_labels = _decode_group(chunk, skipped)
+                _score_group(chunk, members, score, aggregate, tally)
                 done += len(chunk)
-                if images:
-                    per_member = [
-                        _member_scores(m, images, views, aggregate, batch_size, dense_scales)
-                        for m in members
-                    ]
-                    _check_classes(per_member, members, chunk_labels)
-                    for tops, s in zip(member_tops, per_member, strict=True):
-                        tops.append(_topk(s))
-                    scores.append(_reduce(torch.stack(per_member), aggregate, 0))
-                    labels += chunk_labels
                 if progress is not None:
                     progress(done, len(dataset))
     finally:
         for m, was in zip(members, training, strict=True):
             m.model.train(was)
-    return _result(
-        members,
-        views,
-        aggregate,
-        per_image,
-        scores,
-        member_tops,
-        labels,
-        skipped,
-        time.perf_counter() - start,
-        confusion=confusion,
-        per_model=per_model,
-        keep_scores=keep_scores,
-    )
+    result = _result(members, tally, confusion=confusion, per_model=per_model)
+    result.update(views=views, crops=per_image, cost=per_image * len(members))  # Table 3's
+    result.update(aggregate=aggregate, seconds=(seconds := time.perf_counter() - start))
+    result["images_per_second"] = len(tally.labels) / seconds if seconds > 0 else float("nan")
+    if keep_scores:
+        result["scores"] = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
+        result["labels"] = tally.labels
+    return result
+
+
+def _score_group(chunk: Sequence, members: list[_Member], score, aggregate: str, tally: _Tally):
+    """Decode one group of images and add every model's scores for them to `tally`."""
+    images, chunk_labels = _decode_group(chunk, tally.skipped)
+    if not images:
+        return
+    per_member = [score(m, images) for m in members]
+    _check_classes(per_member, members, chunk_labels)
+    for tops, s in zip(tally.member_tops, per_member, strict=True):
+        tops.append(_topk(s))
+    tally.scores.append(_reduce(torch.stack(per_member), aggregate, 0))
+    tally.labels += chunk_labels
 
 
 def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list[Image.Image], list[int]]:
@@ -280,44 +290,21 @@ def _check_classes(per_member: list[Tensor], members: list[_Member], labels: lis
         raise EvalError(f"label {bad[0]} is out of range for a model with {widths[0]} classes")
 
 
-def _result(
-    members: list[_Member],
-    views: str,
-    aggregate: str,
-    per_image: int,
-    scores: list[Tensor],
-    member_tops: list[list[Tensor]],
-    labels_list: list[int],
-    skipped: list[str],
-    seconds: float,
-    *,
-    confusion: bool,
-    per_model: bool,
-    keep_scores: bool,
-) -> dict:
-    all_scores = torch.cat(scores) if scores else torch.zeros(0, 1)
-    num_classes = all_scores.shape[1] if scores else 0
-    labels = torch.tensor(labels_list, dtype=torch.long)
+def _result(members: list[_Member], tally: _Tally, *, confusion: bool, per_model: bool) -> dict:
+    all_scores = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
+    num_classes = all_scores.shape[1] if tally.scores else 0
+    labels = torch.tensor(tally.labels, dtype=torch.long)
     result = {
         "models": len(members),
         "model_names": [m.name for m in members],
-        "views": views,
-        "crops": per_image,
-        "cost": per_image * len(members),  # forward passes per image, as Table 3 counts it
-        "aggregate": aggregate,
         "num_classes": num_classes,
-        "skipped": len(skipped),
-        "skipped_files": skipped,
+        "skipped": len(tally.skipped),
+        "skipped_files": tally.skipped,
         **metrics(_topk(all_scores), labels, num_classes, confusion),
-        "seconds": seconds,
-        "images_per_second": len(labels) / seconds if seconds > 0 else float("nan"),
     }
     if per_model:
         result["members"] = [
             {"name": m.name, **metrics(_cat_tops(tops), labels, num_classes)}
-            for m, tops in zip(members, member_tops, strict=True)
+            for m, tops in zip(members, tally.member_tops, strict=True)
         ]
-    if keep_scores:
-        result["scores"] = all_scores
-        result["labels"] = labels_list
     return result

@@ -12,7 +12,8 @@ import csv
 import io
 import json
 
-from ..analysis.summary import render_markdown, render_table
+from ..errors import ArgumentError
+from ..tables import render_markdown, render_table
 
 FORMATS = ("table", "markdown", "csv", "json")
 
@@ -117,7 +118,7 @@ def _cell(key: str, value) -> str:
 def format_grid(rows: list[dict], fmt: str = "table") -> str:
     """The grid as an aligned text table, GitHub markdown, CSV or JSON."""
     if fmt not in FORMATS:
-        raise ValueError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
+        raise ArgumentError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "json":
         return json.dumps(rows, indent=2)
     keys = [k for k, _ in COLUMNS]

@@ -8,10 +8,13 @@
     dense_scores  VGG's dense evaluation (Simonyan & Zisserman 2014, section 3.2): the whole
                rescaled image through a fully-convolutional net, score map averaged spatially
 
-Each function returns views x 3 x crop x crop, in a fixed documented order; the image is
+Each function returns views x C x crop x crop, in a fixed documented order; the image is
 decoded by the caller once, and resized once per scale here. Crops are slices of the resized
-image, normalised as `Preprocessing.to_tensor` does, so the center view of `ten_crops` is
-bit for bit the weights' own one-crop input.
+image, cut and mirrored as uint8 pixels and normalised once per stack by
+`Preprocessing.normalize`, which `to_tensor` uses too: the center view of `ten_crops` is bit
+for bit the weights' own one-crop input. (Cutting uint8 pixels moves a quarter of the bytes
+that cutting floats would, and one NumPy pass per stack keeps many small copies from waiting
+on each other's threads when the cores are shared.)
 """
 
 from __future__ import annotations
@@ -60,22 +63,6 @@ def _resized(image: Image.Image, pre: Preprocessing, shorter: int) -> Image.Imag
     return add_border(pre.resize_shorter(image, max(shorter, pre.crop - 2 * pad)), pad)
 
 
-def normalise(pixels: np.ndarray, pre: Preprocessing) -> Tensor:
-    """N x H x W x 3 uint8 RGB pixels to N x 3 x H x W floats, exactly `pre.to_tensor` per view.
-
-    Views are cut and mirrored as uint8 pixels and normalised once per stack, in NumPy: a
-    quarter of the memory traffic of cutting floats, and no intra-op threads that wait on
-    each other for many small copies when the cores are shared.
-    """
-    if pre.channel_order == "BGR":
-        pixels = pixels[..., ::-1]
-    x = np.ascontiguousarray(pixels.transpose(0, 3, 1, 2), dtype=np.float32)
-    x *= np.float32(pre.scale)
-    x -= np.asarray(pre.mean, dtype=np.float32).reshape(3, 1, 1)
-    x /= np.asarray(pre.std, dtype=np.float32).reshape(3, 1, 1)
-    return torch.from_numpy(x)
-
-
 def _five(pixels: np.ndarray, size: int) -> list[np.ndarray]:
     return [
         pixels[top : top + size, left : left + size]
@@ -98,7 +85,7 @@ def ten_crops(image: Image.Image, pre: Preprocessing) -> Tensor:
     image resized to `pre.resize`, then the mirrors of those five in the same order.
     View 0 is `one_crop`."""
     pixels = np.asarray(_resized(image, pre, pre.resize))
-    return normalise(np.stack(_with_mirrors(_five(pixels, pre.crop))), pre)
+    return pre.normalize(np.stack(_with_mirrors(_five(pixels, pre.crop))))
 
 
 def scales_144(pre: Preprocessing) -> tuple[int, ...]:
@@ -125,7 +112,7 @@ def crops_144(image: Image.Image, pre: Preprocessing) -> Tensor:
             box = (left, top, left + side, top + side)
             whole = np.asarray(scaled.resize((size, size), resample, box=box))
             views += _with_mirrors([*_five(square, size), whole])
-    return normalise(np.stack(views), pre)
+    return pre.normalize(np.stack(views))
 
 
 VIEW_FUNCTIONS: dict[str, Callable[[Image.Image, Preprocessing], Tensor]] = {

@@ -24,7 +24,7 @@ from collections import Counter, OrderedDict
 import torch
 from torch import Tensor, nn
 
-from ..models.googlenet import ConvReLU, Inception
+from ..models.inception import ConvReLU, Inception
 
 # --- BatchNorm folding -----------------------------------------------------------------------
 

@@ -24,7 +24,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..preprocess import Preprocessing, load_image
+from ..errors import ArgumentError, DataError
+from ..images import image_files, load_image
+from ..preprocess import Preprocessing
 
 # convolutions, the classifier, and the data movement between them (so int8 flows through)
 OP_TYPES = ("Conv", "Gemm", "MatMul", "MaxPool", "Concat", "Split", "Reshape", "Flatten")
@@ -73,7 +75,7 @@ def quantize_onnx(
         "percentile": CalibrationMethod.Percentile,
     }
     if method not in methods:
-        raise ValueError(f"calibration method must be one of {sorted(methods)}, got {method!r}")
+        raise ArgumentError(f"calibration method must be one of {sorted(methods)}, got {method!r}")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
@@ -104,15 +106,12 @@ def image_batches(
         yield torch.stack([preprocessing(load_image(p)) for p in paths[start : start + batch_size]])
 
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
-
-
 def calibration_images(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files under `folder` (recursively), sorted, at most `limit`."""
+    """Image files under `folder` (recursively), sorted, the first `limit` of them."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise FileNotFoundError(f"calibration folder {folder} does not exist")
-    paths = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        raise DataError(f"calibration folder {folder} does not exist")
+    paths = image_files(folder)
     if not paths:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+        raise DataError(f"no images under {folder}")
     return paths[:limit] if limit else paths

@@ -40,12 +40,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import ModelCard, register_model
+from .base import Classifier, ImportedState, fc_relu, out_size
 from .lrn import LocalResponseNorm
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75 on the plain sum; PyTorch's alpha is
-# divided by n (see SPEC "LRN conventions"), so it is 5 x 1e-4 here.
+# divided by the window size n (as Caffe's is), so it is 5 x 1e-4 here.
 LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K = 5, 5e-4, 0.75, 2.0
 
 # name, kernels, size, stride, padding, groups; spatial sizes at the paper's input size
@@ -96,19 +98,7 @@ def _conv_relu(cin: int, cout: int, k: int, s: int, p: int, groups: int) -> nn.S
     return nn.Sequential(OrderedDict(conv=conv, relu=nn.ReLU(inplace=True)))
 
 
-def _fc_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(fc=nn.Linear(cin, cout), relu=nn.ReLU(inplace=True)))
-
-
-def _out(n: int, k: int, s: int, p: int = 0, ceil: bool = False) -> int:
-    """PyTorch's output-size rule (ceil mode included)."""
-    if ceil:
-        o = -(-(n + 2 * p - k) // s) + 1
-        return o - 1 if (o - 1) * s >= n + p else o
-    return (n + 2 * p - k) // s + 1
-
-
-class AlexNet(nn.Module):
+class AlexNet(Classifier):
     """AlexNet and its family (ZFNet, torchvision's tower); the paper's network by default.
 
     Layers are named as in the papers and Caffe: conv1 ... conv5 (each a convolution and its
@@ -145,7 +135,7 @@ class AlexNet(nn.Module):
     ) -> None:
         super().__init__()
         if init not in ("alexnet", "zfnet", "default"):
-            raise ValueError(f"init must be 'alexnet', 'zfnet' or 'default', got {init!r}")
+            raise ModelArgumentError(f"init must be 'alexnet', 'zfnet' or 'default', got {init!r}")
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.convs = [tuple(row) for row in convs]
@@ -167,9 +157,9 @@ class AlexNet(nn.Module):
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)  # identity at the paper's input size
         self.dropout_before_fc = dropout_before_fc
-        self.fc6 = _fc_relu(channels * POOLED_SIZE * POOLED_SIZE, fc_width)
+        self.fc6 = fc_relu(channels * POOLED_SIZE * POOLED_SIZE, fc_width)
         self.dropout6 = nn.Dropout(dropout)
-        self.fc7 = _fc_relu(fc_width, fc_width)
+        self.fc7 = fc_relu(fc_width, fc_width)
         self.dropout7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(fc_width, num_classes)
         self.min_size = self._min_size()
@@ -181,12 +171,14 @@ class AlexNet(nn.Module):
         self.feature_names.append(name)
 
     def _min_size(self) -> int:
+        """The smallest square input every convolution and pool takes (ceil-mode pools take a
+        map smaller than their window)."""
         for size in range(1, 1024):
             n = size
             for name, _, k, s, p, _ in self.convs:
-                n = _out(n, k, s, p)
+                n = out_size(n, k, s, p)
                 if n >= 1 and name in POOL_AFTER:
-                    n = _out(n, 3, 2, ceil=self.ceil_pools) if n >= 3 else 0
+                    n = out_size(n, 3, 2, ceil=self.ceil_pools)
                 if n < 1:
                     break
             if n >= 1:
@@ -202,18 +194,6 @@ class AlexNet(nn.Module):
                 nn.init.constant_(m.bias, 1.0 if ones else 0.0)  # "accelerates the early
                 # stages of learning by providing the ReLUs with positive inputs" (section 5)
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected a batch of images N x {self.in_channels} x H x W, got shape "
-                f"{tuple(x.shape)}"
-            )
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"input {x.shape[-2]}x{x.shape[-1]} is too small: the smallest that works is "
-                f"{self.min_size}x{self.min_size}"
-            )
-
     def forward_features(self, x: Tensor) -> Tensor:
         """conv1 ... pool5 in the table's order: N x 256 x 6 x 6 at the paper's input size."""
         for name in self.feature_names:
@@ -228,14 +208,10 @@ class AlexNet(nn.Module):
             x = self.dropout7(self.fc7(self.dropout6(self.fc6(x))))
         return self.fc8(x)  # N x num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        return self.forward_head(self.forward_features(x))
-
     def forward_with_switches(self, x: Tensor) -> SwitchedForward:
         """The forward pass that also records every named layer's output and, for every max
         pool, its switches: the input to a deconvnet (Zeiler & Fergus section 2.1)."""
-        self._check_input(x)
+        self.check_input(x)
         activations: dict[str, Tensor] = {}
         switches: dict[str, PoolSwitches] = {}
         for name in self.feature_names:
@@ -378,3 +354,36 @@ def zfnet(**kwargs) -> AlexNet:
     """ZFNet (Fig. 3 of Zeiler & Fergus); call `renormalize_filters` after each training step."""
     layout = dict(convs=ZFNET_CONVS, lrn_after_pool=True, ceil_pools=True, init="zfnet")
     return AlexNet(**{**layout, **kwargs})
+
+
+# --- torchvision's weights under this file's names ---------------------------------------------
+
+# torchvision's `alexnet` keys -> `alexnet_torchvision`'s (the papers' layer names)
+TORCHVISION_RENAMES = {
+    "features.0.": "conv1.conv.",
+    "features.3.": "conv2.conv.",
+    "features.6.": "conv3.conv.",
+    "features.8.": "conv4.conv.",
+    "features.10.": "conv5.conv.",
+    "classifier.1.": "fc6.fc.",
+    "classifier.4.": "fc7.fc.",
+    "classifier.6.": "fc8.",
+}
+
+
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
+    """torchvision's `alexnet` state dict (11x11 first filters, fc8 at classifier.6) as
+    `alexnet_torchvision`'s; None for another architecture."""
+    first = state.get("features.0.weight")
+    if first is None or first.dim() != 4 or first.shape[-1] != 11:
+        return None
+    ours = {}
+    for key, value in state.items():
+        prefix = next((p for p in TORCHVISION_RENAMES if key.startswith(p)), None)
+        if prefix is None:
+            raise WeightsError(f"unexpected key {key!r} in a torchvision AlexNet state dict")
+        ours[TORCHVISION_RENAMES[prefix] + key[len(prefix) :]] = value
+    kwargs = {"num_classes": ours["fc8.weight"].shape[0]} if "fc8.weight" in ours else {}
+    if "fc6.fc.weight" in ours and ours["fc6.fc.weight"].shape[0] != 4096:
+        kwargs["fc_width"] = ours["fc6.fc.weight"].shape[0]
+    return ImportedState("alexnet_torchvision", kwargs, ours, IMAGENET_RGB)

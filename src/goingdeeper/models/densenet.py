@@ -25,14 +25,17 @@ Where this code departs from the paper, and why:
 from __future__ import annotations
 
 import math
+import re
 from collections import OrderedDict
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..errors import ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB
 from ..registry import ModelCard, register_model
+from .base import Classifier, ImportedState, count_blocks, he_normal_fan_out_, new_linear
 
 # Table 1: depth -> dense layers in dense blocks 1-4 (each layer: 1x1 conv then 3x3 conv).
 # Depth = 1 (conv0) + 2 x layers + 3 transitions + 1 classifier: 121 = 1 + 2 x 58 + 3 + 1.
@@ -110,7 +113,7 @@ class Transition(nn.Sequential):
         )
 
 
-class DenseNet(nn.Module):
+class DenseNet(Classifier):
     """DenseNet-BC of Table 1 in torchvision's module layout.
 
     Args:
@@ -122,6 +125,9 @@ class DenseNet(nn.Module):
         drop_rate: dropout after each dense layer's 3x3 conv (0 on ImageNet).
         init_weights: He initialisation.
     """
+
+    # 7x7/2 conv, 3x3/2 pool and three 2x2/2 transition pools: the last needs a 2x2 map
+    min_size = 29
 
     def __init__(
         self,
@@ -136,11 +142,13 @@ class DenseNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in DENSENET_TABLE:
-            raise ValueError(
+            raise ModelArgumentError(
                 f"depth must be one of {sorted(DENSENET_TABLE)} (Table 1), got {depth}"
             )
         if not 0 < compression <= 1:
-            raise ValueError(f"compression must be in (0, 1] (section 3), got {compression}")
+            raise ModelArgumentError(
+                f"compression must be in (0, 1] (section 3), got {compression}"
+            )
         self.depth = depth
         self.num_classes = num_classes
         channels = 2 * growth_rate  # section 3: "2k convolutions of size 7x7 with stride 2"
@@ -173,18 +181,7 @@ class DenseNet(nn.Module):
         groups["norm5"] = ("features.norm5", "features.relu5")
         self.summary_groups = groups
         if init_weights:
-            self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+            he_normal_fan_out_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         # DenseNet-121: conv0 64x112x112, pool0 64x56x56, block1 256x56x56, transition1
@@ -195,14 +192,10 @@ class DenseNet(nn.Module):
     def forward_head(self, x: Tensor) -> Tensor:
         return self.classifier(torch.flatten(self.avgpool(x), 1))  # N x num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised classifier for `num_classes` outputs."""
         self.num_classes = num_classes
-        self.classifier = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(self.classifier.bias)
+        self.classifier = new_linear(self.num_features, num_classes)
 
 
 # --- presets ---------------------------------------------------------------------------------
@@ -260,3 +253,31 @@ def densenet201(num_classes: int = 1000, **kwargs) -> DenseNet:
 def densenet264(num_classes: int = 1000, **kwargs) -> DenseNet:
     """DenseNet-BC-264 (Table 1); torchvision has no such model."""
     return DenseNet(264, num_classes, **kwargs)
+
+
+# --- torchvision's weights --------------------------------------------------------------------
+
+# torchvision before 0.3 (and its published .pth files) keys the dense layers' parts `norm.1`,
+# `relu.1`, `conv.1`, ... where the current modules have `norm1`, `relu1`, `conv1`
+_LEGACY_DENSE = re.compile(r"^(.*denselayer\d+\.(?:norm|relu|conv))\.([12])\.(.+)$")
+
+
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
+    """torchvision's `densenet121`, `169`, `201` (current or legacy keys): our modules keep its
+    names. None for another architecture; densenet161 (k = 48) is not a Table 1 network."""
+    if not any(k.startswith("features.denseblock1.") for k in state):
+        return None
+    ours = {_LEGACY_DENSE.sub(r"\1\2.\3", k): v for k, v in state.items()}
+    first = "features.denseblock1.denselayer1.conv2.weight"
+    if first not in ours or "classifier.weight" not in ours:
+        raise WeightsError("not a torchvision densenet state dict (no dense layers or classifier)")
+    layers = count_blocks(ours, r"^features\.denseblock(\d)\.denselayer(\d+)\.")
+    growth = ours[first].shape[0]
+    depth = next((d for d, row in DENSENET_TABLE.items() if row == layers), None)
+    if depth is None or growth != GROWTH_RATE:
+        raise WeightsError(
+            f"not a DenseNet-BC of Table 1 (dense layers {list(layers)}, growth rate {growth}); "
+            "give torchvision densenet121, 169 or 201 weights (densenet161, k = 48, is not here)"
+        )
+    kwargs = {"num_classes": ours["classifier.weight"].shape[0]}
+    return ImportedState(f"densenet{depth}", kwargs, ours, IMAGENET_RGB)

@@ -25,7 +25,7 @@ Every other departure is a named switch, and the presets `googlenet_bn`,
 from __future__ import annotations
 
 import math
-from collections import OrderedDict
+import re
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -34,8 +34,11 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..preprocess import CAFFE_BGR, TORCHVISION_GOOGLENET
+from ..errors import ModelArgumentError
+from ..preprocess import CAFFE_BGR, IMAGENET_RGB, TORCHVISION_GOOGLENET
 from ..registry import ModelCard, register_model
+from .base import Classifier, ImportedState, new_linear, out_size
+from .inception import ConvFactory, ConvReLU, Inception, InceptionAux, SeparableConv1
 from .lrn import LocalResponseNorm
 
 # Table 1: name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -66,189 +69,19 @@ class GoogLeNetOutputs(NamedTuple):
     aux2: Tensor  # head on inception 4d
 
 
-class ConvReLU(nn.Module):
-    """Convolution, optional BatchNorm, ReLU: the paper puts a ReLU after every convolution."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        kernel_size: int,
-        stride: int = 1,
-        padding: int = 0,
-        *,
-        batch_norm: bool = False,
-        bn_eps: float = 1e-5,
-        bias: bool = True,
-    ) -> None:
-        super().__init__()
-        self.conv = nn.Conv2d(
-            in_channels, out_channels, kernel_size, stride=stride, padding=padding, bias=bias
-        )
-        self.bn = nn.BatchNorm2d(out_channels, eps=bn_eps) if batch_norm else None
-        self.relu = nn.ReLU(inplace=True)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(x)
-        if self.bn is not None:
-            x = self.bn(x)
-        return self.relu(x)
-
-
-ConvFactory = Callable[..., nn.Module]
-
-
-class SeparableConv1(nn.Module):
-    """conv1 as Table 1 counts it: a depthwise 7x7/2 with depth multiplier 8, then a 1x1 to 64.
-
-    2.7K weights and 34M multiply-adds at 224 fit only this form; the Xception paper (section 1)
-    says Inception v1's first layer was depthwise separable. No ReLU between the two parts.
-    """
-
-    def __init__(
-        self,
-        out_channels: int = 64,
-        multiplier: int = 8,
-        *,
-        bias: bool = True,
-        batch_norm: bool = False,
-        bn_eps: float = 1e-5,
-    ) -> None:
-        super().__init__()
-        self.depthwise = nn.Conv2d(3, 3 * multiplier, 7, stride=2, padding=3, groups=3, bias=bias)
-        self.pointwise = ConvReLU(
-            3 * multiplier, out_channels, 1, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.pointwise(self.depthwise(x))
-
-
-class Inception(nn.Module):
-    """The Inception module of Fig. 2(b): 1x1, 1x1 -> 3x3, 1x1 -> 5x5, 3x3 pool -> 1x1.
-
-    With `naive=True` it is Fig. 2(a): the 3x3 and 5x5 convolutions read the input directly.
-    Fig. 2(a) has no projection after the pool either; `pool_passthrough=True` gives that, and
-    the module's output then grows by its input width (the blow-up section 4 describes).
-    """
-
-    def __init__(
-        self,
-        in_channels: int,
-        ch1x1: int,
-        ch3x3red: int,
-        ch3x3: int,
-        ch5x5red: int,
-        ch5x5: int,
-        pool_proj: int,
-        *,
-        conv: ConvFactory = ConvReLU,
-        branch5x5_kernel: int = 5,
-        naive: bool = False,
-        pool_passthrough: bool = False,
-    ) -> None:
-        super().__init__()
-        self.in_channels = in_channels
-        self.widths = (
-            ch1x1,
-            None if naive else ch3x3red,
-            ch3x3,
-            None if naive else ch5x5red,
-            ch5x5,
-            None if pool_passthrough else pool_proj,
-        )
-        self.branch1x1 = conv(in_channels, ch1x1, 1)
-        self.branch3x3 = self._reduced(conv, in_channels, ch3x3red, ch3x3, 3, naive)
-        self.branch5x5 = self._reduced(conv, in_channels, ch5x5red, ch5x5, branch5x5_kernel, naive)
-        pool = nn.MaxPool2d(3, stride=1, padding=1, ceil_mode=True)
-        if pool_passthrough:
-            self.branch_pool = nn.Sequential(OrderedDict(pool=pool))
-            pool_out = in_channels
-        else:
-            self.branch_pool = nn.Sequential(
-                OrderedDict(pool=pool, proj=conv(in_channels, pool_proj, 1))
-            )
-            pool_out = pool_proj
-        self.out_channels = ch1x1 + ch3x3 + ch5x5 + pool_out
-
-    @staticmethod
-    def _reduced(
-        conv: ConvFactory, cin: int, red: int, cout: int, k: int, naive: bool
-    ) -> nn.Sequential:
-        if naive:
-            return nn.Sequential(OrderedDict(conv=conv(cin, cout, k, padding=k // 2)))
-        return nn.Sequential(
-            OrderedDict(reduce=conv(cin, red, 1), conv=conv(red, cout, k, padding=k // 2))
-        )
-
-    def forward(self, x: Tensor) -> Tensor:
-        branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)]
-        return torch.cat(branches, 1)
-
-
-class InceptionAux(nn.Module):
-    """Auxiliary classifier (section 5): avg pool 5x5/3, 1x1 conv 128, FC 1024, dropout 70%."""
-
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        *,
-        conv: ConvFactory = ConvReLU,
-        pool: str = "avg5s3",
-        pooled_size: int = 4,
-        dropout: float = 0.7,
-    ) -> None:
-        super().__init__()
-        if pool == "avg5s3":
-            self.pool: nn.Module = nn.AvgPool2d(5, stride=3, ceil_mode=True)
-        elif pool == "adaptive4":  # torchvision: adaptive_avg_pool2d(x, (4, 4))
-            self.pool = nn.AdaptiveAvgPool2d(4)
-            pooled_size = 4
-        else:
-            raise ValueError(f"aux_pool must be 'avg5s3' or 'adaptive4', got {pool!r}")
-        self.pooled_size = pooled_size
-        self.conv = conv(in_channels, 128, 1)
-        self.fc1 = nn.Linear(128 * pooled_size * pooled_size, 1024)
-        self.relu = nn.ReLU(inplace=True)
-        self.dropout = nn.Dropout(dropout)
-        self.fc2 = nn.Linear(1024, num_classes)
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = self.conv(self.pool(x))  # N x 128 x 4 x 4 at 224
-        if x.shape[-1] != self.pooled_size or x.shape[-2] != self.pooled_size:
-            raise ValueError(
-                f"the aux heads were built for a {self.pooled_size}x{self.pooled_size} pooled map "
-                f"but got {x.shape[-2]}x{x.shape[-1]}: build the model with input_size set to the "
-                "training input size, or with aux_logits=False"
-            )
-        x = self.relu(self.fc1(torch.flatten(x, 1)))
-        return self.fc2(self.dropout(x))
-
-
-# --- shape arithmetic (PyTorch's own output-size rule, ceil mode included) -------------------
-
-
-def _out(n: int, k: int, s: int, p: int = 0, ceil: bool = False) -> int:
-    if ceil:
-        o = -(-(n + 2 * p - k) // s) + 1
-        if (o - 1) * s >= n + p:
-            o -= 1
-    else:
-        o = (n + 2 * p - k) // s + 1
-    return o
+# --- shape arithmetic -------------------------------------------------------------------------
 
 
 def feature_sizes(size: int, *, pool4_kernel: int = 3, aux_pool: str = "avg5s3") -> dict[str, int]:
     """Spatial size of each stage's output for a square input (224 -> conv1 112 ... 5b 7)."""
     s: dict[str, int] = {"input": size}
-    s["conv1"] = _out(size, 7, 2, 3)
-    s["pool1"] = _out(s["conv1"], 3, 2, ceil=True) if s["conv1"] >= 1 else 0
-    s["pool2"] = _out(s["pool1"], 3, 2, ceil=True) if s["pool1"] >= 1 else 0
-    s["pool3"] = _out(s["pool2"], 3, 2, ceil=True) if s["pool2"] >= 1 else 0
-    s["pool4"] = _out(s["pool3"], pool4_kernel, 2, ceil=True) if s["pool3"] >= 1 else 0
+    s["conv1"] = out_size(size, 7, 2, 3)
+    s["pool1"] = out_size(s["conv1"], 3, 2, ceil=True) if s["conv1"] >= 1 else 0
+    s["pool2"] = out_size(s["pool1"], 3, 2, ceil=True) if s["pool1"] >= 1 else 0
+    s["pool3"] = out_size(s["pool2"], 3, 2, ceil=True) if s["pool2"] >= 1 else 0
+    s["pool4"] = out_size(s["pool3"], pool4_kernel, 2, ceil=True) if s["pool3"] >= 1 else 0
     if aux_pool == "avg5s3":
-        s["aux"] = _out(s["pool3"], 5, 3, ceil=True) if s["pool3"] >= 5 else 0
+        s["aux"] = out_size(s["pool3"], 5, 3, ceil=True) if s["pool3"] >= 5 else 0
     else:
         s["aux"] = 4 if s["pool3"] >= 1 else 0
     return s
@@ -266,7 +99,15 @@ def min_input_size(*, aux: bool, pool4_kernel: int = 3, aux_pool: str = "avg5s3"
 # --- the network ---------------------------------------------------------------------------
 
 
-class GoogLeNet(nn.Module):
+class FeatureTaps(NamedTuple):
+    """`GoogLeNet.forward_taps`: the features and the inputs of the two aux heads."""
+
+    features: Tensor  # inception 5b's output, N x 1024 x 7 x 7 at 224
+    inception4a: Tensor  # aux1 reads it
+    inception4d: Tensor  # aux2 reads it
+
+
+class GoogLeNet(Classifier):
     """GoogLeNet; paper by default, each deviation a named switch.
 
     The analyzer shows conv2_reduce and conv2 as one row, as Table 1 does.
@@ -290,6 +131,9 @@ class GoogLeNet(nn.Module):
         init_weights: initialise as BVLC's Caffe replication ("xavier", conv bias 0.2).
     """
 
+    aux_heads = ("aux1", "aux2")
+    summary_groups = {"conv2": ("conv2_reduce", "conv2")}  # Table 1's "conv2" row: depth 2
+
     def __init__(
         self,
         num_classes: int = 1000,
@@ -311,16 +155,7 @@ class GoogLeNet(nn.Module):
         init_weights: bool = True,
     ) -> None:
         super().__init__()
-        if conv1 not in ("plain", "separable"):
-            raise ValueError(f"conv1 must be 'plain' or 'separable', got {conv1!r}")
-        if branch5x5_kernel not in (3, 5):
-            raise ValueError(
-                f"branch5x5_kernel must be 5 (paper) or 3 (torchvision), got {branch5x5_kernel}"
-            )
-        if pool_passthrough and not naive:
-            raise ValueError(
-                "pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too"
-            )
+        _check_switches(conv1, branch5x5_kernel, naive, pool_passthrough)
         self.num_classes = num_classes
         self.aux_logits = aux_logits
         self.input_size = input_size
@@ -329,11 +164,16 @@ class GoogLeNet(nn.Module):
         self.min_size = min_input_size(aux=False, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
         self.min_size_aux = min_input_size(aux=True, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
         if aux_logits and input_size < self.min_size_aux:
-            raise ValueError(
+            raise ModelArgumentError(
                 f"input_size {input_size} is too small for the aux heads' 5x5 pool: the smallest "
                 f"that works is {self.min_size_aux} (or set aux_logits=False)"
             )
         conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias)
+        if conv1 == "separable":
+            first = partial(SeparableConv1, 64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
+        else:
+            first = partial(conv, 3, 64, 7, stride=2, padding=3)
+        self._add_stem(first, conv, lrn)
         inception = partial(
             Inception,
             conv=conv,
@@ -341,11 +181,23 @@ class GoogLeNet(nn.Module):
             naive=naive,
             pool_passthrough=pool_passthrough,
         )
+        aux_channels = self._add_inceptions(inception, pool4_kernel)
+        self.aux1: InceptionAux | None = None
+        self.aux2: InceptionAux | None = None
+        if aux_logits:
+            pooled = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["aux"]
+            aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool)
+            aux = partial(aux, pooled_size=pooled, dropout=aux_dropout)
+            self.aux1, self.aux2 = aux(aux_channels["aux1"]), aux(aux_channels["aux2"])
+        self.avgpool = nn.AdaptiveAvgPool2d(1)  # = 7x7/1 average pool at 224
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(self.num_features, num_classes)
+        if init_weights:
+            self._init_weights()
 
-        if conv1 == "plain":
-            self.conv1: nn.Module = conv(3, 64, 7, stride=2, padding=3)
-        else:
-            self.conv1 = SeparableConv1(64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
+    def _add_stem(self, first: Callable[[], nn.Module], conv: ConvFactory, lrn: bool) -> None:
+        """conv1, pool1, lrn1, conv2 (a 1x1 reduction, then the 3x3), lrn2, pool2."""
+        self.conv1: nn.Module = first()
         self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         self.lrn1 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
         self.conv2_reduce = conv(64, 64, 1)
@@ -353,6 +205,9 @@ class GoogLeNet(nn.Module):
         self.lrn2 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
         self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
 
+    def _add_inceptions(self, inception: Callable[..., Inception], pool4_kernel: int) -> dict:
+        """The nine modules of Table 1 and the pools between them; returns the input width
+        of each aux head."""
         channels = 192
         aux_channels: dict[str, int] = {}
         for name, *widths in INCEPTION_TABLE:
@@ -365,29 +220,7 @@ class GoogLeNet(nn.Module):
             if name in AUX_AFTER:
                 aux_channels[AUX_AFTER[name]] = channels
         self.num_features = channels
-
-        if aux_logits:
-            pooled = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["aux"]
-            aux = partial(
-                InceptionAux,
-                num_classes=num_classes,
-                conv=conv,
-                pool=aux_pool,
-                pooled_size=pooled,
-                dropout=aux_dropout,
-            )
-            self.aux1: InceptionAux | None = aux(aux_channels["aux1"])
-            self.aux2: InceptionAux | None = aux(aux_channels["aux2"])
-        else:
-            self.aux1 = self.aux2 = None
-
-        self.avgpool = nn.AdaptiveAvgPool2d(1)  # = 7x7/1 average pool at 224
-        self.dropout = nn.Dropout(dropout)
-        self.fc = nn.Linear(channels, num_classes)
-        if init_weights:
-            self._init_weights()
-
-    summary_groups = {"conv2": ("conv2_reduce", "conv2")}  # Table 1's "conv2" row: depth 2
+        return aux_channels
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -402,22 +235,12 @@ class GoogLeNet(nn.Module):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ValueError(
-                f"expected a batch of RGB images N x 3 x H x W, got shape {tuple(x.shape)}"
-            )
-        need = self.min_size_aux if (self.training and self.aux1 is not None) else self.min_size
-        if min(x.shape[-2], x.shape[-1]) < need:
-            what = (
-                "the aux heads' 5x5 pool"
-                if need == self.min_size_aux and self.training
-                else "GoogLeNet"
-            )
-            raise ValueError(
-                f"input {x.shape[-2]}x{x.shape[-1]} is too small for {what}: the smallest that "
-                f"works is {need}x{need}"
-            )
+    def check_input(self, x: Tensor) -> None:
+        """In training with aux heads, the input must be large enough for their 5x5 pool."""
+        if self.training and self.aux1 is not None:
+            super().check_input(x, min_size=self.min_size_aux, needs="the aux heads' 5x5 pool")
+        else:
+            super().check_input(x)
 
     def forward_stem(self, x: Tensor) -> Tensor:
         x = self.conv1(x)  # N x 64 x 112 x 112
@@ -430,8 +253,8 @@ class GoogLeNet(nn.Module):
             x = self.lrn2(x)
         return self.pool2(x)  # N x 192 x 28 x 28
 
-    def forward_features(self, x: Tensor) -> tuple[Tensor, Tensor | None, Tensor | None]:
-        """Stem and the nine Inception modules; also the inputs of the aux heads (4a, 4d)."""
+    def forward_taps(self, x: Tensor) -> FeatureTaps:
+        """Stem and the nine Inception modules, with the inputs of the aux heads (4a, 4d)."""
         x = self.forward_stem(x)
         x = self.inception3a(x)  # N x 256 x 28 x 28
         x = self.inception3b(x)  # N x 480 x 28 x 28
@@ -446,28 +269,46 @@ class GoogLeNet(nn.Module):
         x = self.pool4(x)  # N x 832 x 7 x 7
         x = self.inception5a(x)  # N x 832 x 7 x 7
         x = self.inception5b(x)  # N x 1024 x 7 x 7
-        return x, at_4a, at_4d
+        return FeatureTaps(x, at_4a, at_4d)
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Stem and the nine Inception modules: N x 1024 x 7 x 7 at 224."""
+        return self.forward_taps(x).features
 
     def forward_head(self, x: Tensor) -> Tensor:
         x = torch.flatten(self.avgpool(x), 1)  # N x 1024
         return self.fc(self.dropout(x))  # N x num_classes
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        self._check_input(x)
-        x, at_4a, at_4d = self.forward_features(x)
-        logits = self.forward_head(x)
+        self.check_input(x)
         if self.training and self.aux1 is not None and self.aux2 is not None:
-            return GoogLeNetOutputs(logits, self.aux1(at_4a), self.aux2(at_4d))
-        return logits
+            taps = self.forward_taps(x)
+            logits = self.forward_head(taps.features)
+            return GoogLeNetOutputs(
+                logits, self.aux1(taps.inception4a), self.aux2(taps.inception4d)
+            )
+        return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:
         """New classifier (and aux classifiers) for `num_classes` outputs, freshly initialised."""
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = new_linear(self.num_features, num_classes)
         for aux in (self.aux1, self.aux2):
             if aux is not None:
                 aux.fc2 = nn.Linear(aux.fc2.in_features, num_classes)
+
+
+def _check_switches(conv1: str, branch5x5_kernel: int, naive: bool, pool_passthrough: bool):
+    if conv1 not in ("plain", "separable"):
+        raise ModelArgumentError(f"conv1 must be 'plain' or 'separable', got {conv1!r}")
+    if branch5x5_kernel not in (3, 5):
+        raise ModelArgumentError(
+            f"branch5x5_kernel must be 5 (paper) or 3 (torchvision), got {branch5x5_kernel}"
+        )
+    if pool_passthrough and not naive:
+        raise ModelArgumentError(
+            "pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too"
+        )
 
 
 def googlenet_loss(
@@ -507,6 +348,8 @@ _PAPER = dict(
     year=2014,
     arxiv="1409.4842",
     top5_error="6.67% (7 models, 144 crops); 10.07% (1 model, 1 crop)",
+    has_aux=True,
+    takes_input_size=True,
 )
 
 
@@ -527,6 +370,7 @@ def googlenet(**kwargs) -> GoogLeNet:
 @register_model(
     ModelCard(
         name="googlenet_bn",
+        preprocessing=IMAGENET_RGB,
         **_PAPER,
         summary="BatchNorm after every convolution, no LRN",
         deviations=("BatchNorm after every conv (Ioffe & Szegedy 2015)", "no LRN"),
@@ -563,6 +407,7 @@ def googlenet_torchvision(**kwargs) -> GoogLeNet:
 @register_model(
     ModelCard(
         name="googlenet_naive",
+        preprocessing=IMAGENET_RGB,
         **_PAPER,
         summary="Inception modules of Fig. 2(a), no 1x1 reductions (cost comparison only)",
         deviations=("no 3x3/5x5 reductions (Fig. 2a)", "pool projection kept for Table 1 widths"),
@@ -571,3 +416,66 @@ def googlenet_torchvision(**kwargs) -> GoogLeNet:
 def googlenet_naive(**kwargs) -> GoogLeNet:
     """Inception modules of Fig. 2(a) (no 1x1 reductions), Table 1's widths kept, for costs."""
     return GoogLeNet(**{"naive": True, **kwargs})
+
+
+# --- other libraries' weights under this file's names ------------------------------------------
+
+# torchvision's `googlenet` keys -> `googlenet_torchvision`'s; the aux heads and fc keep theirs
+TORCHVISION_RENAMES = [
+    (r"^conv2\.", "conv2_reduce."),
+    (r"^conv3\.", "conv2."),
+    (r"\.branch1\.", ".branch1x1."),
+    (r"\.branch2\.0\.", ".branch3x3.reduce."),
+    (r"\.branch2\.1\.", ".branch3x3.conv."),
+    (r"\.branch3\.0\.", ".branch5x5.reduce."),
+    (r"\.branch3\.1\.", ".branch5x5.conv."),
+    (r"\.branch4\.1\.", ".branch_pool.proj."),
+]
+
+
+def from_torchvision_key(key: str) -> str:
+    for pattern, repl in TORCHVISION_RENAMES:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
+    """torchvision's `googlenet` state dict as `googlenet_torchvision`'s (its aux heads kept
+    when it has them); None for another architecture. torchvision's `transform_input=True`,
+    which its published weights use, is `TORCHVISION_GOOGLENET`, stated on the card."""
+    if "inception3a.branch1.conv.weight" not in state:
+        return None
+    ours = {from_torchvision_key(k): v for k, v in state.items()}
+    kwargs = {"aux_logits": any(k.startswith("aux1.") for k in ours)}
+    if "fc.weight" in ours:
+        kwargs["num_classes"] = ours["fc.weight"].shape[0]
+    return ImportedState("googlenet_torchvision", kwargs, ours, TORCHVISION_GOOGLENET)
+
+
+# BVLC's Caffe blob names -> ours: `<caffe layer>` -> `<module>` (its .weight and .bias)
+_CAFFE_INCEPTION = {
+    "1x1": "branch1x1.conv",
+    "3x3_reduce": "branch3x3.reduce.conv",
+    "3x3": "branch3x3.conv.conv",
+    "5x5_reduce": "branch5x5.reduce.conv",
+    "5x5": "branch5x5.conv.conv",
+    "pool_proj": "branch_pool.proj.conv",
+}
+
+
+def caffe_layer_names() -> dict[str, str]:
+    """Caffe layer name -> our module name, for the BVLC GoogLeNet (aux heads included)."""
+    names = {
+        "conv1/7x7_s2": "conv1.conv",
+        "conv2/3x3_reduce": "conv2_reduce.conv",
+        "conv2/3x3": "conv2.conv",
+        "loss3/classifier": "fc",
+    }
+    for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
+        for blob, ours in _CAFFE_INCEPTION.items():
+            names[f"inception_{block}/{blob}"] = f"inception{block}.{ours}"
+    for caffe_head, ours in (("loss1", "aux1"), ("loss2", "aux2")):
+        names[f"{caffe_head}/conv"] = f"{ours}.conv.conv"
+        names[f"{caffe_head}/fc"] = f"{ours}.fc1"
+        names[f"{caffe_head}/classifier"] = f"{ours}.fc2"
+    return names

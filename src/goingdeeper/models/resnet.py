@@ -30,13 +30,13 @@ Where this code departs from the paper, and why:
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import Tensor, nn
 
+from ..errors import ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB
 from ..registry import ModelCard, register_model
+from .base import Classifier, ImportedState, count_blocks, he_normal_fan_out_, new_linear
 
 # Table 1: depth -> (block, blocks in conv2_x, conv3_x, conv4_x, conv5_x), and the paper's
 # cost in multiply-adds ("FLOPs" in Table 1, counted as multiply-adds in section 3.4).
@@ -81,7 +81,7 @@ def make_shortcut(
 ) -> nn.Module | None:
     """The shortcut of one block: None for an identity, else what option A, B or C puts there."""
     if option not in SHORTCUTS:
-        raise ValueError(f"shortcut must be 'A', 'B' or 'C' (section 3.3), got {option!r}")
+        raise ModelArgumentError(f"shortcut must be 'A', 'B' or 'C' (section 3.3), got {option!r}")
     changes = stride != 1 or in_channels != out_channels
     if option == "C" or (option == "B" and changes):
         # projection W_s x (Eq. 2): a 1x1 conv with the block's stride, then BatchNorm
@@ -175,7 +175,7 @@ BLOCKS: dict[str, type[BasicBlock] | type[Bottleneck]] = {
 }
 
 
-class ResNet(nn.Module):
+class ResNet(Classifier):
     """ResNet of Table 1; torchvision's module layout, each deviation a named switch.
 
     Args:
@@ -203,7 +203,9 @@ class ResNet(nn.Module):
     ) -> None:
         super().__init__()
         if depth not in RESNET_TABLE:
-            raise ValueError(f"depth must be one of {sorted(RESNET_TABLE)} (Table 1), got {depth}")
+            raise ModelArgumentError(
+                f"depth must be one of {sorted(RESNET_TABLE)} (Table 1), got {depth}"
+            )
         kind, blocks = RESNET_TABLE[depth]
         block = block or BLOCKS[kind]
         self.depth = depth
@@ -231,25 +233,13 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # = 7x7 global average pool at 224
         self.fc = nn.Linear(channels, num_classes)
         if init_weights:
-            self._init_weights()
+            he_normal_fan_out_(self)
 
     # analyzer rows under Table 1's names; the modules keep torchvision's
     summary_groups = {
         "conv1": ("conv1", "bn1", "relu"),
         **{name: (f"layer{i}",) for i, name in enumerate(STAGE_NAMES, 1)},
     }
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                # std = sqrt(2 / n), n = k^2 x output channels (fb.resnet.torch)
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))  # N x 64 x 112 x 112
@@ -263,14 +253,10 @@ class ResNet(nn.Module):
     def forward_head(self, x: Tensor) -> Tensor:
         return self.fc(torch.flatten(self.avgpool(x), 1))  # N x num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised classifier for `num_classes` outputs."""
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = new_linear(self.num_features, num_classes)
 
 
 # --- presets ---------------------------------------------------------------------------------
@@ -358,3 +344,24 @@ def resnet101_paper(num_classes: int = 1000, **kwargs) -> ResNet:
 def resnet152_paper(num_classes: int = 1000, **kwargs) -> ResNet:
     """ResNet-152 as published: stride in the first 1x1 of conv3_1, conv4_1, conv5_1."""
     return ResNet(152, num_classes, **{"stride_in_1x1": True, **kwargs})
+
+
+# --- torchvision's weights --------------------------------------------------------------------
+
+
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
+    """torchvision's `resnet18` ... `resnet152`: our modules keep its names, so the tensors load
+    as they are, into the model of the same depth (its bottlenecks put the stride in the 3x3,
+    "v1.5": `resnet50`, not `resnet50_paper`). None for another architecture."""
+    if "conv1.weight" not in state or not any(k.startswith("layer1.") for k in state):
+        return None
+    blocks = tuple(n + 1 for n in count_blocks(state, r"^layer(\d)\.(\d+)\."))
+    kind = "bottleneck" if any(".conv3." in k for k in state) else "basic"
+    depth = next((d for d, row in RESNET_TABLE.items() if row == (kind, blocks)), None)
+    if depth is None:
+        raise WeightsError(
+            f"not a ResNet of Table 1 ({kind} blocks {list(blocks)}); "
+            "give torchvision resnet18, 34, 50, 101 or 152 weights"
+        )
+    kwargs = {"num_classes": state["fc.weight"].shape[0]} if "fc.weight" in state else {}
+    return ImportedState(f"resnet{depth}", kwargs, dict(state), IMAGENET_RGB)

@@ -28,9 +28,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..errors import ModelArgumentError
 from ..preprocess import IMAGENET_RGB
 from ..registry import ModelCard, register_model
-from .googlenet import INCEPTION_TABLE, GoogLeNet, Inception
+from .googlenet import INCEPTION_TABLE, GoogLeNet
+from .inception import Inception
 from .resnet import Bottleneck, ResNet
 
 REDUCTION = 16  # r (section 6.1: "r = 16 ... a good balance between accuracy and complexity")
@@ -42,7 +44,7 @@ class SqueezeExcitation(nn.Module):
     def __init__(self, channels: int, reduction: int = REDUCTION) -> None:
         super().__init__()
         if reduction < 1 or channels // reduction < 1:
-            raise ValueError(
+            raise ModelArgumentError(
                 f"reduction must be between 1 and the channel count {channels}, got {reduction}"
             )
         self.channels = channels
@@ -60,19 +62,13 @@ class SqueezeExcitation(nn.Module):
 
 
 class SEBottleneck(Bottleneck):
-    """SE-ResNet module (Fig. 3): SE on the residual branch, then the identity added."""
+    """SE-ResNet module (Fig. 3): SE on the residual branch, then the identity added. The
+    stride sits in the first 1x1 by default, as in the authors' Caffe models."""
 
     def __init__(
-        self,
-        in_channels: int,
-        width: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        stride_in_1x1: bool = True,
-        reduction: int = REDUCTION,
+        self, *args, stride_in_1x1: bool = True, reduction: int = REDUCTION, **kwargs
     ) -> None:
-        super().__init__(in_channels, width, stride, downsample, stride_in_1x1=stride_in_1x1)
+        super().__init__(*args, stride_in_1x1=stride_in_1x1, **kwargs)
         self.se = SqueezeExcitation(self.out_channels, reduction)
 
     def forward(self, x: Tensor) -> Tensor:
@@ -155,6 +151,8 @@ def se_resnet50(
             "SE FC layers as nn.Linear (Caffe models: 1x1 convs)",
         ),
         top5_error="not reported for Inception v1; SE-BN-Inception 7.14% (single crop, Table 2)",
+        has_aux=True,
+        takes_input_size=True,
         **_PAPER,
     )
 )

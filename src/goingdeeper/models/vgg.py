@@ -38,13 +38,16 @@ from __future__ import annotations
 
 import copy
 from collections import OrderedDict
+from functools import partial
 
 import torch
 from torch import Tensor, nn
 
+from ..errors import InputError, ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import ModelCard, register_model
 from .alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
+from .base import Classifier, ImportedState, check_input, fc_relu, new_linear
 from .lrn import LocalResponseNorm
 
 # Table 1 (ConvNet configurations), one tuple per block; each block ends in a max pool 2x2/2.
@@ -100,7 +103,7 @@ def parse_layer(spec: str) -> tuple[int, int]:
     """Table 1's "conv<receptive field size>-<number of channels>" -> (kernel, channels)."""
     kind, _, channels = spec.partition("-")
     if not kind.startswith("conv") or not channels.isdigit():
-        raise ValueError(f"not a Table 1 convolution: {spec!r} (expected e.g. 'conv3-64')")
+        raise ModelArgumentError(f"not a Table 1 convolution: {spec!r} (expected e.g. 'conv3-64')")
     return int(kind[4:]), int(channels)
 
 
@@ -112,7 +115,7 @@ def _conv_block(cin: int, cout: int, k: int, batch_norm: bool) -> list[tuple[str
     return layers
 
 
-class VGG(nn.Module):
+class VGG(Classifier):
     """A VGG configuration of Table 1, in the paper's layout or torchvision's.
 
     Args:
@@ -126,6 +129,8 @@ class VGG(nn.Module):
         init: "glorot" (default), "normal" (N(0, 10^-2), the paper's for net A) or
             "torchvision" (Kaiming normal convolutions, N(0, 0.01) linear layers).
     """
+
+    network_name = "VGG"
 
     def __init__(
         self,
@@ -141,11 +146,13 @@ class VGG(nn.Module):
     ) -> None:
         super().__init__()
         if cfg not in CFGS:
-            raise ValueError(f"cfg must be one of {sorted(CFGS)}, got {cfg!r}")
+            raise ModelArgumentError(f"cfg must be one of {sorted(CFGS)}, got {cfg!r}")
         if layout not in ("paper", "torchvision"):
-            raise ValueError(f"layout must be 'paper' or 'torchvision', got {layout!r}")
+            raise ModelArgumentError(f"layout must be 'paper' or 'torchvision', got {layout!r}")
         if init not in ("glorot", "normal", "torchvision"):
-            raise ValueError(f"init must be 'glorot', 'normal' or 'torchvision', got {init!r}")
+            raise ModelArgumentError(
+                f"init must be 'glorot', 'normal' or 'torchvision', got {init!r}"
+            )
         self.cfg = cfg
         self.num_classes = num_classes
         self.in_channels = in_channels
@@ -174,9 +181,9 @@ class VGG(nn.Module):
             for name, module in features:
                 self.add_module(name, module)
             self.avgpool = nn.AdaptiveAvgPool2d(POOLED_SIZE)  # identity at 224
-            self.fc6 = _fc_relu(fc6_in, fc_width)
+            self.fc6 = fc_relu(fc6_in, fc_width)
             self.dropout6 = nn.Dropout(dropout)
-            self.fc7 = _fc_relu(fc_width, fc_width)
+            self.fc7 = fc_relu(fc_width, fc_width)
             self.dropout7 = nn.Dropout(dropout)
             self.fc8 = nn.Linear(fc_width, num_classes)
             self.feature_names = [name for name, _ in features]
@@ -225,18 +232,6 @@ class VGG(nn.Module):
         modules = [m for n in self.head_names for m in getattr(self, n).modules()]
         return [m for m in modules if isinstance(m, kind)]
 
-    def _check_input(self, x: Tensor) -> None:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(
-                f"expected a batch of images N x {self.in_channels} x H x W, got shape "
-                f"{tuple(x.shape)}"
-            )
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"input {x.shape[-2]}x{x.shape[-1]} is too small for VGG's five 2x2 pools: the "
-                f"smallest that works is {self.min_size}x{self.min_size}"
-            )
-
     def forward_features(self, x: Tensor) -> Tensor:
         """The convolutional part: N x 512 x 7 x 7 at 224x224."""
         for name in self.feature_names:
@@ -249,16 +244,10 @@ class VGG(nn.Module):
             x = getattr(self, name)(x)
         return x  # N x num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        self._check_input(x)
-        return self.forward_head(self.forward_features(x))
-
     def reset_classifier(self, num_classes: int) -> None:
         """A new fc8 for `num_classes` outputs (initialised as torchvision does)."""
         self.num_classes = num_classes
-        fc8 = nn.Linear(self.head_layers(nn.Linear)[-1].in_features, num_classes)
-        nn.init.normal_(fc8.weight, 0.0, 0.01)
-        nn.init.zeros_(fc8.bias)
+        fc8 = new_linear(self.head_layers(nn.Linear)[-1].in_features, num_classes, std=0.01)
         if self.layout == "torchvision":
             self.classifier[-1] = fc8
         else:
@@ -269,10 +258,6 @@ def _has_children(m: nn.Module) -> bool:
     return any(True for _ in m.children())
 
 
-def _fc_relu(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(OrderedDict(fc=nn.Linear(cin, cout), relu=nn.ReLU(inplace=True)))
-
-
 # --- dense evaluation (section 3.2) -----------------------------------------------------------
 
 
@@ -280,19 +265,18 @@ class FullyConvolutionalVGG(nn.Module):
     """VGG with fc6 as a 7x7 convolution and fc7, fc8 as 1x1 convolutions (section 3.2):
     N x 3 x H x W -> a class score map N x C x (H/32 - 6) x (W/32 - 6)."""
 
-    def __init__(self, features: nn.Sequential, head: nn.Sequential, min_size: int) -> None:
+    def __init__(
+        self, features: nn.Sequential, head: nn.Sequential, min_size: int, in_channels: int = 3
+    ) -> None:
         super().__init__()
         self.features = features
         self.head = head
-        self.min_size = min_size
+        self.min_size = min_size  # fc6 is a 7x7 convolution: 7 x VGG's own smallest input
+        self.in_channels = in_channels
 
     def forward(self, x: Tensor) -> Tensor:
-        if min(x.shape[-2:]) < self.min_size:
-            raise ValueError(
-                f"input {x.shape[-2]}x{x.shape[-1]} is too small for dense evaluation: fc6 is a "
-                f"{POOLED_SIZE}x{POOLED_SIZE} convolution, so the smallest is "
-                f"{self.min_size}x{self.min_size}"
-            )
+        what = "dense evaluation (fc6 as a 7x7 convolution)"
+        check_input(x, channels=self.in_channels, min_size=self.min_size, what=what)
         return self.head(self.features(x))  # N x C x h x w
 
 
@@ -319,14 +303,15 @@ def to_fully_convolutional(model: VGG) -> FullyConvolutionalVGG:
             layers.append((f"relu{i}", nn.ReLU(inplace=True)))
             layers.append((f"dropout{i}", nn.Dropout(dropouts[i - 6].p)))
     head = nn.Sequential(OrderedDict(layers))
-    return FullyConvolutionalVGG(features, head, model.min_size * POOLED_SIZE).train(model.training)
+    dense = FullyConvolutionalVGG(features, head, model.min_size * POOLED_SIZE, model.in_channels)
+    return dense.train(model.training)
 
 
 def average_score_map(scores: Tensor) -> Tensor:
     """N x C x h x w class scores -> N x C: "the class score map is spatially averaged
     (sum-pooled) to obtain a fixed-size vector of class scores for the image" (section 3.2)."""
     if scores.dim() != 4:
-        raise ValueError(f"expected a score map N x C x h x w, got shape {tuple(scores.shape)}")
+        raise InputError(f"expected a score map N x C x h x w, got shape {tuple(scores.shape)}")
     return scores.mean(dim=(2, 3))
 
 
@@ -423,71 +408,49 @@ def vgg_e(**kwargs) -> VGG:
     return VGG("E", **kwargs)
 
 
-@register_model(_card("vgg_a_bn", "A", batch_norm=True))
-def vgg_a_bn(**kwargs) -> VGG:
-    return VGG("A", **{"batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg_b_bn", "B", batch_norm=True))
-def vgg_b_bn(**kwargs) -> VGG:
-    return VGG("B", **{"batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg_c_bn", "C", batch_norm=True))
-def vgg_c_bn(**kwargs) -> VGG:
-    return VGG("C", **{"batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg_d_bn", "D", batch_norm=True))
-def vgg_d_bn(**kwargs) -> VGG:
-    return VGG("D", **{"batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg_e_bn", "E", batch_norm=True))
-def vgg_e_bn(**kwargs) -> VGG:
-    return VGG("E", **{"batch_norm": True, **kwargs})
-
-
-# torchvision's names and state-dict layout
-
+# BatchNorm variants of the paper's configurations, and torchvision's names and state-dict
+# layout: name, configuration, BatchNorm, torchvision's layout
 TORCHVISION_LAYOUT = dict(layout="torchvision", init="torchvision")
+VARIANTS = [
+    *((f"vgg_{cfg.lower()}_bn", cfg, True, False) for cfg in "ABCDE"),
+    *(
+        (f"vgg{n}{bn}", cfg, bn == "_bn", True)
+        for n, cfg in zip((11, 13, 16, 19), "ABDE", strict=True)
+        for bn in ("", "_bn")
+    ),
+]
+for _name, _cfg, _bn, _tv in VARIANTS:
+    _switches = {**(TORCHVISION_LAYOUT if _tv else {}), "batch_norm": _bn}
+    register_model(_card(_name, _cfg, batch_norm=_bn, torchvision=_tv))(
+        partial(VGG, _cfg, **_switches)
+    )
 
 
-@register_model(_card("vgg11", "A", torchvision=True))
-def vgg11(**kwargs) -> VGG:
-    return VGG("A", **{**TORCHVISION_LAYOUT, **kwargs})
+# --- torchvision's weights --------------------------------------------------------------------
+
+VGG_BY_CONVS = {8: "vgg11", 10: "vgg13", 13: "vgg16", 16: "vgg19"}  # configurations A, B, D, E
 
 
-@register_model(_card("vgg11_bn", "A", batch_norm=True, torchvision=True))
-def vgg11_bn(**kwargs) -> VGG:
-    return VGG("A", **{**TORCHVISION_LAYOUT, "batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg13", "B", torchvision=True))
-def vgg13(**kwargs) -> VGG:
-    return VGG("B", **{**TORCHVISION_LAYOUT, **kwargs})
-
-
-@register_model(_card("vgg13_bn", "B", batch_norm=True, torchvision=True))
-def vgg13_bn(**kwargs) -> VGG:
-    return VGG("B", **{**TORCHVISION_LAYOUT, "batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg16", "D", torchvision=True))
-def vgg16(**kwargs) -> VGG:
-    return VGG("D", **{**TORCHVISION_LAYOUT, **kwargs})
-
-
-@register_model(_card("vgg16_bn", "D", batch_norm=True, torchvision=True))
-def vgg16_bn(**kwargs) -> VGG:
-    return VGG("D", **{**TORCHVISION_LAYOUT, "batch_norm": True, **kwargs})
-
-
-@register_model(_card("vgg19", "E", torchvision=True))
-def vgg19(**kwargs) -> VGG:
-    return VGG("E", **{**TORCHVISION_LAYOUT, **kwargs})
-
-
-@register_model(_card("vgg19_bn", "E", batch_norm=True, torchvision=True))
-def vgg19_bn(**kwargs) -> VGG:
-    return VGG("E", **{**TORCHVISION_LAYOUT, "batch_norm": True, **kwargs})
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
+    """torchvision's `vgg11` ... `vgg19_bn` state dicts load unchanged into the models of the
+    same names (torchvision's layout); None for another architecture."""
+    first = state.get("features.0.weight")
+    if first is None or first.dim() != 4 or first.shape[-1] != 3:
+        return None
+    convs = sum(
+        1
+        for k, v in state.items()
+        if k.startswith("features.") and k.endswith("weight") and v.dim() == 4
+    )
+    if convs not in VGG_BY_CONVS:
+        raise WeightsError(
+            f"a VGG state dict with {convs} convolutions: expected 8, 10, 13 or 16 (vgg11, vgg13, "
+            "vgg16, vgg19)"
+        )
+    name = VGG_BY_CONVS[convs] + ("_bn" if any(k.endswith("running_mean") for k in state) else "")
+    kwargs = {}
+    if "classifier.6.weight" in state:
+        kwargs["num_classes"] = state["classifier.6.weight"].shape[0]
+    if "classifier.0.weight" in state and state["classifier.0.weight"].shape[0] != FC_WIDTH:
+        kwargs["fc_width"] = state["classifier.0.weight"].shape[0]
+    return ImportedState(name, kwargs, dict(state), IMAGENET_RGB)

@@ -26,7 +26,6 @@ Where this code departs from the paper, and why:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 
 import torch
@@ -34,6 +33,7 @@ from torch import Tensor, nn
 
 from ..preprocess import Preprocessing
 from ..registry import ModelCard, register_model
+from .base import Classifier, he_normal_fan_out_, new_linear
 
 # Fig. 5, as (name, separable conv widths, block stride, ReLU before the first conv).
 # A stride-2 block ends with a 3x3/2 max pool and has a 1x1/2 conv shortcut; a stride-1 block
@@ -117,7 +117,7 @@ class XceptionBlock(nn.Module):
         return self.residual(x) + shortcut
 
 
-class Xception(nn.Module):
+class Xception(Classifier):
     """Xception of Fig. 5.
 
     Args:
@@ -125,6 +125,8 @@ class Xception(nn.Module):
         dropout: before the classifier; 0.5 as published (section 4.3).
         init_weights: He initialisation (the paper states none).
     """
+
+    min_size = 7  # the two unpadded entry convolutions: 3x3/2 then 3x3
 
     def __init__(
         self, num_classes: int = 1000, *, dropout: float = DROPOUT, init_weights: bool = True
@@ -147,18 +149,7 @@ class Xception(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(channels, num_classes)
         if init_weights:
-            self._init_weights()
-
-    def _init_weights(self) -> None:
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
-                nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
-                nn.init.zeros_(m.bias)
+            he_normal_fan_out_(self)
 
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.conv1(x)  # N x 32 x 149 x 149
@@ -176,14 +167,10 @@ class Xception(nn.Module):
         x = torch.flatten(self.avgpool(x), 1)  # N x 2048
         return self.fc(self.dropout(x))  # N x num_classes
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.forward_head(self.forward_features(x))
-
     def reset_classifier(self, num_classes: int) -> None:
         """A new, freshly initialised classifier for `num_classes` outputs."""
         self.num_classes = num_classes
-        self.fc = nn.Linear(self.num_features, num_classes)
-        nn.init.zeros_(self.fc.bias)
+        self.fc = new_linear(self.num_features, num_classes)
 
 
 # Inception-style input, as the author's Keras model expects it: RGB scaled to [-1, 1]. The

@@ -17,9 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used, with a message meant for a person."""
+from ..errors import CheckpointError
 
 
 def rng_state() -> dict[str, Any]:

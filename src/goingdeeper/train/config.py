@@ -14,12 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import tomllib
+import yaml
+
+from ..errors import ConfigError
 
 PRESETS = Path(__file__).parent / "presets"
-
-
-class ConfigError(ValueError):
-    """A config value that cannot be used, with a message meant for a person."""
 
 
 @dataclass
@@ -115,14 +114,10 @@ def load_file(path: str | Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             return tomllib.loads(text)
         if path.suffix in (".yaml", ".yml"):
-            import yaml
-
             return yaml.safe_load(text) or {}
         if path.suffix == ".json":
             return json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot parse ({e})") from None
-    except Exception as e:  # yaml.YAMLError without importing yaml at module level
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, ValueError) as e:
         raise ConfigError(f"{path}: cannot parse ({e})") from None
     raise ConfigError(f"{path}: config files are .toml, .yaml or .json")
 

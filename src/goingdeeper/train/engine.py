@@ -4,16 +4,18 @@ here parses arguments or prints."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.googlenet import GoogLeNetOutputs
+from ..errors import ConfigError
+from ..models.alexnet import renormalize_filters
+from ..models.googlenet import GoogLeNetOutputs, googlenet_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -23,8 +25,8 @@ class NonFiniteLossError(RuntimeError):
 class TrainStep(nn.Module):
     """The model and its loss in one module, so that DistributedDataParallel wraps both.
 
-    The loss is main + aux_weight x (aux1 + aux2) when the model returns GoogLeNet's training
-    record (section 5: discount weight 0.3), the main loss otherwise.
+    The loss is `googlenet_loss`: main + aux_weight x (aux1 + aux2) when the model returns
+    GoogLeNet's training record (section 5: discount weight 0.3), the main loss otherwise.
     """
 
     def __init__(
@@ -50,17 +52,17 @@ class TrainStep(nn.Module):
         return self
 
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """(loss, main loss, main logits), the last two detached."""
         out = self.model(x)
+        criterion = partial(_cross_entropy, label_smoothing=self.label_smoothing)
+        loss = googlenet_loss(out, y, aux_weight=self.aux_weight, criterion=criterion)
+        logits = out.logits if isinstance(out, GoogLeNetOutputs) else out
+        main = criterion(logits, y) if isinstance(out, GoogLeNetOutputs) else loss
+        return loss, main.detach(), logits.detach()
 
-        def ce(logits: Tensor) -> Tensor:
-            return F.cross_entropy(logits.float(), y, label_smoothing=self.label_smoothing)
 
-        if isinstance(out, GoogLeNetOutputs):
-            main = ce(out.logits)
-            aux = ce(out.aux1) + ce(out.aux2)
-            return main + self.aux_weight * aux, main.detach(), out.logits.detach()
-        main = ce(out)
-        return main, main.detach(), out.detach()
+def _cross_entropy(logits: Tensor, target: Tensor, *, label_smoothing: float) -> Tensor:
+    return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
 
 
 def freeze(model: nn.Module, names: Sequence[str]) -> int:
@@ -71,162 +73,11 @@ def freeze(model: nn.Module, names: Sequence[str]) -> int:
     unknown = [n for n in names if n not in known or not n]
     if unknown:
         tops = ", ".join(n for n, _ in model.named_children())
-        raise ValueError(f"freeze: no module named {', '.join(map(repr, unknown))}; top: {tops}")
+        raise ConfigError(f"freeze: no module named {', '.join(map(repr, unknown))}; top: {tops}")
     for name in names:
         for p in known[name].parameters():
             p.requires_grad_(False)
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
-
-
-class CacheError(RuntimeError):
-    """The frozen-prefix cache cannot be used with this model."""
-
-
-def frozen_prefix(model: nn.Module, frozen: Sequence[str]) -> list[tuple[str, nn.Module]]:
-    """The model's leading children that never change during training: frozen ones (`freeze`
-    names; TrainStep keeps them in eval mode) and ones without parameters, dropout or
-    BatchNorm (pools, LRN). For GoogLeNet with conv1 ... inception3b frozen: conv1 ... pool3."""
-    names = set(frozen)
-    prefix = []
-    for name, child in model.named_children():
-        stateless = next(child.parameters(), None) is None and not any(
-            isinstance(m, (nn.modules.dropout._DropoutNd, nn.modules.batchnorm._BatchNorm))
-            for m in child.modules()
-        )
-        if name not in names and not stateless:
-            break
-        prefix.append((name, child))
-    if not any(name in names for name, _ in prefix):
-        first = next(iter(model.named_children()), ("?", None))[0]
-        raise CacheError(
-            f"cache_frozen: the model's first module ({first}) is not frozen, so nothing can be "
-            f"reused; freeze the first modules (e.g. freeze=[{first!r}]) or set cache_frozen_gb=0"
-        )
-    return prefix
-
-
-class FrozenPrefixCache:
-    """Computes the frozen first layers once per distinct input and looks their output up after.
-
-    Fine-tuning with the first modules frozen (`freeze`) leaves their output for a given input
-    fixed. With a whole-image recipe every training image comes back each epoch as itself or
-    its mirror, so from the second epoch on most of that part of the step (the stem and
-    inception 3a/3b are about 40% of a 112x112 fine-tuning step of GoogLeNet) is a look-up.
-    The key is a digest of the input's bytes: a hit is the same input, so training is
-    unchanged. Random crops make every input new: then the cache only costs the digests and
-    memory up to `max_bytes`.
-
-    It works through two hooks, so the model, its state dict and evaluation are untouched (the
-    hooks act only while the model trains): before the prefix's first module it computes the
-    missing rows by running the prefix modules one after the other and passes the rest of the
-    prefix an empty batch; after its last module it returns the whole batch's rows. The first
-    batch runs the model as usual and checks that running the modules one after the other gave
-    the model's own output there (a forward that is not a chain of its children is refused).
-    """
-
-    def __init__(self, model: nn.Module, frozen: Sequence[str], max_bytes: int) -> None:
-        self.model = model
-        self.prefix = frozen_prefix(model, frozen)
-        self.max_bytes = max_bytes
-        self.entries: dict[bytes, Tensor] = {}
-        self.bytes = self.hits = self.misses = 0
-        self._rows: Tensor | None = None
-        self._checked = False
-        self._busy = False
-        first, last = self.prefix[0][1], self.prefix[-1][1]
-        self._handles = [
-            first.register_forward_pre_hook(self._before),
-            last.register_forward_hook(self._after),
-        ]
-
-    def close(self) -> None:
-        """Remove the hooks (the model runs its prefix again) and free the entries."""
-        for handle in self._handles:
-            handle.remove()
-        self.entries.clear()
-        self.bytes = 0
-
-    def stats(self) -> dict:
-        """Entries, their gigabytes, and the share of inputs looked up since the last call."""
-        seen = self.hits + self.misses
-        out = {
-            "cache_entries": len(self.entries),
-            "cache_gb": self.bytes / 1e9,
-            "cache_hit_rate": self.hits / seen if seen else 0.0,
-        }
-        self.hits = self.misses = 0
-        return out
-
-    def _active(self) -> bool:
-        return self.model.training and not self._busy
-
-    def _before(self, module: nn.Module, args: tuple) -> tuple | None:
-        if not self._active():
-            return None
-        (x,) = args
-        self._rows = self.lookup(x)
-        if not self._checked:  # this batch runs the prefix as usual; _after compares
-            return None
-        return (x[:0],)
-
-    def _after(self, module: nn.Module, args: tuple, output: Tensor) -> Tensor | None:
-        if not self._active() or (self._checked and self._rows is None):
-            return None
-        rows, self._rows = self._rows, None
-        if not self._checked:  # None: the last prefix module ran before the first
-            if (
-                rows is None
-                or rows.shape != output.shape
-                or not torch.allclose(rows, output, 1e-4, 1e-5)
-            ):
-                self.close()
-                names = ", ".join(name for name, _ in self.prefix)
-                raise CacheError(
-                    f"cache_frozen: running {names} one after the other does not give "
-                    f"{type(self.model).__name__}'s output after {self.prefix[-1][0]}; "
-                    "set cache_frozen_gb=0 for this model"
-                )
-            self._checked = True
-            return None
-        return rows
-
-    @torch.no_grad()
-    def lookup(self, x: Tensor) -> Tensor:
-        """The prefix's output for each input of the batch, computed only for new inputs."""
-        keys = [_digest(sample) for sample in x]
-        missing = [i for i, key in enumerate(keys) if key not in self.entries]
-        fresh: dict[int, Tensor] = {}
-        if missing:
-            self._busy = True
-            try:
-                h = x if len(missing) == len(keys) else x[missing]
-                for _, module in self.prefix:
-                    h = module(h)
-            finally:
-                self._busy = False
-            for j, i in enumerate(missing):
-                fresh[i] = h[j]
-                size = h[j].numel() * h[j].element_size()
-                if keys[i] not in self.entries and self.bytes + size <= self.max_bytes:
-                    self.entries[keys[i]] = h[j].clone()  # not a view that keeps the batch alive
-                    self.bytes += size
-        self.hits += len(keys) - len(missing)
-        self.misses += len(missing)
-        rows = torch.stack(
-            [fresh[i] if i in fresh else self.entries[k] for i, k in enumerate(keys)]
-        )
-        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
-        return rows.contiguous(
-            memory_format=torch.channels_last if channels_last else torch.contiguous_format
-        )
-
-
-def _digest(sample: Tensor) -> bytes:
-    """128-bit BLAKE2b of a tensor's values in logical order, with its dtype and shape."""
-    values = sample.detach().cpu().contiguous().view(torch.uint8).numpy()  # any dtype, bf16 too
-    h = hashlib.blake2b(values, digest_size=16)
-    h.update(repr((sample.dtype, tuple(sample.shape))).encode())
-    return h.digest()
 
 
 def autocast_for(device: torch.device, amp: str):
@@ -237,14 +88,48 @@ def autocast_for(device: torch.device, amp: str):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def renormalize_filters(model: nn.Module, max_rms: float) -> None:
-    """ZFNet section 3: a conv filter whose RMS exceeds `max_rms` is scaled back to it."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.Conv2d):
-                w = m.weight
-                rms = w.pow(2).mean(dim=(1, 2, 3), keepdim=True).sqrt()
-                w.mul_(torch.where(rms > max_rms, max_rms / rms, torch.ones_like(rms)))
+def _batch(batch, device: torch.device, channels_last: bool, skipped: list[str]):
+    """A loader's batch on the device: (x, y), or None when every image of it was skipped;
+    the skipped images' messages are added to `skipped`."""
+    x, y, bad = batch if len(batch) == 3 else (*batch, [])
+    skipped.extend(bad)
+    if x is None or len(y) == 0:
+        return None
+    x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, y
+
+
+def _update(
+    step: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    loss: Tensor,
+    scaler: torch.amp.GradScaler | None,
+    grad_clip: float,
+) -> None:
+    """Backward and one optimiser step, through the fp16 loss scaler when there is one."""
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+    else:
+        loss.backward()
+    if grad_clip > 0:
+        nn.utils.clip_grad_norm_(step.parameters(), grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+
+
+def _add_up(totals: dict, loss: Tensor, main: Tensor, logits: Tensor, y: Tensor) -> None:
+    n = len(y)
+    totals["loss"] += loss.item() * n
+    totals["main_loss"] += main.item() * n
+    totals["correct"] += (logits.argmax(1) == y).sum().item()
+    totals["seen"] += n
 
 
 def train_one_epoch(
@@ -262,59 +147,37 @@ def train_one_epoch(
     max_filter_rms: float = 0.0,
     on_batch: Callable[[dict], None] | None = None,
 ) -> dict:
-    """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files."""
+    """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files.
+
+    After each optimiser step: the learning-rate schedule, ZFNet's filter renormalisation
+    (`max_filter_rms`), the Polyak average (`averaged`), then `on_batch` with the running
+    figures."""
     step.train()
     totals = {"loss": 0.0, "main_loss": 0.0, "correct": 0, "seen": 0}
     skipped: list[str] = []
     start = time.perf_counter()
     model = step.module.model if hasattr(step, "module") else step.model
     for batches, batch in enumerate(loader, 1):
-        x, y, bad = batch if len(batch) == 3 else (*batch, [])
-        skipped.extend(bad)
-        if x is None or len(y) == 0:
+        if (xy := _batch(batch, device, channels_last, skipped)) is None:
             continue
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = xy
         with autocast_for(device, amp):
             loss, main, logits = step(x, y)
         if not torch.isfinite(loss):
             raise NonFiniteLossError(f"the loss became {loss.item()} at image {totals['seen']}")
-        optimizer.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.unscale_(optimizer)
-        else:
-            loss.backward()
-        if grad_clip > 0:
-            nn.utils.clip_grad_norm_(step.parameters(), grad_clip)
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
+        _update(step, optimizer, loss, scaler, grad_clip)
         if scheduler is not None:
             scheduler.step()
         if max_filter_rms > 0:
             renormalize_filters(model, max_filter_rms)
         if averaged is not None:
             averaged.update_parameters(model)
-        n = len(y)
-        totals["loss"] += loss.item() * n
-        totals["main_loss"] += main.item() * n
-        totals["correct"] += (logits.argmax(1) == y).sum().item()
-        totals["seen"] += n
+        _add_up(totals, loss, main, logits, y)
         if on_batch is not None:
-            elapsed = time.perf_counter() - start
-            on_batch(
-                {
-                    "loss": loss.item(),
-                    "acc": totals["correct"] / totals["seen"],
-                    "images_per_s": totals["seen"] / max(elapsed, 1e-9),
-                    "n": n,
-                    "batches": batches,
-                }
-            )
+            rate = totals["seen"] / max(time.perf_counter() - start, 1e-9)
+            acc = totals["correct"] / totals["seen"]
+            info = {"loss": loss.item(), "acc": acc, "images_per_s": rate, "batches": batches}
+            on_batch({**info, "n": len(y)})
     seen = max(totals["seen"], 1)
     elapsed = time.perf_counter() - start
     return {
@@ -343,13 +206,9 @@ def evaluate_accuracy(
     loss_sum, top1, top5, seen = 0.0, 0, 0, 0
     skipped: list[str] = []
     for batch in loader:
-        x, y, bad = batch if len(batch) == 3 else (*batch, [])
-        skipped.extend(bad)
-        if x is None or len(y) == 0:
+        if (xy := _batch(batch, device, channels_last, skipped)) is None:
             continue
-        x, y = x.to(device), y.to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+        x, y = xy
         with autocast_for(device, amp):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()

@@ -36,13 +36,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .trace import Concat, Item, Step, Trace, VisualizeError, record, unknown_layer
+from ..errors import UnsupportedLayerError, VisualizeError
+from .trace import Concat, Item, Step, Trace, record, unknown_layer
 
 PASS_THROUGH = (nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity)
-
-
-class UnsupportedLayerError(VisualizeError):
-    """A layer on the way back to pixels that the deconvnet has no inverse for."""
 
 
 def _pair(v) -> tuple[int, int]:

@@ -22,12 +22,14 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..preprocess import ImageError, Preprocessing, load_image
+from ..data import spread
+from ..errors import ImageError, VisualizeError
+from ..images import image_files as list_images
+from ..images import load_image
+from ..preprocess import Preprocessing
 from . import pictures
 from .deconv import check_channels, project, receptive_field
-from .trace import Trace, VisualizeError, record
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".ppm"}
+from .trace import Trace, record
 
 # Reconstructions are shown with zero at grey and this percentile of |values| at black/white:
 # a few strong pixels would otherwise leave the rest of the picture flat grey.
@@ -50,13 +52,13 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
     folder = Path(folder)
     if not folder.is_dir():
         raise VisualizeError(f"{folder}: no such folder of images")
-    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    files = list_images(folder)
     if not files:
-        raise VisualizeError(f"{folder}: no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+        raise VisualizeError(f"{folder}: no image files")
     if limit is not None and limit < len(files):
         if limit < 1:
             raise VisualizeError(f"--limit must be at least 1, got {limit}")
-        files = [files[i * len(files) // limit] for i in range(limit)]
+        files = [files[i] for i in spread(limit, len(files))]
     return files
 
 

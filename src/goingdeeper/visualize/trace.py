@@ -24,20 +24,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..models.googlenet import Inception
+from ..errors import UnknownLayerError
 
-# Modules whose branches read one input and are concatenated on channels (paper Fig. 2b).
-CONCAT_MODULES: tuple[type[nn.Module], ...] = (Inception,)
 # Modules that only hold other modules: their children are the layers a person names.
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
 
 
-class VisualizeError(ValueError):
-    """A visualization that cannot be made, with a one-line message for a person."""
-
-
-class UnknownLayerError(VisualizeError):
-    """A layer name the model does not have (the message lists the ones it has)."""
+def concatenates_branches(module: nn.Module) -> bool:
+    """Whether a module says its children are branches that read its input and are
+    concatenated on channels in the order they ran (an Inception module, paper Fig. 2b)."""
+    return bool(getattr(module, "concatenates_branches", False))
 
 
 @dataclass
@@ -194,6 +190,57 @@ class _Chain:
         self.top, self.branch, self.branch_last = out, None, None
 
 
+class _Recorder:
+    """The hooks of `record`: every leaf's step (with a max pool's switches), every module's
+    output shape, the outputs asked for; stops the pass once those are all in."""
+
+    def __init__(self, model: nn.Module, x: Tensor, keep: list[str], stop_early: bool):
+        self.modules = dict(model.named_modules())
+        self.concat_names = [n for n, m in self.modules.items() if concatenates_branches(m)]
+        self.keep = keep
+        self.steps: list[Step] = []
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.outputs: dict[str, Tensor] = {}
+        missing = [name for name in keep if name not in self.modules or name == ""]
+        self.wanted = set(keep) if stop_early and not missing else set()
+        self.chain = _Chain(x, self.concat_names)
+
+    def leaf_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, out) -> None:
+            inp = inputs[0]
+            tensor = out[0] if isinstance(out, tuple) else out
+            step = Step(name, module, tuple(inp.shape), tuple(tensor.shape))
+            if isinstance(module, nn.MaxPool2d):
+                step.switches = out[1] if isinstance(out, tuple) else _switches(module, inp)
+            step.chained = self.chain.follows(name, inp, tensor)
+            self.steps.append(step)
+
+        return hook
+
+    def any_hook(self, name: str):
+        def hook(module: nn.Module, inputs: tuple, out) -> None:
+            if not isinstance(out, Tensor):
+                return
+            self.shapes[name] = tuple(out.shape)
+            if name in self.concat_names:
+                self.chain.concat_done(out)
+            if name in self.keep:
+                self.outputs[name] = out.detach().clone()  # a later in-place ReLU must not
+            if self.wanted and self.wanted <= self.outputs.keys():  # change it
+                raise _Stop
+
+        return hook
+
+    def attach(self) -> list:
+        handles = []
+        for name, module in self.modules.items():
+            if name and not any(True for _ in module.children()):
+                handles.append(module.register_forward_hook(self.leaf_hook(name)))
+            if name:
+                handles.append(module.register_forward_hook(self.any_hook(name)))
+        return handles
+
+
 def record(
     model: nn.Module, x: Tensor, *, keep: Iterable[str] = (), stop_early: bool = True
 ) -> Trace:
@@ -203,47 +250,8 @@ def record(
     the forward pass stops as soon as they are all recorded (nothing later is needed).
     """
     keep = list(dict.fromkeys(keep))
-    modules = dict(model.named_modules())
-    concat_names = [n for n, m in modules.items() if isinstance(m, CONCAT_MODULES)]
-    missing = [name for name in keep if name not in modules or name == ""]
-    steps: list[Step] = []
-    shapes: dict[str, tuple[int, ...]] = {}
-    outputs: dict[str, Tensor] = {}
-    wanted = set(keep) if stop_early and not missing else set()
-    chain = _Chain(x, concat_names)
-
-    def leaf_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple, out) -> None:
-            inp = inputs[0]
-            tensor = out[0] if isinstance(out, tuple) else out
-            step = Step(name, module, tuple(inp.shape), tuple(tensor.shape))
-            if isinstance(module, nn.MaxPool2d):
-                step.switches = out[1] if isinstance(out, tuple) else _switches(module, inp)
-            step.chained = chain.follows(name, inp, tensor)
-            steps.append(step)
-
-        return hook
-
-    def any_hook(name: str):
-        def hook(module: nn.Module, inputs: tuple, out) -> None:
-            if not isinstance(out, Tensor):
-                return
-            shapes[name] = tuple(out.shape)
-            if name in concat_names:
-                chain.concat_done(out)
-            if name in keep:
-                outputs[name] = out.detach().clone()  # a later in-place ReLU must not change it
-            if wanted and wanted <= outputs.keys():
-                raise _Stop
-
-        return hook
-
-    handles = []
-    for name, module in modules.items():
-        if name and not any(True for _ in module.children()):
-            handles.append(module.register_forward_hook(leaf_hook(name)))
-        if name:
-            handles.append(module.register_forward_hook(any_hook(name)))
+    recorder = _Recorder(model, x, keep, stop_early)
+    handles = recorder.attach()
     try:
         with evaluating(model), torch.no_grad():
             model(x)
@@ -252,12 +260,12 @@ def record(
     finally:
         for handle in handles:
             handle.remove()
-
+    shapes = recorder.shapes
     people = [n for n in layer_names(model) if len(shapes.get(n, ())) == 4]
     for name in keep:
         if name not in shapes:
             raise unknown_layer(name, people)
-    items = group_steps(steps, concat_names)
+    items = group_steps(recorder.steps, recorder.concat_names)
     for item in items:
         if isinstance(item, Concat) and item.name in shapes:
             item.out_channels = shapes[item.name][1]
@@ -266,5 +274,5 @@ def record(
         input_shape=tuple(x.shape),
         shapes=shapes,
         layers=people,
-        outputs=outputs,
+        outputs=recorder.outputs,
     )

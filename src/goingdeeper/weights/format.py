@@ -18,15 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from ..errors import WeightsError
 from ..preprocess import Preprocessing
-from ..registry import create_model
+from .loading import load_checked
 
 FORMAT = "goingdeeper.weights/1"
 CARD_KEY = "goingdeeper.card"
-
-
-class WeightsError(ValueError):
-    """A weight file that cannot be used, with a message meant for a person."""
 
 
 @dataclass
@@ -112,34 +109,14 @@ def read_card(path: str | Path) -> WeightsCard:
 def load_weights(
     path: str | Path, *, map_location: str = "cpu", **overrides
 ) -> tuple[nn.Module, WeightsCard]:
-    """Build the model the card names and load the tensors into it (strictly)."""
+    """Build the model the card names (its arguments, then `overrides`) and load the tensors
+    into it, checked key for key and shape for shape; in eval mode."""
     path = Path(path)
     card = read_card(path)
     kwargs = {**card.model_kwargs, **overrides}
-    model = create_model(card.model, **kwargs)
     state = load_file(str(path), device=map_location)
-    missing, unexpected = _diff_keys(model.state_dict(), state)
-    if missing or unexpected:
-        raise WeightsError(
-            f"{path}: does not fit {card.model} with {kwargs}: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
-        )
-    for key, tensor in model.state_dict().items():
-        if tensor.shape != state[key].shape:
-            raise WeightsError(
-                f"{path}: {key} has shape {tuple(state[key].shape)}, the model "
-                f"expects {tuple(tensor.shape)}"
-            )
-    model.load_state_dict(state)
-    return model.eval(), card
-
-
-def _diff_keys(expected: dict, got: dict) -> tuple[list[str], list[str]]:
-    return sorted(set(expected) - set(got)), sorted(set(got) - set(expected))
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in the standard order (torchvision ships them)."""
-    from torchvision.models._meta import _IMAGENET_CATEGORIES
-
-    return list(_IMAGENET_CATEGORIES)
+    try:
+        model = load_checked(card.model, kwargs, state)
+    except WeightsError as e:
+        raise WeightsError(f"{path}: {e}") from None
+    return model, card

@@ -1,104 +1,109 @@
-"""torchvision's GoogLeNet weights in `googlenet_torchvision`, tensor for tensor.
+"""torchvision's weights, every architecture we share with it, through one importer.
 
-torchvision's names -> ours: conv2 -> conv2_reduce, conv3 -> conv2, branch1 -> branch1x1,
-branch2.{0,1} -> branch3x3.{reduce,conv}, branch3.{0,1} -> branch5x5.{reduce,conv},
-branch4.1 -> branch_pool.proj; the aux heads and fc keep their names. torchvision's
-`transform_input=True` (which its pretrained weights use) becomes the card's preprocessing.
+`import_torchvision(source)` reads a model, a state dict or a .pth file, finds the architecture
+from the tensors (each model file says how its torchvision counterpart's keys read in ours:
+`from_torchvision` in googlenet.py, alexnet.py, vgg.py, resnet.py, densenet.py), loads them
+checked into the registered model, and writes the card: the classes, and the input transform
+the weights were trained with (stated, not hidden: torchvision's `googlenet` normalises inside
+the model; here that is the card's preprocessing).
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Callable
 from pathlib import Path
 
-import torch
+import torchvision
 from torch import Tensor, nn
 
-from ..preprocess import TORCHVISION_GOOGLENET
-from .format import WeightsCard, WeightsError, imagenet_class_names
+from ..errors import WeightsError
+from ..models import alexnet, densenet, googlenet, resnet, vgg
+from ..models.base import ImportedState
+from ..preprocess import Preprocessing
+from ..registry import model_card
+from .format import WeightsCard
+from .loading import imagenet_class_names, load_checked, read_state_dict
 
-_RENAMES = [
-    (r"^conv2\.", "conv2_reduce."),
-    (r"^conv3\.", "conv2."),
-    (r"\.branch1\.", ".branch1x1."),
-    (r"\.branch2\.0\.", ".branch3x3.reduce."),
-    (r"\.branch2\.1\.", ".branch3x3.conv."),
-    (r"\.branch3\.0\.", ".branch5x5.reduce."),
-    (r"\.branch3\.1\.", ".branch5x5.conv."),
-    (r"\.branch4\.1\.", ".branch_pool.proj."),
+# torchvision's architectures, each recognised by the file of the model it loads into
+ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
+    googlenet.from_torchvision,
+    alexnet.from_torchvision,
+    vgg.from_torchvision,
+    resnet.from_torchvision,
+    densenet.from_torchvision,
 ]
+# torchvision's IMAGENET1K_V2 ResNet weights are evaluated with the shorter side at 232
+IMAGENET_RGB_V2 = Preprocessing(resize=232, note="torchvision IMAGENET1K_V2: resize 232, crop 224")
 
 
-def from_torchvision_key(key: str) -> str:
-    for pattern, repl in _RENAMES:
-        key = re.sub(pattern, repl, key)
-    return key
+def recognise(state: dict[str, Tensor]) -> ImportedState:
+    """Which registered model a torchvision state dict is for, with its keys made ours."""
+    for architecture in ARCHITECTURES:
+        found = architecture(state)
+        if found is not None:
+            return found
+    keys = ", ".join(sorted(state)[:3]) or "none"
+    raise WeightsError(
+        "not a torchvision state dict of googlenet, alexnet, vgg, resnet or densenet "
+        f"(first keys: {keys})"
+    )
 
 
-def convert_torchvision_state_dict(state: dict[str, Tensor]) -> dict[str, Tensor]:
-    """torchvision `googlenet` state dict -> `googlenet_torchvision` state dict."""
-    return {from_torchvision_key(k): v for k, v in state.items()}
-
-
-def read_state_dict(source: str | Path | nn.Module | dict, what: str) -> tuple[dict, str]:
-    """A state dict from a model, a state dict, or a .pth file of one (loaded with
-    weights_only: tensors and plain containers, never arbitrary objects); and where it came
-    from. `what` names the expected model in the error messages."""
-    if isinstance(source, nn.Module):
-        return source.state_dict(), "torchvision model"
-    if isinstance(source, dict):
-        return source, "torchvision state dict"
-    path = Path(source)
-    if not path.is_file():
-        raise WeightsError(f"{path}: no such file; give a torchvision {what} .pth file")
+def reported(model: str) -> str:
+    """torchvision's published ImageNet accuracy for the architecture of `model`."""
+    name = model.removesuffix("_torchvision")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
-        raise WeightsError(f"{path}: not a PyTorch state dict ({e.__class__.__name__})") from None
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: holds a {type(state).__name__}, not a state dict")
-    return state, str(path)
+        weights = torchvision.models.get_model_weights(name)
+    except (ValueError, KeyError):
+        return ""
+    found = []
+    for version in weights:
+        metrics = version.meta.get("_metrics", {}).get("ImageNet-1K", {})
+        if metrics:
+            found.append(f"{metrics['acc@1']}% / {metrics['acc@5']}% ({version.name})")
+    return "top-1 / top-5 per torchvision: " + "; ".join(found) if found else ""
 
 
 def import_torchvision(
-    source: str | Path | nn.Module | dict, *, aux_logits: bool | None = None
+    source: str | Path | nn.Module | dict,
+    *,
+    aux_logits: bool | None = None,
+    preprocessing: Preprocessing | None = None,
 ) -> tuple[nn.Module, WeightsCard]:
-    """Load torchvision GoogLeNet weights (a model, a state dict, or a .pth file of one)."""
-    from ..registry import create_model
+    """Load torchvision weights (a model, a state dict, or a .pth file of one) into the
+    registered model the tensors fit; return it in eval mode with its card.
 
-    state, origin = read_state_dict(source, "googlenet")
-    if "fc.weight" not in state:
-        raise WeightsError("not a torchvision googlenet state dict (no fc.weight)")
-    state = convert_torchvision_state_dict(state)
-    has_aux = any(k.startswith("aux1.") for k in state)
-    aux = has_aux if aux_logits is None else aux_logits
-    if not aux:
-        state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
-    num_classes = state["fc.weight"].shape[0]
-    model = create_model(
-        "googlenet_torchvision", num_classes=num_classes, aux_logits=aux, init_weights=False
-    )
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    if unexpected or (missing and not (aux and not has_aux)):
-        raise WeightsError(
-            f"does not fit googlenet_torchvision: missing {missing[:3]}, "
-            f"unexpected {unexpected[:3]}"
-        )
-    model.load_state_dict(state, strict=not missing)
-    notes = ["aux heads freshly initialised"] if missing else []
+    `aux_logits` (GoogLeNet): None keeps the aux heads the source has; False drops them; True
+    keeps them, freshly initialised when the source has none (the card says so).
+    `preprocessing`: what the weights expect, if not torchvision's usual transform for the
+    architecture (`IMAGENET_RGB_V2` for torchvision's V2 ResNet weights).
+    """
+    state, origin = read_state_dict(source, "torchvision")
+    found = recognise(state)
+    kwargs, state = dict(found.kwargs), found.state
+    fresh: tuple[str, ...] = ()
+    notes = []
+    if model_card(found.model).has_aux and aux_logits is not None:
+        had = kwargs["aux_logits"]
+        kwargs["aux_logits"] = aux_logits
+        if not aux_logits:
+            state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+        elif not had:
+            fresh = ("aux1.", "aux2.")
+            notes.append("aux heads freshly initialised")
+    model = load_checked(found.model, kwargs, state, fresh=fresh)
+    num_classes = kwargs.get("num_classes", 1000)
     card = WeightsCard(
-        model="googlenet_torchvision",
-        model_kwargs={"num_classes": num_classes, "aux_logits": aux},
+        model=found.model,
+        model_kwargs=kwargs,
         num_classes=num_classes,
         class_names=imagenet_class_names() if num_classes == 1000 else [],
-        preprocessing=TORCHVISION_GOOGLENET,
+        preprocessing=preprocessing or found.preprocessing,
         provenance={
             "source": origin,
-            "origin": "torchvision GoogLeNet_Weights.IMAGENET1K_V1",
-            "reported": "69.778% top-1, 89.530% top-5 (torchvision)",
+            "origin": f"torchvision {found.model.removesuffix('_torchvision')}",
+            "reported": reported(found.model),
             "notes": notes,
         },
     )
-    return model.eval(), card
+    return model, card

@@ -1,5 +1,10 @@
-"""From a model (registry name or weights file) to a deployable file: ONNX fp32 or int8, or a
-`torch.export` program; and the cached ONNX that `predict --runtime onnxruntime` runs."""
+"""Inference graphs as files: `torch.export` programs and ONNX (fp32, or int8 calibrated on
+images), always without the training-only heads; and the cached ONNX that `predict` and
+`eval --runtime onnxruntime` run.
+
+One graph in every form: `deployable` gives it (plain, or BatchNorm folded and optionally the
+Inception 1x1s fused), the writers here serialise it.
+"""
 
 from __future__ import annotations
 
@@ -11,26 +16,49 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..export import export_onnx, for_inference
+from ..errors import ArgumentError
+from ..models.base import example_input
 from ..preprocess import Preprocessing
-from .quantize import calibration_images, image_batches, quantize_onnx
-from .runtime import OnnxRuntimeModel, optimize_for_inference
+from .optimize import deployable, for_inference
+from .quantize import image_batches, quantize_onnx
+from .runtime import OnnxRuntimeModel
 
 
-def deployable(
-    model: nn.Module, input_size: int, *, fused: bool, fuse_1x1: bool = False
-) -> nn.Module:
-    """The graph to export, in eval mode without aux heads: with `fused`, every BatchNorm folded
-    into its convolution (contiguous weights); with `fuse_1x1` as well, each Inception module's
-    three 1x1 convolutions on its input as one convolution and a Split. That fusion pays in
-    PyTorch but not in ONNX Runtime, whose blocked channel layout (NCHWc) has no Split: it
-    wraps each one in layout reorders (62 in GoogLeNet), and the graph ran about 10% slower than
-    the unfused one there, so exports leave it out unless asked."""
-    if not fused:
-        return for_inference(model)
-    channels = getattr(model, "in_channels", 3)
-    example = torch.zeros(1, channels, input_size, input_size)
-    return optimize_for_inference(model, example, fuse_1x1=fuse_1x1, channels_last=False).net
+def export_program(model: nn.Module, input_size: int = 224) -> torch.export.ExportedProgram:
+    """A `torch.export` program of the inference graph (no aux heads), batch 1."""
+    model = for_inference(model)
+    return torch.export.export(model, (example_input(model, 1, input_size),))
+
+
+def onnx_program(
+    model: nn.Module, input_size: int = 224, *, dynamic_batch: bool = True
+) -> torch.onnx.ONNXProgram:
+    """The inference graph as ONNX (dynamo exporter); the batch dimension is dynamic by
+    default. `.model_proto` is the ONNX model, `.save(path)` writes it."""
+    model = for_inference(model)
+    example = example_input(model, 2, input_size)
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
+    return torch.onnx.export(
+        model,
+        (example,),
+        input_names=["images"],
+        output_names=["logits"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def export_onnx(
+    model: nn.Module, path: str | Path, input_size: int = 224, *, dynamic_batch: bool = True
+) -> Path:
+    """Write an ONNX file of the inference graph; the batch dimension is dynamic by default."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx_program(model, input_size, dynamic_batch=dynamic_batch).save(
+        str(path), external_data=False
+    )
+    return path
 
 
 def write_onnx(
@@ -49,7 +77,7 @@ def write_onnx(
     if int8_calibration is None:
         return export_onnx(net, out, input_size)
     if preprocessing is None:
-        raise ValueError("int8 calibration needs the weights' preprocessing")
+        raise ArgumentError("int8 calibration needs the weights' preprocessing")
     preprocessing = preprocessing.scaled(input_size)
     with tempfile.TemporaryDirectory() as tmp:
         fp32 = export_onnx(net, Path(tmp) / "fp32.onnx", input_size)
@@ -63,8 +91,7 @@ def write_program(
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     net = deployable(model, input_size, fused=fused, fuse_1x1=fuse_1x1)
-    example = torch.zeros(1, getattr(net, "in_channels", 3), input_size, input_size)
-    torch.export.save(torch.export.export(net, (example,)), str(out))
+    torch.export.save(export_program(net, input_size), str(out))
     return out
 
 
@@ -97,13 +124,3 @@ def onnxruntime_model(
         write_onnx(model, partial, input_size, fused=True)
         partial.replace(path)  # atomic: a concurrent run sees the whole file or none
     return OnnxRuntimeModel(path, threads=threads)
-
-
-__all__ = [
-    "cache_dir",
-    "calibration_images",
-    "deployable",
-    "onnxruntime_model",
-    "write_onnx",
-    "write_program",
-]

@@ -11,7 +11,7 @@ weights are read, straight from the protobuf wire format, so neither Caffe nor i
                       shape = 7 (BlobShape: dim = 1), double_data = 8
 
 The blob folder (`<layer>/<blob>_filter.bin`, `_bias.bin`, raw little-endian float32, filters
-stored out x kh x kw x in) is the layout of `../shared/data/bvlc-googlenet`.
+stored out x kh x kw x in) is how the BVLC weights are often shared without Caffe.
 """
 
 from __future__ import annotations
@@ -20,10 +20,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
+from ..errors import WeightsError
+from ..models.googlenet import GoogLeNet, caffe_layer_names
 from ..preprocess import CAFFE_BGR
-from .format import WeightsCard, WeightsError, imagenet_class_names
+from ..registry import create_model
+from .format import WeightsCard
+from .loading import imagenet_class_names, load_checked
 
 BVLC_URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 
@@ -131,55 +135,27 @@ def read_caffemodel(path: str | Path) -> dict[str, list[np.ndarray]]:
     return layers
 
 
-# --- GoogLeNet's names ------------------------------------------------------------------------
-
-_INCEPTION_BLOBS = {
-    "1x1": "branch1x1.conv",
-    "3x3_reduce": "branch3x3.reduce.conv",
-    "3x3": "branch3x3.conv.conv",
-    "5x5_reduce": "branch5x5.reduce.conv",
-    "5x5": "branch5x5.conv.conv",
-    "pool_proj": "branch_pool.proj.conv",
-}
+# --- the BVLC GoogLeNet ----------------------------------------------------------------------
 
 
-def googlenet_name_map() -> dict[str, str]:
-    """Caffe layer name -> our module name, for the BVLC GoogLeNet (aux heads included)."""
-    names = {
-        "conv1/7x7_s2": "conv1.conv",
-        "conv2/3x3_reduce": "conv2_reduce.conv",
-        "conv2/3x3": "conv2.conv",
-        "loss3/classifier": "fc",
-    }
-    for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
-        for blob, ours in _INCEPTION_BLOBS.items():
-            names[f"inception_{block}/{blob}"] = f"inception{block}.{ours}"
-    for caffe_head, ours in (("loss1", "aux1"), ("loss2", "aux2")):
-        names[f"{caffe_head}/conv"] = f"{ours}.conv.conv"
-        names[f"{caffe_head}/fc"] = f"{ours}.fc1"
-        names[f"{caffe_head}/classifier"] = f"{ours}.fc2"
-    return names
-
-
-def read_blob_folder(folder: str | Path, model: nn.Module) -> dict[str, list[np.ndarray]]:
-    """{Caffe layer name: [weight, bias]} from a folder of raw blobs, shaped like `model`'s."""
+def read_blob_folder(
+    folder: str | Path, expected: dict[str, Tensor]
+) -> dict[str, list[np.ndarray]]:
+    """{Caffe layer name: [weight, bias]} from a folder of raw blobs, the weights shaped like
+    the `expected` state dict's (our names)."""
     folder = Path(folder)
     if not folder.is_dir():
         raise WeightsError(f"{folder}: no such folder of BVLC blobs")
     root = folder / "weights" if (folder / "weights").is_dir() else folder
-    modules = dict(model.named_modules())
     layers: dict[str, list[np.ndarray]] = {}
-    for caffe, ours in googlenet_name_map().items():
+    for caffe, ours in caffe_layer_names().items():
         group, blob = caffe.split("/")
         wfile, bfile = root / group / f"{blob}_filter.bin", root / group / f"{blob}_bias.bin"
-        if not wfile.exists():
-            continue
-        module = modules.get(ours)
-        if module is None:
+        if not wfile.exists() or f"{ours}.weight" not in expected:
             continue
         weight = np.fromfile(wfile, dtype="<f4")
         bias = np.fromfile(bfile, dtype="<f4")
-        shape = tuple(module.weight.shape)
+        shape = tuple(expected[f"{ours}.weight"].shape)
         if weight.size != int(np.prod(shape)):
             raise WeightsError(f"{wfile}: {weight.size} values, {ours} needs {shape}")
         if len(shape) == 4:  # stored out x kh x kw x in
@@ -191,28 +167,24 @@ def read_blob_folder(folder: str | Path, model: nn.Module) -> dict[str, list[np.
     return layers
 
 
-def load_caffe_layers(model: nn.Module, layers: dict[str, list[np.ndarray]]) -> list[str]:
-    """Copy Caffe blobs into `model`; returns our module names that got no weights."""
-    modules = dict(model.named_modules())
-    loaded = set()
-    for caffe, ours in googlenet_name_map().items():
-        if caffe not in layers or ours not in modules:
+def caffe_state(
+    layers: dict[str, list[np.ndarray]], expected: dict[str, Tensor]
+) -> dict[str, Tensor]:
+    """Caffe blobs under our keys (`<module>.weight`, `<module>.bias`), shaped as `expected`;
+    the layers `expected` has no module for (aux heads not built) are left out."""
+    state: dict[str, Tensor] = {}
+    for caffe, ours in caffe_layer_names().items():
+        if caffe not in layers or f"{ours}.weight" not in expected:
             continue
-        module = modules[ours]
-        weight, bias = layers[caffe][0], layers[caffe][1]
-        if weight.size != module.weight.numel():
-            raise WeightsError(
-                f"{caffe}: shape {weight.shape} does not fit {ours} "
-                f"{tuple(module.weight.shape)} (another num_classes?)"
-            )
-        with torch.no_grad():
-            module.weight.copy_(
-                torch.from_numpy(np.ascontiguousarray(weight)).view_as(module.weight)
-            )
-            module.bias.copy_(torch.from_numpy(np.ascontiguousarray(bias)).view_as(module.bias))
-        loaded.add(ours)
-    learnable = [n for n, m in modules.items() if isinstance(m, nn.Conv2d | nn.Linear)]
-    return [n for n in learnable if n not in loaded]
+        for blob, kind in zip(layers[caffe], ("weight", "bias"), strict=False):
+            shape = expected[f"{ours}.{kind}"].shape
+            if blob.size != shape.numel():
+                raise WeightsError(
+                    f"{caffe}: shape {blob.shape} does not fit {ours}.{kind} {tuple(shape)} "
+                    "(another num_classes?)"
+                )
+            state[f"{ours}.{kind}"] = torch.from_numpy(np.ascontiguousarray(blob)).view(shape)
+    return state
 
 
 def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Module, WeightsCard]:
@@ -221,32 +193,35 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
     The blob folder holds the main head only; with `aux_logits=True` its aux heads are freshly
     initialised, and the card says so. A .caffemodel carries them (loss1/*, loss2/*).
     """
-    from ..registry import create_model
-
     source = Path(source)
-    model = create_model("googlenet", aux_logits=aux_logits)
+    with torch.random.fork_rng(), torch.device("meta"):
+        expected = create_model("googlenet", aux_logits=aux_logits).state_dict()
     if source.is_dir():
-        layers = read_blob_folder(source, model)
-        kind = "BVLC blob folder"
-    elif source.suffix == ".caffemodel" or source.is_file():
-        layers = read_caffemodel(source)
-        kind = ".caffemodel"
+        layers, kind = read_blob_folder(source, expected), "BVLC blob folder"
+    elif source.is_file():
+        layers, kind = read_caffemodel(source), ".caffemodel"
     else:
         raise WeightsError(
             f"{source}: no such file or folder; give bvlc_googlenet.caffemodel "
             f"({BVLC_URL}) or a folder of BVLC blobs"
         )
-    missing = load_caffe_layers(model, layers)
-    notes = []
-    main_missing = [m for m in missing if not m.startswith("aux")]
+    state = caffe_state(layers, expected)
+    aux = tuple(f"{head}." for head in GoogLeNet.aux_heads)
+    absent = sorted({k.rpartition(".")[0] for k in expected if k not in state})
+    main_missing = [m for m in absent if not m.startswith(aux)]
     if main_missing:
         raise WeightsError(
             f"{source}: no weights for {', '.join(main_missing[:4])}"
             f"{' ...' if len(main_missing) > 4 else ''}"
         )
-    if missing:
-        notes.append("aux heads freshly initialised (the source has no loss1/loss2 blobs)")
-    card = WeightsCard(
+    fresh = [k for k in expected if k not in state]
+    model = load_checked("googlenet", {"aux_logits": aux_logits}, state, fresh=aux)
+    notes = ["aux heads freshly initialised (the source has no loss1/loss2 blobs)"] if fresh else []
+    return model, _card(source, kind, aux_logits, notes)
+
+
+def _card(source: Path, kind: str, aux_logits: bool, notes: list[str]) -> WeightsCard:
+    return WeightsCard(
         model="googlenet",
         model_kwargs={"aux_logits": aux_logits},
         num_classes=1000,
@@ -262,4 +237,3 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
             "notes": notes,
         },
     )
-    return model.eval(), card

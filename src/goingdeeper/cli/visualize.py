@@ -1,29 +1,35 @@
-"""`goingdeeper visualize ...`: the command line of the visualizer.
-
-This is the CLI layer: it parses, prints and draws progress bars; everything it calls takes
-objects and returns tensors or pictures. `add_visualize_commands` adds the subcommand to the
-main parser in `cli.py`.
-"""
+"""`goingdeeper visualize ACTION`: ZFNet's views of a network, written as PNG files."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
 
-from ..preprocess import load_image
-from ..weights.format import WeightsCard
-from . import pictures
-from .deconv import deconv
-from .maps import deconv_picture, feature_map_grid, feature_maps, filter_grid, find_conv
-from .occlusion import occlusion_picture, occlusion_sensitivity
-from .top9 import image_files, network_view, top9_grid, top_activations
-from .trace import VisualizeError, record
+from ..errors import VisualizeError
+from ..images import load_image
+from ..models.base import example_input
+from ..visualize import (
+    deconv,
+    deconv_picture,
+    feature_map_grid,
+    feature_maps,
+    filter_grid,
+    find_conv,
+    image_files,
+    network_view,
+    occlusion_picture,
+    occlusion_sensitivity,
+    pictures,
+    record,
+    top9_grid,
+    top_activations,
+)
+from ..weights import WeightsCard, import_bvlc, load_weights
+from .common import HELP_FORMAT, bar
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
 
@@ -47,16 +53,16 @@ HELP = {
 }
 
 
-def add_visualize_commands(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+def add_parser(sub) -> argparse.ArgumentParser:
     """Add `visualize ACTION ...` to the main parser's subcommands; returns its parser."""
-    p = subparsers.add_parser(
+    p = sub.add_parser(
         "visualize",
         help="look inside: deconvnet, top-9 activations, filters, feature maps, occlusion",
         description="ZFNet's views of a network (Zeiler & Fergus 2013, arXiv:1311.2901), "
         "written as PNG files. Actions: "
         + "; ".join(f"{name}: {text}" for name, text in HELP.items()),
         epilog=EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HELP_FORMAT,
     )
     p.add_argument("action", choices=ACTIONS)
     source = p.add_mutually_exclusive_group()
@@ -118,15 +124,7 @@ def parse_channels(text: str) -> list[int]:
     return list(dict.fromkeys(out))
 
 
-def _bar(items: Iterable[Any], desc: str) -> Iterable[Any]:
-    from tqdm import tqdm
-
-    return tqdm(items, desc=desc, unit="img" if desc != "occlusion" else "batch")
-
-
 def load_model(args: argparse.Namespace) -> tuple[nn.Module, WeightsCard]:
-    from ..weights import import_bvlc, load_weights
-
     if args.bvlc is not None:
         model, card = import_bvlc(args.bvlc)
     elif args.weights is not None:
@@ -139,9 +137,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, WeightsCard]:
 
 
 def _layers_of(model: nn.Module, card: WeightsCard) -> list[str]:
-    size = card.preprocessing.crop
-    device = next(model.parameters()).device
-    return record(model, torch.zeros(1, 3, size, size, device=device)).layers
+    return record(model, example_input(model, 1, card.preprocessing.crop)).layers
 
 
 def _need_layer(args: argparse.Namespace, model: nn.Module, card: WeightsCard) -> list[str]:
@@ -199,7 +195,7 @@ def _top9(args, model, card) -> list[Path]:
         layers,
         channels,
         batch_size=args.batch_size,
-        progress=_bar,
+        progress=_progress,
     )
     if result.skipped:
         print(
@@ -250,13 +246,17 @@ def _occlusion(args, model, card) -> list[Path]:
         size=args.square,
         stride=args.stride,
         batch_size=args.batch_size,
-        progress=_bar,
+        progress=_progress,
     )
     names = card.class_names
     label = names[result.target] if result.target < len(names) else ""
     img = occlusion_picture(view, result, label)
     path = args.out / f"occlusion_{args.image.stem}_{result.target}.png"
     return [pictures.save_png(img, path)]
+
+
+def _progress(items, desc: str):
+    return bar(items, desc, unit="batch" if desc == "occlusion" else "img")
 
 
 ACTION_FUNCTIONS = {

@@ -1,0 +1,62 @@
+"""The `goingdeeper` command: one module per subcommand, each adding its parser and the
+function it runs. Only this package parses arguments and prints; everything it calls takes
+objects and returns values.
+
+A mistake a person can fix raises a `GoingDeeperError`: `main` prints its message as one line
+and returns 2. Any other exception is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import GoingDeeperError
+from . import bench, evaluate, export, models, predict, summary, train, visualize, weights
+
+EXAMPLES = """\
+examples:
+  goingdeeper models
+  goingdeeper summary googlenet --paper
+  goingdeeper summary googlenet --bottleneck
+  goingdeeper summary googlenet_torchvision --input-size 299 --format markdown
+  goingdeeper summary googlenet --arg conv1=separable --paper
+  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out weights/bvlc_googlenet
+  goingdeeper weights show weights/bvlc_googlenet.safetensors
+  goingdeeper predict photo.jpg --weights weights/bvlc_googlenet.safetensors
+"""
+
+# in the order `goingdeeper --help` lists them
+COMMANDS = (models, summary, weights, train, evaluate, visualize, predict, export, bench)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="goingdeeper",
+        description="GoogLeNet and the classic CNN line, exactly as published.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except GoingDeeperError as e:
+        print(f"goingdeeper: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("goingdeeper: interrupted", file=sys.stderr)
+        return 130
+
+
+__all__ = ["build_parser", "main"]

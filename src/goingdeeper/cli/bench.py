@@ -1,0 +1,137 @@
+"""`goingdeeper bench`: our GoogLeNet inference paths against torchvision's, timed on this
+machine in one run, with the same weights in both.
+
+A quick comparison in one process. The full benchmark (every path in a fresh interpreter,
+OpenVINO, int8 calibration, accuracy, profiles, the results files) is
+`python benchmarks/inference_bench.py`; both time with `goingdeeper.inference.time_call`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+import torchvision
+
+from ..errors import UsageError
+from ..inference import OnnxRuntimeModel, export_onnx, machine, optimize_for_inference, time_call
+from ..inference.optimize import deployable
+from ..registry import create_model
+from ..tables import render_table
+from ..weights import import_torchvision
+from .common import HELP_FORMAT, positive
+
+INPUT_SIZE = 224
+REFERENCE = "torchvision googlenet eager"
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time our GoogLeNet inference paths against torchvision's on this machine",
+        epilog="examples:\n"
+        "  goingdeeper bench\n"
+        "  goingdeeper bench --batch-sizes 1 --repeats 20 --only fused\n"
+        "  python benchmarks/inference_bench.py    # the full benchmark, its results files",
+        formatter_class=HELP_FORMAT,
+    )
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 32])
+    p.add_argument("--repeats", type=int, default=5, help="timed runs; the median is reported")
+    p.add_argument("--warmup", type=int, default=2, help="untimed runs first")
+    p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
+    p.add_argument("--only", nargs="+", help="the paths whose name contains one of these")
+    p.add_argument("--out", type=Path, help="also write the results as JSON")
+    p.set_defaults(func=run)
+
+
+def paths(device: torch.device) -> dict[str, Callable[[], Callable[[torch.Tensor], object]]]:
+    """Name -> builder of a callable on a batch. torchvision's model and our
+    `googlenet_torchvision` hold the same random weights, so value-dependent costs
+    (denormals) are alike."""
+    torch.manual_seed(0)
+    tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
+    ours = import_torchvision(tv)[0]
+    cuda = device.type == "cuda"
+    half = torch.float16 if cuda else torch.bfloat16
+    out: dict[str, Callable[[], Callable[[torch.Tensor], object]]] = {
+        REFERENCE: lambda: tv.to(device),
+        "torchvision googlenet channels-last": lambda: _channels_last(tv, device),
+        "ours googlenet_torchvision fused": lambda: optimize_for_inference(ours, device=device),
+        "ours googlenet (BVLC layout) fused": lambda: optimize_for_inference(
+            create_model("googlenet", aux_logits=False), device=device
+        ),
+        f"ours googlenet_torchvision fused {'fp16' if cuda else 'bf16'}": lambda: (
+            optimize_for_inference(ours, dtype=half, device=device)
+        ),
+    }
+    if not cuda and importlib.util.find_spec("onnxruntime") is not None:
+        out["ONNX Runtime ours googlenet_torchvision folded"] = lambda: _onnxruntime(ours)
+    return out
+
+
+def _channels_last(model: torch.nn.Module, device: torch.device):
+    model = model.to(device=device, memory_format=torch.channels_last)
+    return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+
+
+def _onnxruntime(model: torch.nn.Module):
+    folder = tempfile.mkdtemp(prefix="goingdeeper-bench-")
+    path = export_onnx(deployable(model, INPUT_SIZE, fused=True), Path(folder) / "g.onnx")
+    return OnnxRuntimeModel(path)
+
+
+def run(args: argparse.Namespace) -> int:
+    for value, option in ((args.repeats, "--repeats"), (args.warmup, "--warmup")):
+        positive(value, option)
+    for batch in args.batch_sizes:
+        positive(batch, "--batch-sizes")
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chosen = {
+        name: build
+        for name, build in paths(device).items()
+        if not args.only or any(s.lower() in name.lower() for s in args.only)
+    }
+    if not chosen:
+        raise UsageError(f"--only {' '.join(args.only)} matches no path; see `goingdeeper bench`")
+    rows = []
+    for name, build in chosen.items():
+        model = build()
+        for batch in args.batch_sizes:
+            t = _time(model, batch, device, args.repeats, args.warmup)
+            rows.append({"path": name, "batch": batch, **t, "images_per_s": batch / t["median_s"]})
+    print(_table(rows))
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _time(model, batch: int, device: torch.device, repeats: int, warmup: int) -> dict:
+    x = torch.randn(batch, 3, INPUT_SIZE, INPUT_SIZE, device=device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else None
+    with torch.inference_mode():
+        return time_call(lambda: model(x), repeats=repeats, warmup=warmup, sync=sync)
+
+
+def _table(rows: list[dict]) -> str:
+    ref = {r["batch"]: r["images_per_s"] for r in rows if r["path"] == REFERENCE}
+    body = [
+        [
+            r["path"],
+            str(r["batch"]),
+            f"{r['images_per_s']:.1f}",
+            f"{1e3 * r['median_s']:.1f}",
+            f"{r['images_per_s'] / ref[r['batch']]:.2f}x" if r["batch"] in ref else "",
+        ]
+        for r in rows
+    ]
+    header = ["path", "batch", "images/s", "latency ms", "vs torchvision eager"]
+    return render_table(header, body, 1)

@@ -1,0 +1,108 @@
+"""`goingdeeper export onnx|program`: a model's inference graph as a file."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import UsageError
+from ..inference import calibration_images, write_onnx, write_program
+from ..registry import create_model, model_card
+from ..weights import load_weights
+from .common import HELP_FORMAT, positive
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a model's inference graph as ONNX (fp32 or int8) or a torch.export program",
+        epilog="examples:\n"
+        "  goingdeeper export onnx --model googlenet_torchvision --out tv.onnx --fused\n"
+        "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g.onnx --fused\n"
+        "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g8.onnx --fused \\\n"
+        "      --int8 --calibration ../shared/data/imagenet-sample\n"
+        "  goingdeeper export program --model googlenet --out googlenet.pt2",
+        formatter_class=HELP_FORMAT,
+    )
+    esub = p.add_subparsers(dest="export_command", metavar="FORMAT")
+    for name, func, what in (
+        ("onnx", run_onnx, "ONNX file (dynamic batch), checked to run in ONNX Runtime"),
+        ("program", run_program, "torch.export program (.pt2)"),
+    ):
+        q = esub.add_parser(name, help=what)
+        source = q.add_mutually_exclusive_group(required=True)
+        source.add_argument("--model", help="a registered model name (random weights)")
+        source.add_argument("--weights", help="a .safetensors file written by `weights import`")
+        q.add_argument("--out", required=True, type=Path)
+        q.add_argument("--input-size", type=int, help="square input (default: the crop size)")
+        q.add_argument(
+            "--fused",
+            action="store_true",
+            help="the fast graph: every BatchNorm folded into its convolution",
+        )
+        q.add_argument(
+            "--fuse-1x1",
+            action="store_true",
+            help="with --fused: each Inception module's three 1x1s on its input as one conv "
+            "and a Split (faster in PyTorch, slower in ONNX Runtime)",
+        )
+        if name == "onnx":
+            q.add_argument("--int8", action="store_true", help="int8 static quantization (QDQ)")
+            q.add_argument("--calibration", type=Path, help="folder of calibration images")
+            q.add_argument(
+                "--calibration-images", type=int, default=200, help="how many to use (sorted)"
+            )
+        q.set_defaults(func=func)
+
+
+def _model_to_export(args: argparse.Namespace):
+    """(model, input size, preprocessing) from --model NAME or --weights FILE."""
+    positive(args.input_size, "--input-size")
+    if args.weights:
+        model, card = load_weights(args.weights)
+        pre = card.preprocessing
+    else:
+        pre = model_card(args.model).preprocessing
+        model = create_model(args.model)
+    return model, args.input_size or pre.crop, pre
+
+
+def _check_fusion(args: argparse.Namespace) -> None:
+    if args.fuse_1x1 and not args.fused:
+        raise UsageError("--fuse-1x1 goes with --fused (the 1x1s fuse in the folded graph)")
+
+
+def _graph_kind(args: argparse.Namespace) -> str:
+    if not args.fused:
+        return "plain"
+    return "BatchNorm folded, 1x1s fused" if args.fuse_1x1 else "BatchNorm folded"
+
+
+def run_onnx(args: argparse.Namespace) -> int:
+    _check_fusion(args)
+    if args.int8 and not args.calibration:
+        raise UsageError("--int8 needs --calibration DIR: a folder of images to calibrate on")
+    if args.calibration and not args.int8:
+        raise UsageError("--calibration is for --int8; add --int8 or leave it out")
+    images = calibration_images(args.calibration, args.calibration_images) if args.int8 else None
+    model, size, pre = _model_to_export(args)
+    out = write_onnx(
+        model,
+        args.out,
+        size,
+        fused=args.fused,
+        fuse_1x1=args.fuse_1x1,
+        int8_calibration=images,
+        preprocessing=pre,
+    )
+    kind = f"int8, calibrated on {len(images)} images" if images else "fp32"
+    print(f"wrote {out} ({kind}, {_graph_kind(args)} graph, {size}x{size})")
+    return 0
+
+
+def run_program(args: argparse.Namespace) -> int:
+    _check_fusion(args)
+    model, size, _ = _model_to_export(args)
+    out = write_program(model, args.out, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
+    print(f"wrote {out} (torch.export program, {size}x{size}; load with torch.export.load)")
+    return 0

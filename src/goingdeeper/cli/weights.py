@@ -1,0 +1,68 @@
+"""`goingdeeper weights import|show`: other projects' weights into our format, and a card."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torchvision
+
+from ..weights import import_bvlc, import_torchvision, read_card, save_weights
+from .common import HELP_FORMAT, module_count
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("weights", help="import and inspect weight files")
+    wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
+    q = wsub.add_parser(
+        "import",
+        help="convert BVLC Caffe or torchvision weights to our format",
+        epilog="examples:\n"
+        "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
+        "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
+        "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
+        "  goingdeeper weights import torchvision resnet50-0676ba61.pth --out resnet50\n"
+        "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
+        formatter_class=HELP_FORMAT,
+    )
+    q.add_argument("kind", choices=["bvlc", "torchvision"])
+    q.add_argument("source", help="a .caffemodel, a BVLC blob folder, a .pth file, or 'download'")
+    q.add_argument(
+        "--out", required=True, help="output path (.safetensors; a .json card beside it)"
+    )
+    q.add_argument(
+        "--aux",
+        action="store_true",
+        help="GoogLeNet: keep aux heads (freshly initialised when the source lacks them)",
+    )
+    q.set_defaults(func=run_import)
+    q = wsub.add_parser("show", help="print a weight file's card")
+    q.add_argument("path")
+    q.set_defaults(func=run_show)
+
+
+def run_import(args: argparse.Namespace) -> int:
+    if args.kind == "bvlc":
+        model, card = import_bvlc(args.source, aux_logits=args.aux)
+    else:
+        source = args.source
+        if source == "download":  # needs internet: torchvision fetches its published weights
+            source = torchvision.models.googlenet(weights="DEFAULT").state_dict()
+        model, card = import_torchvision(source, aux_logits=True if args.aux else None)
+    out = save_weights(model, card, args.out)
+    print(
+        f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "
+        f"{module_count(model):,} parameters)"
+    )
+    for note in card.provenance.get("notes", []):
+        print(f"note: {note}")
+    return 0
+
+
+def run_show(args: argparse.Namespace) -> int:
+    card = read_card(args.path)
+    d = card.to_dict()
+    if len(d["class_names"]) > 6:
+        d["class_names"] = d["class_names"][:5] + [f"... ({len(card.class_names)} in all)"]
+    print(json.dumps(d, indent=2))
+    return 0

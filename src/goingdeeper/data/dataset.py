@@ -1,0 +1,222 @@
+"""The one dataset type: samples of (image source, label) read by a reader, with the helpers
+every source shares (splits, class lists, the collate function that drops bad images).
+
+Bad images never end an epoch. Grayscale, palette, CMYK, 16-bit and alpha images are converted
+to 8-bit RGB (`images.to_rgb`); an image that cannot be decoded (zero bytes, truncated,
+corrupt, not an image, beyond the decompression-bomb limit) makes `__getitem__` return
+`(None, label, message)`, and `collate_skip` hands the messages to the trainer, which counts
+and names them. Problems with the data set as a whole (a missing or empty folder, classes that
+differ between train and test, an unknown format) are one `DataError` before training starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+from torch.utils.data import Dataset, default_collate
+
+from ..errors import DataError, ImageError
+from ..images import load_image, to_rgb
+
+logger = logging.getLogger(__name__)
+
+
+class ImageDataset(Dataset):
+    """Samples of (image source, label), read by a `reader` and mapped by `transform`.
+
+    `__getitem__(i)` returns `(transform(image), label)`, or `(None, label, message)` when the
+    image cannot be used; `message` is one line, "<source>: <what is wrong>". Use
+    `collate_skip` as the DataLoader's `collate_fn` to drop such samples and report them.
+    The reader is a callable `source -> RGB PIL image` raising `ImageError`, with a
+    `describe(source) -> str`; the default reads image files with `images.load_image`.
+    """
+
+    def __init__(
+        self,
+        samples: Sequence[tuple[Any, int]],
+        classes: Sequence[str],
+        transform: Callable[[Image.Image], Any] | None = None,
+        *,
+        reader: Any = None,
+        origin: str = "",
+    ) -> None:
+        self.samples = list(samples)
+        self.classes = list(classes)
+        self.targets = [int(label) for _, label in self.samples]
+        self.transform = transform
+        self.reader = reader if reader is not None else FileReader()
+        self.origin = origin
+        if self.targets and not (min(self.targets) >= 0 and max(self.targets) < len(classes)):
+            raise DataError(
+                f"{origin or 'data set'}: labels must lie in 0..{len(classes) - 1} "
+                f"(one per class), got {min(self.targets)}..{max(self.targets)}"
+            )
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __repr__(self) -> str:
+        return (
+            f"ImageDataset({len(self)} samples, {len(self.classes)} classes, "
+            f"from {self.origin or '?'})"
+        )
+
+    def describe(self, i: int) -> str:
+        """The name of sample i's source, as messages show it."""
+        return self.reader.describe(self.samples[i][0])
+
+    def load(self, i: int) -> Image.Image:
+        """Sample i as an 8-bit RGB image; raises `ImageError` when it cannot be used."""
+        try:
+            return self.reader(self.samples[i][0])
+        except ImageError:
+            raise
+        except Exception as e:  # Pillow's decoders raise struct.error, IndexError, ... on bad files
+            raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
+
+    def __getitem__(self, i: int) -> tuple[Any, int] | tuple[None, int, str]:
+        label = self.targets[i]
+        try:
+            image = self.load(i)
+        except ImageError as e:
+            return None, label, str(e)
+        return (self.transform(image) if self.transform is not None else image), label
+
+    def subset(self, indices: Sequence[int], origin: str | None = None) -> ImageDataset:
+        """The samples at `indices`, sharing this data set's reader, classes and transform."""
+        return ImageDataset(
+            [self.samples[i] for i in indices],
+            self.classes,
+            self.transform,
+            reader=self.reader,
+            origin=self.origin if origin is None else origin,
+        )
+
+
+def collate_skip(batch: Sequence[tuple]) -> tuple[Tensor, Tensor, list[str]]:
+    """Default-collate the good samples; the third item names the skipped ones.
+
+    Each skipped sample contributes its one-line message ("<source>: <what is wrong>"). When
+    every sample of the batch was skipped, the images and labels are empty tensors
+    (`len(labels) == 0`) and the caller skips the step.
+    """
+    good = [sample for sample in batch if sample[0] is not None]
+    skipped = [sample[2] for sample in batch if sample[0] is None]
+    if not good:
+        return torch.empty(0), torch.empty(0, dtype=torch.long), skipped
+    images, labels = default_collate(good)
+    return images, labels, skipped
+
+
+def stratified_split(
+    targets: Sequence[int], test_fraction: float = 0.2, seed: int = 0
+) -> tuple[list[int], list[int]]:
+    """Indices of (train, test): round(test_fraction * n) of each class's n samples to test.
+
+    Deterministic for a seed (torch's generator, the same on every platform).
+    """
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie strictly between 0 and 1, got {test_fraction}")
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.as_tensor(list(targets), dtype=torch.long)
+    train: list[int] = []
+    test: list[int] = []
+    for c in labels.unique().tolist():
+        members = (labels == c).nonzero().flatten()
+        members = members[torch.randperm(len(members), generator=generator)]
+        k = round(len(members) * test_fraction)
+        test += members[:k].tolist()
+        train += members[k:].tolist()
+    return sorted(train), sorted(test)
+
+
+def check_splits(train: ImageDataset, test: ImageDataset) -> None:
+    """DataError unless both splits have samples and the same classes in the same order."""
+    for name, ds in (("train", train), ("test", test)):
+        if len(ds) == 0:
+            raise DataError(f"the {name} split is empty ({ds.origin or 'no source'})")
+    if train.classes != test.classes:
+        raise DataError(class_difference("train", train.classes, "test", test.classes))
+
+
+def class_difference(name_a: str, a: Sequence[str], name_b: str, b: Sequence[str]) -> str:
+    parts = []
+    if only := sorted(set(a) - set(b)):
+        parts.append(f"only in {name_a}: {some(only)}")
+    if only := sorted(set(b) - set(a)):
+        parts.append(f"only in {name_b}: {some(only)}")
+    if not parts:
+        parts.append("the same names in a different order, so the labels would not match")
+    return f"{name_a} has {len(a)} classes, {name_b} has {len(b)}: " + "; ".join(parts)
+
+
+def some(names: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def match_classes(found: list[str], expected: Sequence[str] | None, where: str) -> list[str]:
+    """The label order: `expected` when given (it must name the same classes), else `found`."""
+    if expected is None:
+        return found
+    expected = list(expected)
+    if sorted(found) != sorted(expected):
+        raise DataError(class_difference(where, found, "the expected class list", expected))
+    return expected
+
+
+def check_split(split: str, kind: str) -> None:
+    if split not in ("train", "test"):
+        raise DataError(f"{kind} has the splits 'train' and 'test', got {split!r}")
+
+
+def spread(n: int, total: int) -> list[int]:
+    """n indices spread evenly over range(total): folders and archives list their samples class
+    by class, so the first n would hold only the first classes."""
+    if n >= total:
+        return list(range(total))
+    return [i * total // n for i in range(n)]
+
+
+def log_ignored(ignored: list[str], where: object) -> None:
+    if ignored:
+        logger.warning(
+            "%s: ignored %d files that are not images by their extension, e.g. %s",
+            where,
+            len(ignored),
+            some(ignored, 3),
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# Readers: source -> RGB PIL image
+
+
+class FileReader:
+    """Image files on disk, through `images.load_image`."""
+
+    def __call__(self, source: str) -> Image.Image:
+        return load_image(source)
+
+    def describe(self, source: str) -> str:
+        return str(source)
+
+
+class ArrayReader:
+    """Images held in a uint8 array, N x H x W (grayscale) or N x H x W x 3 (RGB)."""
+
+    def __init__(self, images: np.ndarray, name: str) -> None:
+        self.images = images
+        self.name = name
+
+    def __call__(self, index: int) -> Image.Image:
+        return to_rgb(Image.fromarray(self.images[index]))
+
+    def describe(self, index: int) -> str:
+        return f"{self.name}[{index}]"

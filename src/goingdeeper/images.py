@@ -1,0 +1,114 @@
+"""Image files: which names are images, listing them in a folder, decoding them to 8-bit RGB.
+
+Every reader of the package (data sets, evaluation, calibration, the visualizer, `predict`)
+lists files with `image_files` and decodes them with `load_image` or `decode_image`, so that
+they agree on what an image is and on what a bad one says.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .errors import ImageError
+
+IMAGE_EXTENSIONS = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
+)
+# Pillow's default decompression-bomb limit is ~89 M pixels; real photos stay far below it.
+MAX_IMAGE_PIXELS = 178_956_970
+
+
+def is_image_name(name: str) -> bool:
+    """Whether a file name has an image extension (any case)."""
+    return os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+
+
+def is_hidden(name: str) -> bool:
+    """Names starting with a dot: `.DS_Store`, macOS's `._photo.jpg` resource forks, `.git`."""
+    return name.startswith(".")
+
+
+def image_files(
+    folder: str | Path, *, recursive: bool = True, ignored: list[str] | None = None
+) -> list[Path]:
+    """The image files in `folder` (and its subfolders when `recursive`), sorted by path.
+
+    Hidden files and folders are skipped. Files without an image extension are left out and,
+    when `ignored` is given, appended to it (so a caller can say how many it passed over).
+    Files with an image extension are listed even when they cannot be decoded: readers skip
+    and count those, so that a broken file is reported rather than silently left out.
+    """
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if recursive and not is_hidden(d))
+        for name in sorted(filenames):
+            if is_hidden(name):
+                continue
+            path = Path(dirpath, name)
+            if is_image_name(name):
+                found.append(path)
+            elif ignored is not None:
+                ignored.append(str(path))
+    return sorted(found)
+
+
+def to_rgb(img: Image.Image) -> Image.Image:
+    """Any Pillow mode to 8-bit RGB: grayscale, palette, CMYK, 16-bit, alpha (on white)."""
+    img = ImageOps.exif_transpose(img) if hasattr(img, "getexif") else img
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(img, dtype=np.float64)
+        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
+        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        lo, hi = float(arr.min()), float(arr.max())
+        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode == "P":
+        img = img.convert("RGBA")
+    if img.mode in ("RGBA", "LA", "PA"):
+        background = Image.new("RGB", img.size, (255, 255, 255))
+        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
+        return background
+    return img.convert("RGB")
+
+
+def _decode(open_image: Callable[[], Image.Image], name: str) -> Image.Image:
+    """Open, fully decode and convert one image, every failure an `ImageError` naming it."""
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # read at each call: tests lower the limit
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with open_image() as img:
+                img.load()
+                return to_rgb(img)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise ImageError(f"{name}: image too large to decode safely ({e})") from None
+    except (OSError, SyntaxError, ValueError) as e:  # Pillow's "cannot identify", truncation
+        raise ImageError(f"{name}: not a readable image ({e})") from None
+
+
+def load_image(path: str | Path) -> Image.Image:
+    """Open an image file as 8-bit RGB, or raise `ImageError` with a message for a person."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    return _decode(lambda: Image.open(path), str(path))
+
+
+def decode_image(data: bytes, name: str) -> Image.Image:
+    """Image bytes (a tar member, say) as 8-bit RGB, with `load_image`'s checks and messages."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    return _decode(lambda: Image.open(io.BytesIO(data)), name)

@@ -1,0 +1,169 @@
+"""What every registered model offers, and the helpers their files share.
+
+`Classifier` is the surface of every model in the registry, with timm's names:
+`forward_features(x)` -> feature maps (a Tensor), `forward_head(features)` -> logits,
+`forward(x)` = head(features(x)) after `check_input(x)`, and `reset_classifier(num_classes)`.
+A model declares what it has as class or instance attributes rather than being recognised by
+its name: the input planes it reads (`in_channels`), the smallest square input it takes
+(`min_size`) and, for a network of one input size, the largest (`max_size`), and its
+training-only heads (`aux_heads`), which inference and export graphs leave out.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict
+from typing import Any, NamedTuple
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InputError
+from ..preprocess import Preprocessing
+
+
+class ImportedState(NamedTuple):
+    """Another library's state dict, recognised by the model file whose network it fits: the
+    registered model, its constructor arguments, the tensors under our keys, and the input
+    transform those weights were trained with."""
+
+    model: str
+    kwargs: dict[str, Any]
+    state: dict[str, Tensor]
+    preprocessing: Preprocessing
+
+
+class Classifier(nn.Module):
+    """The model surface shared by every registered network (see the module docstring)."""
+
+    network_name: str = ""  # in messages; the class name when empty
+    in_channels: int = 3
+    min_size: int = 1
+    max_size: int | None = None
+    aux_heads: tuple[str, ...] = ()
+    num_classes: int
+    num_features: int
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward_head(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        self.check_input(x)
+        return self.forward_head(self.forward_features(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        raise NotImplementedError
+
+    def check_input(self, x: Tensor, *, min_size: int | None = None, needs: str = "") -> None:
+        """An `InputError` unless `x` is N x in_channels x H x W with H and W in range.
+
+        `min_size`, `needs`: a larger minimum for this call and what needs it (GoogLeNet's
+        aux heads in training)."""
+        check_input(
+            x,
+            channels=self.in_channels,
+            min_size=self.min_size if min_size is None else min_size,
+            max_size=self.max_size,
+            what=needs or self.network_name or type(self).__name__,
+        )
+
+    def remove_aux_heads(self) -> None:
+        """Drop the training-only heads (in place): what inference and export graphs hold."""
+        for name in self.aux_heads:
+            setattr(self, name, None)
+
+
+def check_input(
+    x: Tensor, *, channels: int, min_size: int = 1, max_size: int | None = None, what: str
+) -> None:
+    """The one input check: rank 4, `channels` planes, sides from `min_size` to `max_size`."""
+    fixed = max_size is not None and max_size == min_size
+    sides = f"{min_size} x {min_size}" if fixed else "H x W"
+    h, w = (x.shape[-2], x.shape[-1]) if x.dim() == 4 else (0, 0)
+    wrong_size = fixed and (h, w) != (min_size, min_size)
+    too_large = max_size is not None and max(h, w) > max_size
+    if x.dim() != 4 or x.shape[1] != channels or wrong_size or too_large:
+        raise InputError(
+            f"{what} takes N x {channels} x {sides} images, got shape {tuple(x.shape)}"
+        )
+    if min(h, w) < min_size:
+        raise InputError(
+            f"input {h}x{w} is too small for {what}: the smallest that works is "
+            f"{min_size}x{min_size}"
+        )
+
+
+def example_input(
+    model: nn.Module,
+    batch: int = 1,
+    size: int | tuple[int, int] | None = None,
+    *,
+    channels: int | None = None,
+) -> Tensor:
+    """A zero batch the model accepts, on its device and in its dtype: its own planes (or
+    `channels`), at `size` (a side or (height, width)) or its smallest (or only) input size,
+    224 for a model that states none."""
+    channels = channels or getattr(model, "in_channels", 3)
+    if size is None:
+        size = getattr(model, "max_size", None) or getattr(model, "min_size", None) or 224
+    h, w = (size, size) if isinstance(size, int) else size
+    param = next(model.parameters(), None)
+    if param is None:
+        return torch.zeros(batch, channels, h, w)
+    dtype = param.dtype if param.is_floating_point() else None
+    return torch.zeros(batch, channels, h, w, device=param.device, dtype=dtype)
+
+
+def out_size(n: int, kernel: int, stride: int, padding: int = 0, ceil: bool = False) -> int:
+    """PyTorch's output-size rule for a convolution or pool, ceil mode included."""
+    if ceil:
+        o = -(-(n + 2 * padding - kernel) // stride) + 1
+        return o - 1 if (o - 1) * stride >= n + padding else o
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def he_normal_fan_out_(model: nn.Module) -> None:
+    """He et al. 2015 ("Delving deep") as the ResNet authors' Torch code applies it:
+    N(0, 2 / n) with n = kernel area x output channels per group; BatchNorm to the identity;
+    linear biases zero."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels // m.groups
+            nn.init.normal_(m.weight, 0.0, math.sqrt(2.0 / n))
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Linear):
+            nn.init.zeros_(m.bias)
+
+
+def new_linear(in_features: int, out_features: int, *, std: float | None = None) -> nn.Linear:
+    """A fresh classifier layer: PyTorch's default weights (or N(0, std)), zero bias."""
+    fc = nn.Linear(in_features, out_features)
+    if std is not None:
+        nn.init.normal_(fc.weight, 0.0, std)
+    nn.init.zeros_(fc.bias)
+    return fc
+
+
+def fc_relu(in_features: int, out_features: int) -> nn.Sequential:
+    """A fully connected layer and its ReLU, as `fc` and `relu` (AlexNet's and VGG's fc6, fc7)."""
+    return nn.Sequential(
+        OrderedDict(fc=nn.Linear(in_features, out_features), relu=nn.ReLU(inplace=True))
+    )
+
+
+def count_blocks(state: dict[str, Tensor], pattern: str) -> tuple[int, ...]:
+    """How many modules `pattern` (groups: stage, index from 0 or 1) finds in each stage of a
+    state dict, stage 1 first: the highest index per stage."""
+    found: dict[int, int] = {}
+    for key in state:
+        m = re.match(pattern, key)
+        if m:
+            stage, index = int(m.group(1)), int(m.group(2))
+            found[stage] = max(found.get(stage, 0), index)
+    return tuple(found[s] for s in sorted(found))

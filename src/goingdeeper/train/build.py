@@ -1,0 +1,153 @@
+"""The pieces of a training run, built from its config: data and loaders, the model, the
+optimizer and learning-rate schedule, and the input transforms the data and the saved weights
+take."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, DistributedSampler, Subset
+
+from ..data import (
+    WHOLE_IMAGE_RECIPES,
+    check_splits,
+    collate_skip,
+    eval_transform,
+    open_dataset,
+    spread,
+    train_transform,
+)
+from ..errors import ConfigError
+from ..preprocess import Preprocessing
+from ..registry import create_model, model_card
+from ..weights import load_weights, read_card
+from . import config as cfg
+from .distributed import Distributed, epoch_seed
+from .engine import lr_factor
+
+
+def build_data(c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed):
+    train_tf = train_transform(
+        c.recipe,
+        c.input_size,
+        preprocessing,
+        flip=c.flip,
+        photometric=c.photometric,
+        interpolations=tuple(c.interpolations),
+        pca_lighting=c.pca_lighting,
+        scale_jitter=tuple(c.scale_jitter) if c.scale_jitter else None,
+        distortion=c.distortion,
+    )
+    if c.recipe in WHOLE_IMAGE_RECIPES:  # small images: the whole image, as in training
+        eval_tf = train_transform("none", c.input_size, preprocessing)
+    else:  # photos: shorter side, center crop (the weights' own protocol, scaled)
+        eval_tf = eval_transform(c.input_size, preprocessing)
+    train_ds = open_dataset(c.data, "train", transform=train_tf)
+    test_ds = open_dataset(c.data, "test", transform=eval_tf, classes=train_ds.classes)
+    check_splits(train_ds, test_ds)
+    classes = list(train_ds.classes)
+    if c.limit_train:
+        train_ds = Subset(train_ds, spread(c.limit_train, len(train_ds)))
+    if c.limit_test:
+        test_ds = Subset(test_ds, spread(c.limit_test, len(test_ds)))
+    return train_ds, test_ds, classes
+
+
+def make_loader(
+    ds, batch_size: int, c: cfg.TrainConfig, d: Distributed, *, train: bool, epoch: int = 0
+) -> DataLoader:
+    sampler = None
+    if train:  # the same sampler for 1 or N processes: the same global order of samples
+        sampler = DistributedSampler(
+            ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=c.seed, drop_last=False
+        )
+        sampler.set_epoch(epoch)
+    generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
+    return DataLoader(
+        ds,
+        batch_size=batch_size,
+        sampler=sampler,
+        shuffle=False,
+        num_workers=c.workers,
+        collate_fn=collate_skip,
+        generator=generator,
+        persistent_workers=False,
+        pin_memory=False,
+        drop_last=False,
+    )
+
+
+def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, Any]:
+    """The model, the constructor arguments to save in its card, and its preprocessing."""
+    card = model_card(c.model)
+    kwargs = dict(c.model_args)
+    if card.takes_input_size:  # the aux heads are sized for the training input
+        kwargs.setdefault("input_size", c.input_size)
+    if c.init_weights:
+        model, wcard = load_weights(c.init_weights, **kwargs)
+        kwargs = {**wcard.model_kwargs, **kwargs}
+        if c.new_head or wcard.num_classes != num_classes:
+            if not c.new_head:
+                raise ConfigError(
+                    f"{c.init_weights} has {wcard.num_classes} classes, the data has "
+                    f"{num_classes}: set new_head=true to fine-tune with a new classifier"
+                )
+            model.reset_classifier(num_classes)
+        kwargs["num_classes"] = num_classes
+        return model, kwargs, wcard.preprocessing
+    kwargs["num_classes"] = num_classes
+    return create_model(c.model, **kwargs), kwargs, card.preprocessing
+
+
+def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for _name, p in model.named_parameters():
+        if not p.requires_grad:  # frozen
+            continue
+        # Caffe's replication: decay_mult 0 on biases; BatchNorm scales and shifts too
+        (no_decay if p.ndim <= 1 else decay).append(p)
+    groups = [
+        {"params": decay, "weight_decay": c.weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    if c.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=c.lr)
+    return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
+
+
+def build_scheduler(c: cfg.TrainConfig, optimizer, steps_per_epoch: int):
+    def factor(step: int) -> float:
+        return lr_factor(
+            step / steps_per_epoch,
+            schedule=c.lr_schedule,
+            epochs=c.epochs,
+            step_epochs=c.lr_step_epochs,
+            gamma=c.lr_gamma,
+            warmup_epochs=c.warmup_epochs,
+        )
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+# --- logs ---------------------------------------------------------------------------------------
+
+
+def input_preprocessing(c: cfg.TrainConfig) -> Preprocessing:
+    """What the model's input must look like: the card of the weights fine-tuned from, or the
+    model's own card for a model trained from scratch."""
+    if c.init_weights:
+        return read_card(c.init_weights).preprocessing
+    return model_card(c.model).preprocessing
+
+
+def card_preprocessing(preprocessing: Preprocessing, c: cfg.TrainConfig) -> Preprocessing:
+    """What the trained weights expect: the whole image resized for small-image recipes (as in
+    training), else the weights' own protocol scaled to the training size."""
+    if c.recipe in WHOLE_IMAGE_RECIPES:
+        pad = preprocessing.pad_for(c.input_size)
+        return preprocessing.replace(resize=c.input_size - 2 * pad, crop=c.input_size, pad=pad)
+    return (
+        preprocessing.scaled(c.input_size) if preprocessing.crop != c.input_size else preprocessing
+    )

@@ -1,0 +1,55 @@
+"""Where a run executes: one process or several under `torchrun`, and on which device.
+
+`torchrun --nproc_per_node=N -m goingdeeper train ...` starts N processes; `setup_distributed`
+reads RANK / WORLD_SIZE / LOCAL_RANK from the environment and joins the group (NCCL on GPUs,
+gloo on CPUs). The same command without torchrun is one process.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed() -> Distributed:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return Distributed()
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+    return Distributed(rank, world, local)
+
+
+def pick_device(name: str, d: Distributed) -> torch.device:
+    if name == "auto":
+        return (
+            torch.device(f"cuda:{d.local_rank}")
+            if torch.cuda.is_available()
+            else torch.device("cpu")
+        )
+    if name == "cuda" and d.world > 1:
+        return torch.device(f"cuda:{d.local_rank}")
+    return torch.device(name)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    """Every epoch starts from a seed of its own, so a resumed run repeats it exactly."""
+    return (seed * 1_000_003 + epoch * 7919 + rank) % (2**63)

@@ -1,0 +1,427 @@
+"""`fit(config)`: a training run as three steps, `setup_run`, `run_epoch` for each epoch, and
+`finish`, around one `Run` object that holds the data, the model, its Polyak average, the
+optimizer and everything an epoch reads or writes.
+
+The run folder gets: checkpoint.pt after every epoch (atomically), config.json, log.csv,
+steps.csv, TensorBoard events, curves.png, and at the end the raw and the Polyak-averaged
+weights in our format (model.safetensors, model_polyak.safetensors) with the test protocol's
+results (views.json). The batch size in the config is the global one, split over the
+processes of a distributed run (`train/distributed.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+from torch import nn
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import Subset
+
+from ..data import spread
+from ..errors import CheckpointError, ConfigError, TrainingError
+from ..evaluate import evaluate
+from ..preprocess import Preprocessing
+from ..weights import WeightsCard, save_weights
+from . import config as cfg
+from .build import (
+    build_data,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    card_preprocessing,
+    input_preprocessing,
+    make_loader,
+)
+from .cache import FrozenPrefixCache
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .distributed import Distributed, epoch_seed, pick_device, setup_distributed
+from .engine import NonFiniteLossError, TrainStep, evaluate_accuracy, freeze, train_one_epoch
+from .logs import StepLog, plot_curves, tensorboard_writer, write_csv
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "checkpoint.pt"
+
+ProgressFactory = Callable[..., Any]
+
+
+@dataclass
+class Run:
+    """One training run: what `setup_run` builds and every epoch reads and updates."""
+
+    config: cfg.TrainConfig
+    dist: Distributed
+    device: torch.device
+    out: Path
+    train_ds: Any
+    test_ds: Any
+    classes: list[str]
+    model: nn.Module
+    model_kwargs: dict
+    preprocessing: Preprocessing  # what the model's input must look like
+    step: nn.Module  # TrainStep (model and loss), inside DDP when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    per_rank: int  # batch size of one process
+    steps_per_epoch: int
+    averaged: AveragedModel | None = None
+    scaler: torch.amp.GradScaler | None = None
+    cache: FrozenPrefixCache | None = None
+    history: list[dict] = field(default_factory=list)
+    start_epoch: int = 0
+    writer: Any = None  # TensorBoard
+    step_log: StepLog | None = None
+    progress: ProgressFactory | None = None
+    on_epoch: Callable[[dict], None] | None = None
+
+
+def fit(
+    c: cfg.TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressFactory | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> dict:
+    """Train as `c` says; returns the final metrics and the paths written."""
+    run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)
+    for epoch in range(run.start_epoch, c.epochs):
+        run_epoch(run, epoch)
+    return finish(run)
+
+
+# --- setup ---------------------------------------------------------------------------------------
+
+
+def setup_run(
+    c: cfg.TrainConfig,
+    *,
+    resume: bool = False,
+    progress: ProgressFactory | None = None,
+    on_epoch: Callable[[dict], None] | None = None,
+) -> Run:
+    """Data, model, optimizer and logs for `c`; with `resume`, the state of out/checkpoint.pt."""
+    d = setup_distributed()
+    device = pick_device(c.device, d)
+    _check_runtime(c, device, d)
+    torch.manual_seed(c.seed)
+    out = Path(c.out)
+    if d.main:
+        out.mkdir(parents=True, exist_ok=True)
+    train_ds, test_ds, classes = build_data(c, input_preprocessing(c), d)
+    torch.manual_seed(c.seed)  # the same initial weights whatever ran before
+    model, model_kwargs, preprocessing = build_model(c, len(classes))
+    model.to(device)
+    if c.channels_last:
+        model.to(memory_format=torch.channels_last)
+    parts = _training_parts(c, d, device, model, train_ds)
+    parts.update(out=out, train_ds=train_ds, test_ds=test_ds, classes=classes)
+    parts.update(model_kwargs=model_kwargs, preprocessing=preprocessing)
+    run = Run(**parts, progress=progress, on_epoch=on_epoch)
+    if resume:
+        _restore(run, load_checkpoint(out / CHECKPOINT))
+    run.writer = tensorboard_writer(out / "tensorboard") if c.tensorboard and d.main else None
+    if d.main:
+        cfg.save(c, out / "config.json")
+    every = c.log_every if d.main else 0
+    run.step_log = StepLog(out / "steps.csv", every, start=run.start_epoch * run.steps_per_epoch)
+    return run
+
+
+def _check_runtime(c: cfg.TrainConfig, device: torch.device, d: Distributed) -> None:
+    if c.amp == "fp16" and device.type != "cuda":
+        raise ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on the CPU")
+    if c.batch_size % d.world:
+        raise ConfigError(f"batch_size {c.batch_size} does not split over {d.world} processes")
+    if c.deterministic:
+        torch.use_deterministic_algorithms(True)
+    if c.threads:
+        torch.set_num_threads(c.threads)
+
+
+def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds) -> dict:
+    """The Polyak average, the frozen modules, the step (DDP when distributed), the cache,
+    the optimizer and its schedule."""
+    averaged = None
+    if c.polyak:
+        ema = get_ema_multi_avg_fn(c.polyak_decay)
+        averaged = AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
+    if c.freeze:
+        trainable = freeze(model, c.freeze)
+        log.info("frozen: %s; %s parameters train", ", ".join(c.freeze), f"{trainable:,}")
+    step: nn.Module = TrainStep(
+        model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing, frozen=c.freeze
+    )
+    cache = None
+    if c.cache_frozen_gb:  # after AveragedModel's copy: the hooks stay on the trained model
+        cache = FrozenPrefixCache(model, c.freeze, int(c.cache_frozen_gb * 1e9))
+        log.info("cache_frozen: %s", ", ".join(name for name, _ in cache.prefix))
+    if d.world > 1:
+        device_ids = [device.index] if device.type == "cuda" else None
+        step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
+    optimizer = build_optimizer(c, model)
+    per_rank = c.batch_size // d.world
+    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / d.world) / per_rank)
+    return dict(
+        config=c,
+        dist=d,
+        device=device,
+        model=model,
+        step=step,
+        optimizer=optimizer,
+        scheduler=build_scheduler(c, optimizer, steps_per_epoch),
+        per_rank=per_rank,
+        steps_per_epoch=steps_per_epoch,
+        averaged=averaged,
+        scaler=torch.amp.GradScaler("cuda") if c.amp == "fp16" else None,
+        cache=cache,
+    )
+
+
+def _restore(run: Run, state: dict) -> None:
+    """Continue where the checkpoint stopped: weights, average, optimizer, schedule, loss
+    scale, random state, history."""
+    saved = state.get("config", {})
+    for key in ("model", "data", "input_size", "batch_size", "seed"):
+        if saved.get(key) != getattr(run.config, key):
+            raise CheckpointError(
+                f"the checkpoint was made with {key}={saved.get(key)!r}, this run has "
+                f"{key}={getattr(run.config, key)!r}: resume with the same settings or start "
+                "a new --out"
+            )
+    run.model.load_state_dict(state["model"])
+    if run.averaged is not None and state.get("averaged") is not None:
+        run.averaged.load_state_dict(state["averaged"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    if run.scaler is not None and state.get("scaler"):
+        run.scaler.load_state_dict(state["scaler"])
+    set_rng_state(state["rng"])
+    run.history = list(state["history"])
+    run.start_epoch = int(state["epoch"])
+    log.info("resumed from %s at epoch %d", run.out / CHECKPOINT, run.start_epoch)
+
+
+# --- one epoch -----------------------------------------------------------------------------------
+
+
+def run_epoch(run: Run, epoch: int) -> dict:
+    """Train one epoch, evaluate, checkpoint and log; returns the epoch's row of log.csv."""
+    c, d = run.config, run.dist
+    torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
+    loader = make_loader(run.train_ds, run.per_rank, c, d, train=True, epoch=epoch)
+    bar = None
+    if run.progress and d.main and c.progress:
+        total = len(run.train_ds) // d.world
+        bar = run.progress(total=total, desc=f"epoch {epoch + 1}/{c.epochs}", unit="img")
+    try:
+        stats = train_one_epoch(
+            run.step,
+            run.optimizer,
+            loader,
+            device=run.device,
+            scheduler=run.scheduler,
+            scaler=run.scaler,
+            averaged=run.averaged,
+            amp=c.amp,
+            channels_last=c.channels_last,
+            grad_clip=c.grad_clip,
+            max_filter_rms=c.max_filter_rms,
+            on_batch=lambda info: _on_batch(run, epoch, info, bar),
+        )
+    except NonFiniteLossError as e:
+        raise TrainingError(
+            f"{e} in epoch {epoch + 1}: training stopped; the last good checkpoint "
+            f"({run.out / CHECKPOINT}) is kept. Lower lr (now {c.lr}) or set grad_clip"
+        ) from None
+    finally:
+        if bar is not None:
+            bar.close()
+    row = _epoch_row(run, epoch, stats)
+    if d.main:
+        row.update(_evaluate(run))
+        _record(run, row)
+    if d.world > 1:
+        dist.barrier()
+    return row
+
+
+def _on_batch(run: Run, epoch: int, info: dict, bar) -> None:
+    step = epoch * run.steps_per_epoch + info["batches"]
+    lr = run.optimizer.param_groups[0]["lr"]
+    run.step_log.record(step, epoch + info["batches"] / run.steps_per_epoch, info, lr)
+    if bar is not None:
+        bar.update(info["n"])
+        loss, acc, rate = info["loss"], info["acc"], info["images_per_s"]
+        bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", img_s=f"{rate:.1f}")
+
+
+def _epoch_row(run: Run, epoch: int, stats: dict) -> dict:
+    row = {
+        "epoch": epoch + 1,
+        "lr": run.optimizer.param_groups[0]["lr"],
+        "train_loss": stats["loss"],
+        "train_main_loss": stats["main_loss"],
+        "train_acc": stats["acc"],
+        "images_per_s": stats["images_per_s"],
+        "seconds": stats["seconds"],
+        "skipped": len(stats["skipped"]),
+    }
+    if run.cache is not None:
+        row.update(run.cache.stats())
+    if stats["skipped"] and run.dist.main:
+        log.warning(
+            "epoch %d: skipped %d unreadable images: %s",
+            epoch + 1,
+            len(stats["skipped"]),
+            ", ".join(sorted(set(stats["skipped"]))[:10]),
+        )
+    return row
+
+
+def _evaluate(run: Run) -> dict:
+    """Test loss, top-1 and top-5 of the raw weights and of the Polyak average (one view)."""
+    c = run.config
+    loader = make_loader(run.test_ds, run.per_rank, c, run.dist, train=False)
+    kwargs = dict(device=run.device, amp=c.amp, channels_last=c.channels_last)
+    m = evaluate_accuracy(run.model, loader, **kwargs)
+    row = {"test_loss": m["loss"], "test_acc": m["acc"], "test_top5": m["top5"]}
+    if run.averaged is not None:
+        p = evaluate_accuracy(run.averaged.module, loader, **kwargs)
+        row.update(polyak_test_loss=p["loss"], polyak_test_acc=p["acc"], polyak_test_top5=p["top5"])
+    return row
+
+
+def _record(run: Run, row: dict) -> None:
+    """The epoch into the history, the checkpoint, log.csv and TensorBoard (main process)."""
+    run.history.append(row)
+    state = {
+        "model": run.model.state_dict(),
+        "averaged": run.averaged.state_dict() if run.averaged is not None else None,
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict() if run.scaler is not None else None,
+        "epoch": row["epoch"],
+        "history": run.history,
+        "rng": rng_state(),
+        "config": run.config.to_dict(),
+    }
+    save_checkpoint(state, run.out / CHECKPOINT)
+    write_csv(run.history, run.out / "log.csv")
+    if run.writer is not None:
+        for key, value in row.items():
+            if key != "epoch":
+                run.writer.add_scalar(key, value, row["epoch"])
+        run.writer.flush()
+    if run.on_epoch is not None:
+        run.on_epoch(row)
+
+
+# --- the end -------------------------------------------------------------------------------------
+
+
+def finish(run: Run) -> dict:
+    """Close the run: the raw and averaged weights, the curves, the paper's test protocol on
+    the finished weights; returns the history, the models and the paths written."""
+    if run.cache is not None:
+        run.cache.close()
+    averaged = run.averaged.module if run.averaged is not None else None
+    result: dict[str, Any] = {
+        "history": run.history,
+        "out": str(run.out),
+        "model": run.model,
+        "averaged": averaged,
+    }
+    if run.dist.main and run.history:
+        result.update(_final_outputs(run))
+    if run.writer is not None:
+        run.writer.close()
+    return result
+
+
+def _final_outputs(run: Run) -> dict:
+    """Save the raw and the averaged weights in our format, the curves, and the views."""
+    c, last = run.config, run.history[-1]
+    pre = card_preprocessing(run.preprocessing, c)
+    base = dict(
+        model=c.model,
+        model_kwargs=run.model_kwargs,
+        num_classes=len(run.classes),
+        class_names=run.classes,
+        preprocessing=pre,
+    )
+    provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last["epoch"]}
+    provenance["config"] = c.to_dict()
+    metrics = {"test_acc": last["test_acc"], "test_top5": last["test_top5"]}
+    card = WeightsCard(**base, provenance=provenance, metrics=metrics)
+    paths = {"weights": str(save_weights(run.model, card, run.out / "model"))}
+    if run.averaged is not None:
+        metrics = {"test_acc": last["polyak_test_acc"], "test_top5": last["polyak_test_top5"]}
+        provenance = {**provenance, "polyak_decay": c.polyak_decay}
+        card = WeightsCard(**base, provenance=provenance, metrics=metrics)
+        path = save_weights(run.averaged.module, card, run.out / "model_polyak")
+        paths["polyak_weights"] = str(path)
+    if c.plots:
+        plot_curves(run.history, run.out / "curves.png")
+        paths["curves"] = str(run.out / "curves.png")
+    paths["log"] = str(run.out / "log.csv")
+    paths["checkpoint"] = str(run.out / CHECKPOINT)
+    views = []
+    if c.eval_views:
+        final = [("Polyak average", run.averaged.module)] if run.averaged is not None else []
+        views = evaluate_views(final or [("raw weights", run.model)], pre, run.test_ds, c)
+        (run.out / "views.json").write_text(json.dumps(views, indent=2) + "\n")
+        paths["views"] = str(run.out / "views.json")
+    return {"final": last, "paths": paths, "views": views}
+
+
+class TestImages:
+    """(PIL image, label) pairs of a test set, decoded when asked for (slices too)."""
+
+    def __init__(self, ds, limit: int = 0):
+        indices = list(range(len(ds)))
+        while isinstance(ds, Subset):
+            indices = [ds.indices[i] for i in indices]
+            ds = ds.dataset
+        if limit:  # spread over the classes, like limit_test
+            indices = [indices[i] for i in spread(limit, len(indices))]
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = self.indices[i]
+        try:
+            return self.ds.load(k), self.ds.targets[k]
+        except Exception:  # noqa: BLE001 - the evaluator counts and names unreadable files
+            return self.ds.describe(k), self.ds.targets[k]
+
+
+def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:
+    """The paper's test protocol (section 7) on the test set, for each finished model."""
+    rows = []
+    for views in c.eval_views:
+        items = TestImages(test_ds, c.eval_limit if views != "1" else 0)
+        for name, model in models:
+            r = evaluate([(model.eval(), pre)], items, views=views, batch_size=128)
+            rows.append(
+                {
+                    "model": name,
+                    "views": views,
+                    "images": r["images"],
+                    "top1_accuracy": r["top1_accuracy"],
+                    "top5_accuracy": r["top5_accuracy"],
+                    "cost": r["cost"],
+                    "seconds": r["seconds"],
+                }
+            )
+    return rows

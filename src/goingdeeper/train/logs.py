@@ -1,0 +1,100 @@
+"""A run's logs: steps.csv (every few steps), log.csv (every epoch), TensorBoard, the curves
+as a PNG. Everything is written as it comes, so a stopped run keeps what it logged."""
+
+from __future__ import annotations
+
+import csv
+import logging
+import os
+from pathlib import Path
+
+from matplotlib.figure import Figure
+
+log = logging.getLogger(__name__)
+
+
+class StepLog:
+    """Every `every` steps, one row of steps.csv: the step, the epoch (fractional), that
+    batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
+    appended and flushed as they come, so the curve survives a run that is stopped."""
+
+    FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
+
+    def __init__(self, path: Path, every: int, *, start: int = 0) -> None:
+        """`start`: the step a resumed run continues from; rows logged after it (by a run
+        stopped between checkpoints) are dropped, the ones before it kept."""
+        self.every = every
+        self.path = path
+        if every <= 0:
+            return
+        kept: list[list[str]] = []
+        if start and path.is_file():
+            with path.open(newline="") as f:
+                kept = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= start]
+        with path.open("w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(self.FIELDS)
+            writer.writerows(kept)
+
+    def record(self, step: int, epoch: float, info: dict, lr: float) -> None:
+        if self.every <= 0 or step % self.every:
+            return
+        row = (
+            step,
+            f"{epoch:.4f}",
+            f"{info['loss']:.5f}",
+            f"{info['acc']:.5f}",
+            f"{lr:.6g}",
+            f"{info['images_per_s']:.2f}",
+        )
+        with self.path.open("a", newline="") as f:
+            csv.writer(f).writerow(row)
+
+
+def write_csv(history: list[dict], path: Path) -> None:
+    if not history:
+        return
+    keys = list(history[0])
+    for row in history[1:]:
+        keys += [k for k in row if k not in keys]
+    tmp = path.with_suffix(".csv.tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=keys)
+        writer.writeheader()
+        writer.writerows(history)
+    os.replace(tmp, path)
+
+
+def plot_curves(history: list[dict], path: Path) -> None:
+    """Loss and top-1 accuracy per epoch, train and test (and the Polyak average's), as a PNG."""
+    epochs = [h["epoch"] for h in history]
+    fig = Figure(figsize=(11, 4))
+    ax1, ax2 = fig.subplots(1, 2)
+    ax1.plot(epochs, [h["train_loss"] for h in history], label="train (main + 0.3 aux)")
+    ax1.plot(epochs, [h["train_main_loss"] for h in history], label="train (main)")
+    ax1.plot(epochs, [h["test_loss"] for h in history], label="test")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("cross-entropy")
+    ax1.set_title("loss")
+    ax1.legend()
+    ax2.plot(epochs, [h["train_acc"] for h in history], label="train")
+    ax2.plot(epochs, [h["test_acc"] for h in history], label="test")
+    if "polyak_test_acc" in history[0]:
+        ax2.plot(epochs, [h["polyak_test_acc"] for h in history], label="test (Polyak average)")
+    ax2.set_xlabel("epoch")
+    ax2.set_ylabel("top-1 accuracy")
+    ax2.set_title("accuracy")
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def tensorboard_writer(folder: Path):
+    """A TensorBoard SummaryWriter in `folder`, or None where tensorboard cannot be imported:
+    a broken install loses this one log, not the run."""
+    try:  # imported here: seconds of start-up, for one optional log
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        log.warning("tensorboard is not importable; no TensorBoard log")
+        return None
+    return SummaryWriter(log_dir=str(folder))
