@@ -8,10 +8,10 @@ STAMP  := $(VENV)/.installed
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -28,6 +28,9 @@ lint: $(STAMP)
 format: $(STAMP)
 	$(VENV)/bin/ruff format src tests $(wildcard benchmarks)
 	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks)
+
+bench: $(STAMP)
+	$(PY) benchmarks/inference_bench.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache

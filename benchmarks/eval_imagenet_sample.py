@@ -21,7 +21,7 @@ import os
 import platform
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": " ".join(
             ["python", "benchmarks/eval_imagenet_sample.py", *(argv or sys.argv[1:])]
         ),
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs",
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import ImageError
+from .errors import DataError, ImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -57,6 +57,19 @@ def image_files(
             elif ignored is not None:
                 ignored.append(str(path))
     return sorted(found)
+
+
+def folder_images(folder: str | Path, what: str = "images") -> list[Path]:
+    """`image_files` of a folder a person named: a `DataError` when it does not exist or holds
+    no image file (`what` names them in the message)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: no such folder of {what}")
+    files = image_files(folder)
+    if not files:
+        extensions = ", ".join(sorted(IMAGE_EXTENSIONS))
+        raise DataError(f"{folder}: no {what} (files ending in {extensions})")
+    return files
 
 
 def to_rgb(img: Image.Image) -> Image.Image:

@@ -162,15 +162,21 @@ def center_crop(img: Image.Image, size: int) -> Image.Image:
     return img.crop((left, top, left + size, top + size))
 
 
+def mean_subtracted(
+    mean: tuple[float, float, float], note: str, *, crop: int = 224, channel_order: str = "RGB"
+) -> Preprocessing:
+    """0..255 pixels minus a per-channel mean and nothing else, as the Caffe-era papers and
+    models feed their networks; shorter side 256."""
+    return Preprocessing(
+        crop=crop, channel_order=channel_order, scale=1.0, mean=mean, std=(1.0, 1.0, 1.0), note=note
+    )
+
+
 # ImageNet statistics, as torchvision's weights expect them
 IMAGENET_RGB = Preprocessing()
 # BVLC Caffe models: BGR, 0..255, minus the per-channel mean (B 104, G 117, R 123)
-CAFFE_BGR = Preprocessing(
-    channel_order="BGR",
-    scale=1.0,
-    mean=(104.0, 117.0, 123.0),
-    std=(1.0, 1.0, 1.0),
-    note="BVLC Caffe: BGR, 0-255, mean (104, 117, 123)",
+CAFFE_BGR = mean_subtracted(
+    (104.0, 117.0, 123.0), "BVLC Caffe: BGR, 0-255, mean (104, 117, 123)", channel_order="BGR"
 )
 # torchvision's GoogLeNet weights with transform_input=True fold ImageNet normalisation into
 # (x - 0.5) / 0.5: here that transform is stated instead of hidden in the model

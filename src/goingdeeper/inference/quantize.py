@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ArgumentError, DataError
-from ..images import image_files, load_image
+from ..errors import ArgumentError
+from ..images import folder_images, load_image
 from ..preprocess import Preprocessing
 
 # convolutions, the classifier, and the data movement between them (so int8 flows through)
@@ -108,10 +108,5 @@ def image_batches(
 
 def calibration_images(folder: str | Path, limit: int | None = None) -> list[Path]:
     """Image files under `folder` (recursively), sorted, the first `limit` of them."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise DataError(f"calibration folder {folder} does not exist")
-    paths = image_files(folder)
-    if not paths:
-        raise DataError(f"no images under {folder}")
+    paths = folder_images(folder, "calibration images")
     return paths[:limit] if limit else paths

@@ -18,7 +18,7 @@ paper's filter renormalisation, for a trainer to call after each step.
 
 `alexnet_torchvision` is torchvision's single tower (64-192-384-256-256, no LRN,
 dropout before fc6 and fc7), 61,100,840 parameters, whose weights load through
-`goingdeeper.weights.torchvision_classic`.
+`goingdeeper.weights.import_torchvision`.
 
 Where this code departs from the papers, and why:
 - An adaptive average pool to 6x6 sits before fc6 (as in torchvision). At the papers' input
@@ -37,13 +37,12 @@ from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ModelArgumentError, WeightsError
-from ..preprocess import IMAGENET_RGB, Preprocessing
+from ..preprocess import IMAGENET_RGB, mean_subtracted
 from ..registry import ModelCard, register_model
-from .base import Classifier, ImportedState, fc_relu, out_size
+from .base import Classifier, ImportedState, fc_relu, max_pool_with_indices, out_size
 from .lrn import LocalResponseNorm
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75 on the plain sum; PyTorch's alpha is
@@ -218,15 +217,7 @@ class AlexNet(Classifier):
             layer = getattr(self, name)
             if isinstance(layer, nn.MaxPool2d):
                 size = x.shape
-                x, indices = F.max_pool2d(
-                    x,
-                    layer.kernel_size,
-                    layer.stride,
-                    layer.padding,
-                    layer.dilation,
-                    ceil_mode=layer.ceil_mode,
-                    return_indices=True,
-                )
+                x, indices = max_pool_with_indices(layer, x)
                 switches[name] = PoolSwitches(indices, size)
             else:
                 x = layer(x)
@@ -260,22 +251,15 @@ def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
 
 # Section 2: "subtracting the mean activity over the training set from each pixel", raw RGB
 # 0..255; here the per-channel ImageNet mean. Shorter side 256, 227x227 crops.
-ALEXNET_PAPER = Preprocessing(
-    resize=256,
+ALEXNET_PAPER = mean_subtracted(
+    (123.68, 116.78, 103.94),
+    "AlexNet: RGB 0-255 minus the training-set mean (per channel here), 227x227 crops",
     crop=227,
-    scale=1.0,
-    mean=(123.68, 116.78, 103.94),
-    std=(1.0, 1.0, 1.0),
-    note="AlexNet: RGB 0-255 minus the training-set mean (per channel here), 227x227 crops",
 )
 # Section 3: shorter side 256, centre 256x256, minus the per-pixel mean, 224x224 sub-crops
-ZFNET_PAPER = Preprocessing(
-    resize=256,
-    crop=224,
-    scale=1.0,
-    mean=(123.68, 116.78, 103.94),
-    std=(1.0, 1.0, 1.0),
-    note="ZFNet: RGB 0-255 minus the training-set mean (per channel here), 224x224 crops",
+ZFNET_PAPER = mean_subtracted(
+    (123.68, 116.78, 103.94),
+    "ZFNet: RGB 0-255 minus the training-set mean (per channel here), 224x224 crops",
 )
 
 _ALEXNET = dict(
@@ -326,7 +310,7 @@ def alexnet(**kwargs) -> AlexNet:
     )
 )
 def alexnet_torchvision(**kwargs) -> AlexNet:
-    """torchvision's `alexnet` layout; its weights load via `weights.torchvision_classic`."""
+    """torchvision's `alexnet` layout; its weights load via `weights.import_torchvision`."""
     layout = dict(convs=TORCHVISION_CONVS, lrn=False, dropout_before_fc=True, init="default")
     return AlexNet(**{**layout, **kwargs})
 

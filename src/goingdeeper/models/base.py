@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError
@@ -167,3 +168,17 @@ def count_blocks(state: dict[str, Tensor], pattern: str) -> tuple[int, ...]:
             stage, index = int(m.group(1)), int(m.group(2))
             found[stage] = max(found.get(stage, 0), index)
     return tuple(found[s] for s in sorted(found))
+
+
+def max_pool_with_indices(pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, Tensor]:
+    """`pool(x)` and where each window took its maximum (flat indices into each H x W input
+    map): the switches a deconvnet unpools with (Zeiler & Fergus section 2.1)."""
+    return F.max_pool2d(
+        x,
+        pool.kernel_size,
+        pool.stride,
+        pool.padding,
+        pool.dilation,
+        ceil_mode=pool.ceil_mode,
+        return_indices=True,
+    )

@@ -30,6 +30,8 @@ Where this code departs from the paper, and why:
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 from torch import Tensor, nn
 
@@ -298,52 +300,14 @@ def _card(depth: int, *, paper_stride: bool) -> ModelCard:
     )
 
 
-@register_model(_card(18, paper_stride=False))
-def resnet18(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-18 (Table 1): basic blocks [2, 2, 2, 2]."""
-    return ResNet(18, num_classes, **kwargs)
-
-
-@register_model(_card(34, paper_stride=False))
-def resnet34(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-34 (Table 1): basic blocks [3, 4, 6, 3]."""
-    return ResNet(34, num_classes, **kwargs)
-
-
-@register_model(_card(50, paper_stride=False))
-def resnet50(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-50 (Table 1) in torchvision's v1.5 convention (stride in the 3x3)."""
-    return ResNet(50, num_classes, **kwargs)
-
-
-@register_model(_card(101, paper_stride=False))
-def resnet101(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-101 (Table 1) in torchvision's v1.5 convention (stride in the 3x3)."""
-    return ResNet(101, num_classes, **kwargs)
-
-
-@register_model(_card(152, paper_stride=False))
-def resnet152(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-152 (Table 1) in torchvision's v1.5 convention (stride in the 3x3)."""
-    return ResNet(152, num_classes, **kwargs)
-
-
-@register_model(_card(50, paper_stride=True))
-def resnet50_paper(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-50 as published: stride in the first 1x1 of conv3_1, conv4_1, conv5_1."""
-    return ResNet(50, num_classes, **{"stride_in_1x1": True, **kwargs})
-
-
-@register_model(_card(101, paper_stride=True))
-def resnet101_paper(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-101 as published: stride in the first 1x1 of conv3_1, conv4_1, conv5_1."""
-    return ResNet(101, num_classes, **{"stride_in_1x1": True, **kwargs})
-
-
-@register_model(_card(152, paper_stride=True))
-def resnet152_paper(num_classes: int = 1000, **kwargs) -> ResNet:
-    """ResNet-152 as published: stride in the first 1x1 of conv3_1, conv4_1, conv5_1."""
-    return ResNet(152, num_classes, **{"stride_in_1x1": True, **kwargs})
+# Table 1's five depths in torchvision's convention (`resnet18` ... `resnet152`), then the
+# bottleneck nets with the stride where the paper puts it (`resnet50_paper` ... `_paper`)
+for _depth, _paper_stride in [
+    *((d, False) for d in RESNET_TABLE),
+    *((d, True) for d in (50, 101, 152)),
+]:
+    _layout = {"stride_in_1x1": True} if _paper_stride else {}
+    register_model(_card(_depth, paper_stride=_paper_stride))(partial(ResNet, _depth, **_layout))
 
 
 # --- torchvision's weights --------------------------------------------------------------------

@@ -44,7 +44,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelArgumentError, WeightsError
-from ..preprocess import IMAGENET_RGB, Preprocessing
+from ..preprocess import IMAGENET_RGB, mean_subtracted
 from ..registry import ModelCard, register_model
 from .alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
 from .base import Classifier, ImportedState, check_input, fc_relu, new_linear
@@ -319,13 +319,8 @@ def average_score_map(scores: Tensor) -> Tensor:
 
 # Section 2.1: "The only pre-processing we do is subtracting the mean RGB value, computed on
 # the training set, from each pixel"; single-scale S = 256, 224x224 crops.
-VGG_PAPER = Preprocessing(
-    resize=256,
-    crop=224,
-    scale=1.0,
-    mean=(123.68, 116.779, 103.939),
-    std=(1.0, 1.0, 1.0),
-    note="VGG: RGB 0-255 minus the mean RGB value of the training set",
+VGG_PAPER = mean_subtracted(
+    (123.68, 116.779, 103.939), "VGG: RGB 0-255 minus the mean RGB value of the training set"
 )
 
 _PAPER = dict(

@@ -24,8 +24,7 @@ from torch import Tensor, nn
 
 from ..data import spread
 from ..errors import ImageError, VisualizeError
-from ..images import image_files as list_images
-from ..images import load_image
+from ..images import folder_images, load_image
 from ..preprocess import Preprocessing
 from . import pictures
 from .deconv import check_channels, project, receptive_field
@@ -49,12 +48,7 @@ def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
     With `limit`, that many spread evenly over the sorted list: a folder sorted by class (as
     ImageNet's are) is then sampled across all classes, not only the first ones.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise VisualizeError(f"{folder}: no such folder of images")
-    files = list_images(folder)
-    if not files:
-        raise VisualizeError(f"{folder}: no image files")
+    files = folder_images(folder)
     if limit is not None and limit < len(files):
         if limit < 1:
             raise VisualizeError(f"--limit must be at least 1, got {limit}")

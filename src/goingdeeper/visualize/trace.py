@@ -21,10 +21,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import UnknownLayerError
+from ..models.base import max_pool_with_indices
 
 # Modules that only hold other modules: their children are the layers a person names.
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -112,20 +112,6 @@ def layer_names(model: nn.Module) -> list[str]:
     return names
 
 
-def _switches(pool: nn.MaxPool2d, x: Tensor) -> Tensor:
-    # The pool ran without indices; run it again with them (same kernel, same argmax).
-    _, indices = F.max_pool2d(
-        x,
-        pool.kernel_size,
-        pool.stride,
-        pool.padding,
-        pool.dilation,
-        ceil_mode=pool.ceil_mode,
-        return_indices=True,
-    )
-    return indices
-
-
 def _concat_owner(name: str, concat_names: list[str]) -> str | None:
     for owner in concat_names:
         if name.startswith(owner + "."):
@@ -211,7 +197,9 @@ class _Recorder:
             tensor = out[0] if isinstance(out, tuple) else out
             step = Step(name, module, tuple(inp.shape), tuple(tensor.shape))
             if isinstance(module, nn.MaxPool2d):
-                step.switches = out[1] if isinstance(out, tuple) else _switches(module, inp)
+                step.switches = (
+                    out[1] if isinstance(out, tuple) else max_pool_with_indices(module, inp)[1]
+                )
             step.chained = self.chain.follows(name, inp, tensor)
             self.steps.append(step)
 

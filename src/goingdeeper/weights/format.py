@@ -11,7 +11,7 @@ import json
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from safetensors import SafetensorError
@@ -74,7 +74,7 @@ def save_weights(model: nn.Module, card: WeightsCard, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix != ".safetensors":
         path = path.with_suffix(".safetensors")
-    card.provenance.setdefault("saved", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    card.provenance.setdefault("saved", datetime.now(UTC).isoformat(timespec="seconds"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = json.dumps(card.to_dict(), indent=2)
     _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CARD_KEY: text}))

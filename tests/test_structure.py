@@ -1,0 +1,172 @@
+"""The shape of the package itself: every module imports on its own, imports of the package are
+at module level, the registry is a leaf, files and functions stay short, the command catches
+the package's errors and nothing else, and the code speaks of itself only."""
+
+from __future__ import annotations
+
+import ast
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import goingdeeper
+from goingdeeper.cli import main
+from goingdeeper.errors import GoingDeeperError
+
+SRC = Path(goingdeeper.__file__).resolve().parent
+FILES = sorted(SRC.rglob("*.py"))
+MODULES = [  # `goingdeeper.__main__` is the command itself: running it is test_cli's
+    ".".join(("goingdeeper", *p.relative_to(SRC).with_suffix("").parts)).removesuffix(".__init__")
+    for p in FILES
+    if p.name != "__main__.py"
+]
+# third-party modules a function may import when it runs: optional extras (ONNX, OpenVINO,
+# NNCF), the optional TensorBoard log, and scikit-learn's slow loader as a fallback
+OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "torch.utils.tensorboard", "sklearn")
+
+
+def _functions(tree: ast.AST):
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            yield node
+
+
+def _imports_in_functions(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import statement inside a function of `path`."""
+    found = []
+    for fn in _functions(ast.parse(path.read_text())):
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom):
+                found.append((node.lineno, "." * node.level + (node.module or "")))
+            elif isinstance(node, ast.Import):
+                found += [(node.lineno, alias.name) for alias in node.names]
+    return found
+
+
+def test_every_module_imports_first_in_a_fresh_interpreter():
+    """Each module imported as the first of the package, in one fresh interpreter that forgets
+    the package between imports: an import cycle shows up whichever module starts it."""
+    script = (
+        "import importlib, sys\n"
+        "failed = []\n"
+        f"for name in {MODULES!r}:\n"
+        "    for loaded in [m for m in sys.modules if m.split('.')[0] == 'goingdeeper']:\n"
+        "        del sys.modules[loaded]\n"
+        "    try:\n"
+        "        importlib.import_module(name)\n"
+        "    except Exception as e:\n"
+        "        failed.append(f'{name}: {type(e).__name__}: {e}')\n"
+        "print('\\n'.join(failed))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "", done.stdout
+    assert len(MODULES) > 60 and "goingdeeper.cli.bench" in MODULES
+
+
+def test_imports_of_the_package_are_at_module_level():
+    deferred = {}
+    for path in FILES:
+        for line, module in _imports_in_functions(path):
+            ours = module.startswith(".") or module.split(".")[0] == "goingdeeper"
+            optional = any(module == o or module.startswith(o + ".") for o in OPTIONAL)
+            if ours or not optional:
+                deferred[f"{path.relative_to(SRC)}:{line}"] = module
+    assert deferred == {}
+
+
+def test_the_registry_is_a_leaf():
+    """registry.py imports nothing of the package but errors.py, itself a leaf."""
+    for name, allowed in (("registry.py", {".errors"}), ("errors.py", set())):
+        tree = ast.parse((SRC / name).read_text())
+        ours = {
+            "." * node.level + (node.module or "")
+            for node in ast.walk(tree)
+            if isinstance(node, ast.ImportFrom) and node.level
+        }
+        assert ours == allowed, name
+
+
+def test_no_file_over_500_lines_and_no_function_over_60():
+    long_files = {
+        str(p.relative_to(SRC)): n for p in FILES if (n := len(p.read_text().splitlines())) > 500
+    }
+    long_functions = {
+        f"{p.relative_to(SRC)}:{fn.name}": fn.end_lineno - fn.lineno + 1
+        for p in FILES
+        for fn in _functions(ast.parse(p.read_text()))
+        if fn.end_lineno - fn.lineno + 1 > 60
+    }
+    assert long_files == {} and long_functions == {}
+
+
+def test_every_user_facing_error_has_the_one_base():
+    import goingdeeper.errors as errors
+
+    classes = [
+        v for v in vars(errors).values() if isinstance(v, type) and v.__module__ == errors.__name__
+    ]
+    assert len(classes) > 15 and all(issubclass(c, GoingDeeperError) for c in classes)
+    # no error class of the package lives anywhere else
+    elsewhere = [
+        f"{p.relative_to(SRC)}:{node.name}"
+        for p in FILES
+        if p.name != "errors.py"
+        for node in ast.walk(ast.parse(p.read_text()))
+        if isinstance(node, ast.ClassDef)
+        and any(getattr(b, "id", getattr(b, "attr", "")).endswith("Error") for b in node.bases)
+    ]
+    assert set(elsewhere) <= {"train/cache.py:CacheError", "train/engine.py:NonFiniteLossError"}
+
+
+def test_main_reports_the_package_errors_in_one_line_and_lets_bugs_through(monkeypatch, capsys):
+    from goingdeeper.cli import models
+
+    def mistake(args):
+        raise GoingDeeperError("what was wrong; what to do")
+
+    monkeypatch.setattr(models, "run", mistake)
+    assert main(["models"]) == 2
+    assert capsys.readouterr().err == "goingdeeper: error: what was wrong; what to do\n"
+
+    def bug(args):
+        raise ValueError("a bug, not a user's mistake")
+
+    monkeypatch.setattr(models, "run", bug)
+    with pytest.raises(ValueError, match="a bug"):
+        main(["models"])
+
+
+def test_the_code_speaks_of_itself_only():
+    pattern = re.compile(r"\bSPEC\b|\bissue #?\d+|\bissues? \d+|STYLE\.md|DEVELOPERS\.md")
+    found = [
+        f"{p.relative_to(SRC)}:{i}: {line.strip()}"
+        for p in FILES
+        for i, line in enumerate(p.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert found == []
+
+
+def test_the_readme_layout_matches_the_tree():
+    """Every file and folder the README's layout section names exists, and every module and
+    package of src/goingdeeper is named there."""
+    readme = (SRC.parents[1] / "README.md").read_text()
+    section = readme.split("## How the code is laid out", 1)[1].split("```")[1]
+    named = set(re.findall(r"[\w./-]+\.py|\b[A-Za-z_][\w-]*/", section))
+    package = {p.name for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
+    package -= {"__init__.py", "__main__.py"}
+    missing = {p if p.endswith(".py") else p + "/" for p in package} - named
+    assert missing == set(), f"not in the README's layout: {sorted(missing)}"
+    root = SRC.parents[1]
+    unknown = []
+    for name in named:
+        stem = name.rstrip("/")
+        places = [root, SRC, *(d for d in SRC.iterdir() if d.is_dir()), root / "benchmarks"]
+        places += [root / "tests", SRC.parent]
+        if not any((place / stem).exists() for place in places):
+            unknown.append(name)
+    assert unknown == []
