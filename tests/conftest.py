@@ -32,7 +32,25 @@ if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: -n 2 fills b
     torch.set_num_threads(1)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests marked slow first (real photos, up to minutes each), the rest in their
+    order: under `pytest -n 2` the other worker takes the short ones meanwhile, instead of one
+    worker finishing a long test alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of small convolutions: on a busy 2-core machine (or
+    under `pytest -n 2`) a second OpenMP thread waits at every barrier for a core it does not
+    get, and runs several times slower than one."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

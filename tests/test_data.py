@@ -23,7 +23,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from goingdeeper import images as image_files_module
+from goingdeeper import images as images_module
 from goingdeeper.data import (
     AffineDistort,
     ImageDataset,
@@ -167,7 +167,7 @@ def test_image_folder_converts_odd_images_and_skips_bad_ones(tree):
 
 
 def test_decompression_limit_is_the_one_in_images(tree, tmp_path, monkeypatch):
-    monkeypatch.setattr(image_files_module, "MAX_IMAGE_PIXELS", 50)  # rgb.jpg has 32 x 32 pixels
+    monkeypatch.setattr(images_module, "MAX_IMAGE_PIXELS", 50)  # rgb.jpg has 32 x 32 pixels
     folder = image_folder(tree / "train")
     archive = tar_images(_tar(tree, tmp_path / "a.tar"), "train")
     for ds in (folder, archive):

@@ -15,10 +15,9 @@ import torch
 from PIL import Image
 from torch import nn
 
-from goingdeeper.cli.evaluate import add_parser as add_eval_commands
+from goingdeeper.cli.evaluate import add_parser
 from goingdeeper.data import folder_samples, image_folder_samples, imagenet_sample_samples
-from goingdeeper.errors import DataError as DatasetError
-from goingdeeper.errors import EvalError
+from goingdeeper.errors import DataError, EvalError
 from goingdeeper.evaluate import (
     PAPER_TABLE3,
     crop_offsets,
@@ -400,12 +399,12 @@ def test_folder_layouts(tmp_path):
         ("n03_c.png", 2),
     ]
     assert imagenet_sample_samples(flat) == samples
-    with pytest.raises(DatasetError, match="no such folder"):
+    with pytest.raises(DataError, match="no such folder"):
         folder_samples(tmp_path / "missing")
-    with pytest.raises(DatasetError, match="not one of the model's classes"):
+    with pytest.raises(DataError, match="not one of the model's classes"):
         image_folder_samples(root, {"x": 0})
     (tmp_path / "empty").mkdir()
-    with pytest.raises(DatasetError, match="no images"):
+    with pytest.raises(DataError, match="no images"):
         folder_samples(tmp_path / "empty")
 
 
@@ -497,7 +496,7 @@ def test_paper_rows_are_table3():
 
 def eval_command(*argv: str) -> int:
     parser = argparse.ArgumentParser(prog="goingdeeper")
-    add_eval_commands(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
     args = parser.parse_args(["eval", *argv])
     return args.func(args)
 

@@ -1,6 +1,7 @@
-"""Speed and deployment (issue 7): the fused inference form of every registered model against
-the plain model, BatchNorm folding numerics, the fused 1x1 convolutions in training, ONNX
-export checked by ONNX Runtime for every model, the CLI, and int8 accuracy on real photos.
+"""Speed and deployment: the fused inference form of every registered model against the plain
+model, BatchNorm folding numerics, the fused 1x1 convolutions in training, ONNX export checked
+by ONNX Runtime for every model, the CLI, and int8 accuracy on real photos. The timing
+harness is in test_benchmarks.py.
 
 Cheap by design: random models run at their smallest legal input (32x32 for most), one
 intra-op thread per worker; the real-data tests (BVLC GoogLeNet on imagenet-sample) are
@@ -10,7 +11,6 @@ marked slow.
 from __future__ import annotations
 
 import copy
-import json
 
 import numpy as np
 import pytest
@@ -23,12 +23,12 @@ from goingdeeper.inference import (
     FusedInception,
     conv_bn_pairs,
     fold_batchnorm,
+    fold_bn_into_conv,
     fuse_inception_1x1,
     onnx_program,
     optimize_for_inference,
     unfuse_inception_1x1,
 )
-from goingdeeper.inference.fuse import fold_bn_into_conv
 from goingdeeper.models.googlenet import googlenet_loss
 from goingdeeper.models.inception import Inception
 
@@ -39,12 +39,7 @@ SMALLEST = {"alexnet": 96, "alexnet_torchvision": 64, "zfnet": 64}  # else 32; L
 NARROW = {"AlexNet": {"fc_width": 256}, "ZFNet": {"fc_width": 256}, "VGG": {"fc_width": 256}}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def small_input(name: str, batch: int = 2) -> torch.Tensor:
@@ -453,33 +448,3 @@ def test_bvlc_int8_accuracy_on_held_out_photos(bvlc, tmp_path):
         top1[name] = (pred == labels).float().mean().item()
     assert top1["fp32"] > 0.6  # the real network, not noise
     assert top1["int8"] >= top1["fp32"] - 0.015, top1
-
-
-def test_bench_times_the_selected_paths_and_states_the_targets(tmp_path):
-    """A small `goingdeeper bench` run end to end: each configuration timed in its own process,
-    our folded graph and torchvision's exported with the same weights, the target computed
-    from the two measured rates, and the results written."""
-    from goingdeeper.inference.bench import BenchOptions, run_benchmarks, write_results
-
-    only = ("ORT fp32 torchvision graph", "ORT fp32 ours googlenet_torchvision folded")
-    options = BenchOptions(
-        batch_sizes=(1,), repeats=1, warmup=1, threads=1, only=only, train=False, profile=False
-    )
-    result = run_benchmarks(options)
-    rows = {row["name"]: row for row in result["rows"]}
-    assert set(rows) == set(only)
-    assert all(row["images_per_s"] > 0 and len(row["times_s"]) >= 20 for row in rows.values())
-    fp32 = next(t for t in result["targets"] if t["target"] == "fastest fp32, batch 1")
-    assert (fp32["ours"], fp32["peer"]) == (only[1], only[0])
-    ratio = rows[only[1]]["images_per_s"] / rows[only[0]]["images_per_s"]
-    assert fp32["ratio"] == pytest.approx(ratio)
-    # arithmetic rate: images/s x the network's multiply-adds, against the ceiling of this run
-    assert result["sgemm_gmacs"] > 0
-    macs = result["macs_per_image"]
-    assert macs["torchvision"]["inference"] == macs["googlenet_torchvision"]["inference"]
-    for row in rows.values():
-        rate = row["images_per_s"] * macs[row["model"]]["inference"] / 1e9
-        assert row["gmacs_per_s"] == pytest.approx(rate)
-    md, js = write_results(result, tmp_path / "bench")
-    assert only[1] in md.read_text() and json.loads(js.read_text())["rows"]
-    assert "fp32 arithmetic ceiling" in md.read_text()

@@ -176,6 +176,26 @@ def test_googlenet_with_aux_heads_trains(tmp_path):
     assert model.aux1 is not None and card.preprocessing.crop == 80
 
 
+def test_se_googlenet_trains_with_its_aux_heads(tmp_path):
+    """SE-GoogLeNet is a GoogLeNet by its card (aux heads sized for the training input): fit
+    builds it for 96 px and adds the aux heads' loss."""
+    result = fit(
+        tiny(
+            tmp_path,
+            model="se_googlenet",
+            input_size=96,
+            epochs=1,
+            limit_train=16,
+            limit_test=16,
+            lr=0.005,
+        )
+    )
+    row = result["history"][0]
+    assert row["train_loss"] > row["train_main_loss"] > 0  # main + 0.3 x aux
+    model, card = load_weights(tmp_path / "run" / "model.safetensors")
+    assert model.aux1 is not None and model.input_size == card.preprocessing.crop == 96
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     fit(tiny(tmp_path, epochs=1))
     with pytest.raises(Exception, match="batch_size"):

@@ -20,15 +20,12 @@ from PIL import Image
 from torch import nn
 
 import goingdeeper as gd
-from goingdeeper.cli.visualize import add_parser as add_visualize_commands
-from goingdeeper.cli.visualize import parse_channels
+from goingdeeper.cli.visualize import add_parser, parse_channels
+from goingdeeper.errors import UnknownLayerError, UnsupportedLayerError, VisualizeError
 from goingdeeper.images import load_image
 from goingdeeper.models.inception import Inception
 from goingdeeper.preprocess import CAFFE_BGR, Preprocessing
 from goingdeeper.visualize import (
-    UnknownLayerError,
-    UnsupportedLayerError,
-    VisualizeError,
     deconv,
     feature_map_grid,
     feature_maps,
@@ -486,7 +483,7 @@ def test_visualize_command(tmp_path, image_folder):
         tmp_path / "net.safetensors",
     )
     parser = argparse.ArgumentParser(prog="goingdeeper")
-    add_visualize_commands(parser.add_subparsers(dest="command"))
+    add_parser(parser.add_subparsers(dest="command"))
 
     def run(*argv):
         args = parser.parse_args(["visualize", *argv, "--out", str(tmp_path / "out")])

@@ -1,4 +1,7 @@
-"""Weights: torchvision and BVLC Caffe imports against their oracles; our safetensors format."""
+"""Weights: our safetensors format (a round trip that never unpickles, errors for people),
+the checked loader every importer goes through, and the BVLC Caffe import against a
+.caffemodel written by an independent protobuf writer and against real photos. torchvision's
+weights are in test_torchvision_weights.py."""
 
 from __future__ import annotations
 
@@ -9,86 +12,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from torch import nn
 
 import goingdeeper as gd
 from goingdeeper.errors import WeightsError
 from goingdeeper.images import load_image
-from goingdeeper.models.googlenet import caffe_layer_names as googlenet_name_map
-from goingdeeper.preprocess import TORCHVISION_GOOGLENET, Preprocessing
+from goingdeeper.models.googlenet import caffe_layer_names
 from goingdeeper.weights import (
     WeightsCard,
     import_bvlc,
-    import_torchvision,
+    load_checked,
     load_weights,
     read_caffemodel,
     read_card,
     save_weights,
 )
-
-
-def _torchvision_googlenet(**kwargs) -> nn.Module:
-    torch.manual_seed(1)
-    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, **kwargs)
-    for m in model.modules():  # non-trivial BatchNorm statistics, so that they are tested too
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.5, 0.5)
-            m.running_var.uniform_(0.5, 2.0)
-            m.weight.data.uniform_(0.5, 1.5)
-            m.bias.data.uniform_(-0.2, 0.2)
-    return model
-
-
-def test_torchvision_import_same_outputs_in_eval():
-    theirs = _torchvision_googlenet(transform_input=False).eval()
-    ours, card = import_torchvision(theirs)
-    x = torch.randn(2, 3, 224, 224)
-    with torch.no_grad():
-        diff = (ours(x) - theirs(x)).abs().max().item()
-    assert diff <= 1e-5
-    assert card.model == "googlenet_torchvision" and len(card.class_names) == 1000
-
-
-def test_torchvision_import_same_aux_outputs_in_training():
-    theirs = _torchvision_googlenet(transform_input=False)
-    ours, _ = import_torchvision(theirs)
-    for model in (theirs, ours):
-        model.train()
-        for m in model.modules():
-            if isinstance(m, nn.Dropout):
-                m.p = 0.0
-    x = torch.randn(2, 3, 224, 224)
-    a, b = theirs(x), ours(x)
-    assert (a.logits - b.logits).abs().max() <= 1e-5
-    assert (a.aux_logits1 - b.aux1).abs().max() <= 1e-5  # both on inception 4a
-    assert (a.aux_logits2 - b.aux2).abs().max() <= 1e-5  # both on inception 4d
-
-
-def test_torchvision_input_transform_is_explicit_preprocessing():
-    """torchvision hides (x - 0.5) / 0.5 in the model; our card states it instead."""
-    theirs = _torchvision_googlenet(transform_input=True).eval()
-    ours, card = import_torchvision(theirs)
-    assert card.preprocessing == TORCHVISION_GOOGLENET
-    rng = np.random.default_rng(0)
-    from PIL import Image
-
-    img = Image.fromarray(rng.integers(0, 256, (240, 300, 3), dtype=np.uint8))
-    imagenet = Preprocessing()  # what torchvision's transform_input expects to be fed
-    with torch.no_grad():
-        expected = theirs(imagenet(img).unsqueeze(0))
-        got = ours(card.preprocessing(img).unsqueeze(0))
-    assert (expected - got).abs().max() <= 1e-4
-
-
-def test_torchvision_import_from_pth_file(tmp_path):
-    theirs = _torchvision_googlenet().eval()
-    torch.save(theirs.state_dict(), tmp_path / "googlenet.pth")
-    ours, _ = import_torchvision(tmp_path / "googlenet.pth")
-    assert ours.aux1 is not None
-    (tmp_path / "junk.pth").write_bytes(b"not a state dict")
-    with pytest.raises(WeightsError, match="not a PyTorch state dict"):
-        import_torchvision(tmp_path / "junk.pth")
 
 
 def test_save_and_load_roundtrip_never_unpickles(tmp_path, monkeypatch):
@@ -132,6 +70,26 @@ def test_load_errors_are_for_people(tmp_path):
     path = save_weights(model, card, tmp_path / "five")
     with pytest.raises(WeightsError, match="fc.weight has shape"):
         load_weights(path, num_classes=7)
+
+
+def test_checked_loader_names_what_does_not_fit():
+    source = gd.create_model("lenet5", num_classes=10)
+    state = source.state_dict()
+    model = load_checked("lenet5", {"num_classes": 10}, state)
+    assert not model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]) and value.data_ptr() != state[key].data_ptr(), key
+    with pytest.raises(WeightsError, match=r"does not fit lenet5: missing \['C1.bias'\]"):
+        load_checked("lenet5", {}, {k: v for k, v in state.items() if k != "C1.bias"})
+    with pytest.raises(WeightsError, match=r"unexpected \['extra.weight'\]"):
+        load_checked("lenet5", {}, {**state, "extra.weight": torch.zeros(1)})
+    with pytest.raises(WeightsError, match=r"F6.weight has shape \(84, 12\), lenet5 expects"):
+        load_checked("lenet5", {}, {**state, "F6.weight": torch.zeros(84, 12)})
+    # parts under a `fresh` prefix may be absent: they keep their initialisation
+    partial = {k: v for k, v in state.items() if not k.startswith("F6.")}
+    model = load_checked("lenet5", {}, partial, fresh=("F6.",))
+    assert torch.equal(model.C5.weight, state["C5.weight"])
+    assert not torch.equal(model.F6.weight, state["F6.weight"])
 
 
 # --- Caffe ---------------------------------------------------------------------------------------
@@ -181,7 +139,7 @@ def _caffe_layers_of(model: nn.Module) -> dict[str, list[np.ndarray]]:
     modules = dict(model.named_modules())
     return {
         caffe: [modules[ours].weight.detach().numpy(), modules[ours].bias.detach().numpy()]
-        for caffe, ours in googlenet_name_map().items()
+        for caffe, ours in caffe_layer_names().items()
         if ours in modules
     }
 

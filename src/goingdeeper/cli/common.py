@@ -84,5 +84,5 @@ def si(n: int) -> str:
     return str(n)
 
 
-def module_count(model: nn.Module) -> int:
+def parameter_count(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())

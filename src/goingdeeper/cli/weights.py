@@ -8,7 +8,7 @@ import json
 import torchvision
 
 from ..weights import import_bvlc, import_torchvision, read_card, save_weights
-from .common import HELP_FORMAT, module_count
+from .common import HELP_FORMAT, parameter_count
 
 
 def add_parser(sub) -> None:
@@ -52,7 +52,7 @@ def run_import(args: argparse.Namespace) -> int:
     out = save_weights(model, card, args.out)
     print(
         f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "
-        f"{module_count(model):,} parameters)"
+        f"{parameter_count(model):,} parameters)"
     )
     for note in card.provenance.get("notes", []):
         print(f"note: {note}")
