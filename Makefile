@@ -18,16 +18,16 @@ demo: $(STAMP)
 	$(VENV)/bin/goingdeeper train
 
 test: $(STAMP)
-	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
 	$(PY) -m pytest -n 2 --durations=15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests $(wildcard benchmarks)
-	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
+	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks) hubconf.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests $(wildcard benchmarks)
-	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks)
+	$(VENV)/bin/ruff format src tests $(wildcard benchmarks) hubconf.py
+	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks) hubconf.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/inference_bench.py

@@ -28,6 +28,7 @@ import goingdeeper as gd
 from goingdeeper.analysis import count_params_macs, model_costs
 from goingdeeper.errors import InputError, ModelArgumentError, UnknownModelError
 from goingdeeper.models.base import Classifier, example_input
+from goingdeeper.models.features import FeatureExtractor
 from goingdeeper.models.googlenet import INCEPTION_TABLE, GoogLeNetOutputs, googlenet_loss
 from helpers import on_meta
 
@@ -305,3 +306,77 @@ def test_unknown_model_lists_close_matches():
 def test_unknown_keyword_is_a_model_argument_error_with_the_builders_message(name):
     with pytest.raises(ModelArgumentError, match=f"^{name}: .*unexpected keyword argument 'nope'"):
         gd.create_model(name, nope=1)
+
+
+# --- the timm-style surface: feature maps, pretrained_cfg --------------------------------------
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_features_only_gives_each_stage_with_its_channels_and_reduction(name):
+    card = gd.model_card(name)
+    kwargs = {**NARROW.get(card.family, {})}
+    extractor = gd.create_model(name, features_only=True, **kwargs).eval()
+    info = extractor.feature_info
+    stages = extractor.model.feature_stages
+    assert len(info) == len(stages) >= 4 and info.module_name() == list(stages)
+    # on the meta device at the card's size: the stated channels and reductions
+    maps = on_meta(name, **kwargs).forward_intermediates(
+        example_input(on_meta(name, **kwargs), 1, card.input_size).to("meta")
+    )
+    assert info.channels() == [m.shape[1] for m in maps]
+    assert info.reduction() == [max(1, round(card.input_size / m.shape[-1])) for m in maps]
+    assert info.reduction() == sorted(info.reduction())  # stem first, deepest last
+    # on real numbers at a small size: the chosen maps, in order, are the model's own
+    model, size = _small(name)
+    x = torch.randn(2, model.in_channels, size, size)
+    chosen = FeatureExtractor(model.eval(), out_indices=(0, -1))
+    with torch.no_grad():
+        first, last = chosen(x)
+        all_maps = model.forward_intermediates(x)
+    assert len(all_maps) == len(stages)
+    assert [m.shape[1] for m in (first, last)] == [info.channels()[0], info.channels()[-1]]
+    torch.testing.assert_close(first, all_maps[0], rtol=0, atol=0)
+    torch.testing.assert_close(last, all_maps[-1], rtol=0, atol=0)
+    assert chosen.feature_info.module_name() == [stages[0], stages[-1]]
+
+
+@pytest.mark.parametrize("name", [n for n in MODELS if not n.startswith("lenet")])
+def test_the_feature_chain_is_forward_features(name):
+    """Models whose feature maps come from a chain of modules: the chain run to its end is
+    `forward_features` (LeNet squashes between its modules and gives its maps itself)."""
+    model, size = _small(name)
+    model.eval()
+    x = torch.randn(2, model.in_channels, size, size)
+    y = x
+    with torch.no_grad():
+        for module in model.feature_chain():
+            y = model.get_submodule(module)(y)
+        torch.testing.assert_close(y, model.forward_features(x), rtol=0, atol=0)
+    assert set(model.feature_stages) <= set(model.feature_chain())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_pretrained_cfg_is_what_timm_resolves(name):
+    from timm.data import resolve_data_config
+
+    card = gd.model_card(name)
+    model = on_meta(name)
+    model.pretrained_cfg = card.pretrained_cfg
+    assert gd.create_model.__module__ == "goingdeeper.factory"
+    config = resolve_data_config({}, model=model)
+    pre = card.preprocessing
+    assert (
+        config["input_size"]
+        == (pre.channels, pre.crop, pre.crop)
+        == card.pretrained_cfg["input_size"]
+    )
+    assert config["crop_pct"] == pytest.approx(pre.crop / pre.resize)
+    assert config["interpolation"] in (pre.interpolation, "box")
+    # timm's mean/std act on 0..1 values: the same input as ours on 0..255 pixels
+    pixel = torch.tensor([0.0, 127.0, 255.0])
+    for c in range(pre.channels):
+        ours = (pixel * pre.scale - pre.mean[c]) / pre.std[c]
+        timms = (pixel / 255 - config["mean"][c]) / config["std"][c]
+        torch.testing.assert_close(timms, ours, rtol=1e-6, atol=1e-5)
+    assert card.pretrained_cfg["num_classes"] == card.num_classes
+    assert card.pretrained_cfg["channel_order"] == pre.channel_order

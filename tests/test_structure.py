@@ -23,9 +23,9 @@ MODULES = [  # `goingdeeper.__main__` is the command itself: running it is test_
     for p in FILES
     if p.name != "__main__.py"
 ]
-# third-party modules a function may import when it runs: optional extras (ONNX, OpenVINO,
+# third-party modules a function may import when it runs: optional extras (ONNX, OpenVINO, timm,
 # NNCF), the optional TensorBoard log, and scikit-learn's slow loader as a fallback
-OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "torch.utils.tensorboard", "sklearn")
+OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "timm", "torch.utils.tensorboard", "sklearn")
 
 
 def _functions(tree: ast.AST):

@@ -13,11 +13,12 @@ import torchvision
 from PIL import Image
 from torch import nn
 
+from goingdeeper.cli import main
 from goingdeeper.errors import WeightsError
 from goingdeeper.models.densenet import DenseNet
 from goingdeeper.models.resnet import ResNet
 from goingdeeper.preprocess import IMAGENET_RGB, TORCHVISION_GOOGLENET, Preprocessing
-from goingdeeper.weights import IMAGENET_RGB_V2, import_torchvision, recognise
+from goingdeeper.weights import IMAGENET_RGB_V2, import_torchvision, load_weights, recognise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -234,3 +235,37 @@ def test_resnet_v2_preprocessing_and_errors(tmp_path):
     (tmp_path / "junk.pth").write_bytes(b"not a checkpoint")
     with pytest.raises(WeightsError, match="not a PyTorch state dict"):
         import_torchvision(tmp_path / "junk.pth")
+
+
+# --- through the command line, one model of each family --------------------------------------
+
+FAMILIES = {  # torchvision's architecture -> ours
+    "googlenet": "googlenet_torchvision",
+    "alexnet": "alexnet_torchvision",
+    "vgg11_bn": "vgg11_bn",
+    "resnet18": "resnet18",
+    "densenet121": "densenet121",
+}
+
+
+@pytest.mark.parametrize("arch", FAMILIES)
+def test_cli_import_of_each_family_gives_torchvisions_outputs(arch, tmp_path, capsys):
+    """Random torchvision weights saved as a .pth file, `goingdeeper weights import
+    torchvision FILE`, loaded back: torchvision's outputs within 1e-5."""
+    torch.manual_seed(11)
+    if arch == "vgg11_bn":  # a narrow classifier: the same layers without 100 M weights
+        theirs = _perturb_batchnorm(_narrow_torchvision_vgg(arch)).eval()
+    else:
+        kwargs = {"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}
+        theirs = _perturb_batchnorm(getattr(torchvision.models, arch)(weights=None, **kwargs))
+    pth = tmp_path / f"{arch}.pth"
+    torch.save(theirs.eval().state_dict(), pth)
+    out = tmp_path / "ours"
+    assert main(["weights", "import", "torchvision", str(pth), "--out", str(out)]) == 0
+    assert FAMILIES[arch] in capsys.readouterr().out
+    ours, card = load_weights(out.with_suffix(".safetensors"))
+    assert card.model == FAMILIES[arch] and card.provenance["source"] == str(pth)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        want = theirs(x)
+        torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())

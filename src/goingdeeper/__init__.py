@@ -2,9 +2,10 @@
 
 from .analysis import model_costs
 from .errors import GoingDeeperError
+from .factory import create_model
 from .models import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 from .preprocess import Preprocessing
-from .registry import ModelCard, create_model, list_models, model_card
+from .registry import ModelCard, build_model, list_models, model_card
 
 __version__ = "0.1.0"
 
@@ -14,6 +15,7 @@ __all__ = [
     "GoogLeNetOutputs",
     "ModelCard",
     "Preprocessing",
+    "build_model",
     "create_model",
     "googlenet_loss",
     "list_models",

@@ -24,6 +24,7 @@ INTERPOLATIONS = {
     "lanczos": Image.Resampling.LANCZOS,
 }
 CHANNEL_ORDERS = ("RGB", "BGR", "L")
+TIMM_INTERPOLATIONS = {"area": "box"}  # the same Pillow filter under timm's name
 
 
 def luma(rgb: np.ndarray) -> np.ndarray:
@@ -104,6 +105,24 @@ class Preprocessing:
     @property
     def channels(self) -> int:
         return 1 if self.channel_order == "L" else 3
+
+    def data_config(self) -> dict:
+        """This transform in the keys of timm's `pretrained_cfg` (what
+        `timm.data.resolve_data_config` reads): mean and std in 0..1 units, crop_pct = crop /
+        resize. `channel_order` and `pad` have no timm key and come as they are: timm's
+        transforms feed RGB, so a BGR or one-plane card is stated, not reproduced, there."""
+        unit = 255.0 * self.scale  # value = (p - mean / unit) / (std / unit), p in 0..1
+        planes = self.channels
+        return {
+            "input_size": (planes, self.crop, self.crop),
+            "interpolation": TIMM_INTERPOLATIONS.get(self.interpolation, self.interpolation),
+            "mean": tuple(m / unit for m in self.mean[:planes]),
+            "std": tuple(s / unit for s in self.std[:planes]),
+            "crop_pct": self.crop / self.resize,
+            "crop_mode": "center",
+            "channel_order": self.channel_order,
+            "pad": self.pad,
+        }
 
     def normalize(self, pixels: np.ndarray | Tensor) -> Tensor:
         """0..255 pixel values with the colour in the last axis (... x H x W x 3 RGB, or

@@ -1,9 +1,10 @@
-"""One registry of models: list them, create one by name, read its card.
+"""One registry of models: list them, build one by name, read its card.
 
-A leaf of the package: it imports nothing of it. The model files register their builders when
-`goingdeeper.models` is imported, which `import goingdeeper` does first. A card holds what the
-paper and the model file declare; `goingdeeper.analysis.model_costs` counts the parameters
-and multiply-adds.
+A leaf of the package: it imports nothing of it but its errors. The model files register
+their builders when `goingdeeper.models` is imported, which `import goingdeeper` does first.
+A card holds what the paper and the model file declare; `goingdeeper.analysis.model_costs`
+counts the parameters and multiply-adds; `goingdeeper.create_model` adds weights, feature maps
+and the pretrained config to what `build_model` builds.
 """
 
 from __future__ import annotations
@@ -38,6 +39,17 @@ class ModelCard:
     # what the builder takes besides num_classes, declared rather than guessed from the name:
     has_aux: bool = False  # training-only aux heads, switched by `aux_logits`
     takes_input_size: bool = False  # `input_size`: the training input the heads are sized for
+
+    @property
+    def pretrained_cfg(self) -> dict:
+        """The card in the keys of timm's `pretrained_cfg`: the input transform, the classes,
+        the paper; `create_model` puts it on the model as `model.pretrained_cfg`."""
+        return {
+            "architecture": self.name,
+            **self.preprocessing.data_config(),
+            "num_classes": self.num_classes,
+            "paper_ids": f"arXiv:{self.arxiv}" if self.arxiv else "",
+        }
 
     def to_dict(self) -> dict:
         return {
@@ -103,8 +115,9 @@ def model_card(name: str) -> ModelCard:
     return _entry(name).card
 
 
-def create_model(name: str, **kwargs) -> nn.Module:
-    """Build a registered model by name; keyword arguments go to its constructor.
+def build_model(name: str, **kwargs) -> nn.Module:
+    """Build a registered model by name; keyword arguments go to its constructor. (With
+    weights, feature maps or a pretrained config: `goingdeeper.create_model`.)
 
     Arguments that do not bind to the builder (an unknown keyword, a value given twice) are a
     `ModelArgumentError`; a TypeError raised inside the model's code is a bug and stays one.
@@ -113,7 +126,7 @@ def create_model(name: str, **kwargs) -> nn.Module:
     try:
         return entry.builder(**kwargs)
     except TypeError as e:
-        if _raised_in(e, entry.builder, create_model):  # the call's arguments did not bind
+        if _raised_in(e, entry.builder, build_model):  # the call's arguments did not bind
             raise ModelArgumentError(f"{name}: {e}") from None
         raise
 

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import create_model, model_card
+from ..registry import build_model, model_card
 from ..tables import render_markdown, render_table
 from .counts import trace
 from .summary import Summary, summarize
@@ -191,7 +191,7 @@ def _counting_model(name: str, **kwargs) -> nn.Module:
     if model_card(name).has_aux:
         kwargs["aux_logits"] = False
     with torch.random.fork_rng(), torch.device("meta"):
-        return create_model(name, **kwargs)
+        return build_model(name, **kwargs)
 
 
 def bottleneck_comparison(input_size: int = 224, name: str = "googlenet") -> list[BranchCost]:

@@ -20,7 +20,7 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ArgumentError
-from ..registry import create_model, model_card
+from ..registry import build_model, model_card
 from ..tables import render_markdown, render_table
 from .counts import Leaf, trace_layers
 
@@ -364,6 +364,6 @@ def model_costs(name: str) -> Costs:
     # counting needs shapes, not values: build on the meta device (VGG would take seconds),
     # and without moving anybody's random numbers
     with torch.random.fork_rng(), torch.device("meta"):
-        model = create_model(name, **({"aux_logits": False} if card.has_aux else {}))
+        model = build_model(name, **({"aux_logits": False} if card.has_aux else {}))
     summary = summarize(model, card.input_size, name=name)
     return Costs(summary.total_params, summary.total_macs, sum(r.depth for r in summary.rows))

@@ -19,9 +19,9 @@ import torch
 import torchvision
 
 from ..errors import UsageError
+from ..factory import create_model
 from ..inference import OnnxRuntimeModel, export_onnx, machine, optimize_for_inference, time_call
 from ..inference.optimize import deployable
-from ..registry import create_model
 from ..tables import render_table
 from ..weights import import_torchvision
 from .common import HELP_FORMAT, positive

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from ..errors import UsageError
 from ..inference import onnxruntime_model
-from ..weights import WeightsCard, import_bvlc, load_weights
+from ..weights import WeightsCard, open_weights
 
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
 
@@ -43,10 +43,11 @@ def positive(value: int | None, option: str) -> None:
 def load_any_weights(
     path: str | Path, *, device: str = "cpu", runtime: str = "torch"
 ) -> tuple[Any, WeightsCard]:
-    """Our .safetensors weights, or BVLC's (a blob folder or a .caffemodel, imported on the
-    fly); with `runtime="onnxruntime"`, the folded graph in ONNX Runtime (exported once, cached)."""
+    """Weights in any form `weights.open_weights` reads (ours, a hub folder, BVLC's blob folder
+    or .caffemodel, imported on the fly); with `runtime="onnxruntime"`, the folded graph in
+    ONNX Runtime (exported once, cached)."""
     p = Path(path)
-    model, card = import_bvlc(p) if p.is_dir() or p.suffix == ".caffemodel" else load_weights(p)
+    model, card = open_weights(p)
     if runtime == "onnxruntime":
         return onnxruntime_model(model, p, card.preprocessing.crop), card
     return model.to(torch.device(device)), card

@@ -6,8 +6,15 @@ import argparse
 from pathlib import Path
 
 from ..errors import UsageError
-from ..inference import calibration_images, write_onnx, write_program
-from ..registry import create_model, model_card
+from ..factory import create_model
+from ..inference import (
+    calibration_images,
+    deployable,
+    write_onnx,
+    write_program,
+    write_torchscript,
+)
+from ..registry import model_card
 from ..weights import load_weights
 from .common import HELP_FORMAT, positive
 
@@ -21,13 +28,15 @@ def add_parser(sub) -> None:
         "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g.onnx --fused\n"
         "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g8.onnx --fused \\\n"
         "      --int8 --calibration ../shared/data/imagenet-sample\n"
-        "  goingdeeper export program --model googlenet --out googlenet.pt2",
+        "  goingdeeper export program --model googlenet --out googlenet.pt2\n"
+        "  goingdeeper export torchscript --weights bvlc_googlenet.safetensors --out g.pt",
         formatter_class=HELP_FORMAT,
     )
     esub = p.add_subparsers(dest="export_command", metavar="FORMAT")
     for name, func, what in (
         ("onnx", run_onnx, "ONNX file (dynamic batch), checked to run in ONNX Runtime"),
         ("program", run_program, "torch.export program (.pt2)"),
+        ("torchscript", run_torchscript, "TorchScript module (.pt), traced in eval mode"),
     ):
         q = esub.add_parser(name, help=what)
         source = q.add_mutually_exclusive_group(required=True)
@@ -105,4 +114,13 @@ def run_program(args: argparse.Namespace) -> int:
     model, size, _ = _model_to_export(args)
     out = write_program(model, args.out, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
     print(f"wrote {out} (torch.export program, {size}x{size}; load with torch.export.load)")
+    return 0
+
+
+def run_torchscript(args: argparse.Namespace) -> int:
+    _check_fusion(args)
+    model, size, _ = _model_to_export(args)
+    net = deployable(model, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
+    out = write_torchscript(net, args.out, size)
+    print(f"wrote {out} (TorchScript, traced at {size}x{size}; load with torch.jit.load)")
     return 0

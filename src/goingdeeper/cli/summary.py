@@ -14,7 +14,8 @@ from ..analysis import (
     format_table1,
     summarize,
 )
-from ..registry import create_model, model_card
+from ..factory import create_model
+from ..registry import model_card
 from .common import HELP_FORMAT, model_args, positive
 
 

@@ -28,7 +28,7 @@ from ..visualize import (
     top9_grid,
     top_activations,
 )
-from ..weights import WeightsCard, import_bvlc, load_weights
+from ..weights import WeightsCard, import_bvlc, open_weights
 from .common import HELP_FORMAT, bar
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
@@ -128,7 +128,7 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, WeightsCard]:
     if args.bvlc is not None:
         model, card = import_bvlc(args.bvlc)
     elif args.weights is not None:
-        model, card = load_weights(args.weights)
+        model, card = open_weights(args.weights)
     else:
         raise VisualizeError(
             "give the weights: --weights FILE.safetensors or --bvlc FOLDER (BVLC GoogLeNet blobs)"

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 import argparse
 import json
+from pathlib import Path
 
 import torchvision
 
-from ..weights import import_bvlc, import_torchvision, read_card, save_weights
+from ..weights import (
+    export_hub,
+    import_bvlc,
+    import_timm,
+    import_torchvision,
+    read_card,
+    save_weights,
+)
 from .common import HELP_FORMAT, parameter_count
 
 
@@ -22,11 +30,16 @@ def add_parser(sub) -> None:
         "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
         "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
         "  goingdeeper weights import torchvision resnet50-0676ba61.pth --out resnet50\n"
+        "  goingdeeper weights import timm seresnet50.safetensors --tag a1_in1k --out seresnet50\n"
         "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
         formatter_class=HELP_FORMAT,
     )
-    q.add_argument("kind", choices=["bvlc", "torchvision"])
-    q.add_argument("source", help="a .caffemodel, a BVLC blob folder, a .pth file, or 'download'")
+    q.add_argument("kind", choices=["bvlc", "torchvision", "timm"])
+    q.add_argument(
+        "source",
+        help="a .caffemodel, a BVLC blob folder, a .pth or .safetensors file, or 'download' "
+        "(torchvision's GoogLeNet, needs internet)",
+    )
     q.add_argument(
         "--out", required=True, help="output path (.safetensors; a .json card beside it)"
     )
@@ -35,7 +48,21 @@ def add_parser(sub) -> None:
         action="store_true",
         help="GoogLeNet: keep aux heads (freshly initialised when the source lacks them)",
     )
+    q.add_argument("--tag", help="timm: which pretrained weights (their input transform)")
     q.set_defaults(func=run_import)
+    q = wsub.add_parser(
+        "export-hub",
+        help="write weights as a Hugging Face Hub model folder (no network)",
+        epilog="example:\n"
+        "  goingdeeper weights export-hub bvlc_googlenet.safetensors --out hub/bvlc_googlenet\n"
+        '  python -c "import goingdeeper as gd; '
+        "gd.create_model('googlenet', weights='hub/bvlc_googlenet')\"",
+        formatter_class=HELP_FORMAT,
+    )
+    q.add_argument("weights", help="our .safetensors, a hub folder, BVLC blobs or .caffemodel")
+    q.add_argument("--out", required=True, type=Path, help="the folder to write")
+    q.add_argument("--force", action="store_true", help="replace the files of an earlier export")
+    q.set_defaults(func=run_export_hub)
     q = wsub.add_parser("show", help="print a weight file's card")
     q.add_argument("path")
     q.set_defaults(func=run_show)
@@ -44,6 +71,8 @@ def add_parser(sub) -> None:
 def run_import(args: argparse.Namespace) -> int:
     if args.kind == "bvlc":
         model, card = import_bvlc(args.source, aux_logits=args.aux)
+    elif args.kind == "timm":
+        model, card = import_timm(args.source, tag=args.tag)
     else:
         source = args.source
         if source == "download":  # needs internet: torchvision fetches its published weights
@@ -56,6 +85,12 @@ def run_import(args: argparse.Namespace) -> int:
     )
     for note in card.provenance.get("notes", []):
         print(f"note: {note}")
+    return 0
+
+
+def run_export_hub(args: argparse.Namespace) -> int:
+    out = export_hub(args.weights, args.out, overwrite=args.force)
+    print(f"wrote {out}/: model.safetensors, config.json, README.md")
     return 0
 
 

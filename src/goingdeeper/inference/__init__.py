@@ -11,8 +11,10 @@ from .export import (
     export_program,
     onnx_program,
     onnxruntime_model,
+    torchscript,
     write_onnx,
     write_program,
+    write_torchscript,
 )
 from .fuse import (
     FusedInception,
@@ -50,7 +52,9 @@ __all__ = [
     "quantize_onnx",
     "sgemm_gmacs",
     "time_call",
+    "torchscript",
     "unfuse_inception_1x1",
     "write_onnx",
     "write_program",
+    "write_torchscript",
 ]

@@ -1,6 +1,6 @@
-"""Inference graphs as files: `torch.export` programs and ONNX (fp32, or int8 calibrated on
-images), always without the training-only heads; and the cached ONNX that `predict` and
-`eval --runtime onnxruntime` run.
+"""Inference graphs as files: `torch.export` programs, TorchScript and ONNX (fp32, or int8
+calibrated on images), always without the training-only heads; and the cached ONNX that
+`predict` and `eval --runtime onnxruntime` run.
 
 One graph in every form: `deployable` gives it (plain, or BatchNorm folded and optionally the
 Inception 1x1s fused), the writers here serialise it.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import warnings
 from pathlib import Path
 
 import torch
@@ -28,6 +29,26 @@ def export_program(model: nn.Module, input_size: int = 224) -> torch.export.Expo
     """A `torch.export` program of the inference graph (no aux heads), batch 1."""
     model = for_inference(model)
     return torch.export.export(model, (example_input(model, 1, input_size),))
+
+
+def torchscript(model: nn.Module, input_size: int = 224) -> torch.jit.ScriptModule:
+    """A TorchScript module of the inference graph, traced in eval mode at batch 1: its outputs
+    equal the eager model's at other batch sizes and input sizes (tested for every registered
+    model). Tracing, not scripting: the models check their input and branch on training mode
+    in Python, which a trace of the eval graph leaves out."""
+    model = for_inference(model)
+    with torch.no_grad(), warnings.catch_warnings():
+        # the input checks compare sizes in Python: the trace keeps their outcome, as meant
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return torch.jit.trace(model, example_input(model, 1, input_size), check_trace=False)
+
+
+def write_torchscript(model: nn.Module, out: str | Path, input_size: int = 224) -> Path:
+    """Save `torchscript(model)` to `out` (load with torch.jit.load, no goingdeeper needed)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torchscript(model, input_size).save(str(out))
+    return out
 
 
 def onnx_program(

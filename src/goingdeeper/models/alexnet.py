@@ -42,7 +42,14 @@ from torch import Tensor, nn
 from ..errors import ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB, mean_subtracted
 from ..registry import ModelCard, register_model
-from .base import Classifier, ImportedState, fc_relu, max_pool_with_indices, out_size
+from .base import (
+    Classifier,
+    ImportedState,
+    fc_relu,
+    max_pool_with_indices,
+    out_size,
+    stages_before_pools,
+)
 from .lrn import LocalResponseNorm
 
 # Section 3.3: k = 2, n = 5, alpha = 1e-4, beta = 0.75 on the plain sum; PyTorch's alpha is
@@ -162,6 +169,7 @@ class AlexNet(Classifier):
         self.dropout7 = nn.Dropout(dropout)
         self.fc8 = nn.Linear(fc_width, num_classes)
         self.min_size = self._min_size()
+        self.feature_stages = stages_before_pools(self.feature_names, dict(self.named_children()))
         if init != "default":
             self._init_weights(init)
 
@@ -192,6 +200,9 @@ class AlexNet(Classifier):
                 ones = init == "alexnet" and top in ("conv2", "conv4", "conv5", "fc6", "fc7")
                 nn.init.constant_(m.bias, 1.0 if ones else 0.0)  # "accelerates the early
                 # stages of learning by providing the ReLUs with positive inputs" (section 5)
+
+    def feature_chain(self) -> list[str]:
+        return list(self.feature_names)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """conv1 ... pool5 in the table's order: N x 256 x 6 x 6 at the paper's input size."""
@@ -370,4 +381,4 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
     kwargs = {"num_classes": ours["fc8.weight"].shape[0]} if "fc8.weight" in ours else {}
     if "fc6.fc.weight" in ours and ours["fc6.fc.weight"].shape[0] != 4096:
         kwargs["fc_width"] = ours["fc6.fc.weight"].shape[0]
-    return ImportedState("alexnet_torchvision", kwargs, ours, IMAGENET_RGB)
+    return ImportedState("alexnet_torchvision", kwargs, ours, IMAGENET_RGB, "alexnet")

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ..errors import InputError
+from ..errors import ArgumentError, InputError
 from ..preprocess import Preprocessing
 
 
@@ -32,7 +32,8 @@ class ImportedState(NamedTuple):
     model: str
     kwargs: dict[str, Any]
     state: dict[str, Tensor]
-    preprocessing: Preprocessing
+    preprocessing: Preprocessing | None  # None: the other library's config says
+    source: str = ""  # the other library's name for the architecture
 
 
 class Classifier(nn.Module):
@@ -43,8 +44,34 @@ class Classifier(nn.Module):
     min_size: int = 1
     max_size: int | None = None
     aux_heads: tuple[str, ...] = ()
+    # the modules whose outputs are the feature maps of `forward_intermediates`, in order
+    # (timm's `feature_info`): one per resolution, from the stem to the last stage
+    feature_stages: tuple[str, ...] = ()
     num_classes: int
     num_features: int
+
+    def feature_chain(self) -> list[str]:
+        """The modules `forward_features` runs one after the other, by name (dotted for
+        modules inside containers). A model whose features are not such a chain overrides
+        `forward_intermediates` instead."""
+        raise NotImplementedError(f"{type(self).__name__} states no feature chain")
+
+    def forward_intermediates(
+        self, x: Tensor, indices: int | list[int] | None = None
+    ) -> list[Tensor]:
+        """The feature maps at `feature_stages`, as timm's models give them: all of them
+        (`indices=None`), the last n (an int), or those at the given positions; the chain runs
+        only as far as the last one asked for."""
+        wanted = take_indices(len(self.feature_stages), indices)
+        names = {self.feature_stages[i]: i for i in wanted}
+        found: dict[int, Tensor] = {}
+        for name in self.feature_chain():
+            x = self.get_submodule(name)(x)
+            if name in names:
+                found[names[name]] = x
+                if len(found) == len(names):
+                    break
+        return [found[i] for i in wanted]
 
     def forward_features(self, x: Tensor) -> Tensor:
         raise NotImplementedError
@@ -182,3 +209,31 @@ def max_pool_with_indices(pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, Tensor
         ceil_mode=pool.ceil_mode,
         return_indices=True,
     )
+
+
+def take_indices(count: int, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
+    """Positions among `count` feature maps, as timm reads `indices`: None for all, an int n
+    for the last n, a sequence for those (negative ones counted from the end); sorted."""
+    if indices is None:
+        return list(range(count))
+    if isinstance(indices, int):
+        if not 0 < indices <= count:
+            raise ArgumentError(f"indices={indices}: this model has {count} feature maps")
+        return list(range(count - indices, count))
+    chosen = []
+    for i in indices:
+        if not -count <= i < count:
+            raise ArgumentError(f"out_indices {list(indices)}: this model has {count} feature maps")
+        chosen.append(i % count)
+    return sorted(set(chosen))
+
+
+def stages_before_pools(chain: list[str], modules: dict[str, nn.Module]) -> tuple[str, ...]:
+    """A plain stack's feature maps: the output of the module before each max pool (one per
+    resolution) and of the last module."""
+    stages = [
+        name
+        for name, following in zip(chain, chain[1:], strict=False)
+        if isinstance(modules[following], nn.MaxPool2d)
+    ]
+    return (*stages, chain[-1])

@@ -183,6 +183,15 @@ class DenseNet(Classifier):
         if init_weights:
             he_normal_fan_out_(self)
 
+    # 1/2 (the stem, before its pool), the first three dense blocks (before their transition's
+    # pool), the last after its BatchNorm and ReLU: 1/4 ... 1/32
+    feature_stages = tuple(
+        f"features.{n}" for n in ("relu0", "denseblock1", "denseblock2", "denseblock3", "relu5")
+    )
+
+    def feature_chain(self) -> list[str]:
+        return [f"features.{name}" for name, _ in self.features.named_children()]
+
     def forward_features(self, x: Tensor) -> Tensor:
         # DenseNet-121: conv0 64x112x112, pool0 64x56x56, block1 256x56x56, transition1
         # 128x28x28, block2 512, transition2 256x14x14, block3 1024, transition3 512x7x7,
@@ -280,4 +289,10 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
             "give torchvision densenet121, 169 or 201 weights (densenet161, k = 48, is not here)"
         )
     kwargs = {"num_classes": ours["classifier.weight"].shape[0]}
-    return ImportedState(f"densenet{depth}", kwargs, ours, IMAGENET_RGB)
+    return ImportedState(f"densenet{depth}", kwargs, ours, IMAGENET_RGB, f"densenet{depth}")
+
+
+def from_timm(state: dict[str, Tensor]) -> ImportedState | None:
+    """timm's `densenet121` ... `densenet201`: the same names as torchvision's."""
+    found = from_torchvision(state)
+    return found._replace(preprocessing=None) if found is not None else None

@@ -242,6 +242,16 @@ class GoogLeNet(Classifier):
         else:
             super().check_input(x)
 
+    # 1/2, 1/4 (conv2, before its LRN and pool), 1/8, 1/16, 1/32: the last module at each size
+    feature_stages = ("conv1", "conv2", "inception3b", "inception4e", "inception5b")
+
+    def feature_chain(self) -> list[str]:
+        stem = ["conv1", "pool1", "lrn1", "conv2_reduce", "conv2", "lrn2", "pool2"]
+        modules = [name for name, *_ in INCEPTION_TABLE]
+        for after, pool in POOL_AFTER.items():
+            modules.insert(modules.index(after) + 1, pool)
+        return [name for name in stem + modules if getattr(self, name) is not None]
+
     def forward_stem(self, x: Tensor) -> Tensor:
         x = self.conv1(x)  # N x 64 x 112 x 112
         x = self.pool1(x)  # N x 64 x 56 x 56
@@ -449,7 +459,7 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
     kwargs = {"aux_logits": any(k.startswith("aux1.") for k in ours)}
     if "fc.weight" in ours:
         kwargs["num_classes"] = ours["fc.weight"].shape[0]
-    return ImportedState("googlenet_torchvision", kwargs, ours, TORCHVISION_GOOGLENET)
+    return ImportedState("googlenet_torchvision", kwargs, ours, TORCHVISION_GOOGLENET, "googlenet")
 
 
 # BVLC's Caffe blob names -> ours: `<caffe layer>` -> `<module>` (its .weight and .bias)

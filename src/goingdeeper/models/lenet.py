@@ -43,7 +43,7 @@ from torch import Tensor, nn
 from ..errors import ModelArgumentError
 from ..preprocess import Preprocessing
 from ..registry import ModelCard, register_model
-from .base import Classifier
+from .base import Classifier, take_indices
 from .lenet_layers import (
     ACTIVATIONS,
     EuclideanRBF,
@@ -157,15 +157,24 @@ class LeNet5(Classifier):
         x = layer(x)  # a trainable subsampling unit has a bias and a squashing function;
         return ACTIVATIONS[self.activation](x) if isinstance(layer, Subsampling) else x
 
-    def forward_features(self, x: Tensor) -> Tensor:
-        """Input to F6: N x 84."""
+    feature_stages = ("C1", "S2", "C3", "S4", "C5")  # each map after its squashing
+
+    def _maps(self, x: Tensor) -> list[Tensor]:
         act = ACTIVATIONS[self.activation]
-        x = act(self.C1(x))  # N x 6 x 28 x 28
-        x = self._squash_subsampled(self.S2, x)  # N x 6 x 14 x 14
-        x = act(self.C3(x))  # N x 16 x 10 x 10
-        x = self._squash_subsampled(self.S4, x)  # N x 16 x 5 x 5
-        x = act(self.C5(x))  # N x 120 x 1 x 1
-        return act(self.F6(torch.flatten(x, 1)))  # N x 84
+        c1 = act(self.C1(x))  # N x 6 x 28 x 28
+        s2 = self._squash_subsampled(self.S2, c1)  # N x 6 x 14 x 14
+        c3 = act(self.C3(s2))  # N x 16 x 10 x 10
+        s4 = self._squash_subsampled(self.S4, c3)  # N x 16 x 5 x 5
+        return [c1, s2, c3, s4, act(self.C5(s4))]  # C5: N x 120 x 1 x 1
+
+    def forward_intermediates(self, x: Tensor, indices=None) -> list[Tensor]:
+        maps = self._maps(x)  # the squashing is not a module: no chain of modules to run
+        return [maps[i] for i in take_indices(len(maps), indices)]
+
+    def forward_features(self, x: Tensor) -> Tensor:
+        """Input to the output layer, F6's: N x 84."""
+        c5 = self._maps(x)[-1]
+        return ACTIVATIONS[self.activation](self.F6(torch.flatten(c5, 1)))
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.output(x)  # N x num_classes
@@ -223,12 +232,20 @@ class LeNet1(Classifier):
         x = layer(x)
         return scaled_tanh(x) if isinstance(layer, Subsampling) else x
 
+    feature_stages = ("H1", "H2", "H3", "H4")
+
+    def _maps(self, x: Tensor) -> list[Tensor]:
+        h1 = scaled_tanh(self.H1(x))  # N x 4 x 24 x 24
+        h2 = self._squash_subsampled(self.H2, h1)  # N x 4 x 12 x 12
+        h3 = scaled_tanh(self.H3(h2))  # N x 12 x 8 x 8
+        return [h1, h2, h3, self._squash_subsampled(self.H4, h3)]  # H4: N x 12 x 4 x 4
+
+    def forward_intermediates(self, x: Tensor, indices=None) -> list[Tensor]:
+        maps = self._maps(x)
+        return [maps[i] for i in take_indices(len(maps), indices)]
+
     def forward_features(self, x: Tensor) -> Tensor:
-        x = scaled_tanh(self.H1(x))  # N x 4 x 24 x 24
-        x = self._squash_subsampled(self.H2, x)  # N x 4 x 12 x 12
-        x = scaled_tanh(self.H3(x))  # N x 12 x 8 x 8
-        x = self._squash_subsampled(self.H4, x)  # N x 12 x 4 x 4
-        return torch.flatten(x, 1)  # N x 192
+        return torch.flatten(self._maps(x)[-1], 1)  # N x 192
 
     def forward_head(self, x: Tensor) -> Tensor:
         return self.output(x)

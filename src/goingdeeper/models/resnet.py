@@ -243,6 +243,11 @@ class ResNet(Classifier):
         **{name: (f"layer{i}",) for i, name in enumerate(STAGE_NAMES, 1)},
     }
 
+    feature_stages = ("relu", "layer1", "layer2", "layer3", "layer4")  # 1/2 ... 1/32
+
+    def feature_chain(self) -> list[str]:
+        return ["conv1", "bn1", "relu", "maxpool", "layer1", "layer2", "layer3", "layer4"]
+
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.relu(self.bn1(self.conv1(x)))  # N x 64 x 112 x 112
         x = self.maxpool(x)  # N x 64 x 56 x 56
@@ -328,4 +333,13 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
             "give torchvision resnet18, 34, 50, 101 or 152 weights"
         )
     kwargs = {"num_classes": state["fc.weight"].shape[0]} if "fc.weight" in state else {}
-    return ImportedState(f"resnet{depth}", kwargs, dict(state), IMAGENET_RGB)
+    return ImportedState(f"resnet{depth}", kwargs, dict(state), IMAGENET_RGB, f"resnet{depth}")
+
+
+def from_timm(state: dict[str, Tensor]) -> ImportedState | None:
+    """timm's `resnet18` ... `resnet152` (its own names are torchvision's, the stride in the
+    3x3 too); None for another architecture, SE-ResNets included (`senet.from_timm`)."""
+    if any(".se." in k for k in state):
+        return None
+    found = from_torchvision(state)
+    return found._replace(preprocessing=None) if found is not None else None

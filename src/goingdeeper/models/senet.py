@@ -28,12 +28,13 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..errors import ModelArgumentError
+from ..errors import ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB
 from ..registry import ModelCard, register_model
+from .base import ImportedState, count_blocks
 from .googlenet import INCEPTION_TABLE, GoogLeNet
 from .inception import Inception
-from .resnet import Bottleneck, ResNet
+from .resnet import RESNET_TABLE, Bottleneck, ResNet
 
 REDUCTION = 16  # r (section 6.1: "r = 16 ... a good balance between accuracy and complexity")
 
@@ -159,3 +160,24 @@ def se_resnet50(
 def se_googlenet(num_classes: int = 1000, *, reduction: int = REDUCTION, **kwargs) -> GoogLeNet:
     """GoogLeNet (any of its switches, e.g. `batch_norm=True`) with SE-Inception modules."""
     return add_se_to_inception(GoogLeNet(num_classes, **kwargs), reduction)
+
+
+# --- timm's weights ---------------------------------------------------------------------------
+
+
+def from_timm(state: dict[str, Tensor]) -> ImportedState | None:
+    """timm's `seresnet50`: torchvision's ResNet names with `se.fc1`/`se.fc2` as 1x1
+    convolutions (here linear layers: the same weights, flattened) and the stride in the 3x3,
+    so it loads into `se_resnet50` with `stride_in_1x1=False`. None for another architecture."""
+    if "layer1.0.se.fc1.weight" not in state:
+        return None
+    ours = {
+        k: v.flatten(1) if ".se.fc" in k and k.endswith("weight") else v for k, v in state.items()
+    }
+    blocks = tuple(n + 1 for n in count_blocks(ours, r"^layer(\d)\.(\d+)\."))
+    if blocks != RESNET_TABLE[50][1]:
+        raise WeightsError(f"an SE-ResNet with blocks {list(blocks)}: only SE-ResNet-50 is here")
+    kwargs = {"stride_in_1x1": False}
+    if "fc.weight" in ours:
+        kwargs["num_classes"] = ours["fc.weight"].shape[0]
+    return ImportedState("se_resnet50", kwargs, ours, None, "seresnet50")

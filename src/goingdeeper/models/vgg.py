@@ -47,7 +47,14 @@ from ..errors import InputError, ModelArgumentError, WeightsError
 from ..preprocess import IMAGENET_RGB, mean_subtracted
 from ..registry import ModelCard, register_model
 from .alexnet import LRN_ALPHA, LRN_BETA, LRN_K, LRN_SIZE
-from .base import Classifier, ImportedState, check_input, fc_relu, new_linear
+from .base import (
+    Classifier,
+    ImportedState,
+    check_input,
+    fc_relu,
+    new_linear,
+    stages_before_pools,
+)
 from .lrn import LocalResponseNorm
 
 # Table 1 (ConvNet configurations), one tuple per block; each block ends in a max pool 2x2/2.
@@ -188,6 +195,7 @@ class VGG(Classifier):
             self.fc8 = nn.Linear(fc_width, num_classes)
             self.feature_names = [name for name, _ in features]
             self.head_names = ["fc6", "dropout6", "fc7", "dropout7", "fc8"]
+        self.feature_stages = stages_before_pools(self.feature_chain(), dict(self.named_modules()))
         self._init_weights(init)
 
     @staticmethod
@@ -231,6 +239,11 @@ class VGG(Classifier):
         fc6, fc7, fc8; `nn.Dropout` dropout6, dropout7."""
         modules = [m for n in self.head_names for m in getattr(self, n).modules()]
         return [m for m in modules if isinstance(m, kind)]
+
+    def feature_chain(self) -> list[str]:
+        if self.layout == "torchvision":
+            return [f"features.{i}" for i in range(len(self.features))]
+        return list(self.feature_names)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The convolutional part: N x 512 x 7 x 7 at 224x224."""
@@ -448,4 +461,31 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
         kwargs["num_classes"] = state["classifier.6.weight"].shape[0]
     if "classifier.0.weight" in state and state["classifier.0.weight"].shape[0] != FC_WIDTH:
         kwargs["fc_width"] = state["classifier.0.weight"].shape[0]
-    return ImportedState(name, kwargs, dict(state), IMAGENET_RGB)
+    return ImportedState(name, kwargs, dict(state), IMAGENET_RGB, name)
+
+
+# timm writes fc6 as a 7x7 convolution and fc7 as a 1x1 one (its `pre_logits`), fc8 as `head.fc`
+TIMM_HEAD = {
+    "pre_logits.fc1.": "classifier.0.",
+    "pre_logits.fc2.": "classifier.3.",
+    "head.fc.": "classifier.6.",
+}
+
+
+def from_timm(state: dict[str, Tensor]) -> ImportedState | None:
+    """timm's `vgg11` ... `vgg19_bn`: the convolutions under torchvision's keys, its
+    convolutional fc6/fc7 flattened into the linear layers (the same arithmetic on a 7x7 map,
+    i.e. at 224x224; timm's head then pools the map it makes of larger inputs)."""
+    if "pre_logits.fc1.weight" not in state:
+        return None
+    ours = {}
+    for key, value in state.items():
+        prefix = next((p for p in TIMM_HEAD if key.startswith(p)), None)
+        if prefix is None:
+            ours[key] = value
+        elif key.endswith("weight"):
+            ours[TIMM_HEAD[prefix] + "weight"] = value.reshape(value.shape[0], -1)
+        else:
+            ours[TIMM_HEAD[prefix] + key[len(prefix) :]] = value
+    found = from_torchvision(ours)
+    return found._replace(preprocessing=None) if found is not None else None

@@ -26,6 +26,7 @@ Where this code departs from the paper, and why:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 
 import torch
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 
 from ..preprocess import Preprocessing
 from ..registry import ModelCard, register_model
-from .base import Classifier, he_normal_fan_out_, new_linear
+from .base import Classifier, ImportedState, he_normal_fan_out_, new_linear
 
 # Fig. 5, as (name, separable conv widths, block stride, ReLU before the first conv).
 # A stride-2 block ends with a 3x3/2 max pool and has a 1x1/2 conv shortcut; a stride-1 block
@@ -151,6 +152,13 @@ class Xception(Classifier):
         if init_weights:
             he_normal_fan_out_(self)
 
+    # 1/2 (the entry convs), 1/4, 1/8, 1/16 (the end of the middle flow), 1/32
+    feature_stages = ("conv2", "block1", "block2", "block11", "conv4")
+
+    def feature_chain(self) -> list[str]:
+        blocks = [name for name, *_ in ENTRY_FLOW + MIDDLE_FLOW + EXIT_FLOW]
+        return ["conv1", "conv2", *blocks, "conv3", "conv4"]
+
     def forward_features(self, x: Tensor) -> Tensor:
         x = self.conv1(x)  # N x 32 x 149 x 149
         x = self.conv2(x)  # N x 64 x 147 x 147
@@ -205,3 +213,44 @@ XCEPTION_RGB = Preprocessing(
 def xception(num_classes: int = 1000, **kwargs) -> Xception:
     """Xception (Fig. 5), 299x299 input."""
     return Xception(num_classes, **kwargs)
+
+
+# --- timm's weights ---------------------------------------------------------------------------
+
+_TIMM_RENAMES = [
+    (r"^conv([12])\.weight$", r"conv\1.conv.weight"),
+    (r"^bn([1234])\.(.+)$", r"conv\1.bn.\2"),
+    (r"^conv([34])\.conv1\.(.+)$", r"conv\1.conv.depthwise.\2"),
+    (r"^conv([34])\.pointwise\.(.+)$", r"conv\1.conv.pointwise.\2"),
+    (r"^block(\d+)\.skip\.(.+)$", r"block\1.shortcut.conv.\2"),
+    (r"^block(\d+)\.skipbn\.(.+)$", r"block\1.shortcut.bn.\2"),
+]
+_TIMM_REP = re.compile(r"^block(\d+)\.rep\.(\d+)\.(conv1\.|pointwise\.)?(.+)$")
+
+
+def _timm_key(key: str, relu_first: dict[str, bool]) -> str:
+    """timm's (Cadene's) `legacy_xception` key -> ours. Its blocks are one Sequential `rep` of
+    [ReLU, separable conv, BatchNorm] per conv (no leading ReLU in block1), a `skip` conv and
+    its `skipbn`."""
+    m = _TIMM_REP.match(key)
+    if m is None:
+        for pattern, repl in _TIMM_RENAMES:
+            key = re.sub(pattern, repl, key)
+        return key
+    block, index, part, rest = m.groups()
+    j = int(index) + (0 if relu_first[f"block{block}"] else 1)  # as if it began with a ReLU
+    if part:  # conv i sits at 3(i - 1) + 1: its depthwise part (conv1) or pointwise part
+        kind = "depthwise" if part == "conv1." else "pointwise"
+        return f"block{block}.residual.sepconv{(j - 1) // 3 + 1}.{kind}.{rest}"
+    return f"block{block}.residual.bn{(j - 2) // 3 + 1}.{rest}"  # its BatchNorm at 3(i - 1) + 2
+
+
+def from_timm(state: dict[str, Tensor]) -> ImportedState | None:
+    """timm's `legacy_xception` (the Keras model ported to PyTorch, the same network as Fig. 5
+    here, symmetric pool padding included) under our names; None for another architecture."""
+    if "block1.rep.0.conv1.weight" not in state or "conv3.conv1.weight" not in state:
+        return None
+    relu_first = {name: first for name, _, _, first in ENTRY_FLOW + MIDDLE_FLOW + EXIT_FLOW}
+    ours = {_timm_key(k, relu_first): v for k, v in state.items()}
+    kwargs = {"num_classes": ours["fc.weight"].shape[0]} if "fc.weight" in ours else {}
+    return ImportedState("xception", kwargs, ours, None, "legacy_xception")

@@ -20,8 +20,9 @@ from ..data import (
     train_transform,
 )
 from ..errors import ConfigError
+from ..factory import create_model
 from ..preprocess import Preprocessing
-from ..registry import create_model, model_card
+from ..registry import model_card
 from ..weights import load_weights, read_card
 from . import config as cfg
 from .distributed import Distributed, epoch_seed

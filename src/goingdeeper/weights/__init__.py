@@ -1,23 +1,31 @@
-"""Weights: our safetensors format with its card, one checked loader, and one importer per
-source (torchvision, BVLC Caffe)."""
+"""Weights: our safetensors format with its card, one checked loader, one importer per source
+(torchvision, timm, BVLC Caffe), and the forms people keep weights in (`open_weights`, hub
+folders)."""
 
 from .bvlc import import_bvlc, read_caffemodel
 from .format import WeightsCard, load_weights, read_card, save_weights
+from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, imagenet_class_names, load_checked, read_state_dict
+from .timm import import_timm, recognise_timm
 from .torchvision import IMAGENET_RGB_V2, import_torchvision, recognise
 
 __all__ = [
     "IMAGENET_RGB_V2",
     "WeightsCard",
     "check_fit",
+    "export_hub",
     "imagenet_class_names",
     "import_bvlc",
+    "import_timm",
     "import_torchvision",
     "load_checked",
     "load_weights",
+    "model_readme",
+    "open_weights",
     "read_caffemodel",
     "read_card",
     "read_state_dict",
     "recognise",
+    "recognise_timm",
     "save_weights",
 ]

@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..errors import WeightsError
 from ..models.googlenet import GoogLeNet, caffe_layer_names
 from ..preprocess import CAFFE_BGR
-from ..registry import create_model
+from ..registry import build_model
 from .format import WeightsCard
 from .loading import imagenet_class_names, load_checked
 
@@ -195,7 +195,7 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
     """
     source = Path(source)
     with torch.random.fork_rng(), torch.device("meta"):
-        expected = create_model("googlenet", aux_logits=aux_logits).state_dict()
+        expected = build_model("googlenet", aux_logits=aux_logits).state_dict()
     if source.is_dir():
         layers, kind = read_blob_folder(source, expected), "BVLC blob folder"
     elif source.is_file():

@@ -37,6 +37,19 @@ class WeightsCard:
     metrics: dict = field(default_factory=dict)
     format: str = FORMAT
 
+    @property
+    def pretrained_cfg(self) -> dict:
+        """These weights in the keys of timm's `pretrained_cfg`: the input transform they
+        expect, their classes and names, where they come from."""
+        return {
+            "architecture": self.model,
+            **self.preprocessing.data_config(),
+            "num_classes": self.num_classes,
+            "label_names": list(self.class_names),
+            "source": self.provenance.get("origin", self.provenance.get("source", "")),
+            "license": self.provenance.get("license", ""),
+        }
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["preprocessing"] = self.preprocessing.to_dict()
@@ -57,7 +70,8 @@ def card_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def _atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write) -> None:
+    """`write(temporary path)` then rename over `path`: readers see the old file or the new."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -77,8 +91,8 @@ def save_weights(model: nn.Module, card: WeightsCard, path: str | Path) -> Path:
     card.provenance.setdefault("saved", datetime.now(UTC).isoformat(timespec="seconds"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = json.dumps(card.to_dict(), indent=2)
-    _atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CARD_KEY: text}))
-    _atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CARD_KEY: text}))
+    atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
     return path
 
 

@@ -10,11 +10,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from ..errors import WeightsError
-from ..registry import create_model
+from ..registry import build_model
 
 
 def imagenet_class_names() -> list[str]:
@@ -23,16 +25,21 @@ def imagenet_class_names() -> list[str]:
 
 
 def read_state_dict(source: str | Path | nn.Module | dict, what: str) -> tuple[dict, str]:
-    """A state dict from a model, a state dict, or a .pth file of one (loaded with
-    weights_only: tensors and plain containers, never arbitrary objects); and where it came
-    from. `what` names the expected weights in the error messages."""
+    """A state dict from a model, a state dict, a .safetensors file or a .pth file of one
+    (loaded with weights_only: tensors and plain containers, never arbitrary objects); and
+    where it came from. `what` names the expected weights in the error messages."""
     if isinstance(source, nn.Module):
         return source.state_dict(), f"{type(source).__name__} model"
     if isinstance(source, dict):
         return source, "state dict"
     path = Path(source)
     if not path.is_file():
-        raise WeightsError(f"{path}: no such file; give a {what} .pth file")
+        raise WeightsError(f"{path}: no such file; give a {what} .pth or .safetensors file")
+    if path.suffix == ".safetensors":
+        try:
+            return load_file(str(path)), str(path)
+        except (SafetensorError, OSError, ValueError) as e:
+            raise WeightsError(f"{path}: not a safetensors file ({e})") from None
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # noqa: BLE001 - any failure here means "not a state dict"
@@ -74,7 +81,7 @@ def load_checked(
     send a convolution down another kernel, with other rounding."""
     what = f"{name} with {kwargs}" if kwargs else name
     with torch.random.fork_rng(), torch.device("meta"):
-        shell = create_model(name, **kwargs)
+        shell = build_model(name, **kwargs)
     check_fit(shell.state_dict(), state, what, fresh)
     complete = set(shell.state_dict()) == {n for n, _ in shell.named_parameters()} | {
         n for n, _ in shell.named_buffers()
@@ -83,6 +90,6 @@ def load_checked(
     if complete and set(state) == set(shell.state_dict()):  # nothing to initialise: no init
         shell.load_state_dict(copies, assign=True)
         return shell.eval()
-    model = create_model(name, **kwargs)  # built for real: what the state lacks is initialised
+    model = build_model(name, **kwargs)  # built for real: what the state lacks is initialised
     model.load_state_dict(copies, strict=False)
     return model.eval()

@@ -49,9 +49,8 @@ def recognise(state: dict[str, Tensor]) -> ImportedState:
     )
 
 
-def reported(model: str) -> str:
-    """torchvision's published ImageNet accuracy for the architecture of `model`."""
-    name = model.removesuffix("_torchvision")
+def reported(name: str) -> str:
+    """torchvision's published ImageNet accuracy for its architecture `name`."""
     try:
         weights = torchvision.models.get_model_weights(name)
     except (ValueError, KeyError):
@@ -101,8 +100,8 @@ def import_torchvision(
         preprocessing=preprocessing or found.preprocessing,
         provenance={
             "source": origin,
-            "origin": f"torchvision {found.model.removesuffix('_torchvision')}",
-            "reported": reported(found.model),
+            "origin": f"torchvision {found.source}",
+            "reported": reported(found.source),
             "notes": notes,
         },
     )
