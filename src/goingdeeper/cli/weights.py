@@ -24,7 +24,7 @@ def add_parser(sub) -> None:
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     q = wsub.add_parser(
         "import",
-        help="convert BVLC Caffe or torchvision weights to our format",
+        help="convert BVLC Caffe, torchvision or timm weights to our format",
         epilog="examples:\n"
         "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
         "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
