@@ -35,6 +35,8 @@ from goingdeeper.evaluate import (
 )
 from goingdeeper.images import load_image
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
+from goingdeeper.registry import build_model
+from goingdeeper.weights import WeightsCard, save_weights
 
 # --- images whose pixel values are their coordinates -----------------------------------------
 
@@ -504,9 +506,6 @@ def eval_command(*argv: str) -> int:
 @pytest.fixture(scope="module")
 def tiny_weights(tmp_path_factory):
     """A randomly initialised 3-class GoogLeNet in our weights format, on 64x64 crops."""
-    from goingdeeper.registry import create_model
-    from goingdeeper.weights import WeightsCard, save_weights
-
     kwargs = {"num_classes": 3, "aux_logits": False}
     card = WeightsCard(
         model="googlenet",
@@ -519,7 +518,7 @@ def tiny_weights(tmp_path_factory):
     paths = []
     for seed in (0, 1):
         torch.manual_seed(seed)
-        paths.append(save_weights(create_model("googlenet", **kwargs), card, folder / f"w{seed}"))
+        paths.append(save_weights(build_model("googlenet", **kwargs), card, folder / f"w{seed}"))
     return paths
 
 

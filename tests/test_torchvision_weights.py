@@ -18,7 +18,7 @@ from goingdeeper.errors import WeightsError
 from goingdeeper.models.densenet import DenseNet
 from goingdeeper.models.resnet import ResNet
 from goingdeeper.preprocess import IMAGENET_RGB, TORCHVISION_GOOGLENET, Preprocessing
-from goingdeeper.weights import IMAGENET_RGB_V2, import_torchvision, load_weights, recognise
+from goingdeeper.weights import import_torchvision, load_weights, recognise
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -216,11 +216,25 @@ def test_densenet_legacy_keys_from_a_pth_file(tmp_path):
         assert torch.equal(value, state[key]), key
 
 
-def test_resnet_v2_preprocessing_and_errors(tmp_path):
+@pytest.mark.parametrize(
+    "arch, tag, resize",
+    [("resnet50", "IMAGENET1K_V2", 232), ("resnet18", "IMAGENET1K_V1", 256)]
+    + [("vgg16", "IMAGENET1K_FEATURES", 256)],
+)
+def test_a_tag_gives_torchvision_s_own_transform_for_those_weights(arch, tag, resize):
+    state = torchvision.models.get_model(arch, weights=None).state_dict()
+    model, card = import_torchvision(state, tag=tag)
+    assert card.model == arch and card.preprocessing.resize == resize and not model.training
+    theirs = torchvision.models.get_model_weights(arch)[tag].transforms()
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))
+    torch.testing.assert_close(card.preprocessing(photo), theirs(photo), atol=1e-5, rtol=1e-6)
+
+
+def test_resnet_errors(tmp_path):
     state = torchvision.models.resnet34(weights=None, num_classes=7).state_dict()
-    model, card = import_torchvision(state, preprocessing=IMAGENET_RGB_V2)
-    assert card.model == "resnet34" and card.preprocessing.resize == 232
-    assert model.fc.out_features == 7 and not model.training
+    with pytest.raises(WeightsError, match="no resnet34 weights 'IMAGENET1K_V9'"):
+        import_torchvision(state, tag="IMAGENET1K_V9")
     with pytest.raises(WeightsError, match="not a ResNet of Table 1"):
         import_torchvision({k: v for k, v in state.items() if not k.startswith("layer4.2")})
     # a DenseNet's blocks without its dense layers or classifier
@@ -269,3 +283,18 @@ def test_cli_import_of_each_family_gives_torchvisions_outputs(arch, tmp_path, ca
     with torch.no_grad():
         want = theirs(x)
         torch.testing.assert_close(ours(x), want, rtol=1e-5, atol=1e-5 * want.abs().max().item())
+
+
+def test_cli_tag_sets_the_transform_and_bad_tags_are_refused(tmp_path, capsys):
+    pth = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), pth)
+    out = tmp_path / "r18"
+    args = ["weights", "import", "torchvision", str(pth), "--out", str(out)]
+    assert main([*args, "--tag", "IMAGENET1K_V9"]) == 2
+    assert "no resnet18 weights 'IMAGENET1K_V9'; it has IMAGENET1K_V1" in capsys.readouterr().err
+    assert not out.with_suffix(".safetensors").exists()
+    bvlc = ["weights", "import", "bvlc", str(pth), "--out", str(out), "--tag", "x"]
+    assert main(bvlc) == 2 and "--tag" in capsys.readouterr().err
+    assert main([*args, "--tag", "IMAGENET1K_V1"]) == 0
+    _, card = load_weights(out.with_suffix(".safetensors"))
+    assert card.preprocessing.resize == 256 and "IMAGENET1K_V1" in card.preprocessing.note

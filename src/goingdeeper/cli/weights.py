@@ -1,4 +1,5 @@
-"""`goingdeeper weights import|show`: other projects' weights into our format, and a card."""
+"""`goingdeeper weights import|export-hub|show`: other projects' weights into our format, a hub
+folder, a card."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 
 import torchvision
 
+from ..errors import UsageError
 from ..weights import (
     export_hub,
     import_bvlc,
@@ -30,6 +32,8 @@ def add_parser(sub) -> None:
         "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
         "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
         "  goingdeeper weights import torchvision resnet50-0676ba61.pth --out resnet50\n"
+        "  goingdeeper weights import torchvision resnet50-11ad3fa6.pth --tag IMAGENET1K_V2 "
+        "--out resnet50_v2\n"
         "  goingdeeper weights import timm seresnet50.safetensors --tag a1_in1k --out seresnet50\n"
         "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
         formatter_class=HELP_FORMAT,
@@ -48,7 +52,11 @@ def add_parser(sub) -> None:
         action="store_true",
         help="GoogLeNet: keep aux heads (freshly initialised when the source lacks them)",
     )
-    q.add_argument("--tag", help="timm: which pretrained weights (their input transform)")
+    q.add_argument(
+        "--tag",
+        help="torchvision or timm: which of their weights these are, for the input transform "
+        "they were evaluated with (resnet50: IMAGENET1K_V2; timm: a1_in1k)",
+    )
     q.set_defaults(func=run_import)
     q = wsub.add_parser(
         "export-hub",
@@ -69,6 +77,8 @@ def add_parser(sub) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
+    if args.kind == "bvlc" and args.tag:
+        raise UsageError("--tag names torchvision's or timm's weights; BVLC's have one transform")
     if args.kind == "bvlc":
         model, card = import_bvlc(args.source, aux_logits=args.aux)
     elif args.kind == "timm":
@@ -77,7 +87,8 @@ def run_import(args: argparse.Namespace) -> int:
         source = args.source
         if source == "download":  # needs internet: torchvision fetches its published weights
             source = torchvision.models.googlenet(weights="DEFAULT").state_dict()
-        model, card = import_torchvision(source, aux_logits=True if args.aux else None)
+        aux = True if args.aux else None
+        model, card = import_torchvision(source, aux_logits=aux, tag=args.tag)
     out = save_weights(model, card, args.out)
     print(
         f"wrote {out} and {out.with_suffix('.json')} ({card.model}, "

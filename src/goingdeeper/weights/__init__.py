@@ -5,12 +5,17 @@ folders)."""
 from .bvlc import import_bvlc, read_caffemodel
 from .format import WeightsCard, load_weights, read_card, save_weights
 from .hub import export_hub, model_readme, open_weights
-from .loading import check_fit, imagenet_class_names, load_checked, read_state_dict
+from .loading import (
+    check_fit,
+    imagenet_class_names,
+    load_checked,
+    read_state_dict,
+    recognise_state,
+)
 from .timm import import_timm, recognise_timm
-from .torchvision import IMAGENET_RGB_V2, import_torchvision, recognise
+from .torchvision import import_torchvision, recognise, torchvision_preprocessing
 
 __all__ = [
-    "IMAGENET_RGB_V2",
     "WeightsCard",
     "check_fit",
     "export_hub",
@@ -26,6 +31,8 @@ __all__ = [
     "read_card",
     "read_state_dict",
     "recognise",
+    "recognise_state",
     "recognise_timm",
     "save_weights",
+    "torchvision_preprocessing",
 ]

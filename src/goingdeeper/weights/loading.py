@@ -7,6 +7,7 @@ wrong shape, before a single tensor is copied.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -16,12 +17,28 @@ from torch import Tensor, nn
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from ..errors import WeightsError
+from ..models.base import ImportedState
 from ..registry import build_model
 
 
 def imagenet_class_names() -> list[str]:
     """The 1,000 ImageNet-1k class names in the standard order (torchvision ships them)."""
     return list(_IMAGENET_CATEGORIES)
+
+
+def recognise_state(
+    state: dict[str, Tensor],
+    architectures: Sequence[Callable[[dict[str, Tensor]], ImportedState | None]],
+    what: str,
+) -> ImportedState:
+    """The first of `architectures` (each a model file's reader of another project's keys) that
+    recognises `state`, with the keys made ours; `what` names the accepted kinds in the error."""
+    for architecture in architectures:
+        found = architecture(state)
+        if found is not None:
+            return found
+    keys = ", ".join(sorted(state)[:3]) or "none"
+    raise WeightsError(f"not a {what} (first keys: {keys})")
 
 
 def read_state_dict(source: str | Path | nn.Module | dict, what: str) -> tuple[dict, str]:

@@ -25,7 +25,7 @@ from ..models import densenet, resnet, senet, vgg, xception
 from ..models.base import ImportedState
 from ..preprocess import Preprocessing
 from .format import WeightsCard
-from .loading import imagenet_class_names, load_checked, read_state_dict
+from .loading import imagenet_class_names, load_checked, read_state_dict, recognise_state
 
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
     xception.from_timm,
@@ -38,15 +38,8 @@ ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
 
 def recognise_timm(state: dict[str, Tensor]) -> ImportedState:
     """Which registered model a timm state dict is for, with its keys made ours."""
-    for architecture in ARCHITECTURES:
-        found = architecture(state)
-        if found is not None:
-            return found
-    keys = ", ".join(sorted(state)[:3]) or "none"
-    raise WeightsError(
-        "not a timm state dict of resnet, seresnet50, densenet, vgg or legacy_xception "
-        f"(first keys: {keys})"
-    )
+    what = "timm state dict of resnet, seresnet50, densenet, vgg or legacy_xception"
+    return recognise_state(state, ARCHITECTURES, what)
 
 
 def timm_preprocessing(name: str) -> tuple[Preprocessing, str]:

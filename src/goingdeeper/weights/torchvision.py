@@ -19,10 +19,10 @@ from torch import Tensor, nn
 from ..errors import WeightsError
 from ..models import alexnet, densenet, googlenet, resnet, vgg
 from ..models.base import ImportedState
-from ..preprocess import Preprocessing
+from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import model_card
 from .format import WeightsCard
-from .loading import imagenet_class_names, load_checked, read_state_dict
+from .loading import imagenet_class_names, load_checked, read_state_dict, recognise_state
 
 # torchvision's architectures, each recognised by the file of the model it loads into
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
@@ -32,21 +32,33 @@ ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
     resnet.from_torchvision,
     densenet.from_torchvision,
 ]
-# torchvision's IMAGENET1K_V2 ResNet weights are evaluated with the shorter side at 232
-IMAGENET_RGB_V2 = Preprocessing(resize=232, note="torchvision IMAGENET1K_V2: resize 232, crop 224")
 
 
 def recognise(state: dict[str, Tensor]) -> ImportedState:
     """Which registered model a torchvision state dict is for, with its keys made ours."""
-    for architecture in ARCHITECTURES:
-        found = architecture(state)
-        if found is not None:
-            return found
-    keys = ", ".join(sorted(state)[:3]) or "none"
-    raise WeightsError(
-        "not a torchvision state dict of googlenet, alexnet, vgg, resnet or densenet "
-        f"(first keys: {keys})"
+    what = "torchvision state dict of googlenet, alexnet, vgg, resnet or densenet"
+    return recognise_state(state, ARCHITECTURES, what)
+
+
+def torchvision_preprocessing(name: str, tag: str, base: Preprocessing) -> Preprocessing:
+    """The transform torchvision states for its weights `tag` of architecture `name` (resnet50
+    IMAGENET1K_V2: resize 232), on top of `base`, how our model of these weights takes its
+    input: the resize, crop and interpolation always; mean and std where the tag's are not
+    ImageNet's usual (vgg16 IMAGENET1K_FEATURES: 0-255 minus the mean)."""
+    weights = torchvision.models.get_model_weights(name)
+    if tag not in weights.__members__:
+        known = ", ".join(w.name for w in weights)
+        raise WeightsError(f"torchvision has no {name} weights {tag!r}; it has {known}")
+    given = weights[tag].transforms()
+    pre = base.replace(
+        resize=given.resize_size[0],
+        crop=given.crop_size[0],
+        interpolation=given.interpolation.value,
+        note=f"torchvision {name} {tag}: resize {given.resize_size[0]}, crop {given.crop_size[0]}",
     )
+    if (tuple(given.mean), tuple(given.std)) != (IMAGENET_RGB.mean, IMAGENET_RGB.std):
+        pre = pre.replace(scale=1.0 / 255.0, mean=list(given.mean), std=list(given.std))
+    return pre
 
 
 def reported(name: str) -> str:
@@ -67,6 +79,7 @@ def import_torchvision(
     source: str | Path | nn.Module | dict,
     *,
     aux_logits: bool | None = None,
+    tag: str | None = None,
     preprocessing: Preprocessing | None = None,
 ) -> tuple[nn.Module, WeightsCard]:
     """Load torchvision weights (a model, a state dict, or a .pth file of one) into the
@@ -74,11 +87,14 @@ def import_torchvision(
 
     `aux_logits` (GoogLeNet): None keeps the aux heads the source has; False drops them; True
     keeps them, freshly initialised when the source has none (the card says so).
-    `preprocessing`: what the weights expect, if not torchvision's usual transform for the
-    architecture (`IMAGENET_RGB_V2` for torchvision's V2 ResNet weights).
+    `tag`: which of torchvision's weights these are (resnet50's "IMAGENET1K_V2"), for the
+    transform torchvision evaluates them with; default the architecture's usual one.
+    `preprocessing`: the transform itself.
     """
     state, origin = read_state_dict(source, "torchvision")
     found = recognise(state)
+    if preprocessing is None and tag:
+        preprocessing = torchvision_preprocessing(found.source, tag, found.preprocessing)
     kwargs, state = dict(found.kwargs), found.state
     fresh: tuple[str, ...] = ()
     notes = []
