@@ -11,6 +11,7 @@ marked slow.
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -32,6 +33,9 @@ from goingdeeper.inference import (
 )
 from goingdeeper.models.googlenet import googlenet_loss
 from goingdeeper.models.inception import Inception
+from goingdeeper.preprocess import Preprocessing
+from goingdeeper.registry import build_model
+from goingdeeper.weights import WeightsCard, save_weights
 
 MODELS = gd.list_models()
 SMALLEST = {"alexnet": 96, "alexnet_torchvision": 64, "zfnet": 64}  # else 32; LeNet: fixed
@@ -280,8 +284,6 @@ def test_torchscript_of_every_model_matches_eager(name, tmp_path):
 
 def _tiny_weights(tmp_path):
     """A googlenet_torchvision weights file with a card, written as `weights import` does."""
-    from goingdeeper.weights import WeightsCard, save_weights
-
     model = random_model("googlenet_torchvision", aux_logits=False)
     card = WeightsCard(
         model="googlenet_torchvision",
@@ -317,6 +319,29 @@ def test_cli_export_onnx_and_program(tmp_path, capsys):
     assert main(argv) == 0
     program = torch.export.load(str(pt2))
     assert program.module()(torch.zeros(1, 1, 32, 32)).shape == (1, 10)
+
+
+def test_cli_export_torchscript_from_weights_matches_eager(tmp_path, capsys):
+    torch.manual_seed(0)
+    model = build_model("resnet18", num_classes=5).eval()
+    card = WeightsCard(
+        model="resnet18",
+        model_kwargs={"num_classes": 5},
+        num_classes=5,
+        class_names=[f"class {i}" for i in range(5)],
+        preprocessing=Preprocessing(resize=73, crop=64),
+    )
+    weights = save_weights(model, card, tmp_path / "r18")
+    out = tmp_path / "r18.pt"
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["export", "torchscript", "--weights", str(weights), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "traced at 64x64" in printed and "PyTorch deprecates TorchScript" in printed
+    assert not [w for w in caught if "torch.jit" in str(w.message)]  # said in our one line
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(torch.jit.load(str(out))(x), model(x), atol=1e-5, rtol=1e-5)
 
 
 def test_cli_export_int8_from_weights(tmp_path):

@@ -1,8 +1,9 @@
-"""`goingdeeper export onnx|program`: a model's inference graph as a file."""
+"""`goingdeeper export onnx|program|torchscript`: a model's inference graph as a file."""
 
 from __future__ import annotations
 
 import argparse
+import warnings
 from pathlib import Path
 
 from ..errors import UsageError
@@ -22,7 +23,7 @@ from .common import HELP_FORMAT, positive
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="write a model's inference graph as ONNX (fp32 or int8) or a torch.export program",
+        help="write a model's inference graph: ONNX (fp32 or int8), torch.export, TorchScript",
         epilog="examples:\n"
         "  goingdeeper export onnx --model googlenet_torchvision --out tv.onnx --fused\n"
         "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g.onnx --fused\n"
@@ -121,6 +122,9 @@ def run_torchscript(args: argparse.Namespace) -> int:
     _check_fusion(args)
     model, size, _ = _model_to_export(args)
     net = deployable(model, size, fused=args.fused, fuse_1x1=args.fuse_1x1)
-    out = write_torchscript(net, args.out, size)
+    with warnings.catch_warnings():  # said once below, in a line of ours
+        warnings.filterwarnings("ignore", "`torch.jit.trace", FutureWarning)
+        out = write_torchscript(net, args.out, size)
     print(f"wrote {out} (TorchScript, traced at {size}x{size}; load with torch.jit.load)")
+    print("note: PyTorch deprecates TorchScript; `goingdeeper export program` writes torch.export")
     return 0
