@@ -15,6 +15,7 @@ from torch import nn
 from goingdeeper.cli import main
 from goingdeeper.errors import WeightsError
 from goingdeeper.weights import import_timm, load_weights, recognise_timm
+from helpers import randomise_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -30,14 +31,7 @@ SHARED = {
 
 def _randomised(model: nn.Module) -> nn.Module:
     torch.manual_seed(3)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model.eval()
+    return randomise_batchnorm(model)
 
 
 @pytest.mark.parametrize("arch", SHARED)

@@ -19,20 +19,9 @@ from goingdeeper.models.densenet import DenseNet
 from goingdeeper.models.resnet import ResNet
 from goingdeeper.preprocess import IMAGENET_RGB, TORCHVISION_GOOGLENET, Preprocessing
 from goingdeeper.weights import import_torchvision, load_weights, recognise
+from helpers import randomise_batchnorm
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def _perturb_batchnorm(model: nn.Module) -> nn.Module:
-    """BatchNorm made random (it starts as an identity), so that no mapping error can hide."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.5, 0.5)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model
 
 
 def _meta_state(name: str, **kwargs) -> dict[str, torch.Tensor]:
@@ -83,7 +72,7 @@ def test_one_importer_for_resnet_and_densenet_and_a_clear_error_for_the_rest():
 def _torchvision_googlenet(**kwargs) -> nn.Module:
     torch.manual_seed(1)
     model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True, **kwargs)
-    return _perturb_batchnorm(model)
+    return randomise_batchnorm(model)
 
 
 def test_googlenet_same_outputs_in_eval():
@@ -167,7 +156,7 @@ def _narrow_torchvision_vgg(name: str, width: int = 32, classes: int = 10) -> nn
 def test_alexnet_and_vgg_same_outputs(name):
     if name.endswith("_narrow"):
         name = name.removesuffix("_narrow")
-        theirs = _perturb_batchnorm(_narrow_torchvision_vgg(name)).eval()
+        theirs = randomise_batchnorm(_narrow_torchvision_vgg(name)).eval()
     else:
         theirs = getattr(torchvision.models, name)(weights=None).eval()
     ours, card = import_torchvision(theirs)
@@ -188,7 +177,7 @@ def test_alexnet_and_vgg_same_outputs(name):
 @pytest.mark.parametrize("arch", ["resnet18", "resnet50", "densenet121"])
 def test_resnet_and_densenet_same_outputs(arch):
     torch.manual_seed(1)
-    theirs = _perturb_batchnorm(getattr(torchvision.models, arch)(weights=None)).eval()
+    theirs = randomise_batchnorm(getattr(torchvision.models, arch)(weights=None)).eval()
     ours, card = import_torchvision(theirs)
     assert card.model == arch and card.num_classes == 1000 and len(card.class_names) == 1000
     assert card.preprocessing.mean == (0.485, 0.456, 0.406) and card.preprocessing.crop == 224
@@ -268,10 +257,10 @@ def test_cli_import_of_each_family_gives_torchvisions_outputs(arch, tmp_path, ca
     torchvision FILE`, loaded back: torchvision's outputs within 1e-5."""
     torch.manual_seed(11)
     if arch == "vgg11_bn":  # a narrow classifier: the same layers without 100 M weights
-        theirs = _perturb_batchnorm(_narrow_torchvision_vgg(arch)).eval()
+        theirs = randomise_batchnorm(_narrow_torchvision_vgg(arch)).eval()
     else:
         kwargs = {"aux_logits": False, "init_weights": True} if arch == "googlenet" else {}
-        theirs = _perturb_batchnorm(getattr(torchvision.models, arch)(weights=None, **kwargs))
+        theirs = randomise_batchnorm(getattr(torchvision.models, arch)(weights=None, **kwargs))
     pth = tmp_path / f"{arch}.pth"
     torch.save(theirs.eval().state_dict(), pth)
     out = tmp_path / "ours"
