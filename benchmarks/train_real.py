@@ -25,10 +25,10 @@ from pathlib import Path
 
 import torch
 
-from goingdeeper.data import open_dataset
+from goingdeeper.data import LoadedImages, open_dataset
 from goingdeeper.evaluate import evaluate
-from goingdeeper.train import TestImages, fit
 from goingdeeper.train import config as cfg
+from goingdeeper.train import fit
 from goingdeeper.weights import import_bvlc, load_weights, save_weights
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -335,9 +335,9 @@ def _steps_table(lines: list[str], every: int) -> str:
     return "\n".join(out)
 
 
-def result_test_set(c: cfg.TrainConfig) -> TestImages:
+def result_test_set(c: cfg.TrainConfig) -> LoadedImages:
     train = open_dataset(c.data, "train")
-    return TestImages(open_dataset(c.data, "test", classes=train.classes))
+    return LoadedImages(open_dataset(c.data, "test", classes=train.classes))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from PIL import Image
 from torch import nn
 
 from goingdeeper.cli.evaluate import add_parser
-from goingdeeper.data import folder_samples, image_folder_samples, imagenet_sample_samples
+from goingdeeper.data import ClassMap, labelled_images
 from goingdeeper.errors import DataError, EvalError
 from goingdeeper.evaluate import (
     PAPER_TABLE3,
@@ -368,7 +368,7 @@ def test_unreadable_files_are_skipped_counted_and_named_once(tmp_path, caplog):
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "b" / "empty.png").write_bytes(b"")
     (root / "b" / "notes.txt").write_text("not an image, not listed")
-    samples = image_folder_samples(root)
+    samples = labelled_images(root).samples
     assert len(samples) == 6 and {label for _, label in samples} == {0, 1}
     members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
     r = evaluate(members, samples, "10", per_model=True)
@@ -386,28 +386,29 @@ def test_all_unreadable_gives_an_empty_result(tmp_path):
 
 def test_folder_layouts(tmp_path):
     root = _write_tree(tmp_path / "tree", classes=("x", "y", "z"), per_class=1)
-    samples, folders = folder_samples(root)
-    assert folders == ["x", "y", "z"] and [label for _, label in samples] == [0, 1, 2]
-    mapped = image_folder_samples(root, {"x": 7, "y": 3, "z": 5})
-    assert [label for _, label in mapped] == [7, 3, 5]
+    found = labelled_images(root)
+    assert found.classes.names == ("x", "y", "z") and found.layout == "class folders"
+    assert [label for _, label in found.samples] == [0, 1, 2]
+    mapped = labelled_images(root, ClassMap(("q", "z", "r", "y", "s", "x")))
+    assert [label for _, label in mapped.samples] == [5, 3, 1]
     flat = tmp_path / "flat"
     flat.mkdir()
-    for name in ("n02_b.JPEG", "n01_a.JPEG", "n03_c.png"):
+    for name in ("n01443537_goldfish.JPEG", "n01440764_tench.JPEG", "n01484850_x.png"):
         photos(1)[0][0].save(flat / name, format="PNG")
-    samples, folders = folder_samples(flat)
-    assert folders == [] and [(p.name, label) for p, label in samples] == [
-        ("n01_a.JPEG", 0),
-        ("n02_b.JPEG", 1),
-        ("n03_c.png", 2),
+    found = labelled_images(flat)
+    assert found.layout == "flat, WordNet-id file names"
+    assert [(p.name, label) for p, label in found.samples] == [
+        ("n01440764_tench.JPEG", 0),
+        ("n01443537_goldfish.JPEG", 1),
+        ("n01484850_x.png", 2),
     ]
-    assert imagenet_sample_samples(flat) == samples
     with pytest.raises(DataError, match="no such folder"):
-        folder_samples(tmp_path / "missing")
-    with pytest.raises(DataError, match="not one of the model's classes"):
-        image_folder_samples(root, {"x": 0})
+        labelled_images(tmp_path / "missing")
+    with pytest.raises(DataError, match="'y' is not one of the 1 classes"):
+        labelled_images(root, ClassMap(("x",)))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
-        folder_samples(tmp_path / "empty")
+        labelled_images(tmp_path / "empty")
 
 
 # --- VGG dense evaluation --------------------------------------------------------------------
@@ -577,9 +578,13 @@ def test_eval_command_mistakes(tiny_weights, tmp_path, argv, message):
 
 
 def test_eval_command_needs_classes_it_can_map(tiny_weights, tmp_path):
+    # the card has names but no WordNet ids: a WordNet-id folder means nothing to it
     root = _write_tree(tmp_path / "val", classes=("n01443537", "n02123045"), per_class=1)
-    with pytest.raises(ValueError, match="name the folders after the classes"):
+    with pytest.raises(DataError, match="'n01443537' is not one of the 3 classes"):
         eval_command("--weights", str(tiny_weights[0]), "--data", str(root))
+    wrong = _write_tree(tmp_path / "typo", classes=("goldfsh",), per_class=1)
+    with pytest.raises(DataError, match="closest: 2 'goldfish'"):
+        eval_command("--weights", str(tiny_weights[0]), "--data", str(wrong))
 
 
 # --- real photos -----------------------------------------------------------------------------
@@ -596,7 +601,7 @@ def bvlc(shared_data):
 def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
     """BVLC GoogLeNet on the first 100 imagenet-sample photos: 10 crops (AlexNet's protocol,
     Table 3's second row) must not lose against 1 crop by more than one image in top-5."""
-    samples = imagenet_sample_samples(shared_data / "imagenet-sample")[:100]
+    samples = labelled_images(shared_data / "imagenet-sample").samples[:100]
     one = evaluate([bvlc], samples, "1", keep_scores=True)
     ten = evaluate([bvlc], samples, "10")
     # the 1-view path is the weights' own transform, fed to the model directly

@@ -443,11 +443,11 @@ def test_cli_predict_views_average_the_softmax_over_the_paper_views(tmp_path, ca
 
 @pytest.fixture(scope="module")
 def bvlc(shared_data):
-    from goingdeeper.data import imagenet_sample_samples
+    from goingdeeper.data import labelled_images
     from goingdeeper.weights import import_bvlc
 
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
-    samples = imagenet_sample_samples(shared_data / "imagenet-sample")
+    samples = labelled_images(shared_data / "imagenet-sample").samples
     return model.eval(), card, samples
 
 

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from goingdeeper import create_model
-from goingdeeper.errors import TrainingError
+from goingdeeper.errors import ConfigError, TrainingError
 from goingdeeper.models.alexnet import renormalize_filters
 from goingdeeper.train import (
     CacheError,
@@ -454,3 +454,49 @@ def test_mnist_lenet5_preset_learns(tmp_path):
     history = fit(c)["history"]
     assert history[-1]["test_acc"] > 0.8, history[-1]
     assert history[-1]["train_loss"] < history[0]["train_loss"]
+
+
+def _digit_tree(root, folders: dict[str, int], per_class: int = 6) -> None:
+    from goingdeeper.data import digits
+
+    source = digits("train")
+    for split in ("train", "test"):
+        for folder, digit in folders.items():
+            (root / split / folder).mkdir(parents=True)
+            picked = [i for i, t in enumerate(source.targets) if t == digit][:per_class]
+            for i in picked:
+                source.load(i).save(root / split / folder / f"{i}.png")
+
+
+def test_fine_tuning_keeps_the_weights_classes_found_by_name(tmp_path):
+    from goingdeeper.train.build import build_data, input_preprocessing
+    from goingdeeper.train.distributed import Distributed
+
+    first = fit(tiny(tmp_path / "a", epochs=1))
+    _digit_tree(tmp_path / "three_seven", {"7": 7, "3": 3})
+    c = tiny(
+        tmp_path / "b",
+        epochs=1,
+        data=str(tmp_path / "three_seven"),
+        init_weights=first["paths"]["weights"],
+        limit_train=0,
+        limit_test=0,
+    )
+    train_ds, test_ds, classes = build_data(c, input_preprocessing(c), Distributed())
+    assert list(classes.names) == [str(d) for d in range(10)]
+    assert set(train_ds.targets) == {3, 7} and set(test_ds.targets) == {3, 7}
+    assert all(f"/{t}/" in src for src, t in train_ds.samples)  # each image keeps its class
+    result = fit(c)
+    _, card = load_weights(result["paths"]["weights"])
+    assert card.num_classes == 10 and card.class_names == [str(d) for d in range(10)]
+    _digit_tree(tmp_path / "unknown", {"seven": 7})
+    with pytest.raises(ConfigError, match="'seven' is not one of the 10 classes.*new_head=true"):
+        fit(tiny(tmp_path / "c", data=str(tmp_path / "unknown"), init_weights=c.init_weights))
+
+
+def test_wordnet_id_folders_give_the_weights_imagenet_names_and_ids(tmp_path):
+    _digit_tree(tmp_path / "tree", {"n01440764": 0, "n02113186": 1})
+    result = fit(tiny(tmp_path, epochs=1, data=str(tmp_path / "tree"), limit_train=0, limit_test=0))
+    _, card = load_weights(result["paths"]["weights"])
+    assert card.class_names == ["tench", "Cardigan"]
+    assert card.class_ids == ["n01440764", "n02113186"]

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from ..errors import GoingDeeperError
-from . import bench, evaluate, export, models, predict, summary, train, visualize, weights
+from . import bench, data, evaluate, export, models, predict, summary, train, visualize, weights
 
 EXAMPLES = """\
 examples:
@@ -27,7 +27,7 @@ examples:
 """
 
 # in the order `goingdeeper --help` lists them
-COMMANDS = (models, summary, weights, train, evaluate, visualize, predict, export, bench)
+COMMANDS = (models, summary, weights, data, train, evaluate, visualize, predict, export, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,8 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data.samples import samples_for_classes
-from ..errors import UsageError
+from ..data.classes import ClassMap
+from ..data.labels import real_labels, val_number
+from ..data.samples import labelled_images
+from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, DENSE_SCALES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
 from .common import HELP_FORMAT, counting_bar, load_any_weights
@@ -18,6 +20,8 @@ examples:
   goingdeeper eval --weights ../shared/data/bvlc-googlenet --data val/ --views 1,10,144 --paper
   goingdeeper eval --weights a.safetensors b.safetensors --data val/ --views 1,10 --ensemble
   goingdeeper eval --weights vgg16.safetensors --data val/ --views dense --scales 256,384,512
+  goingdeeper eval --weights bvlc_googlenet.safetensors --data ILSVRC2012_img_val/ \
+      --labels LOC_val_solution.csv --real-labels real.json
 """
 
 
@@ -42,9 +46,11 @@ def add_parser(sub) -> None:
         "--data",
         required=True,
         type=Path,
-        help="an ImageFolder tree (root/<class>/<image>) or a flat folder of one image per "
-        "class in sorted class order (the imagenet-sample layout)",
+        help="class folders named by WordNet id, class name or index (root/<class>/<image>, "
+        "any subset of the classes), a flat folder of <wnid>_*.JPEG files, or ILSVRC2012_val_* "
+        "photos with their label file",
     )
+    _label_arguments(p)
     p.add_argument(
         "--views",
         default="1",
@@ -76,6 +82,23 @@ def add_parser(sub) -> None:
     p.set_defaults(func=run)
 
 
+def _label_arguments(p) -> None:
+    p.add_argument(
+        "--labels",
+        type=Path,
+        help="label file of a flat folder of ILSVRC2012 validation photos: LOC_val_solution.csv, "
+        "the devkit's ILSVRC2012_validation_ground_truth.txt (meta.mat beside it) or its "
+        "archive, Caffe's val.txt (found in the folder or beside it when not given)",
+    )
+    p.add_argument(
+        "--real-labels",
+        type=Path,
+        metavar="REAL_JSON",
+        help="ReaL's real.json: also report ReaL top-1 (the photos must keep their "
+        "ILSVRC2012_val_* names)",
+    )
+
+
 def _int_list(text: str, what: str) -> list[int]:
     try:
         values = [int(v) for v in text.split(",") if v.strip()]
@@ -105,9 +128,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("dense evaluation needs inputs of several sizes: use --runtime torch")
     loaded = [load_any_weights(w, device=args.device, runtime=args.runtime) for w in args.weights]
     card = loaded[0][1]
-    samples = samples_for_classes(args.data, card.class_names, card.num_classes)[: args.limit]
+    classes = ClassMap.for_card(card)
+    samples = labelled_images(args.data, classes, args.labels).samples[: args.limit]
+    real = _real_sets(args.real_labels, samples, classes) if args.real_labels else None
     names = [Path(w).stem for w in args.weights]
-    options = dict(aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales)
+    options = dict(
+        aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales, real=real
+    )
     singles, ensembles = [], []
     for v in views:
         if args.ensemble and len(loaded) > 1:
@@ -134,6 +161,11 @@ def run(args: argparse.Namespace) -> int:
                         progress=counting_bar(f"{v} view(s)"),
                     )
                 )
+    if singles and singles[0]["images"] == 0:
+        raise EvalError(
+            f"{args.data}: none of the {len(samples)} images could be read "
+            f"(first: {singles[0]['skipped_files'][0]}); nothing was evaluated"
+        )
     # Table 3's order: every single model over the protocols, then the ensembles
     singles.sort(key=lambda r: names.index(r["model_names"][0]))
     rows = grid_rows(singles + ensembles)
@@ -145,3 +177,18 @@ def run(args: argparse.Namespace) -> int:
         shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         print(f"goingdeeper: skipped {len(skipped)} unreadable images: {shown}", file=sys.stderr)
     return 0
+
+
+def _real_sets(path: Path, samples: list, classes: ClassMap) -> list[list[int]]:
+    """For each image, its ReaL classes as the model's class indices."""
+    by_photo = real_labels(path)
+    sets = []
+    for image, _ in samples:
+        number = val_number(Path(image).name)
+        if number is None or not 1 <= number <= len(by_photo):
+            raise UsageError(
+                f"--real-labels: {Path(image).name} is not an ILSVRC2012_val_NNNNNNNN photo; "
+                "ReaL labels follow the validation photos' numbers"
+            )
+        sets.append(sorted(i for w in by_photo[number - 1] for i in classes.lookup(w)))
+    return sets

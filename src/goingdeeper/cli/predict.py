@@ -9,7 +9,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ImageError
+from ..data.classes import ClassMap
+from ..data.samples import labelled_images
+from ..errors import ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
 from .common import HELP_FORMAT, load_any_weights, positive
@@ -19,11 +21,19 @@ def add_parser(sub) -> None:
     p = sub.add_parser(
         "predict",
         help="top-5 classes of images",
-        epilog="example:\n"
-        "  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors",
+        epilog="examples:\n"
+        "  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors\n"
+        "  goingdeeper predict --data val/ --weights bvlc_googlenet.safetensors",
         formatter_class=HELP_FORMAT,
     )
-    p.add_argument("images", nargs="+", type=Path)
+    p.add_argument("images", nargs="*", type=Path)
+    p.add_argument(
+        "--data",
+        type=Path,
+        help="a labelled folder (the layouts `eval` reads): each image's true class is shown "
+        "beside its prediction, and the hit rates at the end",
+    )
+    p.add_argument("--labels", type=Path, help="label file of a flat ILSVRC2012_val_* folder")
     p.add_argument(
         "--weights", required=True, help="a .safetensors file written by `weights import`"
     )
@@ -45,10 +55,17 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     positive(args.top, "--top")
+    if not args.images and args.data is None:
+        raise UsageError("give images to classify, or --data FOLDER of labelled images")
+    if args.labels is not None and args.data is None:
+        raise UsageError("--labels labels a --data folder; give --data too")
     model, card = load_any_weights(args.weights, runtime=args.runtime)
     names = card.class_names or [str(i) for i in range(card.num_classes)]
-    failed = 0
-    for path in args.images:
+    items = [(path, None) for path in args.images]
+    if args.data is not None:
+        items += labelled_images(args.data, ClassMap.for_card(card), args.labels).samples
+    failed, hits = 0, [0, 0, 0]  # labelled images scored, top-1 and top-5 hits
+    for path, truth in items:
         try:
             x = VIEW_FUNCTIONS[args.views](load_image(path), card.preprocessing)
         except ImageError as e:
@@ -58,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
         with torch.inference_mode():  # section 7: softmax averaged over the views
             probs = torch.cat([torch.softmax(model(v), dim=1) for v in x.split(48)]).mean(0)
         top = probs.topk(min(args.top, probs.numel()))
-        print(path)
+        print(path if truth is None else f"{path}  (true class {truth} {names[truth]})")
         for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
-            print(f"  {p:7.2%}  {i:4d}  {names[i]}")
+            print(f"  {p:7.2%}  {i:4d}  {names[i]}" + ("  <- true" if i == truth else ""))
+        if truth is not None:
+            best = probs.topk(min(5, probs.numel())).indices.tolist()
+            hits = [hits[0] + 1, hits[1] + (best[0] == truth), hits[2] + (truth in best)]
+    if hits[0]:
+        n, top1, top5 = hits
+        print(f"{n} labelled images: top-1 {top1 / n:.1%} ({top1}), top-5 {top5 / n:.1%} ({top5})")
     return 1 if failed else 0

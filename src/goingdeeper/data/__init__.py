@@ -2,10 +2,12 @@
 per source format; bad images are skipped and reported through `collate_skip`."""
 
 from .cifar import cifar_batches
+from .classes import ClassMap, imagenet_class_ids, imagenet_class_names
 from .dataset import (
     ArrayReader,
     FileReader,
     ImageDataset,
+    LoadedImages,
     check_splits,
     collate_skip,
     spread,
@@ -13,9 +15,10 @@ from .dataset import (
 )
 from .digits import digits
 from .folder import image_folder
+from .labels import read_labels, real_labels
 from .mnist import mnist_idx, read_idx
 from .open import open_dataset
-from .samples import folder_samples, image_folder_samples, imagenet_sample_samples
+from .samples import Labelled, labelled_images
 from .tar import scan_tar_headers, tar_images
 from .torchvision_sets import torchvision_dataset
 from .transforms import (
@@ -40,8 +43,11 @@ __all__ = [
     "WHOLE_IMAGE_RECIPES",
     "AffineDistort",
     "ArrayReader",
+    "ClassMap",
     "FileReader",
     "ImageDataset",
+    "Labelled",
+    "LoadedImages",
     "PCALighting",
     "PhotometricDistort",
     "RandomCrop",
@@ -54,13 +60,15 @@ __all__ = [
     "collate_skip",
     "digits",
     "eval_transform",
-    "folder_samples",
     "image_folder",
-    "image_folder_samples",
-    "imagenet_sample_samples",
+    "imagenet_class_ids",
+    "imagenet_class_names",
+    "labelled_images",
     "mnist_idx",
     "open_dataset",
     "read_idx",
+    "read_labels",
+    "real_labels",
     "scan_tar_headers",
     "spread",
     "stratified_split",

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import Tensor
-from torch.utils.data import Dataset, default_collate
+from torch.utils.data import Dataset, Subset, default_collate
 
 from ..errors import DataError, ImageError
 from ..images import load_image, to_rgb
@@ -88,6 +88,13 @@ class ImageDataset(Dataset):
             return None, label, str(e)
         return (self.transform(image) if self.transform is not None else image), label
 
+    def relabelled(self, classes: Sequence[str], labels: dict[int, int]) -> ImageDataset:
+        """The same images as classes of a longer list: label l becomes `labels[l]`."""
+        samples = [(source, labels[label]) for source, label in self.samples]
+        return ImageDataset(
+            samples, classes, self.transform, reader=self.reader, origin=self.origin
+        )
+
     def subset(self, indices: Sequence[int], origin: str | None = None) -> ImageDataset:
         """The samples at `indices`, sharing this data set's reader, classes and transform."""
         return ImageDataset(
@@ -97,6 +104,33 @@ class ImageDataset(Dataset):
             reader=self.reader,
             origin=self.origin if origin is None else origin,
         )
+
+
+class LoadedImages:
+    """(PIL image, label) pairs of a data set, decoded when asked for (slices too): what
+    `evaluate` takes. An image that cannot be decoded comes as its name, which the evaluator
+    counts and names. `limit`: that many images spread over the set (like `limit_test`)."""
+
+    def __init__(self, ds, limit: int = 0):
+        indices = list(range(len(ds)))
+        while isinstance(ds, Subset):
+            indices = [ds.indices[i] for i in indices]
+            ds = ds.dataset
+        if limit:
+            indices = [indices[i] for i in spread(limit, len(indices))]
+        self.ds, self.indices = ds, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        k = self.indices[i]
+        try:
+            return self.ds.load(k), self.ds.targets[k]
+        except ImageError:
+            return self.ds.describe(k), self.ds.targets[k]
 
 
 def collate_skip(batch: Sequence[tuple]) -> tuple[Tensor, Tensor, list[str]]:

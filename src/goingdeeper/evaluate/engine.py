@@ -74,6 +74,11 @@ def _check_options(views: str, aggregate: str, batch_size: int) -> None:
         raise EvalError(f"batch_size must be at least 1; got {batch_size}")
 
 
+def _check_real(real: Sequence | None, dataset: Sequence) -> None:
+    if real is not None and len(real) != len(dataset):
+        raise EvalError(f"{len(real)} ReaL label sets for {len(dataset)} images; give one each")
+
+
 def _decode(item: Item) -> Image.Image:
     if isinstance(item, Image.Image):
         return item if item.mode == "RGB" else to_rgb(item)
@@ -145,7 +150,7 @@ def _member_scores(
 
 def _groups(dataset: Sequence, size: int):
     for start in range(0, len(dataset), size):
-        yield dataset[start : start + size]
+        yield start, dataset[start : start + size]
 
 
 def _topk(scores: Tensor, k: int = 5) -> Tensor:
@@ -188,6 +193,7 @@ class _Tally:
     """What an evaluation has gathered so far."""
 
     labels: list[int] = field(default_factory=list)
+    kept: list[int] = field(default_factory=list)  # the dataset positions of those images
     skipped: list[str] = field(default_factory=list)
     scores: list[Tensor] = field(default_factory=list)  # images x classes, over the models
     member_tops: list[list[Tensor]] = field(default_factory=list)  # per model: top-5 indices
@@ -206,6 +212,7 @@ def evaluate(
     keep_scores: bool = False,
     dense_scales: Sequence[int] = DENSE_SCALES,
     names: Sequence[str] | None = None,
+    real: Sequence[Sequence[int] | None] | None = None,
 ) -> dict:
     """Evaluate one model or an ensemble on (image, label) pairs with a view protocol.
 
@@ -213,9 +220,11 @@ def evaluate(
     `dataset`: (path or PIL image, class index) pairs. `views`: "1", "10", "144" or "dense".
     `aggregate`: how views and models are combined: "softmax" (mean probability, the paper),
     "logits" (mean logit) or "max" (largest probability). `batch_size`: views per forward pass.
-    Unreadable files are skipped and named in `skipped_files`.
+    Unreadable files are skipped and named in `skipped_files`. `real`: for each image, the
+    classes ReaL's re-assessment found in it (empty or None: none), which adds ReaL top-1.
     """
     _check_options(views, aggregate, batch_size)
+    _check_real(real, dataset)
     members = _members(models, names)
     per_image = num_views(views, dense_scales)
     group = max(1, batch_size // per_image) if views != "dense" else 1
@@ -229,20 +238,20 @@ def evaluate(
         batch_size=batch_size,
         dense_scales=dense_scales,
     )
-    done = 0
     try:
         for m in members:
             m.model.eval()
         with torch.inference_mode():
-            for chunk in _groups(dataset, group):
-                _score_group(chunk, members, score, aggregate, tally)
-                done += len(chunk)
+            for first, chunk in _groups(dataset, group):
+                _score_group(first, chunk, members, score, aggregate, tally)
                 if progress is not None:
-                    progress(done, len(dataset))
+                    progress(first + len(chunk), len(dataset))
     finally:
         for m, was in zip(members, training, strict=True):
             m.model.train(was)
     result = _result(members, tally, confusion=confusion, per_model=per_model)
+    if real is not None:
+        _add_real(result, tally, real)
     result.update(views=views, crops=per_image, cost=per_image * len(members))  # Table 3's
     result.update(aggregate=aggregate, seconds=(seconds := time.perf_counter() - start))
     result["images_per_second"] = len(tally.labels) / seconds if seconds > 0 else float("nan")
@@ -252,9 +261,11 @@ def evaluate(
     return result
 
 
-def _score_group(chunk: Sequence, members: list[_Member], score, aggregate: str, tally: _Tally):
+def _score_group(
+    start: int, chunk: Sequence, members: list[_Member], score, aggregate: str, tally: _Tally
+):
     """Decode one group of images and add every model's scores for them to `tally`."""
-    images, chunk_labels = _decode_group(chunk, tally.skipped)
+    images, chunk_labels, kept = _decode_group(chunk, tally.skipped)
     if not images:
         return
     per_member = [score(m, images) for m in members]
@@ -263,11 +274,12 @@ def _score_group(chunk: Sequence, members: list[_Member], score, aggregate: str,
         tops.append(_topk(s))
     tally.scores.append(_reduce(torch.stack(per_member), aggregate, 0))
     tally.labels += chunk_labels
+    tally.kept += [start + k for k in kept]
 
 
-def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list[Image.Image], list[int]]:
-    images, labels = [], []
-    for item, label in chunk:
+def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list, list[int], list[int]]:
+    images, labels, kept = [], [], []
+    for position, (item, label) in enumerate(chunk):
         try:
             images.append(_decode(item))
         except ImageError as e:
@@ -276,7 +288,8 @@ def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list[Image.Image
                 skipped.append(str(item))
             continue
         labels.append(int(label))
-    return images, labels
+        kept.append(position)
+    return images, labels, kept
 
 
 def _check_classes(per_member: list[Tensor], members: list[_Member], labels: list[int]) -> None:
@@ -308,3 +321,24 @@ def _result(members: list[_Member], tally: _Tally, *, confusion: bool, per_model
             for m, tops in zip(members, tally.member_tops, strict=True)
         ]
     return result
+
+
+def _add_real(result: dict, tally: _Tally, real: Sequence[Sequence[int] | None]) -> None:
+    """ReaL top-1 (Beyer et al. 2020) of the combined scores and of each model."""
+    sets = [set(real[k] or ()) for k in tally.kept]
+    scores = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
+    result.update(_real_top1(scores.argmax(1).tolist() if len(scores) else [], sets))
+    for member, tops in zip(result.get("members", []), tally.member_tops, strict=False):
+        member.update(_real_top1(_cat_tops(tops)[:, 0].tolist(), sets))
+
+
+def _real_top1(top1: list[int], sets: list[set[int]]) -> dict:
+    """The top class is right when it is any of the classes the re-assessment found; images
+    in which it found no clear class are left out, as in the paper."""
+    hits = [t in s for t, s in zip(top1, sets, strict=True) if s]
+    accuracy = sum(hits) / len(hits) if hits else float("nan")
+    return {
+        "real_images": len(hits),
+        "real_top1_accuracy": accuracy,
+        "real_top1_error": 1 - accuracy,
+    }

@@ -34,6 +34,7 @@ COLUMNS = (
     ("cost", "cost"),
     ("top1_error", "top-1 error"),
     ("top5_error", "top-5 error"),
+    ("real_top1_error", "ReaL top-1 error"),
     ("compared_to_base", "compared to base"),
     ("images", "images"),
 )
@@ -76,6 +77,9 @@ def grid_rows(results: list[dict]) -> list[dict]:
                 "cost": r["cost"],
                 "top1_error": 100.0 * r["top1_error"],
                 "top5_error": 100.0 * r["top5_error"],
+                "real_top1_error": (
+                    100.0 * r["real_top1_error"] if "real_top1_error" in r else None
+                ),
                 "compared_to_base": 100.0 * (r["top5_error"] - base["top5_error"]),
                 "images": r["images"],
                 "skipped": r["skipped"],
@@ -95,6 +99,7 @@ def paper_rows() -> list[dict]:
             "cost": cost,
             "top1_error": None,
             "top5_error": top5,
+            "real_top1_error": None,
             "compared_to_base": top5 - base,
             "images": 50_000,
             "skipped": 0,
@@ -108,7 +113,7 @@ def _cell(key: str, value) -> str:
         return "-"
     if key == "compared_to_base":
         return "base" if abs(value) < 5e-9 else f"{value:+.2f}%"
-    if key in ("top1_error", "top5_error"):
+    if key in ("top1_error", "top5_error", "real_top1_error"):
         return f"{value:.2f}%"
     if isinstance(value, int):
         return f"{value:,}"
@@ -121,7 +126,8 @@ def format_grid(rows: list[dict], fmt: str = "table") -> str:
         raise ArgumentError(f"format must be one of {', '.join(FORMATS)}; got {fmt!r}")
     if fmt == "json":
         return json.dumps(rows, indent=2)
-    keys = [k for k, _ in COLUMNS]
+    columns = [(k, t) for k, t in COLUMNS if k != "real_top1_error" or _any_real(rows)]
+    keys = [k for k, _ in columns]
     if fmt == "csv":
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
@@ -129,8 +135,12 @@ def format_grid(rows: list[dict], fmt: str = "table") -> str:
         for r in rows:
             writer.writerow(["" if r[k] is None else r[k] for k in [*keys, "skipped"]])
         return buf.getvalue().rstrip("\n")
-    header = [title for _, title in COLUMNS]
+    header = [title for _, title in columns]
     body = [[_cell(k, r[k]) for k in keys] for r in rows]
     if fmt == "markdown":
         return render_markdown(header, body)
     return render_table(header, body, right_from=1)
+
+
+def _any_real(rows: list[dict]) -> bool:
+    return any(r.get("real_top1_error") is not None for r in rows)

@@ -4,13 +4,12 @@
 from .cache import CacheError, FrozenPrefixCache, frozen_prefix
 from .config import TrainConfig, list_presets, resolve
 from .engine import TrainStep, evaluate_accuracy, freeze, lr_factor, train_one_epoch
-from .fit import Run, TestImages, finish, fit, run_epoch, setup_run
+from .fit import Run, finish, fit, run_epoch, setup_run
 
 __all__ = [
     "CacheError",
     "FrozenPrefixCache",
     "Run",
-    "TestImages",
     "TrainConfig",
     "TrainStep",
     "evaluate_accuracy",

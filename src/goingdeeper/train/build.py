@@ -4,6 +4,7 @@ take."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -19,7 +20,9 @@ from ..data import (
     spread,
     train_transform,
 )
-from ..errors import ConfigError
+from ..data.classes import ClassMap, imagenet_class_ids, imagenet_class_names, wnid_prefix
+from ..data.stream import ShardStream
+from ..errors import ConfigError, DataError
 from ..factory import create_model
 from ..preprocess import Preprocessing
 from ..registry import model_card
@@ -45,24 +48,64 @@ def build_data(c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed)
         eval_tf = train_transform("none", c.input_size, preprocessing)
     else:  # photos: shorter side, center crop (the weights' own protocol, scaled)
         eval_tf = eval_transform(c.input_size, preprocessing)
-    train_ds = open_dataset(c.data, "train", transform=train_tf)
+    train_ds = open_dataset(c.data, "train", transform=train_tf, stream=True)
     test_ds = open_dataset(c.data, "test", transform=eval_tf, classes=train_ds.classes)
     check_splits(train_ds, test_ds)
-    classes = list(train_ds.classes)
-    if c.limit_train:
+    classes, relabel = run_classes(c, train_ds.classes)
+    if relabel is not None:
+        train_ds = train_ds.relabelled(classes.names, relabel)
+        test_ds = test_ds.relabelled(classes.names, relabel)
+    if isinstance(train_ds, ShardStream):
+        if c.limit_train:
+            raise ConfigError(
+                f"limit_train picks images across the set, and {c.data} is streamed from "
+                "shards; leave limit_train at 0 or write shards of the subset"
+            )
+        train_ds.configure(
+            world=d.world, rank=d.rank, workers=c.workers, epoch=0, shuffle=c.shuffle, seed=c.seed
+        )
+    elif c.limit_train:
         train_ds = Subset(train_ds, spread(c.limit_train, len(train_ds)))
     if c.limit_test:
         test_ds = Subset(test_ds, spread(c.limit_test, len(test_ds)))
     return train_ds, test_ds, classes
 
 
+def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[int, int] | None]:
+    """The classes the trained weights will have, and how the data's labels map onto them.
+
+    Fine-tuning weights without a new head keeps their classes: each class of the data (a
+    WordNet id, a class name or an index) is found among them by identity, so ten ImageNet
+    classes train the 1,000-way classifier they belong to. Otherwise the data's own classes,
+    and ImageNet's names for folders named by WordNet id.
+    """
+    if c.init_weights and not c.new_head:
+        known = ClassMap.for_card(read_card(c.init_weights))
+        if list(known.names) == found:
+            return known, None
+        try:
+            index = known.resolve_all(found, c.data)
+        except DataError as e:
+            raise ConfigError(
+                f"{e}; or set new_head=true to train a new classifier on the data's classes"
+            ) from None
+        return known, {i: index[name] for i, name in enumerate(found)}
+    ids = imagenet_class_ids()
+    if all(wnid_prefix(name) == name and name in ids for name in found):
+        names = imagenet_class_names()
+        return ClassMap([names[ids.index(w)] for w in found], found), None
+    return ClassMap(found), None
+
+
 def make_loader(
     ds, batch_size: int, c: cfg.TrainConfig, d: Distributed, *, train: bool, epoch: int = 0
 ) -> DataLoader:
     sampler = None
-    if train:  # the same sampler for 1 or N processes: the same global order of samples
+    if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
+        ds.configure(world=d.world, rank=d.rank, workers=c.workers, epoch=epoch)
+    elif train:  # the same sampler for 1 or N processes: the same global order of samples
         sampler = DistributedSampler(
-            ds, num_replicas=d.world, rank=d.rank, shuffle=True, seed=c.seed, drop_last=False
+            ds, num_replicas=d.world, rank=d.rank, shuffle=c.shuffle, seed=c.seed, drop_last=False
         )
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
@@ -78,6 +121,18 @@ def make_loader(
         pin_memory=False,
         drop_last=False,
     )
+
+
+def rank_images(ds, d: Distributed) -> int:
+    """The training images one process reads in an epoch."""
+    return len(ds) if isinstance(ds, ShardStream) else math.ceil(len(ds) / d.world)
+
+
+def rank_batches(ds, d: Distributed, per_rank: int) -> int:
+    """The optimizer steps of an epoch."""
+    if isinstance(ds, ShardStream):
+        return ds.batches(per_rank)
+    return math.ceil(rank_images(ds, d) / per_rank)
 
 
 def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, Any]:

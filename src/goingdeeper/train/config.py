@@ -82,6 +82,7 @@ class TrainConfig:
     plots: bool = True
     eval_views: list[str] = field(default_factory=lambda: ["1"])  # final protocol: 1, 10, 144
     eval_limit: int = 0  # multi-view evaluations on N test images spread over the set; 0 = all
+    shuffle: bool = True  # a new order of the training images each epoch (seeded)
     limit_train: int = 0  # N training samples spread evenly over the set (every class); 0 = all
     limit_test: int = 0  # the same for the test set
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,9 +22,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import Subset
 
-from ..data import spread
+from ..data import ClassMap, LoadedImages
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..preprocess import Preprocessing
@@ -39,6 +37,8 @@ from .build import (
     card_preprocessing,
     input_preprocessing,
     make_loader,
+    rank_batches,
+    rank_images,
 )
 from .cache import FrozenPrefixCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -62,7 +62,7 @@ class Run:
     out: Path
     train_ds: Any
     test_ds: Any
-    classes: list[str]
+    classes: ClassMap
     model: nn.Module
     model_kwargs: dict
     preprocessing: Preprocessing  # what the model's input must look like
@@ -167,7 +167,7 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
         step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
     optimizer = build_optimizer(c, model)
     per_rank = c.batch_size // d.world
-    steps_per_epoch = math.ceil(math.ceil(len(train_ds) / d.world) / per_rank)
+    steps_per_epoch = rank_batches(train_ds, d, per_rank)
     return dict(
         config=c,
         dist=d,
@@ -218,7 +218,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     loader = make_loader(run.train_ds, run.per_rank, c, d, train=True, epoch=epoch)
     bar = None
     if run.progress and d.main and c.progress:
-        total = len(run.train_ds) // d.world
+        total = rank_images(run.train_ds, d)
         bar = run.progress(total=total, desc=f"epoch {epoch + 1}/{c.epochs}", unit="img")
     try:
         stats = train_one_epoch(
@@ -353,7 +353,8 @@ def _final_outputs(run: Run) -> dict:
         model=c.model,
         model_kwargs=run.model_kwargs,
         num_classes=len(run.classes),
-        class_names=run.classes,
+        class_names=list(run.classes.names),
+        class_ids=list(run.classes.ids),
         preprocessing=pre,
     )
     provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last["epoch"]}
@@ -381,36 +382,11 @@ def _final_outputs(run: Run) -> dict:
     return {"final": last, "paths": paths, "views": views}
 
 
-class TestImages:
-    """(PIL image, label) pairs of a test set, decoded when asked for (slices too)."""
-
-    def __init__(self, ds, limit: int = 0):
-        indices = list(range(len(ds)))
-        while isinstance(ds, Subset):
-            indices = [ds.indices[i] for i in indices]
-            ds = ds.dataset
-        if limit:  # spread over the classes, like limit_test
-            indices = [indices[i] for i in spread(limit, len(indices))]
-        self.ds, self.indices = ds, indices
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
-        k = self.indices[i]
-        try:
-            return self.ds.load(k), self.ds.targets[k]
-        except Exception:  # noqa: BLE001 - the evaluator counts and names unreadable files
-            return self.ds.describe(k), self.ds.targets[k]
-
-
 def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:
     """The paper's test protocol (section 7) on the test set, for each finished model."""
     rows = []
     for views in c.eval_views:
-        items = TestImages(test_ds, c.eval_limit if views != "1" else 0)
+        items = LoadedImages(test_ds, c.eval_limit if views != "1" else 0)
         for name, model in models:
             r = evaluate([(model.eval(), pre)], items, views=views, batch_size=128)
             rows.append(

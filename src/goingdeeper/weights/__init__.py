@@ -2,16 +2,11 @@
 (torchvision, timm, BVLC Caffe), and the forms people keep weights in (`open_weights`, hub
 folders)."""
 
+from ..data.classes import imagenet_class_ids, imagenet_class_names
 from .bvlc import import_bvlc, read_caffemodel
 from .format import WeightsCard, load_weights, read_card, save_weights
 from .hub import export_hub, model_readme, open_weights
-from .loading import (
-    check_fit,
-    imagenet_class_names,
-    load_checked,
-    read_state_dict,
-    recognise_state,
-)
+from .loading import check_fit, load_checked, read_state_dict, recognise_state
 from .timm import import_timm, recognise_timm
 from .torchvision import import_torchvision, recognise, torchvision_preprocessing
 
@@ -19,6 +14,7 @@ __all__ = [
     "WeightsCard",
     "check_fit",
     "export_hub",
+    "imagenet_class_ids",
     "imagenet_class_names",
     "import_bvlc",
     "import_timm",

@@ -22,12 +22,13 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.googlenet import GoogLeNet, caffe_layer_names
 from ..preprocess import CAFFE_BGR
 from ..registry import build_model
 from .format import WeightsCard
-from .loading import imagenet_class_names, load_checked
+from .loading import load_checked
 
 BVLC_URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 
@@ -226,6 +227,7 @@ def _card(source: Path, kind: str, aux_logits: bool, notes: list[str]) -> Weight
         model_kwargs={"aux_logits": aux_logits},
         num_classes=1000,
         class_names=imagenet_class_names(),
+        class_ids=imagenet_class_ids(),
         preprocessing=CAFFE_BGR,
         provenance={
             "source": str(source),

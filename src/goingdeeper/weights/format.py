@@ -32,6 +32,7 @@ class WeightsCard:
     model_kwargs: dict = field(default_factory=dict)
     num_classes: int = 1000
     class_names: list[str] = field(default_factory=list)
+    class_ids: list[str] = field(default_factory=list)  # WordNet ids, where the classes have them
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     provenance: dict = field(default_factory=dict)  # source, converter, date, notes
     metrics: dict = field(default_factory=dict)

@@ -14,16 +14,10 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import Tensor, nn
-from torchvision.models._meta import _IMAGENET_CATEGORIES
 
 from ..errors import WeightsError
 from ..models.base import ImportedState
 from ..registry import build_model
-
-
-def imagenet_class_names() -> list[str]:
-    """The 1,000 ImageNet-1k class names in the standard order (torchvision ships them)."""
-    return list(_IMAGENET_CATEGORIES)
 
 
 def recognise_state(

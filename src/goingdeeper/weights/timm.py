@@ -20,12 +20,13 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
+from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import densenet, resnet, senet, vgg, xception
 from ..models.base import ImportedState
 from ..preprocess import Preprocessing
 from .format import WeightsCard
-from .loading import imagenet_class_names, load_checked, read_state_dict, recognise_state
+from .loading import load_checked, read_state_dict, recognise_state
 
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
     xception.from_timm,
@@ -97,6 +98,7 @@ def import_timm(
         model_kwargs=dict(found.kwargs),
         num_classes=num_classes,
         class_names=imagenet_class_names() if num_classes == 1000 else [],
+        class_ids=imagenet_class_ids() if num_classes == 1000 else [],
         preprocessing=preprocessing,
         provenance={
             "source": origin,

@@ -16,13 +16,14 @@ from pathlib import Path
 import torchvision
 from torch import Tensor, nn
 
+from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import alexnet, densenet, googlenet, resnet, vgg
 from ..models.base import ImportedState
 from ..preprocess import IMAGENET_RGB, Preprocessing
 from ..registry import model_card
 from .format import WeightsCard
-from .loading import imagenet_class_names, load_checked, read_state_dict, recognise_state
+from .loading import load_checked, read_state_dict, recognise_state
 
 # torchvision's architectures, each recognised by the file of the model it loads into
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
@@ -113,6 +114,7 @@ def import_torchvision(
         model_kwargs=kwargs,
         num_classes=num_classes,
         class_names=imagenet_class_names() if num_classes == 1000 else [],
+        class_ids=imagenet_class_ids() if num_classes == 1000 else [],
         preprocessing=preprocessing or found.preprocessing,
         provenance={
             "source": origin,

@@ -1,0 +1,353 @@
+"""WebDataset shards: data sets as a few large `.tar` files, written once and read in sequence.
+
+A shard folder holds `<split>-000000.tar`, `<split>-000001.tar`, ... and `manifest.json`. Each
+sample is three members sharing a key: the image as it was stored (`000042.jpg`, `.png`, ...;
+never re-encoded, except images that only existed as arrays, which become PNG), its class index
+(`000042.cls`) and a little JSON (`000042.json`: class name, WordNet id, the source's own file
+name, which keeps ILSVRC2012_val_* numbers for ReaL). The manifest gives the classes (names
+and WordNet ids), and per shard its images, bytes, SHA-256 and labels, so that a reader knows
+every count before it opens a file.
+
+Any WebDataset reader reads these shards (`webdataset.WebDataset(...).decode("pil")` yields
+`{"jpg": ..., "cls": ...}`). Here they are read two ways: `shard_dataset` indexes the tar
+headers once and reads any sample at its offset (evaluation, and training in exactly the order
+a folder gives); `ShardStream` reads each shard front to back, split across DDP ranks and
+DataLoader workers by shard, so that no sample is read twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import tarfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import NamedTuple
+
+import webdataset as wds
+from PIL import Image
+
+from ..errors import DataError
+from ..images import decode_image, is_image_name
+from .dataset import ImageDataset
+from .tar import TarArchive, TarMember
+
+FORMAT = "goingdeeper.shards/1"
+MANIFEST = "manifest.json"
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1}
+for _power, _letter in enumerate("kmgt", 1):
+    _UNITS |= {_letter: 1000**_power, f"{_letter}b": 1000**_power, f"{_letter}ib": 1024**_power}
+
+
+def parse_size(text: str) -> int:
+    """Bytes from sizes such as '1GB', '500MB', '64MiB' or '2000000'."""
+    found = _SIZE.match(str(text))
+    unit = found.group(2).lower() if found else ""
+    if not found or unit not in _UNITS:
+        raise DataError(f"shard size {text!r}: expected a size such as 1GB, 500MB or 64MiB")
+    size = int(float(found.group(1)) * _UNITS[unit])
+    if size < 10_000:
+        raise DataError(f"shard size {text!r} is below 10 kB; give at least a few MB")
+    return size
+
+
+@dataclass(frozen=True)
+class Shard:
+    name: str  # file name in the shard folder
+    images: int
+    bytes: int
+    sha256: str
+    labels: tuple[int, ...]  # of its samples, in order
+
+
+@dataclass(frozen=True)
+class ShardSet:
+    """A shard folder's manifest: the classes and each split's shards."""
+
+    folder: Path
+    classes: tuple[str, ...]
+    class_ids: tuple[str, ...]
+    splits: dict[str, tuple[Shard, ...]]
+    source: str = ""
+
+    def shards(self, split: str) -> tuple[Shard, ...]:
+        if split not in self.splits:
+            raise DataError(
+                f"{self.folder}: no '{split}' shards (it has: {', '.join(self.splits)})"
+            )
+        return self.splits[split]
+
+    def images(self, split: str) -> int:
+        return sum(s.images for s in self.shards(split))
+
+    def per_class(self, split: str) -> Counter:
+        return Counter(label for s in self.shards(split) for label in s.labels)
+
+    def path(self, shard: Shard) -> Path:
+        return self.folder / shard.name
+
+
+def is_shard_folder(path: Path) -> bool:
+    return path.is_dir() and (path / MANIFEST).is_file()
+
+
+def read_manifest(folder: str | Path) -> ShardSet:
+    """The manifest of a shard folder, checked for the fields readers rely on."""
+    folder = Path(folder)
+    path = folder / MANIFEST
+    try:
+        raw = json.loads(path.read_text())
+        if raw.get("format") != FORMAT:
+            raise DataError(f"{path}: format {raw.get('format')!r}, expected {FORMAT}")
+        splits = {
+            split: tuple(
+                Shard(s["name"], int(s["images"]), int(s["bytes"]), s["sha256"], tuple(s["labels"]))
+                for s in entry["shards"]
+            )
+            for split, entry in raw["splits"].items()
+        }
+        manifest = ShardSet(
+            folder, tuple(raw["classes"]), tuple(raw.get("class_ids", ())), splits, raw["source"]
+        )
+    except FileNotFoundError:
+        raise DataError(f"{folder}: no {MANIFEST}; not a shard folder") from None
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
+        raise DataError(
+            f"{path}: not a readable shard manifest ({type(e).__name__}: {e})"
+        ) from None
+    for shards in splits.values():
+        for s in shards:
+            if len(s.labels) != s.images or any(
+                not 0 <= c < len(manifest.classes) for c in s.labels
+            ):
+                raise DataError(f"{path}: shard {s.name}: labels do not match its images")
+            if Path(s.name).name != s.name:
+                raise DataError(f"{path}: shard name {s.name!r} must be a plain file name")
+    return manifest
+
+
+# --- writing ---------------------------------------------------------------------------------
+
+
+class _Writer:
+    """Shards of one split, each closed when the next sample would take it past `limit`."""
+
+    def __init__(self, folder: Path, split: str, limit: int) -> None:
+        self.folder, self.split, self.limit = folder, split, limit
+        self.done: list[dict] = []
+        self._tar = None
+        self._file = None
+        self._labels: list[int] = []
+        self._bytes = 0
+
+    def add(self, key: str, image: bytes, ext: str, label: int, meta: dict) -> None:
+        size = sum(_member_bytes(n) for n in (len(image), len(str(label)), len(json.dumps(meta))))
+        if self._tar is not None and _tar_bytes(self._bytes + size) > self.limit:
+            self._close()
+        if self._tar is None:
+            name = f"{self.split}-{len(self.done):06d}.tar"
+            self._file = open(self.folder / f".{name}.partial", "wb")  # noqa: SIM115
+            self._tar = wds.TarWriter(
+                self._file, user="", group="", mtime=0, encoder=False, format=tarfile.USTAR_FORMAT
+            )
+            self._name, self._labels, self._bytes = name, [], 0
+        text = json.dumps(meta).encode()  # ASCII: its length is the member's
+        record = {"__key__": key, ext: image, "cls": str(label).encode(), "json": text}
+        self._tar.write(record)
+        self._labels.append(label)
+        self._bytes += size
+
+    def _close(self) -> None:
+        self._tar.close()
+        self._file.close()
+        partial = self.folder / f".{self._name}.partial"
+        digest = hashlib.sha256()
+        with open(partial, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+        partial.replace(self.folder / self._name)
+        self.done.append(
+            {
+                "name": self._name,
+                "images": len(self._labels),
+                "bytes": (self.folder / self._name).stat().st_size,
+                "sha256": digest.hexdigest(),
+                "labels": self._labels,
+            }
+        )
+        self._tar = self._file = None
+
+    def finish(self) -> list[dict]:
+        if self._tar is not None:
+            self._close()
+        return self.done
+
+
+def _member_bytes(size: int) -> int:
+    """A tar member's share of the file: a 512-byte header and its data in 512-byte blocks."""
+    return 512 + -(-size // 512) * 512
+
+
+def _tar_bytes(members: int) -> int:
+    """The file size of a tar whose members take `members` bytes: two zero blocks at the end,
+    then padding to tar's 10,240-byte records."""
+    return -(-(members + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
+
+
+def write_shards(
+    splits: dict[str, ImageDataset],
+    out: str | Path,
+    shard_size: int,
+    *,
+    class_ids: list[str] | tuple[str, ...] = (),
+    source: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> ShardSet:
+    """Write each split's samples, in order, as shards of at most `shard_size` bytes (a shard
+    holds one sample at least); the manifest last, so a folder with one is complete."""
+    out = Path(out)
+    if (out / MANIFEST).exists():
+        raise DataError(f"{out}: already holds shards ({MANIFEST}); give an empty or new folder")
+    classes = next(iter(splits.values())).classes
+    if any(ds.classes != classes for ds in splits.values()):
+        raise DataError("the splits have different classes; shards keep one class list")
+    out.mkdir(parents=True, exist_ok=True)
+    entries = {}
+    for split, ds in splits.items():
+        writer = _Writer(out, split, shard_size)
+        for i in range(len(ds)):
+            image, ext, name = encoded(ds, i)
+            label = ds.targets[i]
+            meta = {"class": classes[label], "source": name}
+            if class_ids:
+                meta["wnid"] = class_ids[label]
+            writer.add(f"{i:08d}", image, ext, label, meta)
+            if progress is not None:
+                progress(1)
+        shards = writer.finish()
+        entries[split] = {"images": len(ds), "shards": shards}
+    manifest = {
+        "format": FORMAT,
+        "source": source,
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
+        "classes": list(classes),
+        "class_ids": list(class_ids),
+        "splits": entries,
+    }
+    text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
+    (out / MANIFEST).write_text(text + "\n")
+    return read_manifest(out)
+
+
+def encoded(ds: ImageDataset, i: int) -> tuple[bytes, str, str]:
+    """Sample i as stored: its bytes, their extension and the source's own name. Files and tar
+    members are copied byte for byte; images held as arrays become lossless PNG."""
+    source = ds.samples[i][0]
+    reader = ds.reader
+    if isinstance(reader, TarArchive):
+        name = source.name
+        return reader.read(source), Path(name).suffix.lstrip(".").lower(), Path(name).name
+    if isinstance(source, str | Path) and is_image_name(str(source)):
+        path = Path(source)
+        try:
+            return path.read_bytes(), path.suffix.lstrip(".").lower(), path.name
+        except OSError as e:
+            raise DataError(f"{path}: cannot read ({e})") from None
+    buffer = io.BytesIO()
+    ds.load(i).save(buffer, format="PNG")
+    return buffer.getvalue(), "png", ds.describe(i)
+
+
+# --- reading: random access ------------------------------------------------------------------
+
+
+class ShardSample(NamedTuple):
+    shard: int
+    member: TarMember
+
+
+class ShardReader:
+    """The reader of `shard_dataset`'s samples: each shard read in place at member offsets."""
+
+    def __init__(self, paths: list[Path]) -> None:
+        self.archives = [TarArchive(p) for p in paths]
+
+    def __call__(self, sample: ShardSample) -> Image.Image:
+        archive = self.archives[sample.shard]
+        return decode_image(archive.read(sample.member), archive.describe(sample.member))
+
+    def describe(self, sample: ShardSample) -> str:
+        return self.archives[sample.shard].describe(sample.member)
+
+
+def shard_dataset(
+    folder: str | Path, split: str, transform: Callable | None = None
+) -> ImageDataset:
+    """A split of a shard folder as an `ImageDataset` (samples in the order written)."""
+    manifest = read_manifest(folder)
+    shards = manifest.shards(split)
+    missing = [s.name for s in shards if not manifest.path(s).is_file()]
+    if missing:
+        raise DataError(f"{folder}: shard missing: {missing[0]} (named in the manifest)")
+    reader = ShardReader([manifest.path(s) for s in shards])
+    samples = []
+    for index, (shard, archive) in enumerate(zip(shards, reader.archives, strict=True)):
+        images = [m for m in archive.members() if is_image_name(m.name)]
+        if len(images) != shard.images:
+            raise DataError(
+                f"{archive.path}: {len(images)} images, the manifest says {shard.images}; "
+                "the shard was changed or cut short"
+            )
+        samples += [
+            (ShardSample(index, m), label) for m, label in zip(images, shard.labels, strict=True)
+        ]
+    return ImageDataset(
+        samples, manifest.classes, transform, reader=reader, origin=f"{folder}:{split}"
+    )
+
+
+def verify_shards(manifest: ShardSet, progress: Callable[[int], None] | None = None) -> list[str]:
+    """The shards whose size or SHA-256 differs from the manifest's (empty when all agree)."""
+    bad = []
+    for shards in manifest.splits.values():
+        for shard in shards:
+            path = manifest.path(shard)
+            if not path.is_file() or path.stat().st_size != shard.bytes:
+                bad.append(f"{shard.name}: {'missing' if not path.is_file() else 'size differs'}")
+                continue
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            if digest.hexdigest() != shard.sha256:
+                bad.append(f"{shard.name}: SHA-256 differs")
+            if progress is not None:
+                progress(shard.images)
+    return bad
+
+
+def iter_shard(path: Path) -> Iterator[tuple[str, bytes, str, int]]:
+    """(key, image bytes, image extension, label) of each sample of one shard, front to back,
+    through the webdataset library's tar reader."""
+    stream = wds.WebDataset(
+        [str(path)],
+        shardshuffle=False,
+        nodesplitter=_all,
+        workersplitter=_all,
+        empty_check=False,
+    )
+    for record in stream:
+        image = next(((k, v) for k, v in record.items() if is_image_name(f"x.{k}")), None)
+        if image is None or "cls" not in record:
+            raise DataError(f"{path}: sample {record.get('__key__')!r} lacks an image or a class")
+        yield record["__key__"], image[1], image[0], int(record["cls"])
+
+
+def _all(urls):
+    return urls
