@@ -1,13 +1,15 @@
-"""`ShardStream`: a shard split read front to back, split across DDP ranks and DataLoader
-workers by shard, so that each sample is read by one reader only.
+"""`ShardStream`: a shard split read front to back, split across DDP ranks by shard and
+across each rank's DataLoader workers by sample, so that each sample is yielded once.
 
 The shards of an epoch (shuffled with the seed and the epoch, or in order) are dealt out to
-ranks x workers reader slots, each next shard to the slot with the fewest images so far. For
-evaluation every slot reads all it was dealt: each sample exactly once. For training every
-rank must take the same number of steps, so worker w of each rank reads as many images as
-the smallest worker w of any rank holds; the rest wait for a later epoch, where the shards are
-dealt anew (how many is in `left_out`). Within a slot, a buffer shuffles the samples
-(`buffer` of them, seeded), as streaming readers do.
+the ranks, each next shard to the rank with the fewest images so far: a rank reads only its
+own shards. Its workers all go through those shards in the same order and worker w reads
+and decodes samples w, w + W, w + 2W, ... only (passing over the others costs a tar header
+each), so the workers stay equally busy to the end. For evaluation every rank yields all it
+was dealt: each sample exactly once. For training every rank must take the same number of
+steps, so each yields as many images as the smallest rank holds; the rest wait for a later
+epoch, when the shards are dealt anew (`left_out` counts them). A buffer (`buffer` samples,
+seeded) shuffles what each worker yields, as streaming readers do.
 """
 
 from __future__ import annotations
@@ -22,19 +24,25 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageError
 from ..images import decode_image
-from .shards import ShardSet, iter_shard, read_manifest
+from .shards import ShardSet, read_manifest, shard_images
+from .tar import TarArchive
 
 log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class Plan:
-    """Who reads what in one epoch: `shards[rank][worker]` (indices into the split's shards)
-    and `quota[rank][worker]`, the number of images that reader yields."""
+    """Who reads what in one epoch: `shards[rank]` (indices into the split's shards, in
+    reading order) and `quota[rank]`, the number of images that rank yields."""
 
-    shards: list[list[list[int]]]
-    quota: list[list[int]]
+    shards: list[list[int]]
+    quota: list[int]
     left_out: int
+
+    def worker_quota(self, rank: int, worker: int, workers: int) -> int:
+        """Images worker `worker` of `workers` yields: positions w, w + W, ... below the quota."""
+        whole, extra = divmod(self.quota[rank], workers)
+        return whole + (worker < extra)
 
 
 class ShardStream(IterableDataset):
@@ -84,12 +92,10 @@ class ShardStream(IterableDataset):
             self.shuffle = shuffle
         if seed is not None:
             self.seed = seed
-        slots = world * max(1, workers)
-        if len(self.shards) < slots:
+        if len(self.shards) < world:
             raise DataError(
-                f"{self.origin}: {len(self.shards)} shards cannot feed {world} processes x "
-                f"{max(1, workers)} loader workers; write at least {slots} (a smaller "
-                "--shard-size) or use fewer workers"
+                f"{self.origin}: {len(self.shards)} shards cannot feed {world} processes; "
+                f"write at least {world} (a smaller --shard-size)"
             )
         self.world, self.rank, self.workers, self.epoch = world, rank, workers, epoch
         return self
@@ -98,31 +104,25 @@ class ShardStream(IterableDataset):
         order = list(range(len(self.shards)))
         if self.shuffle:
             random.Random(self.seed * 1_000_003 + self.epoch).shuffle(order)
-        workers = max(1, self.workers)
-        slots = [[] for _ in range(self.world * workers)]
-        counts = [0] * len(slots)
+        shards: list[list[int]] = [[] for _ in range(self.world)]
+        held = [0] * self.world
         for shard in order:
-            slot = min(range(len(slots)), key=lambda s: (counts[s], s))
-            slots[slot].append(shard)
-            counts[slot] += self.shards[shard].images
-        shards = [slots[r * workers : (r + 1) * workers] for r in range(self.world)]
-        held = [counts[r * workers : (r + 1) * workers] for r in range(self.world)]
-        if self.equal_ranks:
-            least = [min(held[r][w] for r in range(self.world)) for w in range(workers)]
-            quota = [list(least) for _ in range(self.world)]
-        else:
-            quota = held
-        left_out = sum(counts) - sum(map(sum, quota))
-        return Plan(shards, quota, left_out)
+            rank = min(range(self.world), key=lambda r: (held[r], r))
+            shards[rank].append(shard)
+            held[rank] += self.shards[shard].images
+        quota = [min(held)] * self.world if self.equal_ranks else held
+        return Plan(shards, quota, sum(held) - sum(quota))
 
     def __len__(self) -> int:
         """The images this process reads in the configured epoch."""
-        return sum(self.plan().quota[self.rank])
+        return self.plan().quota[self.rank]
 
     def batches(self, batch_size: int) -> int:
         """The batches this process's loader gives in the configured epoch (each worker ends
         with its own partial batch)."""
-        return sum(-(-q // batch_size) for q in self.plan().quota[self.rank])
+        plan, workers = self.plan(), max(1, self.workers)
+        quotas = [plan.worker_quota(self.rank, w, workers) for w in range(workers)]
+        return sum(-(-q // batch_size) for q in quotas)
 
     def __iter__(self) -> Iterator[tuple]:
         info = get_worker_info()
@@ -132,26 +132,32 @@ class ShardStream(IterableDataset):
                 f"{self.origin}: configured for {self.workers} workers, "
                 f"loaded by {info.num_workers}"
             )
-        plan = self.plan()
-        mine = plan.shards[self.rank][worker]
-        quota = plan.quota[self.rank][worker]
-        slot = self.rank * max(1, self.workers) + worker
+        plan, workers = self.plan(), max(1, self.workers)
+        slot = self.rank * workers + worker
         rng = random.Random((self.seed * 1_000_003 + self.epoch) * 4099 + slot)
-        samples = self._read(mine)
+        samples = self._read(plan.shards[self.rank], plan.quota[self.rank], worker, workers)
         if self.shuffle and self.buffer > 1:
             samples = _buffer_shuffle(samples, self.buffer, rng)
-        for n, (name, data, label) in enumerate(samples):
-            if n >= quota:
-                break
+        for name, data, label in samples:
             yield self._sample(name, data, label)
 
-    def _read(self, shards: list[int]) -> Iterator[tuple[str, bytes, int]]:
+    def _read(
+        self, shards: list[int], quota: int, worker: int, workers: int
+    ) -> Iterator[tuple[str, bytes, int]]:
+        """This worker's samples among the first `quota` of the rank's shards."""
+        position = 0
         for index in shards:
             path = self.manifest.path(self.shards[index])
             if not path.is_file():
                 raise DataError(f"{path}: shard missing (named in the manifest)")
-            for key, data, ext, label in iter_shard(path):
-                yield f"{path}:{key}.{ext}", data, label
+            archive = TarArchive(path)
+            shard = self.shards[index]
+            for member, label in zip(shard_images(archive, shard), shard.labels, strict=True):
+                if position >= quota:
+                    return
+                if position % workers == worker:
+                    yield archive.describe(member), archive.read(member), label
+                position += 1
 
     def _sample(self, name: str, data: bytes, label: int) -> tuple:
         if self.relabel is not None:
