@@ -172,6 +172,11 @@ def test_aux_heads_need_their_5x5_pool():
         model(torch.zeros(2, 3, 70, 70))
     with pytest.raises(ValueError, match="input_size"):  # aux FC built for another size
         gd.create_model("googlenet", input_size=224).train()(torch.zeros(2, 3, 160, 160))
+    # feature maps never reach the aux heads: a training-mode extractor takes small inputs
+    extractor = gd.create_model("googlenet", input_size=79, features_only=True).train()
+    x = torch.zeros(2, 3, 40, 40)
+    shapes = [m.shape for m in extractor(x)]
+    assert len(shapes) == 5 and shapes == [m.shape for m in extractor.eval()(x)]
 
 
 def test_free_input_size_and_classes():

@@ -311,6 +311,20 @@ def test_unknown_keyword_is_a_model_argument_error_with_the_builders_message(nam
 # --- the timm-style surface: feature maps, pretrained_cfg --------------------------------------
 
 
+def _strides(name: str) -> list[int]:
+    if name == "lenet1":
+        return [1, 2, 2, 4]
+    if name.startswith("lenet5"):
+        return [1, 2, 2, 4, 4]
+    if name.startswith("alexnet"):
+        return [4, 8, 16, 32]
+    if name == "zfnet":
+        return [2, 8, 16, 32]
+    if name.startswith("vgg"):
+        return [1, 2, 4, 8, 16, 32]
+    return [2, 4, 8, 16, 32]
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_features_only_gives_each_stage_with_its_channels_and_reduction(name):
     card = gd.model_card(name)
@@ -319,13 +333,16 @@ def test_features_only_gives_each_stage_with_its_channels_and_reduction(name):
     info = extractor.feature_info
     stages = extractor.model.feature_stages
     assert len(info) == len(stages) >= 4 and info.module_name() == list(stages)
-    # on the meta device at the card's size: the stated channels and reductions
+    # on the meta device at the card's size: the stated channels; the reductions are the
+    # strides the papers' tables give (a stride-4 first layer in AlexNet, stride 2 in ZFNet)
     maps = on_meta(name, **kwargs).forward_intermediates(
         example_input(on_meta(name, **kwargs), 1, card.input_size).to("meta")
     )
     assert info.channels() == [m.shape[1] for m in maps]
-    assert info.reduction() == [max(1, round(card.input_size / m.shape[-1])) for m in maps]
-    assert info.reduction() == sorted(info.reduction())  # stem first, deepest last
+    assert info.reduction() == _strides(name)
+    # the same description from a model given as it is (measured on its own weights)
+    own = FeatureExtractor(gd.create_model(name, **kwargs).eval()).feature_info
+    assert own.reduction() == info.reduction() and own.channels() == info.channels()
     # on real numbers at a small size: the chosen maps, in order, are the model's own
     model, size = _small(name)
     x = torch.randn(2, model.in_channels, size, size)

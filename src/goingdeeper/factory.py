@@ -14,12 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from .errors import WeightsError
 from .models.features import FeatureExtractor, feature_info
-from .registry import build_model, model_card
+from .registry import build_model, build_shell, model_card
 from .weights import open_weights
 
 
@@ -50,9 +49,7 @@ def create_model(
     model.pretrained_cfg = pretrained_cfg
     if not features_only:
         return model
-    with torch.random.fork_rng(), torch.device("meta"):  # the maps' sizes, from the same
-        shell = build_model(name, **built_with)  # network without storage
-    size = pretrained_cfg["input_size"][-1]
-    extractor = FeatureExtractor(model, out_indices, feature_info(shell, size, out_indices))
+    shell = build_shell(name, **built_with)  # the maps' sizes, from the same network
+    extractor = FeatureExtractor(model, out_indices, feature_info(shell, out_indices))
     extractor.pretrained_cfg = pretrained_cfg
     return extractor

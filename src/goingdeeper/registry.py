@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from .errors import ModelArgumentError, UnknownModelError
@@ -129,6 +130,13 @@ def build_model(name: str, **kwargs) -> nn.Module:
         if _raised_in(e, entry.builder, build_model):  # the call's arguments did not bind
             raise ModelArgumentError(f"{name}: {e}") from None
         raise
+
+
+def build_shell(name: str, **kwargs) -> nn.Module:
+    """A registered model without storage, on the meta device, built without moving the global
+    random state: what counting, map shapes and key checks need (VGG-16 builds in no time)."""
+    with torch.random.fork_rng(), torch.device("meta"):
+        return build_model(name, **kwargs)
 
 
 def _raised_in(error: BaseException, *functions: Callable) -> bool:

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import nn
 
 from ..errors import ArgumentError
-from ..registry import build_model, model_card
 from ..tables import render_markdown, render_table
 from .counts import trace
-from .summary import Summary, summarize
+from .summary import Summary, counting_model, summarize
 
 # Table 1 as printed: row, params (K = 1024 weights), ops (M multiply-adds)
 PAPER_TABLE1: list[tuple[str, float | None, float | None]] = [
@@ -186,25 +184,17 @@ def branch_macs(model: nn.Module, input_size: int = 224) -> dict[tuple[str, str]
     return out
 
 
-def _counting_model(name: str, **kwargs) -> nn.Module:
-    """A registered model for counting only: on the meta device, without aux heads."""
-    if model_card(name).has_aux:
-        kwargs["aux_logits"] = False
-    with torch.random.fork_rng(), torch.device("meta"):
-        return build_model(name, **kwargs)
-
-
 def bottleneck_comparison(input_size: int = 224, name: str = "googlenet") -> list[BranchCost]:
     """Per Inception module and branch of the model `name`, the cost without and with the 1x1
     reductions (the notes' figures for googlenet: inception 4a's 5x5 branch 112.9M vs 5.3M,
     inception 3a's 120.4M vs 12.4M). The model's builder must take `naive` (Fig. 2a)."""
-    reduced = branch_macs(_counting_model(name), input_size)
+    reduced = branch_macs(counting_model(name), input_size)
     if not reduced:
         raise ArgumentError(
             f"{name} has no Inception modules: the bottleneck comparison is for the GoogLeNet "
             "models (googlenet*, se_googlenet)"
         )
-    naive = branch_macs(_counting_model(name, naive=True), input_size)
+    naive = branch_macs(counting_model(name, naive=True), input_size)
     return [BranchCost(m, b, naive[(m, b)], reduced[(m, b)]) for (m, b) in reduced]
 
 
@@ -239,7 +229,7 @@ def format_bottleneck(costs: list[BranchCost], fmt: str = "table") -> str:
 
 def paper_summary(input_size: int = 224) -> Summary:
     """The paper's network (`googlenet`) at `input_size`, the summary Table 1 is compared with."""
-    return summarize(_counting_model("googlenet"), input_size, name="googlenet")
+    return summarize(counting_model("googlenet"), input_size, name="googlenet")
 
 
 def _shape(output: tuple[int, ...]) -> str:

@@ -15,12 +15,11 @@ import json
 from dataclasses import asdict, dataclass, field
 from functools import cache
 
-import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import ArgumentError
-from ..registry import build_model, model_card
+from ..registry import build_shell, model_card
 from ..tables import render_markdown, render_table
 from .counts import Leaf, trace_layers
 
@@ -358,12 +357,16 @@ class Costs:
 
 
 @cache
+def counting_model(name: str, **kwargs) -> nn.Module:
+    """A registered model for counting: shapes without values (`build_shell`), and without
+    the aux heads, which the papers' counts leave out."""
+    if model_card(name).has_aux:
+        kwargs["aux_logits"] = False
+    return build_shell(name, **kwargs)
+
+
 def model_costs(name: str) -> Costs:
     """Parameters, multiply-adds and depth of the registered model `name`."""
     card = model_card(name)
-    # counting needs shapes, not values: build on the meta device (VGG would take seconds),
-    # and without moving anybody's random numbers
-    with torch.random.fork_rng(), torch.device("meta"):
-        model = build_model(name, **({"aux_logits": False} if card.has_aux else {}))
-    summary = summarize(model, card.input_size, name=name)
+    summary = summarize(counting_model(name), card.input_size, name=name)
     return Costs(summary.total_params, summary.total_macs, sum(r.depth for r in summary.rows))

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
 from ..analysis import (
     bottleneck_comparison,
     format_bottleneck,
@@ -14,8 +12,7 @@ from ..analysis import (
     format_table1,
     summarize,
 )
-from ..factory import create_model
-from ..registry import model_card
+from ..registry import build_shell, model_card
 from .common import HELP_FORMAT, model_args, positive
 
 
@@ -73,8 +70,7 @@ def run(args: argparse.Namespace) -> int:
         kwargs.setdefault("aux_logits", args.aux)
     if card.takes_input_size:
         kwargs.setdefault("input_size", size)
-    with torch.random.fork_rng(), torch.device("meta"):  # shapes are all a table needs
-        model = create_model(args.model, **kwargs)
+    model = build_shell(args.model, **kwargs)  # shapes are all a table needs
     summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
     print(
         format_table1(summary, args.format) if args.paper else format_summary(summary, args.format)

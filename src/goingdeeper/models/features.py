@@ -42,11 +42,25 @@ class FeatureInfo(Sequence[dict]):
         return [f["module"] for f in self.info]
 
 
-def feature_info(model: Classifier, size: int, indices=None) -> FeatureInfo:
-    """The maps `model` gives for a square input of `size`: their channels and reductions
-    (size / map side, rounded), read off one pass (cheapest on a model on the meta device)."""
-    with torch.no_grad():
-        maps = model.forward_intermediates(example_input(model, 1, size), indices)
+# Two input sides this far apart change every map's side by exactly 64 / its stride, for any
+# stride up to 64 made of stride-2 and stride-4 layers, floor or ceil rounding alike.
+_SIDE_STEP = 64
+
+
+def feature_info(model: Classifier, indices=None, size: int | None = None) -> FeatureInfo:
+    """The maps `model` gives: their channels and reductions (the stride from the input to
+    each map, as timm states it), measured from two passes at sides `size` (default: the
+    model's smallest input, at least 64) and `size + 64`. Cheapest on a model on the meta
+    device; a real one runs at those small sides in eval mode, without gradients."""
+    size = size or max(model.min_size, 64)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            small = model.forward_intermediates(example_input(model, 1, size), indices)
+            large = model.forward_intermediates(example_input(model, 1, size + _SIDE_STEP), indices)
+    finally:
+        model.train(was_training)
     chosen = take_indices(len(model.feature_stages), indices)
     return FeatureInfo(
         [
@@ -54,9 +68,9 @@ def feature_info(model: Classifier, size: int, indices=None) -> FeatureInfo:
                 "module": model.feature_stages[i],
                 "index": i,
                 "num_chs": m.shape[1],
-                "reduction": max(1, round(size / m.shape[-1])),
+                "reduction": _SIDE_STEP // (n.shape[-1] - m.shape[-1]),
             }
-            for i, m in zip(chosen, maps, strict=True)
+            for i, m, n in zip(chosen, small, large, strict=True)
         ]
     )
 
@@ -69,8 +83,7 @@ class FeatureExtractor(nn.Module):
         super().__init__()
         self.model = model
         self.out_indices = take_indices(len(model.feature_stages), out_indices)
-        size = model.max_size or max(model.min_size, 224)
-        self.feature_info = info if info is not None else feature_info(model, size, out_indices)
+        self.feature_info = info if info is not None else feature_info(model, out_indices)
 
     def forward(self, x: Tensor) -> list[Tensor]:
         self.model.check_input(x)

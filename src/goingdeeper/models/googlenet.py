@@ -235,13 +235,6 @@ class GoogLeNet(Classifier):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def check_input(self, x: Tensor) -> None:
-        """In training with aux heads, the input must be large enough for their 5x5 pool."""
-        if self.training and self.aux1 is not None:
-            super().check_input(x, min_size=self.min_size_aux, needs="the aux heads' 5x5 pool")
-        else:
-            super().check_input(x)
-
     # 1/2, 1/4 (conv2, before its LRN and pool), 1/8, 1/16, 1/32: the last module at each size
     feature_stages = ("conv1", "conv2", "inception3b", "inception4e", "inception5b")
 
@@ -290,13 +283,15 @@ class GoogLeNet(Classifier):
         return self.fc(self.dropout(x))  # N x num_classes
 
     def forward(self, x: Tensor) -> Tensor | GoogLeNetOutputs:
-        self.check_input(x)
         if self.training and self.aux1 is not None and self.aux2 is not None:
+            # the aux heads' 5x5 pool needs a larger input than the main path
+            self.check_input(x, min_size=self.min_size_aux, needs="the aux heads' 5x5 pool")
             taps = self.forward_taps(x)
             logits = self.forward_head(taps.features)
             return GoogLeNetOutputs(
                 logits, self.aux1(taps.inception4a), self.aux2(taps.inception4d)
             )
+        self.check_input(x)
         return self.forward_head(self.forward_features(x))
 
     def reset_classifier(self, num_classes: int) -> None:

@@ -26,7 +26,7 @@ from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.googlenet import GoogLeNet, caffe_layer_names
 from ..preprocess import CAFFE_BGR
-from ..registry import build_model
+from ..registry import build_shell
 from .format import WeightsCard
 from .loading import load_checked
 
@@ -195,8 +195,7 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
     initialised, and the card says so. A .caffemodel carries them (loss1/*, loss2/*).
     """
     source = Path(source)
-    with torch.random.fork_rng(), torch.device("meta"):
-        expected = build_model("googlenet", aux_logits=aux_logits).state_dict()
+    expected = build_shell("googlenet", aux_logits=aux_logits).state_dict()
     if source.is_dir():
         layers, kind = read_blob_folder(source, expected), "BVLC blob folder"
     elif source.is_file():

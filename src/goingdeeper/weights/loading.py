@@ -17,7 +17,7 @@ from torch import Tensor, nn
 
 from ..errors import WeightsError
 from ..models.base import ImportedState
-from ..registry import build_model
+from ..registry import build_model, build_shell
 
 
 def recognise_state(
@@ -91,8 +91,7 @@ def load_checked(
     own allocations and strides: a view of a file's bytes or odd strides on size-1 axes can
     send a convolution down another kernel, with other rounding."""
     what = f"{name} with {kwargs}" if kwargs else name
-    with torch.random.fork_rng(), torch.device("meta"):
-        shell = build_model(name, **kwargs)
+    shell = build_shell(name, **kwargs)
     check_fit(shell.state_dict(), state, what, fresh)
     complete = set(shell.state_dict()) == {n for n, _ in shell.named_parameters()} | {
         n for n, _ in shell.named_buffers()
