@@ -121,12 +121,34 @@ def test_wordnet_id_and_name_folders_equal_scoring_by_hand(
         index = imagenet_class_ids().index(_wnid(f))
         _link(f, tmp_path / "by_wnid" / _wnid(f) / f.name)
         _link(f, tmp_path / "by_name" / names[index].replace(" ", "_") / f.name)
-    by_wnid = _eval(capsys, weights, tmp_path / "by_wnid")
-    by_name = _eval(capsys, weights, tmp_path / "by_name")
     truth = [imagenet_class_ids().index(_wnid(f)) for f in files]
     right = sum(p == t for p, t in zip(_by_hand(model, card, files), truth, strict=True))
-    assert by_wnid == by_name
+    by_wnid = _eval(capsys, weights, tmp_path / "by_wnid")
+    by_name = _eval(capsys, weights, tmp_path / "by_name")
+    shards = tmp_path / "shards"
+    assert (
+        main(
+            [
+                "data",
+                "shard",
+                str(tmp_path / "by_wnid"),
+                "--as-split",
+                "val",
+                "--out",
+                str(shards),
+                "--shard-size",
+                "2MB",
+            ]
+        )
+        == 0
+    )
+    by_shards = _eval(capsys, weights, shards)
+    assert by_wnid == by_name == by_shards
     assert by_wnid["images"] == 50
+    capsys.readouterr()
+    assert main(["predict", "--data", str(shards), "--weights", str(weights), "--top", "1"]) == 0
+    summary = capsys.readouterr().out.splitlines()[-1]
+    assert summary.startswith("50 labelled images: top-1") and f"({right})" in summary
     assert round(by_wnid["top1_error"] * 50 / 100) == 50 - right
     assert right >= 30  # the BVLC weights do know these photos (about 75% on the sample)
 
@@ -280,3 +302,12 @@ def test_real_labels_top1_equals_counting_by_hand(shared_data, bvlc_file, tmp_pa
     )
     assert code == 2
     assert "is not an ILSVRC2012_val_NNNNNNNN photo" in capsys.readouterr().err
+    shards = tmp_path / "shards"
+    assert main(["data", "shard", str(tmp_path / "val"), "--out", str(shards)]) == 0
+    real = str(tmp_path / "real.json")
+    assert (
+        main(["eval", "--weights", str(weights), "--data", str(shards), "--real-labels", real]) == 2
+    )
+    assert (
+        "give the folder of ILSVRC2012_val_* photos rather than shards" in capsys.readouterr().err
+    )

@@ -116,7 +116,7 @@ def _per_class_table(source: Source) -> tuple[list[str], list[list[str]]]:
     counts = {split: _counts(ds) for split, ds in source.splits.items()}
     header = ["index", "class", "wordnet id", *source.splits]
     body = []
-    for i, name in enumerate(source.classes):
+    for i, name in enumerate(source.readable_names()):
         wnid = source.class_ids[i] if source.class_ids else "-"
         body.append([str(i), name, wnid, *(f"{counts[s].get(i, 0):,}" for s in source.splits)])
     total = [f"{len(ds):,}" for ds in source.splits.values()]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data.classes import ClassMap
 from ..data.labels import real_labels, val_number
-from ..data.samples import labelled_images
+from ..data.samples import Labelled, labelled_images
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, DENSE_SCALES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
@@ -129,8 +129,9 @@ def run(args: argparse.Namespace) -> int:
     loaded = [load_any_weights(w, device=args.device, runtime=args.runtime) for w in args.weights]
     card = loaded[0][1]
     classes = ClassMap.for_card(card)
-    samples = labelled_images(args.data, classes, args.labels).samples[: args.limit]
-    real = _real_sets(args.real_labels, samples, classes) if args.real_labels else None
+    labelled = labelled_images(args.data, classes, args.labels).head(args.limit)
+    samples = labelled.samples
+    real = _real_sets(args.real_labels, labelled, classes) if args.real_labels else None
     names = [Path(w).stem for w in args.weights]
     options = dict(
         aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales, real=real
@@ -179,15 +180,21 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _real_sets(path: Path, samples: list, classes: ClassMap) -> list[list[int]]:
+def _real_sets(path: Path, labelled: Labelled, classes: ClassMap) -> list[list[int]]:
     """For each image, its ReaL classes as the model's class indices."""
+    names = labelled.file_names()
+    if names is None:
+        raise UsageError(
+            "--real-labels follows the validation photos' file names; give the folder of "
+            "ILSVRC2012_val_* photos rather than shards"
+        )
     by_photo = real_labels(path)
     sets = []
-    for image, _ in samples:
-        number = val_number(Path(image).name)
+    for name in names:
+        number = val_number(name)
         if number is None or not 1 <= number <= len(by_photo):
             raise UsageError(
-                f"--real-labels: {Path(image).name} is not an ILSVRC2012_val_NNNNNNNN photo; "
+                f"--real-labels: {name} is not an ILSVRC2012_val_NNNNNNNN photo; "
                 "ReaL labels follow the validation photos' numbers"
             )
         sets.append(sorted(i for w in by_photo[number - 1] for i in classes.lookup(w)))

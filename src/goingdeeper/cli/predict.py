@@ -61,13 +61,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--labels labels a --data folder; give --data too")
     model, card = load_any_weights(args.weights, runtime=args.runtime)
     names = card.class_names or [str(i) for i in range(card.num_classes)]
-    items = [(path, None) for path in args.images]
+    items = [(str(path), lambda p=path: load_image(p), None) for path in args.images]
     if args.data is not None:
-        items += labelled_images(args.data, ClassMap.for_card(card), args.labels).samples
+        found = labelled_images(args.data, ClassMap.for_card(card), args.labels)
+        items += [
+            (found.name(i), lambda i=i: found.image(i), found.label(i))
+            for i in range(len(found.samples))
+        ]
     failed, hits = 0, [0, 0, 0]  # labelled images scored, top-1 and top-5 hits
-    for path, truth in items:
+    for path, image, truth in items:
         try:
-            x = VIEW_FUNCTIONS[args.views](load_image(path), card.preprocessing)
+            x = VIEW_FUNCTIONS[args.views](image(), card.preprocessing)
         except ImageError as e:
             print(f"goingdeeper: error: {e}", file=sys.stderr)
             failed += 1

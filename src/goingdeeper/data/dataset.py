@@ -123,6 +123,15 @@ class LoadedImages:
     def __len__(self) -> int:
         return len(self.indices)
 
+    def head(self, n: int | None) -> LoadedImages:
+        """The first `n` images (all for None), still decoded only when asked for."""
+        out = LoadedImages.__new__(LoadedImages)
+        out.ds, out.indices = self.ds, self.indices[:n]
+        return out
+
+    def describe(self, i: int) -> str:
+        return self.ds.describe(self.indices[i])
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

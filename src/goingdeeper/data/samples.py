@@ -15,13 +15,14 @@ shards               a folder `goingdeeper data shard` wrote: its `val` split (e
 from __future__ import annotations
 
 import logging
-from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+from PIL import Image
+
 from ..errors import DataError
-from ..images import image_files, is_hidden
+from ..images import image_files, is_hidden, load_image
 from .classes import ClassMap, imagenet_class_ids, imagenet_class_names, wnid_prefix
 from .dataset import LoadedImages
 from .labels import LABEL_FILE_NAMES, read_labels, val_number
@@ -45,8 +46,38 @@ class Labelled:
     classes: ClassMap
     labels_from: str = ""  # the label file, for the flat ILSVRC layout
 
-    def counts(self) -> Counter:
-        return Counter(label for _, label in self.samples)
+    def head(self, n: int | None) -> Labelled:
+        """The first `n` images (all for None)."""
+        if isinstance(self.samples, LoadedImages):
+            return replace(self, samples=self.samples.head(n))
+        return replace(self, samples=self.samples[:n])
+
+    def name(self, i: int) -> str:
+        """Image i as messages name it."""
+        if isinstance(self.samples, LoadedImages):
+            return self.samples.describe(i)
+        return str(self.samples[i][0])
+
+    def label(self, i: int) -> int:
+        """Image i's class index, without decoding it."""
+        if isinstance(self.samples, LoadedImages):
+            return self.samples.ds.targets[self.samples.indices[i]]
+        return self.samples[i][1]
+
+    def file_names(self) -> list[str] | None:
+        """The images' own file names; None for shards, which hold them only inside."""
+        if isinstance(self.samples, LoadedImages):
+            return None
+        return [Path(path).name for path, _ in self.samples]
+
+    def image(self, i: int) -> Image.Image:
+        """Image i as 8-bit RGB; `ImageError` when it cannot be decoded."""
+        item = self.samples[i][0]
+        if isinstance(item, Image.Image):
+            return item
+        if isinstance(self.samples, LoadedImages):  # an unreadable image comes as its name
+            return self.samples.ds.load(self.samples.indices[i])
+        return load_image(item)
 
 
 def imagenet_classes() -> ClassMap:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError, ImageError
 from ..images import image_files
-from .classes import imagenet_class_ids, wnid_prefix
+from .classes import imagenet_class_ids, imagenet_class_names, wnid_prefix
 from .dataset import ImageDataset
 from .open import CLASS_TREE, SHARDS, open_dataset, source_kind
 from .samples import labelled_images
@@ -34,6 +34,14 @@ class Source:
     @property
     def classes(self) -> list[str]:
         return next(iter(self.splits.values())).classes
+
+    def readable_names(self) -> list[str]:
+        """The class names, with ImageNet's names for classes named by WordNet id."""
+        known = dict(zip(imagenet_class_ids(), imagenet_class_names(), strict=True))
+        ids = self.class_ids or [""] * len(self.classes)
+        return [
+            known.get(c, c) if c == wnid else c for c, wnid in zip(self.classes, ids, strict=True)
+        ]
 
 
 def open_source(spec: str, labels: str | Path | None = None, as_split: str = "") -> Source:
