@@ -117,21 +117,25 @@ def _views(text: str) -> list[str]:
     return views
 
 
-def run(args: argparse.Namespace) -> int:
-    views = _views(args.views)
-    scales = _int_list(args.scales, "--scales")
+def _check_options(args: argparse.Namespace, views: list[str]) -> None:
     if args.limit is not None and args.limit < 1:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.runtime == "onnxruntime" and args.device != "cpu":
         raise UsageError("--runtime onnxruntime runs on the CPU; leave --device out")
     if args.runtime == "onnxruntime" and "dense" in views:
         raise UsageError("dense evaluation needs inputs of several sizes: use --runtime torch")
+
+
+def run(args: argparse.Namespace) -> int:
+    views = _views(args.views)
+    scales = _int_list(args.scales, "--scales")
+    _check_options(args, views)
     loaded = [load_any_weights(w, device=args.device, runtime=args.runtime) for w in args.weights]
     card = loaded[0][1]
     classes = ClassMap.for_card(card)
     labelled = labelled_images(args.data, classes, args.labels).head(args.limit)
-    samples = labelled.samples
     real = _real_sets(args.real_labels, labelled, classes) if args.real_labels else None
+    samples = labelled.samples
     names = [Path(w).stem for w in args.weights]
     options = dict(
         aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales, real=real
