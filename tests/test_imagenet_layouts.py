@@ -227,6 +227,26 @@ def test_ilsvrc_flat_folder_with_each_label_file_equals_class_folders(
     assert _eval(capsys, weights, tmp_path / "val") == reference  # found beside the photos
 
 
+def test_bad_label_files_are_one_line_each(tmp_path, capsys):
+    with pytest.raises(DataError, match="no such label file"):
+        read_labels(tmp_path / "LOC_val_solution.csv")
+    caffe = tmp_path / "val.txt"
+    caffe.write_text("ILSVRC2012_val_00000001.JPEG 65\nILSVRC2012_val_00000002.JPEG 1000\n")
+    with pytest.raises(DataError, match="val.txt:2: class index 1000 is beyond ImageNet's 0..999"):
+        read_labels(caffe)
+    _devkit_meta(tmp_path / "meta.mat", imagenet_class_ids())
+    truth = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    truth.write_text("1\n1001\n")
+    with pytest.raises(
+        DataError, match="ground_truth.txt:2: ILSVRC2012_ID 1001 is outside 1..1000"
+    ):
+        read_labels(truth)
+    loc = tmp_path / "LOC_val_solution.csv"
+    loc.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,dog 1 2 3 4\n")
+    with pytest.raises(DataError, match="LOC_val_solution.csv:2: no WordNet id"):
+        read_labels(loc)
+
+
 def test_devkit_ground_truth_without_its_class_order_is_refused(tmp_path):
     truth = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
     truth.write_text("490\n361\n")

@@ -245,3 +245,39 @@ def test_data_shard_refuses_a_folder_in_use_and_bad_sizes(digit_shards, tmp_path
     )
     assert "shard size 'big'" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_corrupt_image_in_a_shard_is_skipped_and_counted(tmp_path):
+    source = digits("train")
+    for split in ("train", "test"):
+        for i in range(40):
+            folder = tmp_path / "tree" / split / source.classes[source.targets[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            source.load(i).save(folder / f"{i}.png")
+    broken = next((tmp_path / "tree" / "train").rglob("*.png"))
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n damaged after the signature")
+    shards = tmp_path / "shards"
+    assert (
+        main(
+            ["data", "shard", str(tmp_path / "tree"), "--out", str(shards), "--shard-size", "20kB"]
+        )
+        == 0
+    )
+    result = fit(tiny(tmp_path / "run", data=str(shards), epochs=1, limit_train=0, limit_test=0))
+    assert result["final"]["skipped"] == 1  # the epoch went on without it
+    assert result["final"]["test_acc"] >= 0
+
+
+def test_a_shard_cut_short_is_one_error_before_reading(digit_shards, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for f in digit_shards.iterdir():
+        (copy / f.name).write_bytes(f.read_bytes())
+    first = sorted(copy.glob("train-*.tar"))[0]
+    first.write_bytes(first.read_bytes()[:5000])
+    with pytest.raises(DataError, match="5,000 bytes, the manifest says .* cut short"):
+        ShardStream(copy, "train")
+    capsys.readouterr()
+    assert main(["data", "info", str(copy), "--no-check"]) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert line.startswith("goingdeeper: error: ") and "cut short" in line

@@ -95,6 +95,22 @@ class ShardSet:
     def path(self, shard: Shard) -> Path:
         return self.folder / shard.name
 
+    def check_files(self, split: str) -> tuple[Shard, ...]:
+        """The split's shards, each file present and of the size the manifest states (a
+        shard cut short or replaced is one error before reading, not a failure mid-epoch)."""
+        shards = self.shards(split)
+        for shard in shards:
+            path = self.path(shard)
+            if not path.is_file():
+                raise DataError(f"{path}: shard missing (named in {self.folder / MANIFEST})")
+            size = path.stat().st_size
+            if size != shard.bytes:
+                raise DataError(
+                    f"{path}: {size:,} bytes, the manifest says {shard.bytes:,}; the shard was "
+                    "cut short or replaced: write the shards again"
+                )
+        return shards
+
 
 def is_shard_folder(path: Path) -> bool:
     return path.is_dir() and (path / MANIFEST).is_file()
@@ -294,10 +310,7 @@ def shard_dataset(
 ) -> ImageDataset:
     """A split of a shard folder as an `ImageDataset` (samples in the order written)."""
     manifest = read_manifest(folder)
-    shards = manifest.shards(split)
-    missing = [s.name for s in shards if not manifest.path(s).is_file()]
-    if missing:
-        raise DataError(f"{folder}: shard missing: {missing[0]} (named in the manifest)")
+    shards = manifest.check_files(split)
     reader = ShardReader([manifest.path(s) for s in shards])
     samples = []
     for index, (shard, archive) in enumerate(zip(shards, reader.archives, strict=True)):

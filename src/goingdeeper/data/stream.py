@@ -62,7 +62,7 @@ class ShardStream(IterableDataset):
     ) -> None:
         self.manifest: ShardSet = read_manifest(folder)
         self.split = split
-        self.shards = self.manifest.shards(split)
+        self.shards = self.manifest.check_files(split)
         self.classes = list(self.manifest.classes)
         self.transform = transform
         self.shuffle, self.seed, self.buffer = shuffle, seed, buffer
