@@ -42,6 +42,9 @@ def add_parser(sub) -> None:
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int)
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the run OUT holds (its files deleted)"
+    )
     p.set_defaults(func=run)
 
 
@@ -64,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
     result = fit(
         config,
         resume=args.resume,
+        overwrite=args.overwrite,
         progress=lambda **kw: tqdm(**kw, leave=False, dynamic_ncols=True),
     )
     if "final" in result:  # rank 0, with something trained

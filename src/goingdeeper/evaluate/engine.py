@@ -270,6 +270,7 @@ def _score_group(
         return
     per_member = [score(m, images) for m in members]
     _check_classes(per_member, members, chunk_labels)
+    _check_finite(per_member, members)
     for tops, s in zip(tally.member_tops, per_member, strict=True):
         tops.append(_topk(s))
     tally.scores.append(_reduce(torch.stack(per_member), aggregate, 0))
@@ -301,6 +302,16 @@ def _check_classes(per_member: list[Tensor], members: list[_Member], labels: lis
     bad = [label for label in labels if not 0 <= label < widths[0]]
     if bad:
         raise EvalError(f"label {bad[0]} is out of range for a model with {widths[0]} classes")
+
+
+def _check_finite(per_member: list[Tensor], members: list[_Member]) -> None:
+    for member, scores in zip(members, per_member, strict=True):
+        if not torch.isfinite(scores).all():
+            raise EvalError(
+                f"{member.name} gives scores that are not finite (NaN or infinity): its weights "
+                "or its preprocessing (a zero std?) are broken, so no error rate would mean "
+                "anything"
+            )
 
 
 def _result(members: list[_Member], tally: _Tally, *, confusion: bool, per_model: bool) -> dict:

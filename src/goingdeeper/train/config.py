@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -185,29 +186,95 @@ def resolve(
     return config
 
 
-def validate(c: TrainConfig) -> None:
-    choices = {
-        "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
-        "optimizer": ("sgd", "adamw"),
-        "lr_schedule": ("step", "cosine", "constant"),
-        "amp": ("none", "bf16", "fp16"),
+@dataclass(frozen=True)
+class Limit:
+    """The values a number field allows: from `low` to `high`, each end open or closed."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def allows(self, value: float) -> bool:
+        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
+            return False
+        return self.high is None or (value < self.high if self.high_open else value <= self.high)
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
+
+
+LIMITS = {
+    "input_size": Limit(8, 4096),
+    "cache_frozen_gb": Limit(0, 4096),
+    "distortion": Limit(0, 10),
+    "epochs": Limit(1, 100_000),
+    "batch_size": Limit(1, 65_536),
+    "lr": Limit(0, 10, low_open=True),
+    "momentum": Limit(0, 1, high_open=True),
+    "weight_decay": Limit(0, 1),
+    "lr_step_epochs": Limit(0, low_open=True),
+    "lr_gamma": Limit(0, 1, low_open=True),
+    "warmup_epochs": Limit(0),
+    "label_smoothing": Limit(0, 1, high_open=True),
+    "grad_clip": Limit(0),
+    "aux_weight": Limit(0, 100),
+    "polyak_decay": Limit(0, 1, high_open=True),
+    "max_filter_rms": Limit(0),
+    "workers": Limit(0, 512),
+    "threads": Limit(0, 4096),
+    "seed": Limit(0, 2**63 - 1),
+    "log_every": Limit(0),
+    "eval_limit": Limit(0),
+    "limit_train": Limit(0),
+    "limit_test": Limit(0),
+}
+
+CHOICES = {
+    "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
+    "optimizer": ("sgd", "adamw"),
+    "lr_schedule": ("step", "cosine", "constant"),
+    "amp": ("none", "bf16", "fp16"),
+}
+
+
+def _type_error(key: str, kind: str, value: Any) -> str | None:
+    """What is wrong with `value` for a field declared `kind` (None when nothing is)."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    checks = {
+        "int": isinstance(value, int) and not isinstance(value, bool),
+        "float": number and math.isfinite(value),
+        "bool": isinstance(value, bool),
+        "bool | None": value is None or isinstance(value, bool),
+        "str": isinstance(value, str),
+        "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
+        "list[int]": isinstance(value, list)
+        and all(isinstance(v, int) and not isinstance(v, bool) for v in value),
+        "dict[str, Any]": isinstance(value, dict),
     }
-    for key, allowed in choices.items():
-        if getattr(c, key) not in allowed:
-            raise ConfigError(f"{key} must be one of {', '.join(allowed)}, got {getattr(c, key)!r}")
-    if c.distortion < 0:
-        raise ConfigError(f"distortion must be at least 0, got {c.distortion}")
-    for key in ("epochs", "batch_size", "input_size"):
-        if getattr(c, key) < 1:
-            raise ConfigError(f"{key} must be at least 1, got {getattr(c, key)}")
-    if c.lr <= 0:
-        raise ConfigError(f"lr must be positive, got {c.lr}")
-    if not 0 <= c.polyak_decay < 1:
-        raise ConfigError(f"polyak_decay must be in [0, 1), got {c.polyak_decay}")
+    if checks.get(kind, True):
+        return None
+    wanted = {"float": "a finite number", "int": "a whole number", "bool": "true or false"}
+    return f"{key}: expected {wanted.get(kind, kind)}, got {value!r}"
+
+
+def validate(c: TrainConfig) -> None:
+    """A `ConfigError` naming the first field whose value has the wrong type or lies outside
+    what it means (`LIMITS`, `CHOICES`), and the combinations that exclude each other."""
+    for f in dataclasses.fields(c):
+        value = getattr(c, f.name)
+        if (problem := _type_error(f.name, str(f.type), value)) is not None:
+            raise ConfigError(problem)
+        if f.name in LIMITS and not LIMITS[f.name].allows(value):
+            raise ConfigError(f"{f.name} must lie in {LIMITS[f.name]}, got {value!r}")
+        if f.name in CHOICES and value not in CHOICES[f.name]:
+            raise ConfigError(
+                f"{f.name} must be one of {', '.join(CHOICES[f.name])}, got {value!r}"
+            )
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
-    if c.cache_frozen_gb < 0:
-        raise ConfigError(f"cache_frozen_gb must be at least 0, got {c.cache_frozen_gb}")
     if c.cache_frozen_gb and not c.freeze:
         raise ConfigError("cache_frozen_gb needs freeze (the first modules, kept fixed)")
     if c.cache_frozen_gb and c.max_filter_rms:
@@ -215,6 +282,9 @@ def validate(c: TrainConfig) -> None:
             "cache_frozen_gb and max_filter_rms exclude each other: the renormalisation "
             "changes frozen filters too"
         )
+    bad_views = [v for v in c.eval_views if v not in ("1", "10", "144")]
+    if bad_views:
+        raise ConfigError(f"eval_views takes 1, 10 and 144, got {bad_views[0]!r}")
 
 
 def save(config: TrainConfig, path: str | Path) -> None:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from ..evaluate import evaluate
 from ..preprocess import Preprocessing
 from ..weights import WeightsCard, save_weights
 from . import config as cfg
+from . import runfolder
 from .build import (
     build_data,
     build_model,
@@ -86,14 +89,23 @@ def fit(
     c: cfg.TrainConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: ProgressFactory | None = None,
     on_epoch: Callable[[dict], None] | None = None,
 ) -> dict:
-    """Train as `c` says; returns the final metrics and the paths written."""
-    run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)
-    for epoch in range(run.start_epoch, c.epochs):
-        run_epoch(run, epoch)
-    return finish(run)
+    """Train as `c` says; returns the final metrics and the paths written.
+
+    The run folder `c.out` is locked while the run trains; one that holds an earlier run is
+    continued (`resume`), emptied of it first (`overwrite`) or refused."""
+    main = int(os.environ.get("RANK", "0")) == 0
+    out = Path(c.out)
+    if main:
+        runfolder.prepare(out, resume=resume, overwrite=overwrite)
+    with runfolder.locked(out) if main else nullcontext():
+        run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)
+        for epoch in range(run.start_epoch, c.epochs):
+            run_epoch(run, epoch)
+        return finish(run)
 
 
 # --- setup ---------------------------------------------------------------------------------------
@@ -243,6 +255,12 @@ def run_epoch(run: Run, epoch: int) -> dict:
     finally:
         if bar is not None:
             bar.close()
+    if stats["images"] == 0:  # nothing trained is not an epoch
+        first = f" (first: {stats['skipped'][0]})" if stats["skipped"] else ""
+        raise TrainingError(
+            f"epoch {epoch + 1} trained on no image: {len(stats['skipped'])} were unreadable"
+            f"{first}; look at the data with `goingdeeper data info {c.data}`"
+        )
     row = _epoch_row(run, epoch, stats)
     if d.main:
         row.update(_evaluate(run))
@@ -291,6 +309,11 @@ def _evaluate(run: Run) -> dict:
     loader = make_loader(run.test_ds, run.per_rank, c, run.dist, train=False)
     kwargs = dict(device=run.device, amp=c.amp, channels_last=c.channels_last)
     m = evaluate_accuracy(run.model, loader, **kwargs)
+    if m["images"] == 0:
+        raise TrainingError(
+            f"none of the {len(run.test_ds)} test images could be read "
+            f"(first: {m['skipped'][0] if m['skipped'] else '?'}); nothing to measure"
+        )
     row = {"test_loss": m["loss"], "test_acc": m["acc"], "test_top5": m["top5"]}
     if run.averaged is not None:
         p = evaluate_accuracy(run.averaged.module, loader, **kwargs)

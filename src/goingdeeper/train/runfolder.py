@@ -1,0 +1,106 @@
+"""A run folder belongs to one run: a lock while it trains, and no silent overwrite after.
+
+`run.lock` holds the process id, the host and the start time of the run that owns the folder.
+A second run into the same folder stops with one line naming the owner; a lock left by a
+process that no longer runs (on this host) is reported as stale, never taken over silently.
+A folder that holds a finished or interrupted run is continued (`resume`), replaced
+(`overwrite`: its run files are deleted first, so old and new never mix), or refused.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import TrainingError
+
+LOCK = "run.lock"
+RUN_FILES = (
+    "checkpoint.pt",
+    "config.json",
+    "log.csv",
+    "steps.csv",
+    "curves.png",
+    "views.json",
+    "model.safetensors",
+    "model.json",
+    "model_polyak.safetensors",
+    "model_polyak.json",
+)
+RUN_FOLDERS = ("tensorboard",)
+# what an earlier run leaves once it has trained an epoch: what an overwrite would lose
+RESULTS = ("checkpoint.pt", "log.csv", "model.safetensors", "model_polyak.safetensors")
+
+
+def run_files(out: Path, names: tuple[str, ...] = (*RUN_FILES, *RUN_FOLDERS)) -> list[str]:
+    """The files of an earlier run in `out` (among `names`)."""
+    return [n for n in names if (out / n).exists()]
+
+
+def prepare(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Check that `out` may take this run; with `overwrite`, remove the earlier run's files."""
+    if out.exists() and not out.is_dir():
+        raise TrainingError(f"--out {out}: exists and is not a folder")
+    found = run_files(out, RESULTS) if out.is_dir() else []
+    if resume or not found:
+        return
+    if not overwrite:
+        raise TrainingError(
+            f"{out} holds a run ({', '.join(found[:3])}); continue it with --resume, replace it "
+            "with --overwrite, or give another --out"
+        )
+    for name in run_files(out):
+        path = out / name
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
+@contextmanager
+def locked(out: Path):
+    """Hold `out/run.lock` while the body runs (created atomically; removed at the end)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        fd = os.open(out / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        raise TrainingError(_held(out / LOCK)) from None
+    except OSError as e:
+        raise TrainingError(f"--out {out}: cannot write there ({e.strerror})") from None
+    owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()}
+    with os.fdopen(fd, "w") as f:
+        json.dump(owner, f)
+    try:
+        yield
+    finally:
+        (out / LOCK).unlink(missing_ok=True)
+
+
+def _held(lock: Path) -> str:
+    try:
+        owner = json.loads(lock.read_text())
+        pid, host, started = int(owner["pid"]), str(owner["host"]), float(owner["started"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return (
+            f"{lock} exists but does not say which run holds it; delete it if no run uses "
+            f"{lock.parent}"
+        )
+    since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(started))
+    if host == socket.gethostname() and not _alive(pid):
+        return (
+            f"{lock.parent} has a stale lock: process {pid} on {host} (since {since}) is not "
+            f"running; delete {lock} if its run is over, then --resume or --overwrite"
+        )
+    return f"{lock.parent} is in use by process {pid} on {host} since {since}; give another --out"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True

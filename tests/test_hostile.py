@@ -1,0 +1,158 @@
+"""Careless and hostile input: every probe here was once a silent wrong answer, a traceback or a
+lost run; each must now be one line and a non-zero exit, before any work is done."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from goingdeeper.cli import main
+from goingdeeper.data import digits
+from goingdeeper.registry import build_model, model_card
+from goingdeeper.train.runfolder import LOCK
+from goingdeeper.weights import WeightsCard, save_weights
+
+SMALL_RUN = [
+    "--preset",
+    "mnist-lenet5",
+    "--data",
+    "digits",
+    "--epochs",
+    "1",
+    "--set",
+    "workers=0",
+    "--set",
+    "limit_train=64",
+    "--set",
+    "limit_test=32",
+    "--set",
+    "eval_views=[]",
+    "--set",
+    "tensorboard=false",
+    "--set",
+    "plots=false",
+    "--set",
+    "progress=false",
+]
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("goingdeeper: error: "), err
+    return err[0]
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        ("lr=nan", "lr: expected a finite number, got nan"),
+        ("lr=-1", "lr must lie in (0, 10]"),
+        ("momentum=-5", "momentum must lie in [0, 1)"),
+        ("weight_decay=-1", "weight_decay must lie in [0, 1]"),
+        ("label_smoothing=3", "label_smoothing must lie in [0, 1)"),
+        ("workers=-1", "workers must lie in [0, 512]"),
+        ("limit_train=-5", "limit_train must lie in [0, inf]"),
+        ("input_size=-5", "input_size must lie in [8, 4096]"),
+        ("input_size=100000", "input_size must lie in [8, 4096]"),
+        ("eval_views=[2]", "eval_views: expected list[str]"),
+        ('eval_views=["7"]', "eval_views takes 1, 10 and 144"),
+    ],
+)
+def test_out_of_range_training_settings_stop_before_any_work(tmp_path, capsys, setting, named):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--set", setting]) == 2
+    assert named in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def test_a_config_file_value_of_the_wrong_type_names_its_field(tmp_path, capsys):
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"lr": "fast"}))
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "run"), "--config", str(config)]) == 2
+    assert "lr: expected a finite number, got 'fast'" in _one_line_error(capsys)
+
+
+def test_a_finished_run_is_not_overwritten_without_being_asked(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    weights = (out / "model.safetensors").read_bytes()
+    capsys.readouterr()
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--set", "seed=1"]) == 2
+    line = _one_line_error(capsys)
+    assert "holds a run" in line and "--resume" in line and "--overwrite" in line
+    assert (out / "model.safetensors").read_bytes() == weights
+    (out / "model_polyak.safetensors").write_bytes(b"left by an older run")
+    more = ["--set", "seed=1", "--set", "polyak=false", "--overwrite"]
+    assert main(["train", *SMALL_RUN, "--out", str(out), *more]) == 0
+    assert (out / "model.safetensors").read_bytes() != weights
+    assert not (out / "model_polyak.safetensors").exists()  # nothing of the old run is left
+    assert not (out / LOCK).exists()
+
+
+def test_a_folder_in_use_is_refused_and_a_stale_lock_reported(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    host = os.uname().nodename
+    (out / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": host, "started": 0}))
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 2
+    assert f"is in use by process {os.getpid()} on {host}" in _one_line_error(capsys)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    pid = int(dead.stdout)
+    (out / LOCK).write_text(json.dumps({"pid": pid, "host": host, "started": 0}))
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 2
+    line = _one_line_error(capsys)
+    assert f"stale lock: process {pid}" in line and "is not running" in line
+    assert (out / LOCK).exists()  # reported, not taken
+
+
+def _digit_folder(root, unreadable: bool) -> None:
+    source = digits("train")
+    for split in ("train", "test"):
+        for i in range(20):
+            folder = root / split / source.classes[source.targets[i]]
+            folder.mkdir(parents=True, exist_ok=True)
+            if unreadable and split == "train":
+                (folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
+            else:
+                source.load(i).save(folder / f"{i}.png")
+
+
+def test_training_on_unreadable_images_fails_instead_of_saving_untrained_weights(tmp_path, capsys):
+    _digit_folder(tmp_path / "data", unreadable=True)
+    out = tmp_path / "run"
+    run = [*SMALL_RUN, "--set", "limit_train=0", "--set", "limit_test=0"]
+    assert main(["train", *run, "--data", str(tmp_path / "data"), "--out", str(out)]) == 2
+    assert "epoch 1 trained on no image: 20 were unreadable" in _one_line_error(capsys)
+    assert not (out / "model.safetensors").exists() and not (out / LOCK).exists()
+
+
+def test_evaluating_nothing_or_nan_is_not_a_result(tmp_path, capsys):
+    _digit_folder(tmp_path / "data", unreadable=False)
+    model = build_model("lenet5")
+    card = WeightsCard(
+        model="lenet5",
+        num_classes=10,
+        class_names=[str(d) for d in range(10)],
+        preprocessing=model_card("lenet5").preprocessing,
+    )
+    good = save_weights(model, card, tmp_path / "good")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    broken = save_weights(model, card, tmp_path / "nan")
+    test = str(tmp_path / "data" / "test")
+    assert main(["eval", "--weights", str(good), "--data", test]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--weights", str(broken), "--data", test]) == 2
+    assert "gives scores that are not finite" in _one_line_error(capsys)
+    for f in (tmp_path / "data" / "test").rglob("*.png"):
+        f.write_bytes(b"not an image")
+    assert main(["eval", "--weights", str(good), "--data", test]) == 2
+    assert "none of the 20 images could be read" in capsys.readouterr().err
