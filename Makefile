@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/goingdeeper train
+	$(VENV)/bin/goingdeeper train --overwrite
 
 test: $(STAMP)
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
