@@ -156,3 +156,31 @@ def test_evaluating_nothing_or_nan_is_not_a_result(tmp_path, capsys):
         f.write_bytes(b"not an image")
     assert main(["eval", "--weights", str(good), "--data", test]) == 2
     assert "none of the 20 images could be read" in capsys.readouterr().err
+
+
+def test_a_tiny_file_of_a_long_thin_image_is_refused_without_the_memory(tmp_path):
+    """A 138-byte 20000 x 1 PNG once took 6 GB: resized to a shorter side of 256 it is
+    5,120,000 x 256 pixels. It is refused from its header, in a process that stays small."""
+    from PIL import Image
+
+    thin = tmp_path / "thin.png"
+    Image.new("RGB", (20000, 1)).save(thin)
+    assert thin.stat().st_size < 200
+    model = build_model("lenet5")
+    card = WeightsCard(
+        model="lenet5", num_classes=10, preprocessing=model_card("lenet5").preprocessing
+    )
+    weights = save_weights(model, card, tmp_path / "w")
+    child = (
+        "import resource, sys; from goingdeeper.cli import main; code = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss); sys.exit(code)"
+    )
+    command = [sys.executable, "-c", child, "predict", str(thin), "--weights", str(weights)]
+    r = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    peak_mb = int(r.stdout.split()[-1]) / 1024
+    assert r.returncode == 1
+    assert r.stderr.strip() == (
+        f"goingdeeper: error: {thin}: a 20000 x 1 image; sides more unequal than 64:1 are not "
+        "taken (resized for a network it would take gigabytes)"
+    )
+    assert peak_mb < 1500  # the interpreter and torch; the image never took its gigabytes

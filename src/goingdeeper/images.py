@@ -23,6 +23,7 @@ IMAGE_EXTENSIONS = frozenset(
 )
 # Pillow's default decompression-bomb limit is ~89 M pixels; real photos stay far below it.
 MAX_IMAGE_PIXELS = 178_956_970
+MAX_ASPECT = 64  # long side / short side: a 10:1 panorama passes, a 1-pixel line does not
 
 
 def is_image_name(name: str) -> bool:
@@ -100,12 +101,26 @@ def _decode(open_image: Callable[[], Image.Image], name: str) -> Image.Image:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with open_image() as img:
+                _check_shape(img.size, name)  # from the header, before decoding
                 img.load()
                 return to_rgb(img)
+    except ImageError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise ImageError(f"{name}: image too large to decode safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's "cannot identify", truncation
         raise ImageError(f"{name}: not a readable image ({e})") from None
+
+
+def _check_shape(size: tuple[int, int], name: str) -> None:
+    """Sides more unequal than `MAX_ASPECT` to 1: resized to a network's shorter side, such an
+    image would take gigabytes (a 143-byte 20000 x 1 PNG becomes 5,120,000 x 256 pixels)."""
+    w, h = size
+    if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
+        raise ImageError(
+            f"{name}: a {w} x {h} image; sides more unequal than {MAX_ASPECT}:1 are not taken "
+            "(resized for a network it would take gigabytes)"
+        )
 
 
 def load_image(path: str | Path) -> Image.Image:

@@ -14,7 +14,7 @@ import torch
 from PIL import Image, ImageOps
 from torch import Tensor
 
-from .errors import PreprocessingError
+from .errors import ImageError, PreprocessingError
 
 INTERPOLATIONS = {
     "nearest": Image.Resampling.NEAREST,
@@ -100,7 +100,7 @@ class Preprocessing:
             new = (size, max(1, round(h * size / w)))
         else:
             new = (max(1, round(w * size / h)), size)
-        return img.resize(new, INTERPOLATIONS[self.interpolation])
+        return img.resize(check_resized(img, new), INTERPOLATIONS[self.interpolation])
 
     @property
     def channels(self) -> int:
@@ -169,13 +169,29 @@ def add_border(img: Image.Image, pad: int) -> Image.Image:
     return ImageOps.expand(img, border=pad, fill=0) if pad > 0 else img
 
 
+# Images are bounded by what they become, not by their file: a 143-byte 20000 x 1 PNG resized to
+# a shorter side of 256 would be 5,120,000 x 256 pixels (1.3 G, 4 GB as RGB bytes).
+MAX_RESIZED_PIXELS = 2**25
+
+
+def check_resized(img: Image.Image, new: tuple[int, int]) -> tuple[int, int]:
+    """`new`, when an image resized to it stays within `MAX_RESIZED_PIXELS`; else an
+    `ImageError` (the image is skipped and named, like an unreadable one)."""
+    if new[0] * new[1] > MAX_RESIZED_PIXELS:
+        w, h = img.size
+        raise ImageError(
+            f"a {w} x {h} image would become {new[0]:,} x {new[1]:,} pixels when resized for "
+            f"the network (more than {MAX_RESIZED_PIXELS:,}); its sides are too unequal"
+        )
+    return new
+
+
 def center_crop(img: Image.Image, size: int) -> Image.Image:
     w, h = img.size
     if w < size or h < size:  # smaller than the crop: upscale the shorter side to it first
         scale = size / min(w, h)
-        img = img.resize(
-            (max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR
-        )
+        new = (max(size, round(w * scale)), max(size, round(h * scale)))
+        img = img.resize(check_resized(img, new), Image.Resampling.BILINEAR)
         w, h = img.size
     left, top = (w - size) // 2, (h - size) // 2
     return img.crop((left, top, left + size, top + size))
