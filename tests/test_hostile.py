@@ -184,3 +184,39 @@ def test_a_tiny_file_of_a_long_thin_image_is_refused_without_the_memory(tmp_path
         "taken (resized for a network it would take gigabytes)"
     )
     assert peak_mb < 1500  # the interpreter and torch; the image never took its gigabytes
+
+
+def test_resume_refuses_changed_settings_and_follows_the_schedule_for_more_epochs(tmp_path, capsys):
+    import csv
+    import math
+
+    out = tmp_path / "run"
+    run = [*SMALL_RUN, "--out", str(out), "--set", "log_every=1", "--set", "batch_size=8"]
+    assert main(["train", *run]) == 0
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    for change in (["--lr", "0.5"], ["--set", "optimizer=sgd"], ["--set", "polyak=false"]):
+        capsys.readouterr()
+        assert main(["train", *run, "--epochs", "2", "--resume", *change]) == 2
+        assert "--resume continues the run as it was set up" in _one_line_error(capsys)
+        assert (out / "checkpoint.pt").read_bytes() == checkpoint  # the folder as it was
+        assert not (out / LOCK).exists()
+    assert main(["train", *run, "--resume"]) == 2
+    assert "trained 1 epochs already and epochs=1" in _one_line_error(capsys)
+    # two epochs in all: the cosine schedule for 2 epochs, from the step the run is at
+    assert main(["train", *run, "--epochs", "2", "--resume"]) == 0
+    with open(out / "steps.csv") as f:
+        rows = [(float(r["epoch"]), float(r["lr"])) for r in csv.DictReader(f)]
+    first = [lr for e, lr in rows if e <= 1.0]
+    second = [(e, lr) for e, lr in rows if e > 1.0]
+    assert len(first) >= 2 and len(second) == len(first)
+    for e, lr in second:  # the preset's lr 0.002, cosine over the 2 epochs it now has
+        assert lr == pytest.approx(0.002 * 0.5 * (1 + math.cos(math.pi * e / 2)), rel=1e-3)
+    assert second[0][1] > 0.3 * 0.002  # not the 0 the finished 1-epoch schedule ended at
+
+
+def test_a_zero_byte_checkpoint_is_one_line(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "checkpoint.pt").write_bytes(b"")
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--resume"]) == 2
+    assert "not a readable checkpoint" in _one_line_error(capsys)

@@ -73,5 +73,5 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as e:  # noqa: BLE001 - any failure means the file is not usable
         raise CheckpointError(
             f"{path}: not a readable checkpoint ({e.__class__.__name__}: "
-            f"{str(e).splitlines()[0][:120]})"
+            f"{(str(e).splitlines() or [''])[0][:120]})"
         ) from None

@@ -287,5 +287,47 @@ def validate(c: TrainConfig) -> None:
         raise ConfigError(f"eval_views takes 1, 10 and 144, got {bad_views[0]!r}")
 
 
+# What a resumed run may change: where and how it runs, what it logs, and how many epochs it
+# trains in all (the learning-rate schedule is then the one for the new total, from the step
+# the run is at). Anything else would not be the same run.
+RESUMABLE = frozenset(
+    {
+        "epochs",
+        "out",
+        "device",
+        "workers",
+        "threads",
+        "channels_last",
+        "deterministic",
+        "progress",
+        "tensorboard",
+        "log_every",
+        "plots",
+        "eval_views",
+        "eval_limit",
+    }
+)
+
+
+def resume_changes(saved: dict[str, Any], c: TrainConfig, done_epochs: int) -> list[str]:
+    """The settings a resume changes, as 'field: old -> new'; a `ConfigError` when it changes
+    one a run cannot change midway, or leaves no epoch to train."""
+    now = c.to_dict()
+    changed = {k: (saved[k], now[k]) for k in now if k in saved and saved[k] != now[k]}
+    fixed = [k for k in changed if k not in RESUMABLE]
+    if fixed:
+        shown = "; ".join(f"{k} {changed[k][0]!r} -> {changed[k][1]!r}" for k in fixed[:4])
+        raise ConfigError(
+            f"--resume continues the run as it was set up, and this changes {shown}; keep "
+            "them, or start a new run from its weights (init_weights=OUT/model.safetensors)"
+        )
+    if c.epochs <= done_epochs:
+        raise ConfigError(
+            f"--resume: the run has trained {done_epochs} epochs already and epochs={c.epochs}; "
+            f"give --epochs above {done_epochs} to train on"
+        )
+    return [f"{k}: {old!r} -> {new!r}" for k, (old, new) in changed.items()]
+
+
 def save(config: TrainConfig, path: str | Path) -> None:
     Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n")

@@ -26,7 +26,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import ClassMap, LoadedImages
-from ..errors import CheckpointError, ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..preprocess import Preprocessing
 from ..weights import WeightsCard, save_weights
@@ -126,6 +126,10 @@ def setup_run(
     out = Path(c.out)
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
+    state = load_checkpoint(out / CHECKPOINT) if resume else None
+    if state is not None:  # checked before anything is built or written
+        for change in cfg.resume_changes(state.get("config", {}), c, int(state["epoch"])):
+            log.info("resumed with %s", change)
     train_ds, test_ds, classes = build_data(c, input_preprocessing(c), d)
     torch.manual_seed(c.seed)  # the same initial weights whatever ran before
     model, model_kwargs, preprocessing = build_model(c, len(classes))
@@ -136,8 +140,8 @@ def setup_run(
     parts.update(out=out, train_ds=train_ds, test_ds=test_ds, classes=classes)
     parts.update(model_kwargs=model_kwargs, preprocessing=preprocessing)
     run = Run(**parts, progress=progress, on_epoch=on_epoch)
-    if resume:
-        _restore(run, load_checkpoint(out / CHECKPOINT))
+    if state is not None:
+        _restore(run, state)
     run.writer = tensorboard_writer(out / "tensorboard") if c.tensorboard and d.main else None
     if d.main:
         cfg.save(c, out / "config.json")
@@ -199,19 +203,15 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
 def _restore(run: Run, state: dict) -> None:
     """Continue where the checkpoint stopped: weights, average, optimizer, schedule, loss
     scale, random state, history."""
-    saved = state.get("config", {})
-    for key in ("model", "data", "input_size", "batch_size", "seed"):
-        if saved.get(key) != getattr(run.config, key):
-            raise CheckpointError(
-                f"the checkpoint was made with {key}={saved.get(key)!r}, this run has "
-                f"{key}={getattr(run.config, key)!r}: resume with the same settings or start "
-                "a new --out"
-            )
     run.model.load_state_dict(state["model"])
     if run.averaged is not None and state.get("averaged") is not None:
         run.averaged.load_state_dict(state["averaged"])
     run.optimizer.load_state_dict(state["optimizer"])
     run.scheduler.load_state_dict(state["scheduler"])
+    # the schedule for this run's epochs, from the step it is at (the same when unchanged)
+    for i, group in enumerate(run.optimizer.param_groups):
+        factor = run.scheduler.lr_lambdas[i](run.scheduler.last_epoch)
+        group["lr"] = run.scheduler.base_lrs[i] * factor
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
