@@ -220,3 +220,54 @@ def test_a_zero_byte_checkpoint_is_one_line(tmp_path, capsys):
     (out / "checkpoint.pt").write_bytes(b"")
     assert main(["train", *SMALL_RUN, "--out", str(out), "--resume"]) == 2
     assert "not a readable checkpoint" in _one_line_error(capsys)
+
+
+def _card_file(tmp_path, name: str, text: str):
+    from safetensors.torch import save_file
+
+    from goingdeeper.weights.format import CARD_KEY
+
+    path = tmp_path / f"{name}.safetensors"
+    save_file({"w": torch.zeros(1)}, str(path), metadata={CARD_KEY: text})
+    return path
+
+
+def _card(**changes) -> str:
+    card = WeightsCard(
+        model="lenet5",
+        num_classes=10,
+        model_kwargs={},
+        preprocessing=model_card("lenet5").preprocessing,
+    ).to_dict()
+    for key, value in changes.items():
+        if key in card["preprocessing"]:
+            card["preprocessing"][key] = value
+        elif value is None:
+            del card[key]
+        else:
+            card[key] = value
+    return json.dumps(card)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{not json", "its card is not valid JSON"),
+        (_card(preprocessing=None), "the weights card has no 'preprocessing'"),
+        (_card(crop=-5), "crop must be a whole number of pixels from 1 to 4096, got -5"),
+        (_card(crop=100000), "crop must be a whole number of pixels from 1 to 4096, got 100000"),
+        (_card(std=[0.0, 0.0, 0.0]), "a zero std divides by zero"),
+        (_card(class_names=["a", "b", "c", "d", "e"]), "5 class_names for 10 outputs"),
+        (_card(num_classes=5_000_000), "num_classes must be from 1 to 100,000, got 5000000"),
+        (_card(model_kwargs={"num_classes": 5_000_000}), "model_kwargs num_classes=5000000"),
+    ],
+)
+def test_broken_weight_cards_are_one_line_before_anything_is_built(tmp_path, capsys, text, message):
+    path = _card_file(tmp_path, "w", text)
+    image = tmp_path / "x.png"
+    from PIL import Image
+
+    Image.new("RGB", (32, 32)).save(image)
+    assert main(["predict", str(image), "--weights", str(path)]) == 2
+    line = _one_line_error(capsys)
+    assert str(path) in line and message in line

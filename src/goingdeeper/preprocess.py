@@ -7,7 +7,8 @@ No model in this package hides an input transform: a weight set's card carries a
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 import torch
@@ -66,8 +67,25 @@ class Preprocessing:
             raise PreprocessingError(
                 f"interpolation must be one of {sorted(INTERPOLATIONS)}, got {self.interpolation!r}"
             )
-        if self.pad < 0:
-            raise PreprocessingError(f"pad must be 0 or more pixels, got {self.pad}")
+        for name in ("resize", "crop", "pad"):
+            value = getattr(self, name)
+            low = 0 if name == "pad" else 1
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= 4096:
+                raise PreprocessingError(
+                    f"{name} must be a whole number of pixels from {low} to 4096, got {value!r}"
+                )
+        numbers = [self.scale, *self.mean, *self.std]
+        if len(self.mean) != 3 or len(self.std) != 3:
+            raise PreprocessingError(
+                f"mean and std take 3 values each, got {len(self.mean)} and {len(self.std)}"
+            )
+        if not all(isinstance(v, int | float) and math.isfinite(v) for v in numbers):
+            raise PreprocessingError(f"scale, mean and std must be finite numbers, got {numbers}")
+        if self.scale <= 0 or min(self.std) <= 0:
+            raise PreprocessingError(
+                f"scale and std must be positive (a zero std divides by zero), got scale "
+                f"{self.scale} and std {list(self.std)}"
+            )
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -76,8 +94,17 @@ class Preprocessing:
 
     @classmethod
     def from_dict(cls, d: dict) -> Preprocessing:
+        if not isinstance(d, dict):
+            raise PreprocessingError(f"preprocessing must be a table of fields, got {d!r}")
+        unknown = sorted(set(d) - {f.name for f in fields(cls)})
+        if unknown:
+            raise PreprocessingError(f"preprocessing: unknown field(s) {', '.join(unknown)}")
         d = dict(d)
-        d["mean"], d["std"] = tuple(d["mean"]), tuple(d["std"])
+        for key in ("mean", "std"):
+            if key in d:
+                if not isinstance(d[key], list | tuple):
+                    raise PreprocessingError(f"preprocessing {key}: 3 numbers, got {d[key]!r}")
+                d[key] = tuple(d[key])
         return cls(**d)
 
     def replace(self, **changes) -> Preprocessing:

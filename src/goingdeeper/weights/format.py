@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -18,11 +18,12 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import GoingDeeperError, WeightsError
 from ..preprocess import Preprocessing
 from .loading import load_checked
 
 FORMAT = "goingdeeper.weights/1"
+MAX_CLASSES = 100_000  # a classifier beyond this is a mistake, not a model (5e6 took 20 GB)
 CARD_KEY = "goingdeeper.card"
 
 
@@ -56,13 +57,40 @@ class WeightsCard:
         d["preprocessing"] = self.preprocessing.to_dict()
         return d
 
+    def __post_init__(self) -> None:
+        n = self.num_classes
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_CLASSES:
+            raise WeightsError(f"num_classes must be from 1 to {MAX_CLASSES:,}, got {n!r}")
+        for key in ("class_names", "class_ids"):
+            values = getattr(self, key)
+            if not isinstance(values, list | tuple) or not all(isinstance(v, str) for v in values):
+                raise WeightsError(f"{key} must be a list of strings")
+            if values and len(values) != n:
+                raise WeightsError(
+                    f"{len(values)} {key} for {n} outputs; give one per class (or none)"
+                )
+        if not isinstance(self.model_kwargs, dict):
+            raise WeightsError(f"model_kwargs must be a table, got {self.model_kwargs!r}")
+        if self.model_kwargs.get("num_classes", n) != n:
+            raise WeightsError(
+                f"model_kwargs num_classes={self.model_kwargs['num_classes']!r} but the card "
+                f"has {n} classes"
+            )
+
     @classmethod
     def from_dict(cls, d: dict) -> WeightsCard:
+        if not isinstance(d, dict):
+            raise WeightsError("a weights card is a JSON object")
         d = dict(d)
         if d.get("format") != FORMAT:
             raise WeightsError(
                 f"unknown weights card format {d.get('format')!r}; expected {FORMAT}"
             )
+        known = {f.name for f in fields(cls)}
+        if missing := [k for k in ("model", "preprocessing") if k not in d]:
+            raise WeightsError(f"the weights card has no {missing[0]!r}")
+        if unknown := sorted(set(d) - known):
+            raise WeightsError(f"the weights card has unknown field(s) {', '.join(unknown)}")
         d["preprocessing"] = Preprocessing.from_dict(d["preprocessing"])
         return cls(**d)
 
@@ -118,7 +146,12 @@ def read_card(path: str | Path) -> WeightsCard:
             f"{path}: a safetensors file without a goingdeeper card; "
             "convert it with `goingdeeper weights import`"
         )
-    return WeightsCard.from_dict(json.loads(meta[CARD_KEY]))
+    try:
+        return WeightsCard.from_dict(json.loads(meta[CARD_KEY]))
+    except json.JSONDecodeError as e:
+        raise WeightsError(f"{path}: its card is not valid JSON ({e})") from None
+    except GoingDeeperError as e:
+        raise WeightsError(f"{path}: {e}") from None
 
 
 def load_weights(
