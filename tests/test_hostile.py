@@ -183,7 +183,8 @@ def test_a_tiny_file_of_a_long_thin_image_is_refused_without_the_memory(tmp_path
         f"goingdeeper: error: {thin}: a 20000 x 1 image; sides more unequal than 64:1 are not "
         "taken (resized for a network it would take gigabytes)"
     )
-    assert peak_mb < 1500  # the interpreter and torch; the image never took its gigabytes
+    # the interpreter and its libraries take 0.9-1.7 GB; the resize alone would take 3.9 GB
+    assert peak_mb < 3000
 
 
 def test_resume_refuses_changed_settings_and_follows_the_schedule_for_more_epochs(tmp_path, capsys):
