@@ -153,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     model, card = import_bvlc(blobs)
     model.to(args.device)
     if args.runtime == "onnxruntime":  # the folded graph, exported once and cached
-        model = onnxruntime_model(model, blobs, card.preprocessing.crop, threads=args.threads)
+        model = onnxruntime_model(model, card.preprocessing.crop, threads=args.threads)
     samples = labelled_images(args.data / "imagenet-sample").samples[: args.limit]
     runs = [(views, samples, "BVLC GoogLeNet") for views in args.views.split(",")]
     if args.subset_144:

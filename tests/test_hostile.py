@@ -149,6 +149,8 @@ def test_evaluating_nothing_or_nan_is_not_a_result(tmp_path, capsys):
     broken = save_weights(model, card, tmp_path / "nan")
     test = str(tmp_path / "data" / "test")
     assert main(["eval", "--weights", str(good), "--data", test]) == 0
+    for views in ("10", "144"):  # a one-plane network takes the paper's views too
+        assert main(["eval", "--weights", str(good), "--data", test, "--views", views]) == 0
     capsys.readouterr()
     assert main(["eval", "--weights", str(broken), "--data", test]) == 2
     assert "gives scores that are not finite" in _one_line_error(capsys)
@@ -272,3 +274,17 @@ def test_broken_weight_cards_are_one_line_before_anything_is_built(tmp_path, cap
     assert main(["predict", str(image), "--weights", str(path)]) == 2
     line = _one_line_error(capsys)
     assert str(path) in line and message in line
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a machine with a GPU has cuda")
+def test_a_gpu_this_machine_lacks_and_a_device_that_is_none_are_one_line(tmp_path, capsys):
+    for device, message in (("cuda", "this machine has no CUDA GPU"), ("gpu", "expected auto")):
+        out = tmp_path / device
+        assert main(["train", *SMALL_RUN, "--out", str(out), "--device", device]) == 2
+        assert message in _one_line_error(capsys)
+        assert not out.exists()
+
+
+def test_bench_threads_zero_is_refused_before_any_timing(capsys):
+    assert main(["bench", "--threads", "0"]) == 2
+    assert "--threads must be at least 1, got 0" in _one_line_error(capsys)

@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         positive(value, option)
     for batch in args.batch_sizes:
         positive(batch, "--batch-sizes")
+    positive(args.threads, "--threads")
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")

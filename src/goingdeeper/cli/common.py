@@ -49,7 +49,7 @@ def load_any_weights(
     p = Path(path)
     model, card = open_weights(p)
     if runtime == "onnxruntime":
-        return onnxruntime_model(model, p, card.preprocessing.crop), card
+        return onnxruntime_model(model, card.preprocessing.crop), card
     return model.to(torch.device(device)), card
 
 

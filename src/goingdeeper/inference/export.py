@@ -122,23 +122,26 @@ def cache_dir() -> Path:
     return Path(root) / "onnx"
 
 
-def _fingerprint(weights: Path) -> str:
-    """Size and modification time of a weights file, or of every file of a blob folder."""
-    files = sorted(f for f in weights.rglob("*") if f.is_file()) if weights.is_dir() else [weights]
-    return ";".join(f"{f.name}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+def _fingerprint(model: nn.Module) -> str:
+    """SHA-256 of the model's class and every tensor of its state (names, shapes, bytes): the
+    cache follows the weights themselves, not a file's name or time."""
+    digest = hashlib.sha256(type(model).__qualname__.encode())
+    for name, tensor in model.state_dict().items():
+        t = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return digest.hexdigest()
 
 
 def onnxruntime_model(
-    model: nn.Module, weights: str | Path, input_size: int, *, threads: int | None = None
+    model: nn.Module, input_size: int, *, threads: int | None = None
 ) -> OnnxRuntimeModel:
-    """The folded graph of `model` (loaded from `weights`, a file or a BVLC blob folder) in ONNX
-    Runtime with `threads` intra-op threads (default: ONNX Runtime's); the ONNX file is exported
-    once and cached under `cache_dir()`, keyed by the weights' path, sizes and modification
-    times."""
-    weights = Path(weights).resolve()
-    key = f"{weights}|{_fingerprint(weights)}|{input_size}|folded|{torch.__version__}"
-    digest = hashlib.sha256(key.encode()).hexdigest()[:16]
-    path = cache_dir() / f"{weights.stem}-{input_size}-{digest}.onnx"
+    """The folded graph of `model` in ONNX Runtime with `threads` intra-op threads (default:
+    ONNX Runtime's); the ONNX file is exported once and cached under `cache_dir()`, named by a
+    hash of the weights' contents (the same weights under any name share it)."""
+    key = f"{_fingerprint(model)}|{input_size}|folded|{torch.__version__}"
+    digest = hashlib.sha256(key.encode()).hexdigest()[:32]
+    path = cache_dir() / f"{type(model).__name__.lower()}-{input_size}-{digest}.onnx"
     if not path.is_file():
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(f".{os.getpid()}.tmp")

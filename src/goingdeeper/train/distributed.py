@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Distributed:
@@ -38,7 +40,21 @@ def setup_distributed() -> Distributed:
     return Distributed(rank, world, local)
 
 
+def check_device(name: str) -> None:
+    """A `ConfigError` unless `name` is auto, cpu or a GPU this machine has (cuda, cuda:N)."""
+    try:
+        device = torch.device(name if name != "auto" else "cpu")
+    except RuntimeError:
+        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r}: this machine has no CUDA GPU; use cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ConfigError(f"device {name!r}: only {torch.cuda.device_count()} GPUs here")
+
+
 def pick_device(name: str, d: Distributed) -> torch.device:
+    """The device `name` (auto, cpu, cuda, cuda:N) stands for in this process."""
+    check_device(name)
     if name == "auto":
         return (
             torch.device(f"cuda:{d.local_rank}")

@@ -45,7 +45,7 @@ from .build import (
 )
 from .cache import FrozenPrefixCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .distributed import Distributed, epoch_seed, pick_device, setup_distributed
+from .distributed import Distributed, check_device, epoch_seed, pick_device, setup_distributed
 from .engine import NonFiniteLossError, TrainStep, evaluate_accuracy, freeze, train_one_epoch
 from .logs import StepLog, plot_curves, tensorboard_writer, write_csv
 
@@ -99,6 +99,7 @@ def fit(
     continued (`resume`), emptied of it first (`overwrite`) or refused."""
     main = int(os.environ.get("RANK", "0")) == 0
     out = Path(c.out)
+    check_device(c.device)  # before the run folder is touched
     if main:
         runfolder.prepare(out, resume=resume, overwrite=overwrite)
     with runfolder.locked(out) if main else nullcontext():
