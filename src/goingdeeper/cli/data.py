@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections import Counter
 from pathlib import Path
 
 from tqdm import tqdm
@@ -113,7 +114,7 @@ def _check(source: Source) -> dict[str, list[str]]:
 
 
 def _per_class_table(source: Source) -> tuple[list[str], list[list[str]]]:
-    counts = {split: _counts(ds) for split, ds in source.splits.items()}
+    counts = {split: Counter(ds.targets) for split, ds in source.splits.items()}
     header = ["index", "class", "wordnet id", *source.splits]
     body = []
     for i, name in enumerate(source.readable_names()):
@@ -124,11 +125,9 @@ def _per_class_table(source: Source) -> tuple[list[str], list[list[str]]]:
     return header, body
 
 
-def _counts(ds) -> dict[int, int]:
-    out: dict[int, int] = {}
-    for label in ds.targets:
-        out[label] = out.get(label, 0) + 1
-    return out
+def _per_class(ds, classes: int) -> list[int]:
+    counts = Counter(ds.targets)
+    return [counts[i] for i in range(classes)]
 
 
 def _summary(source: Source, bad: dict[str, list[str]]) -> dict:
@@ -140,7 +139,7 @@ def _summary(source: Source, bad: dict[str, list[str]]) -> dict:
         "splits": {
             split: {
                 "images": len(ds),
-                "per_class": [_counts(ds).get(i, 0) for i in range(len(source.classes))],
+                "per_class": _per_class(ds, len(source.classes)),
                 "unreadable": bad.get(split),
             }
             for split, ds in source.splits.items()

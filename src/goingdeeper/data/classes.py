@@ -40,6 +40,19 @@ def imagenet_class_names() -> list[str]:
     return list(_IMAGENET_CATEGORIES)
 
 
+@cache
+def _imagenet_names_by_id() -> dict[str, str]:
+    return dict(zip(_imagenet_ids(), _IMAGENET_CATEGORIES, strict=True))
+
+
+def imagenet_names_of(ids: Sequence[str]) -> list[str] | None:
+    """ImageNet-1k's names for `ids` when every one is one of its WordNet ids, else None."""
+    known = _imagenet_names_by_id()
+    if not ids or not all(i in known for i in ids):
+        return None
+    return [known[i] for i in ids]
+
+
 def wnid_prefix(name: str) -> str | None:
     """The WordNet id a file name starts with (`n01440764_tench.JPEG`, `n01440764_10026.JPEG`)."""
     found = _WNID_PREFIX.match(name)

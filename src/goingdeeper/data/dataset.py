@@ -132,6 +132,13 @@ class LoadedImages:
     def describe(self, i: int) -> str:
         return self.ds.describe(self.indices[i])
 
+    def load(self, i: int) -> Image.Image:
+        """Image i decoded; `ImageError` when it cannot be."""
+        return self.ds.load(self.indices[i])
+
+    def label(self, i: int) -> int:
+        return self.ds.targets[self.indices[i]]
+
     def __getitem__(self, i):
         if isinstance(i, slice):
             return [self[j] for j in range(*i.indices(len(self)))]

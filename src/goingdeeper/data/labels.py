@@ -123,7 +123,7 @@ def _devkit_order_beside(path: Path) -> list[str]:
         if (folder / "meta.mat").is_file():
             return devkit_class_order((folder / "meta.mat").read_bytes(), folder / "meta.mat")
         if (folder / "map_clsloc.txt").is_file():
-            return _clsloc_order((folder / "map_clsloc.txt").read_text(), folder)
+            return _clsloc_order((folder / "map_clsloc.txt").read_text())
     raise DataError(
         f"{path}: the devkit's ground truth numbers classes in the devkit's own order, which "
         f"lives in its meta.mat; keep meta.mat beside {path.name} (the devkit's data/ folder) "
@@ -144,7 +144,7 @@ def devkit_class_order(mat: bytes, where: Path | str) -> list[str]:
     return [wnid for _, wnid in leaves]
 
 
-def _clsloc_order(text: str, where: Path) -> list[str]:
+def _clsloc_order(text: str) -> list[str]:
     rows = sorted((int(f[1]), f[0]) for f in (line.split() for line in text.splitlines()) if f)
     return [wnid for _, wnid in rows]
 

@@ -61,7 +61,7 @@ class Labelled:
     def label(self, i: int) -> int:
         """Image i's class index, without decoding it."""
         if isinstance(self.samples, LoadedImages):
-            return self.samples.ds.targets[self.samples.indices[i]]
+            return self.samples.label(i)
         return self.samples[i][1]
 
     def file_names(self) -> list[str] | None:
@@ -72,12 +72,9 @@ class Labelled:
 
     def image(self, i: int) -> Image.Image:
         """Image i as 8-bit RGB; `ImageError` when it cannot be decoded."""
-        item = self.samples[i][0]
-        if isinstance(item, Image.Image):
-            return item
-        if isinstance(self.samples, LoadedImages):  # an unreadable image comes as its name
-            return self.samples.ds.load(self.samples.indices[i])
-        return load_image(item)
+        if isinstance(self.samples, LoadedImages):
+            return self.samples.load(i)
+        return load_image(self.samples[i][0])
 
 
 def imagenet_classes() -> ClassMap:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ..errors import DataError, ImageError
 from ..images import image_files
-from .classes import imagenet_class_ids, imagenet_class_names, wnid_prefix
+from .classes import imagenet_names_of
 from .dataset import ImageDataset
 from .open import CLASS_TREE, SHARDS, open_dataset, source_kind
 from .samples import labelled_images
@@ -37,11 +37,8 @@ class Source:
 
     def readable_names(self) -> list[str]:
         """The class names, with ImageNet's names for classes named by WordNet id."""
-        known = dict(zip(imagenet_class_ids(), imagenet_class_names(), strict=True))
-        ids = self.class_ids or [""] * len(self.classes)
-        return [
-            known.get(c, c) if c == wnid else c for c, wnid in zip(self.classes, ids, strict=True)
-        ]
+        named_by_id = self.classes == self.class_ids
+        return (imagenet_names_of(self.classes) if named_by_id else None) or self.classes
 
 
 def open_source(spec: str, labels: str | Path | None = None, as_split: str = "") -> Source:
@@ -55,26 +52,21 @@ def open_source(spec: str, labels: str | Path | None = None, as_split: str = "")
         samples = [(str(p), label) for p, label in found.samples]
         ds = ImageDataset(samples, found.classes.names, origin=str(path))
         return Source(spec, layout, {as_split or "val": ds}, list(found.classes.ids))
+    manifest = read_manifest(path) if kind == SHARDS else None
     splits = {}
-    names = read_manifest(path).splits if kind == SHARDS else ("train", "test")
-    for split in names:
+    for split in manifest.splits if manifest else ("train", "test"):
         try:
             splits[split] = open_dataset(spec, split)
         except DataError:
             if split == "train":
                 raise
     classes = next(iter(splits.values())).classes
-    ids = read_manifest(path).class_ids if kind == SHARDS else _wnids(classes)
+    ids = manifest.class_ids if manifest else (classes if imagenet_names_of(classes) else [])
     return Source(spec, kind, splits, list(ids))
 
 
 def _has_class_folders(path: Path) -> bool:
     return any(p.is_dir() and image_files(p, recursive=False) for p in path.iterdir())
-
-
-def _wnids(classes: list[str]) -> list[str]:
-    known = set(imagenet_class_ids())
-    return list(classes) if all(wnid_prefix(c) == c and c in known for c in classes) else []
 
 
 def unreadable(

@@ -20,7 +20,7 @@ from ..data import (
     spread,
     train_transform,
 )
-from ..data.classes import ClassMap, imagenet_class_ids, imagenet_class_names, wnid_prefix
+from ..data.classes import ClassMap, imagenet_names_of
 from ..data.stream import ShardStream
 from ..errors import ConfigError, DataError
 from ..factory import create_model
@@ -90,11 +90,8 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
                 f"{e}; or set new_head=true to train a new classifier on the data's classes"
             ) from None
         return known, {i: index[name] for i, name in enumerate(found)}
-    ids = imagenet_class_ids()
-    if all(wnid_prefix(name) == name and name in ids for name in found):
-        names = imagenet_class_names()
-        return ClassMap([names[ids.index(w)] for w in found], found), None
-    return ClassMap(found), None
+    names = imagenet_names_of(found)
+    return (ClassMap(names, found) if names else ClassMap(found)), None
 
 
 def make_loader(
