@@ -7,16 +7,17 @@ they agree on what an image is and on what a bad one says.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps
 
-from .errors import DataError, ImageError
+from .errors import ArgumentError, DataError, ImageError
 
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm"}
@@ -76,15 +77,8 @@ def folder_images(folder: str | Path, what: str = "images") -> list[Path]:
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode to 8-bit RGB: grayscale, palette, CMYK, 16-bit, alpha (on white)."""
     img = ImageOps.exif_transpose(img) if hasattr(img, "getexif") else img
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        arr = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if img.mode.startswith("I;16") or arr.max() > 255 else 255.0
-        img = Image.fromarray(np.clip(arr / top * 255.0 + 0.5, 0, 255).astype(np.uint8), "L")
-    elif img.mode == "F":
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        arr = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(arr.astype(np.uint8), "L")
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        img = _to_8_bits(img)
     if img.mode == "P":
         img = img.convert("RGBA")
     if img.mode in ("RGBA", "LA", "PA"):
@@ -92,6 +86,26 @@ def to_rgb(img: Image.Image) -> Image.Image:
         background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
         return background
     return img.convert("RGB")
+
+
+def _to_8_bits(img: Image.Image) -> Image.Image:
+    """A 16-bit, 32-bit integer or float image as 8-bit grayscale: integers over 0..65535 (or
+    0..255 when no value exceeds it), rounded; floats from their minimum to their maximum.
+    Converted a band of rows at a time, so that a 13000 x 13000 16-bit image takes its 8-bit
+    copy beside it (169 MB) rather than several float copies of itself (5 GB)."""
+    lo, hi = img.getextrema()
+    if img.mode == "F":
+        offset, scale, half = lo, (255.0 / (hi - lo) if hi > lo else 0.0), 0.0
+    else:
+        top = 65535.0 if img.mode.startswith("I;16") or hi > 255 else 255.0
+        offset, scale, half = 0.0, 255.0 / top, 0.5
+    width, height = img.size
+    out = np.empty((height, width), np.uint8)
+    rows = max(1, (1 << 20) // max(width, 1))
+    for y in range(0, height, rows):
+        band = np.asarray(img.crop((0, y, width, min(height, y + rows))), dtype=np.float64)
+        out[y : y + rows] = np.clip((band - offset) * scale + half, 0, 255).astype(np.uint8)
+    return Image.fromarray(out, "L")
 
 
 def _decode(open_image: Callable[[], Image.Image], name: str) -> Image.Image:
@@ -106,21 +120,49 @@ def _decode(open_image: Callable[[], Image.Image], name: str) -> Image.Image:
                 return to_rgb(img)
     except ImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(f"{name}: image too large to decode safely ({e})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise _too_large(name) from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's "cannot identify", truncation
         raise ImageError(f"{name}: not a readable image ({e})") from None
 
 
+@contextlib.contextmanager
+def image_pixel_limit(pixels: int | None) -> Iterator[None]:
+    """Within the block, `pixels` is the most an image may have to be decoded, in this process
+    and the data-loading workers it forks (`--max-image-pixels`); None leaves the limit."""
+    if pixels is not None and (
+        isinstance(pixels, bool) or not isinstance(pixels, int) or not 1 <= pixels <= 1 << 40
+    ):
+        raise ArgumentError(f"--max-image-pixels must be from 1 to {1 << 40:,}, got {pixels!r}")
+    global MAX_IMAGE_PIXELS
+    previous = MAX_IMAGE_PIXELS
+    MAX_IMAGE_PIXELS = previous if pixels is None else pixels
+    try:
+        yield
+    finally:
+        MAX_IMAGE_PIXELS = previous
+
+
 def _check_shape(size: tuple[int, int], name: str) -> None:
     """Sides more unequal than `MAX_ASPECT` to 1: resized to a network's shorter side, such an
-    image would take gigabytes (a 143-byte 20000 x 1 PNG becomes 5,120,000 x 256 pixels)."""
+    image would take gigabytes (a 143-byte 20000 x 1 PNG becomes 5,120,000 x 256 pixels).
+    More pixels than `MAX_IMAGE_PIXELS`: refused from the header, before decoding."""
     w, h = size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise _too_large(name, f"a {w} x {h} image, ")
     if min(w, h) < 1 or max(w, h) > MAX_ASPECT * min(w, h):
         raise ImageError(
             f"{name}: a {w} x {h} image; sides more unequal than {MAX_ASPECT}:1 are not taken "
             "(resized for a network it would take gigabytes)"
         )
+
+
+def _too_large(name: str, what: str = "") -> ImageError:
+    # Pillow refuses the largest images itself when it opens them, before their size is known
+    return ImageError(
+        f"{name}: {what}too large to decode: over {MAX_IMAGE_PIXELS:,} pixels (--max-image-pixels "
+        "N sets another limit)"
+    )
 
 
 def load_image(path: str | Path) -> Image.Image:

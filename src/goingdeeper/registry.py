@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import functools
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +22,35 @@ import torch
 from torch import nn
 
 from .errors import ModelArgumentError, UnknownModelError
+from .limits import MAX_CLASSES, Limit
+
+_FRACTION = Limit(0, 1, high_open=True)
+# Constructor arguments that several models share, bounded by what they mean and checked
+# before anything is allocated: a 5,000,000-way head takes 20 GB, a dropout of 2 flips signs.
+ARGUMENT_LIMITS = {
+    "num_classes": Limit(1, MAX_CLASSES),
+    "in_channels": Limit(1, 64),
+    "input_size": Limit(8, 4096),
+    "fc_width": Limit(1, 65_536),
+    "dropout": _FRACTION,
+    "aux_dropout": _FRACTION,
+    "drop_rate": _FRACTION,
+    "bn_eps": Limit(0, 1, low_open=True),
+    "growth_rate": Limit(1, 1024),
+    "bn_size": Limit(1, 64),
+    "compression": Limit(0, 1, low_open=True),
+    "reduction": Limit(1, 4096),
+}
+# What a value of each declared type must be (bool is not a number here, nor a number a bool).
+_TYPES: dict[Any, tuple[str, Callable[[Any], bool]]] = {
+    bool: ("true or false", lambda v: isinstance(v, bool)),
+    int: ("a whole number", lambda v: isinstance(v, int) and not isinstance(v, bool)),
+    float: (
+        "a finite number",
+        lambda v: isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v),
+    ),
+    str: ("a string", lambda v: isinstance(v, str)),
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -124,12 +156,40 @@ def build_model(name: str, **kwargs) -> nn.Module:
     `ModelArgumentError`; a TypeError raised inside the model's code is a bug and stays one.
     """
     entry = _entry(name)
+    check_arguments(name, kwargs)
     try:
         return entry.builder(**kwargs)
     except TypeError as e:
         if _raised_in(e, entry.builder, build_model):  # the call's arguments did not bind
             raise ModelArgumentError(f"{name}: {e}") from None
         raise
+
+
+def check_arguments(name: str, kwargs: dict[str, Any]) -> None:
+    """A `ModelArgumentError` for the first argument whose type is not the one the model
+    declares (its builder's annotations, then its class's) or whose value lies outside
+    `ARGUMENT_LIMITS`. Names the model does not take are left to the call, which refuses them."""
+    declared = _declared_types(_entry(name).builder)
+    for key, value in kwargs.items():
+        if key not in declared:
+            continue
+        kind = declared[key]
+        if kind in _TYPES and not _TYPES[kind][1](value):
+            raise ModelArgumentError(f"{name}: {key} expects {_TYPES[kind][0]}, got {value!r}")
+        limit = ARGUMENT_LIMITS.get(key)
+        if limit is not None and not limit.allows(value):
+            raise ModelArgumentError(f"{name}: {key} must lie in {limit}, got {value!r}")
+
+
+@functools.cache
+def _declared_types(builder: Callable[..., nn.Module]) -> dict[str, Any]:
+    """The keyword types a builder declares, with those of the class it returns beneath (a
+    builder can be a class, or a `functools.partial` of one)."""
+    target = builder.func if isinstance(builder, functools.partial) else builder
+    own = typing.get_type_hints(target.__init__ if isinstance(target, type) else target)
+    returned = own.pop("return", None)
+    declared = typing.get_type_hints(returned.__init__) if isinstance(returned, type) else {}
+    return {**declared, **own}
 
 
 def build_shell(name: str, **kwargs) -> nn.Module:

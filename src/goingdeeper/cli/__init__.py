@@ -12,6 +12,7 @@ import argparse
 import sys
 
 from ..errors import GoingDeeperError
+from ..images import image_pixel_limit
 from . import bench, data, evaluate, export, models, predict, summary, train, visualize, weights
 
 EXAMPLES = """\
@@ -50,7 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return args.func(args)
+        with image_pixel_limit(getattr(args, "max_image_pixels", None)):
+            return args.func(args)
     except GoingDeeperError as e:
         print(f"goingdeeper: error: {e}", file=sys.stderr)
         return 2

@@ -15,6 +15,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..errors import UsageError
+from ..images import MAX_IMAGE_PIXELS
 from ..inference import onnxruntime_model
 from ..weights import WeightsCard, open_weights
 
@@ -33,6 +34,16 @@ def model_args(pairs: list[str] | None) -> dict:
         except json.JSONDecodeError:
             out[key.strip()] = value.strip()
     return out
+
+
+def add_image_limit(parser: argparse.ArgumentParser) -> None:
+    """`--max-image-pixels` for a command that decodes images (`main` applies it)."""
+    parser.add_argument(
+        "--max-image-pixels",
+        type=int,
+        metavar="N",
+        help=f"refuse images with more pixels than this (default {MAX_IMAGE_PIXELS:,})",
+    )
 
 
 def positive(value: int | None, option: str) -> None:

@@ -15,7 +15,7 @@ from ..data.shards import MANIFEST, parse_size, verify_shards, write_shards
 from ..data.sources import Source, open_source, unreadable
 from ..errors import UsageError
 from ..tables import render_markdown, render_table
-from .common import HELP_FORMAT, on_terminal
+from .common import HELP_FORMAT, add_image_limit, on_terminal
 
 EXAMPLES = """\
 examples:
@@ -44,6 +44,7 @@ def add_parser(sub) -> None:
     _source_arguments(info)
     info.add_argument("--no-check", action="store_true", help="do not decode every image")
     info.add_argument("--format", choices=["table", "markdown", "json"], default="table")
+    add_image_limit(info)
     info.set_defaults(func=run_info)
     shard = dsub.add_parser(
         "shard",
@@ -53,6 +54,7 @@ def add_parser(sub) -> None:
     )
     _source_arguments(shard)
     shard.add_argument("--out", required=True, type=Path, help="a new or empty folder")
+    add_image_limit(shard)
     shard.add_argument(
         "--shard-size", default="1GB", help="largest shard, e.g. 1GB, 256MB (default: 1GB)"
     )

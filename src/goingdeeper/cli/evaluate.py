@@ -12,7 +12,7 @@ from ..data.samples import Labelled, labelled_images
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, DENSE_SCALES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
-from .common import HELP_FORMAT, counting_bar, load_any_weights
+from .common import HELP_FORMAT, add_image_limit, counting_bar, load_any_weights
 
 EXAMPLES = """\
 examples:
@@ -34,6 +34,7 @@ def add_parser(sub) -> None:
         epilog=EXAMPLES,
         formatter_class=HELP_FORMAT,
     )
+    add_image_limit(p)
     p.add_argument(
         "--weights",
         nargs="+",

@@ -14,7 +14,7 @@ from ..data.samples import labelled_images
 from ..errors import ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
-from .common import HELP_FORMAT, load_any_weights, positive
+from .common import HELP_FORMAT, add_image_limit, load_any_weights, positive
 
 
 def add_parser(sub) -> None:
@@ -27,6 +27,7 @@ def add_parser(sub) -> None:
         formatter_class=HELP_FORMAT,
     )
     p.add_argument("images", nargs="*", type=Path)
+    add_image_limit(p)
     p.add_argument(
         "--data",
         type=Path,

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from ..tables import render_table
 from ..train import config as cfg
 from ..train import fit
-from .common import HELP_FORMAT
+from .common import HELP_FORMAT, add_image_limit
 
 
 def add_parser(sub) -> None:
@@ -31,6 +31,7 @@ def add_parser(sub) -> None:
     p.add_argument("--config", action="append", help="a .toml, .yaml or .json config (repeatable)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field")
     p.add_argument("--model")
+    add_image_limit(p)
     p.add_argument("--data", help="digits, a folder, a .tar(.gz), an MNIST/CIFAR folder")
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch size")

@@ -29,7 +29,7 @@ from ..visualize import (
     top_activations,
 )
 from ..weights import WeightsCard, import_bvlc, open_weights
-from .common import HELP_FORMAT, bar
+from .common import HELP_FORMAT, add_image_limit, bar
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
 
@@ -65,6 +65,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         formatter_class=HELP_FORMAT,
     )
     p.add_argument("action", choices=ACTIONS)
+    add_image_limit(p)
     source = p.add_mutually_exclusive_group()
     source.add_argument("--weights", type=Path, metavar="FILE", help="a .safetensors weights file")
     source.add_argument("--bvlc", type=Path, metavar="FOLDER", help="BVLC GoogLeNet blobs")

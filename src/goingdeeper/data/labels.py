@@ -37,6 +37,7 @@ from .classes import WNID, imagenet_class_ids
 
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")
 VAL_IMAGES = 50_000
+MAX_LABEL_FILE_BYTES = 64 << 20  # label files and the devkit's members: kilobytes to a few MB
 LABEL_FILE_NAMES = (
     "LOC_val_solution.csv",
     "ILSVRC2012_validation_ground_truth.txt",
@@ -63,6 +64,11 @@ def read_labels(path: str | Path) -> dict[str, str]:
     name = path.name.lower()
     if name.endswith((".tar.gz", ".tgz", ".tar")):
         return _from_devkit_archive(path)
+    if path.stat().st_size > MAX_LABEL_FILE_BYTES:
+        raise DataError(
+            f"{path}: {path.stat().st_size:,} bytes is not a label file (50,000 labels take "
+            f"under 3 MB; the limit is {MAX_LABEL_FILE_BYTES >> 20} MB)"
+        )
     if name.endswith(".csv"):
         return _from_loc_csv(path.read_text(errors="replace"), path)
     lines = [line.split() for line in path.read_text(errors="replace").splitlines()]
@@ -156,6 +162,11 @@ def _from_devkit_archive(path: Path) -> dict[str, str]:
             need = ("meta.mat", "ILSVRC2012_validation_ground_truth.txt")
             if missing := [n for n in need if n not in members]:
                 raise DataError(f"{path}: not the ILSVRC2012 devkit (no {missing[0]} inside)")
+            if large := [n for n in need if members[n].size > MAX_LABEL_FILE_BYTES]:
+                raise DataError(
+                    f"{path}: its {large[0]} declares {members[large[0]].size:,} bytes; the "
+                    f"devkit's are well under {MAX_LABEL_FILE_BYTES >> 20} MB"
+                )
             mat, truth = (tar.extractfile(members[n]).read() for n in need)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read the archive ({e})") from None

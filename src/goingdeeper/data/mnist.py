@@ -6,6 +6,7 @@ import gzip
 import struct
 from collections.abc import Callable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from ..errors import DataError
 from .dataset import ArrayReader, ImageDataset, check_split
 
 _IDX_STEMS = {"train": "train", "test": "t10k"}
+MAX_IDX_BYTES = 1 << 32  # MNIST's largest file holds 47 MB
 
 
 def idx_path(folder: Path, split: str, kind: str) -> Path | None:
@@ -36,22 +38,31 @@ def read_idx(path: str | Path) -> np.ndarray:
     path = Path(path)
     try:
         with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as f:
-            raw = f.read()
+            dims = _idx_header(f, path)
+            size = int(np.prod(dims))
+            if size > MAX_IDX_BYTES:
+                raise DataError(f"{path}: its header {dims} declares over {MAX_IDX_BYTES:,} bytes")
+            raw = f.read(size)  # what the header declares and no more, however the file grows
+            more = f.read(1)
     except (OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read ({e})") from None
-    if len(raw) < 4 or raw[:2] != b"\x00\x00":
-        raise DataError(f"{path}: not an IDX file (bad magic number {raw[:4].hex() or 'none'})")
-    dtype, ndim = raw[2], raw[3]
+    if len(raw) != size or more:
+        what = f"{len(raw):,} bytes" if len(raw) != size else "more bytes"
+        raise DataError(f"{path}: its header {dims} needs {size:,} bytes of data, found {what}")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(dims)
+
+
+def _idx_header(f: BinaryIO, path: Path) -> tuple[int, ...]:
+    head = f.read(4)
+    if len(head) < 4 or head[:2] != b"\x00\x00":
+        raise DataError(f"{path}: not an IDX file (bad magic number {head.hex() or 'none'})")
+    dtype, ndim = head[2], head[3]
     if dtype != 0x08:
         raise DataError(f"{path}: IDX type 0x{dtype:02x}, only unsigned bytes (0x08) are read")
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    sizes = f.read(4 * ndim)
+    if len(sizes) < 4 * ndim:
         raise DataError(f"{path}: truncated IDX header")
-    dims = struct.unpack(f">{ndim}I", raw[4:header])
-    expected = header + int(np.prod(dims))
-    if len(raw) != expected:
-        raise DataError(f"{path}: {len(raw)} bytes, but its header {dims} needs {expected}")
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(dims)
+    return struct.unpack(f">{ndim}I", sizes)
 
 
 def mnist_idx(folder: str | Path, split: str, transform: Callable | None = None) -> ImageDataset:

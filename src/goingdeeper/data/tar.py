@@ -6,6 +6,7 @@ import bz2
 import gzip
 import io
 import lzma
+import mmap
 import os
 import tarfile
 import weakref
@@ -23,6 +24,10 @@ from .dataset import ImageDataset, log_ignored, match_classes, some
 # Random access into a gzip stream is slow, so a compressed archive is decompressed once into
 # memory; past this size, decompress it to a plain .tar on disk, which is read in place.
 MAX_ARCHIVE_BYTES = 4 << 30
+# Images barely compress (JPEG, PNG), raw pixel arrays a few times; a stream that grows more
+# than this (plus a margin for small archives) is a decompression bomb, stopped as it grows.
+MAX_EXPANSION = 20
+_EXPANSION_MARGIN = 64 << 20
 
 
 class TarMember(NamedTuple):
@@ -79,7 +84,7 @@ class TarArchive:
     def describe(self, member: TarMember) -> str:
         return f"{self.path}:{member.name}"
 
-    def _decompressed(self) -> bytes:
+    def _decompressed(self) -> mmap.mmap:
         if self._data is None:
             self._data = _decompress(self.path, self.compression)
         return self._data
@@ -126,21 +131,40 @@ def compression(path: Path) -> str:
     return next((kind for magic, kind in _MAGIC.items() if head.startswith(magic)), "")
 
 
-def _decompress(path: Path, kind: str) -> bytes:
+def _decompress(path: Path, kind: str) -> mmap.mmap:
+    """The whole decompressed stream, in anonymous memory that forked workers share. Stopped
+    as soon as it outgrows `MAX_ARCHIVE_BYTES` or `MAX_EXPANSION` times the file, whatever the
+    archive declares; the chunks are moved into place one by one, so the archive is never held
+    twice."""
+    limit = min(MAX_ARCHIVE_BYTES, MAX_EXPANSION * path.stat().st_size + _EXPANSION_MARGIN)
     chunks, total = [], 0
     try:
         with _OPENERS[kind](path, "rb") as f:
             while chunk := f.read(1 << 24):
                 total += len(chunk)
-                if total > MAX_ARCHIVE_BYTES:
-                    raise DataError(
-                        f"{path}: over {MAX_ARCHIVE_BYTES >> 30} GiB decompressed; decompress it "
-                        "once to a plain .tar (for example `gunzip -k`), which is read in place"
-                    )
+                if total > limit:
+                    raise DataError(_too_large(path, limit))
                 chunks.append(chunk)
     except (OSError, EOFError, lzma.LZMAError) as e:
         raise DataError(f"{path}: damaged {kind} archive ({e})") from None
-    return b"".join(chunks)
+    data = mmap.mmap(-1, max(total, 1))
+    for i in range(len(chunks)):
+        data.write(chunks[i])
+        chunks[i] = b""
+    return data
+
+
+def _too_large(path: Path, limit: int) -> str:
+    what = (
+        f"over {MAX_ARCHIVE_BYTES >> 30} GiB"
+        if limit == MAX_ARCHIVE_BYTES
+        else f"more than {MAX_EXPANSION} times its {path.stat().st_size:,} bytes (a "
+        "decompression bomb?)"
+    )
+    return (
+        f"{path}: decompresses to {what}; if it is real data, decompress it once to a plain "
+        ".tar (for example `gunzip -k`), which is read in place"
+    )
 
 
 def _member_name(name: str) -> str:

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..limits import Limit
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -184,26 +185,6 @@ def resolve(
     config = from_dict(values)
     validate(config)
     return config
-
-
-@dataclass(frozen=True)
-class Limit:
-    """The values a number field allows: from `low` to `high`, each end open or closed."""
-
-    low: float | None = None
-    high: float | None = None
-    low_open: bool = False
-    high_open: bool = False
-
-    def allows(self, value: float) -> bool:
-        if self.low is not None and (value <= self.low if self.low_open else value < self.low):
-            return False
-        return self.high is None or (value < self.high if self.high_open else value <= self.high)
-
-    def __str__(self) -> str:
-        low = "-inf" if self.low is None else f"{self.low:g}"
-        high = "inf" if self.high is None else f"{self.high:g}"
-        return f"{'(' if self.low_open else '['}{low}, {high}{')' if self.high_open else ']'}"
 
 
 LIMITS = {

@@ -19,11 +19,11 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ..errors import GoingDeeperError, WeightsError
+from ..limits import MAX_CLASSES
 from ..preprocess import Preprocessing
 from .loading import load_checked
 
 FORMAT = "goingdeeper.weights/1"
-MAX_CLASSES = 100_000  # a classifier beyond this is a mistake, not a model (5e6 took 20 GB)
 CARD_KEY = "goingdeeper.card"
 
 
