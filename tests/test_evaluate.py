@@ -425,6 +425,9 @@ class TinyFCN(nn.Module):
     def forward(self, x):
         return self.classifier(torch.relu(self.features(x)))
 
+    def fully_convolutional(self):
+        return self
+
 
 def test_dense_scores_average_the_score_map_over_scales_and_mirrors():
     model, img = TinyFCN().eval(), photos(2)[1][0]
@@ -443,6 +446,14 @@ def test_dense_scores_average_the_score_map_over_scales_and_mirrors():
         [dense_scores(model, im, PRE, scales).softmax(1).mean(0) for im, _ in photos(3)]
     )
     torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
+
+
+def test_dense_evaluation_refuses_a_model_without_a_fully_convolutional_form():
+    plain = build_model("googlenet", num_classes=3, aux_logits=False)
+    with pytest.raises(EvalError, match="googlenet has no fully convolutional form"):
+        evaluate([(plain, PRE)], photos(1), "dense", dense_scales=(32,))
+    with pytest.raises(EvalError, match="needs a class score map N x C x h x w, got shape"):
+        dense_scores(MeanColour(), photos(1)[0][0], PRE, (32,))
 
 
 # --- the grid --------------------------------------------------------------------------------

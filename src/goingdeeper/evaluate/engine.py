@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 
@@ -25,7 +25,8 @@ from ..errors import EvalError, ImageError
 from ..images import load_image, to_rgb
 from ..preprocess import Preprocessing
 from ..weights.format import WeightsCard
-from .views import DENSE_SCALES, VIEW_FUNCTIONS, dense_scores, num_views, spatial_mean
+from .dense import DENSE_SCALES, dense_form, dense_scores
+from .views import VIEW_FUNCTIONS, num_views
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ class _Member:
     class_names: tuple[str, ...]
 
 
-def _members(models: Sequence, names: Sequence[str] | None) -> list[_Member]:
+def _members(models: Sequence, names: Sequence[str] | None, views: str) -> list[_Member]:
     if not models:
         raise EvalError("no models to evaluate; give at least one (model, preprocessing) pair")
     out = []
@@ -62,6 +63,8 @@ def _members(models: Sequence, names: Sequence[str] | None) -> list[_Member]:
     named = [m for m in out if m.class_names]
     if any(m.class_names != named[0].class_names for m in named):
         raise EvalError("the models' class lists differ; an ensemble needs the same classes")
+    if views == "dense":  # each model's fully convolutional form, or a refusal before any work
+        out = [replace(m, model=dense_form(m.model, m.name)) for m in out]
     return out
 
 
@@ -91,7 +94,13 @@ def _forward(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
     params = model.parameters() if isinstance(model, nn.Module) else iter(())
     device = next(params, torch.empty(0)).device
     chunks = torch.tensor_split(x, math.ceil(len(x) / batch_size))
-    return torch.cat([spatial_mean(model(c.to(device))).float().cpu() for c in chunks])
+    return torch.cat([_class_scores(model(c.to(device))).float().cpu() for c in chunks])
+
+
+def _class_scores(out: Tensor) -> Tensor:
+    """N x C; a fully convolutional net's score map on each crop, averaged as in dense
+    evaluation."""
+    return out.mean(dim=(2, 3)) if out.ndim == 4 else out
 
 
 def distinct_views(x: Tensor, stride: int = 97) -> tuple[Tensor, Tensor]:
@@ -225,7 +234,7 @@ def evaluate(
     """
     _check_options(views, aggregate, batch_size)
     _check_real(real, dataset)
-    members = _members(models, names)
+    members = _members(models, names, views)
     per_image = num_views(views, dense_scales)
     group = max(1, batch_size // per_image) if views != "dense" else 1
     training = [m.model.training for m in members]

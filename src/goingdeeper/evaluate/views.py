@@ -5,8 +5,6 @@
                crops and the center crop of the resized image, and their mirrors
     crops_144  GoogLeNet's protocol (Szegedy et al. 2014, section 7): 4 scales x 3 squares
                x (4 corners + center + whole square) x 2 mirrors
-    dense_scores  VGG's dense evaluation (Simonyan & Zisserman 2014, section 3.2): the whole
-               rescaled image through a fully-convolutional net, score map averaged spatially
 
 Each function returns views x C x crop x crop, in a fixed documented order; the image is
 decoded by the caller once, and resized once per scale here. Crops are slices of the resized
@@ -22,17 +20,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..preprocess import INTERPOLATIONS, Preprocessing, add_border
+from .dense import DENSE_SCALES
 
 # Section 7: "resize the image to 4 scales where the shorter dimension (height or width) is
 # 256, 288, 320 and 352 respectively"; stated for 224x224 crops.
 SCALES_144 = (256, 288, 320, 352)
-# VGG section 4.2: with scale jittering S in [256, 512], test scales Q = {256, 384, 512}
-DENSE_SCALES = (256, 384, 512)
 
 
 def crop_offsets(width: int, height: int, size: int) -> list[tuple[int, int]]:
@@ -125,35 +121,3 @@ VIEW_FUNCTIONS: dict[str, Callable[[Image.Image, Preprocessing], Tensor]] = {
 def num_views(views: str, dense_scales: Sequence[int] = DENSE_SCALES) -> int:
     """How many views a protocol takes per image (and so forward passes per model)."""
     return 2 * len(dense_scales) if views == "dense" else {"1": 1, "10": 10, "144": 144}[views]
-
-
-def dense_scores(
-    model: nn.Module,
-    image: Image.Image,
-    pre: Preprocessing,
-    scales: Sequence[int] = DENSE_SCALES,
-    *,
-    flip: bool = True,
-) -> Tensor:
-    """VGG dense evaluation: one class-score vector per (scale, mirror), len(scales)*2 x classes.
-
-    Section 3.2: the fully-convolutional net is applied to the whole image rescaled to shorter
-    side Q; "the class score map is spatially averaged (sum-pooled)"; section 4.2 averages the
-    posteriors over scales Q and over the horizontally flipped images. Averaging over these
-    rows is left to the caller (`evaluate` does softmax then mean), so the rows are raw scores.
-    Order: for each scale, the image then (with `flip`) its mirror.
-    """
-    device = next(model.parameters()).device
-    rows = []
-    for q in scales:
-        x = pre.to_tensor(pre.resize_shorter(image, q)).unsqueeze(0)
-        if flip:
-            x = torch.cat([x, x.flip(-1)])
-        with torch.inference_mode():
-            rows.append(spatial_mean(model(x.to(device))))
-    return torch.cat(rows)
-
-
-def spatial_mean(scores: Tensor) -> Tensor:
-    """N x C x H x W score maps (fully-convolutional nets) to N x C; N x C passes through."""
-    return scores.mean(dim=(-2, -1)) if scores.ndim == 4 else scores

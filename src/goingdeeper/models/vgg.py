@@ -17,9 +17,10 @@ Two layouts of the same network:
 - torchvision's (`vgg11` ... `vgg19_bn`): `features.N`, `avgpool`, `classifier.N`, key for key,
   so that torchvision's state dicts load unchanged.
 
-Dense evaluation (section 3.2) is `to_fully_convolutional`: fc6 becomes a 7x7 convolution and
-fc7, fc8 1x1 convolutions, so a larger image gives a map of class scores, which
-`average_score_map` averages (the paper sum-pools it) into one score vector per image.
+Dense evaluation (section 3.2) is `to_fully_convolutional` (a VGG's `fully_convolutional()`,
+which `goingdeeper eval --views dense` asks for): fc6 becomes a 7x7 convolution and fc7, fc8
+1x1 convolutions, so a larger image gives a map of class scores, which `average_score_map`
+averages (the paper sum-pools it) into one score vector per image.
 
 Where this code departs from the paper, and why:
 - An adaptive average pool to 7x7 sits before fc6 (as in torchvision). At 224x224 it is the
@@ -257,6 +258,10 @@ class VGG(Classifier):
             x = getattr(self, name)(x)
         return x  # N x num_classes
 
+    def fully_convolutional(self) -> FullyConvolutionalVGG:
+        """The network of dense evaluation (section 3.2): `to_fully_convolutional(self)`."""
+        return to_fully_convolutional(self)
+
     def reset_classifier(self, num_classes: int) -> None:
         """A new fc8 for `num_classes` outputs (initialised as torchvision does)."""
         self.num_classes = num_classes
@@ -307,7 +312,7 @@ def to_fully_convolutional(model: VGG) -> FullyConvolutionalVGG:
     layers: list[tuple[str, nn.Module]] = []
     for i, (fc, k) in enumerate(((fc6, POOLED_SIZE), (fc7, 1), (fc8, 1)), start=6):
         cin = channels if i == 6 else fc.in_features
-        conv = nn.Conv2d(cin, fc.out_features, k)
+        conv = nn.Conv2d(cin, fc.out_features, k, device=fc.weight.device, dtype=fc.weight.dtype)
         # a flattened C x 7 x 7 input is read in the order of the 7x7 kernel's (c, y, x)
         conv.weight.copy_(fc.weight.reshape(fc.out_features, cin, k, k))
         conv.bias.copy_(fc.bias)
