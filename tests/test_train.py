@@ -25,6 +25,7 @@ from goingdeeper.train import (
 )
 from goingdeeper.train import config as cfg
 from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
+from goingdeeper.train.engine import plateau_divisions
 from goingdeeper.weights import load_weights
 
 TINY = dict(
@@ -92,6 +93,84 @@ def test_paper_schedule_is_4_percent_every_8_epochs():
 
     assert f(0) == 1 and f(7.99) == 1 and f(8) == pytest.approx(0.96)
     assert f(16) == pytest.approx(0.96**2)
+
+
+# The papers' recipes, read from the papers: SGD with momentum 0.9 and weight decay 5e-4 (ZFNet
+# states none and follows AlexNet), learning rate 0.01 divided by 10 when the validation error
+# stops improving; AlexNet: batch 128, 90 epochs, PCA lighting; ZFNet: batch 128, 70 epochs,
+# filter RMS capped at 0.1; VGG: batch 256, 74 epochs, scale jitter S in [256, 512].
+PAPER_RECIPES = {
+    "alexnet": dict(
+        model="alexnet", batch_size=128, epochs=90, recipe="alexnet", pca_lighting=True
+    ),
+    "zfnet": dict(model="zfnet", batch_size=128, epochs=70, max_filter_rms=0.1, pca_lighting=False),
+    "vgg": dict(
+        model="vgg_d",
+        batch_size=256,
+        epochs=74,
+        recipe="vgg",
+        scale_jitter=[256, 512],
+        pca_lighting=True,
+    ),
+}
+SGD_PLATEAU = dict(
+    optimizer="sgd",
+    lr=0.01,
+    momentum=0.9,
+    nesterov=False,
+    weight_decay=5e-4,
+    lr_schedule="plateau",
+    lr_gamma=0.1,
+    warmup_epochs=0.0,
+    label_smoothing=0.0,
+    polyak=False,
+)
+
+
+@pytest.mark.parametrize("preset", sorted(PAPER_RECIPES))
+def test_presets_are_the_papers_recipes(preset):
+    c = cfg.resolve(preset).to_dict()
+    want = {**SGD_PLATEAU, **PAPER_RECIPES[preset]}
+    assert {k: c[k] for k in want} == want
+    if preset != "zfnet":
+        assert c["max_filter_rms"] == 0.0
+
+
+def test_the_paper_preset_averages_the_iterates_uniformly():
+    c = cfg.resolve("paper")
+    assert c.polyak and c.polyak_average == "uniform"  # Polyak & Juditsky: the plain mean
+    assert c.polyak_start_epoch == 200 and c.epochs == 250  # the last fifth of the run
+
+
+def test_plateau_divides_when_the_validation_error_stops_improving():
+    errors = [0.5, 0.4, 0.45, 0.41, 0.39, 0.39, 0.39, 0.39]
+    # patience 2: after 0.45, 0.41 (once); after the two 0.39s that follow 0.39 (twice)
+    assert [plateau_divisions(errors[:n], 2) for n in range(1, 9)] == [0, 0, 0, 1, 1, 1, 2, 2]
+    assert plateau_divisions(errors, 1) == 5
+    assert plateau_divisions([0.9, 0.8, 0.7], 1) == 0  # still improving
+
+
+def test_plateau_schedule_and_uniform_polyak_in_a_run(tmp_path):
+    """A learning rate too small to move the error: each epoch after the first is a plateau.
+    The uniform average takes the steps of the last two epochs of three."""
+    same = dict(lr=1e-9, lr_schedule="plateau", lr_patience=1, lr_gamma=0.1, polyak_start=0.5)
+    same.update(polyak_average="uniform", limit_test=16)
+    full = fit(tiny(tmp_path / "a", **same))
+    errors = [1 - h["test_acc"] for h in full["history"]]
+    assert plateau_divisions(errors, 1) == 2
+    assert [h["lr"] for h in full["history"]] == pytest.approx([1e-9, 1e-9, 1e-10])
+    state = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
+    assert state["scheduler"]["base_lrs"] == pytest.approx([1e-11, 1e-11])  # for epoch 4
+    assert state["averaged"]["n_averaged"] == 8  # 4 steps an epoch, epochs 2 and 3
+    history = full["history"]
+    assert history[0]["polyak_test_acc"] != history[0]["polyak_test_acc"]  # NaN: not begun
+    assert 0 <= history[1]["polyak_test_acc"] <= 1
+    _, card = load_weights(tmp_path / "a" / "run" / "model_polyak.safetensors")
+    assert card.provenance["polyak_average"] == "uniform"
+    assert card.provenance["polyak_from_epoch"] == 2
+    fit(tiny(tmp_path / "b", **same, epochs=2))
+    resumed = fit(tiny(tmp_path / "b", **same, epochs=3), resume=True)
+    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
 
 
 def test_loss_is_main_plus_03_aux():

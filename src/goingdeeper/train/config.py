@@ -2,7 +2,9 @@
 field by field, saved beside every run.
 
 The presets live in `presets/*.toml` beside this file; `paper` is section 6 of the GoogLeNet
-paper with the values Caffe's replication filled in where the paper gives none.
+paper with the values Caffe's replication filled in where the paper gives none; `alexnet`,
+`zfnet` and `vgg` are those papers' recipes (SGD, momentum 0.9, weight decay 5e-4, learning
+rate 0.01 divided by 10 at each plateau of the validation error).
 """
 
 from __future__ import annotations
@@ -58,15 +60,24 @@ class TrainConfig:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 2e-4
-    lr_schedule: str = "step"  # step | cosine | constant
+    lr_schedule: str = "step"  # step | cosine | constant | plateau
     lr_step_epochs: float = 8.0  # section 6: "decreasing the learning rate by 4% every 8 epochs"
-    lr_gamma: float = 0.96
+    lr_gamma: float = 0.96  # the factor of each step (step) or each plateau (plateau)
+    # plateau: AlexNet 5, ZFNet 3, VGG 3.1 divide by 10 "when the validation error stopped
+    # improving"; none says after how long: epochs without a new lowest top-1 error
+    lr_patience: int = 3
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 = off
     aux_weight: float = 0.3  # section 5: aux losses weighted 0.3, training only
     polyak: bool = True  # section 6: Polyak averaging for the final model
-    polyak_decay: float = 0.999  # exponential average per step
+    # uniform: Polyak & Juditsky's mean of the iterates, as section 6 cites; ema: an
+    # exponential moving average (a departure: recent steps weigh more), decay per step
+    polyak_average: str = "ema"  # ema | uniform
+    polyak_decay: float = 0.999  # ema only
+    # the share of the epochs before the average starts; it then takes every step to the end
+    # (0: all of them, 0.8: those of the last fifth)
+    polyak_start: float = 0.0
     max_filter_rms: float = 0.0  # ZFNet: renormalise conv filters whose RMS exceeds this; 0 = off
 
     # runtime
@@ -87,6 +98,12 @@ class TrainConfig:
     shuffle: bool = True  # a new order of the training images each epoch (seeded)
     limit_train: int = 0  # N training samples spread evenly over the set (every class); 0 = all
     limit_test: int = 0  # the same for the test set
+
+    @property
+    def polyak_start_epoch(self) -> int:
+        """The first epoch (0-based) whose steps the Polyak average takes; the last epoch at
+        the latest, as `polyak_start` is below 1."""
+        return math.floor(self.polyak_start * self.epochs)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -198,11 +215,13 @@ LIMITS = {
     "weight_decay": Limit(0, 1),
     "lr_step_epochs": Limit(0, low_open=True),
     "lr_gamma": Limit(0, 1, low_open=True),
+    "lr_patience": Limit(1, 100_000),
     "warmup_epochs": Limit(0),
     "label_smoothing": Limit(0, 1, high_open=True),
     "grad_clip": Limit(0),
     "aux_weight": Limit(0, 100),
     "polyak_decay": Limit(0, 1, high_open=True),
+    "polyak_start": Limit(0, 1, high_open=True),
     "max_filter_rms": Limit(0),
     "workers": Limit(0, 512),
     "threads": Limit(0, 4096),
@@ -216,7 +235,8 @@ LIMITS = {
 CHOICES = {
     "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
     "optimizer": ("sgd", "adamw"),
-    "lr_schedule": ("step", "cosine", "constant"),
+    "lr_schedule": ("step", "cosine", "constant", "plateau"),
+    "polyak_average": ("ema", "uniform"),
     "amp": ("none", "bf16", "fp16"),
 }
 

@@ -237,10 +237,28 @@ def lr_factor(
     gamma: float,
     warmup_epochs: float,
 ) -> float:
-    """The learning-rate multiplier at a (fractional) epoch."""
+    """The learning-rate multiplier at a (fractional) epoch. A plateau schedule is constant
+    here: its divisions follow the validation error (`plateau_divisions`), not the clock."""
     warm = min(1.0, (epoch + 1e-12) / warmup_epochs) if warmup_epochs > 0 else 1.0
     if schedule == "step":  # section 6: x0.96 every 8 epochs
         return warm * gamma ** math.floor(epoch / step_epochs)
     if schedule == "cosine":
         return warm * 0.5 * (1 + math.cos(math.pi * min(epoch / epochs, 1.0)))
     return warm
+
+
+def plateau_divisions(errors: Sequence[float], patience: int) -> int:
+    """How many times the learning rate has been divided after epochs with these validation
+    errors: once per `patience` epochs in a row that do not lower the lowest error yet seen
+    (AlexNet section 5: "divide the learning rate by 10 when the validation error rate
+    stopped improving with the current learning rate"; VGG section 3.1 and ZFNet section 3 the
+    same). A function of the errors alone, so a resumed run divides as the first would have."""
+    divisions, best, waited = 0, math.inf, 0
+    for error in errors:
+        if error < best:
+            best, waited = error, 0
+            continue
+        waited += 1
+        if waited == patience:
+            divisions, waited = divisions + 1, 0
+    return divisions

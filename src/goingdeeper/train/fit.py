@@ -6,13 +6,17 @@ The run folder gets: checkpoint.pt after every epoch (atomically), config.json, 
 steps.csv, TensorBoard events, curves.png, and at the end the raw and the Polyak-averaged
 weights in our format (model.safetensors, model_polyak.safetensors) with the test protocol's
 results (views.json). The batch size in the config is the global one, split over the
-processes of a distributed run (`train/distributed.py`).
+processes of a distributed run (`train/distributed.py`). That run is synchronous data-parallel
+SGD (DistributedDataParallel: every process applies the same averaged gradient each step); the
+GoogLeNet paper (section 6) trained with asynchronous SGD on DistBelief, which has no exact
+equivalent on one machine's GPUs.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
@@ -46,7 +50,14 @@ from .build import (
 from .cache import FrozenPrefixCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .distributed import Distributed, check_device, epoch_seed, pick_device, setup_distributed
-from .engine import NonFiniteLossError, TrainStep, evaluate_accuracy, freeze, train_one_epoch
+from .engine import (
+    NonFiniteLossError,
+    TrainStep,
+    evaluate_accuracy,
+    freeze,
+    plateau_divisions,
+    train_one_epoch,
+)
 from .logs import StepLog, plot_curves, tensorboard_writer, write_csv
 
 log = logging.getLogger(__name__)
@@ -166,8 +177,8 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
     """The Polyak average, the frozen modules, the step (DDP when distributed), the cache,
     the optimizer and its schedule."""
     averaged = None
-    if c.polyak:
-        ema = get_ema_multi_avg_fn(c.polyak_decay)
+    if c.polyak:  # uniform: AveragedModel's own running mean of every update
+        ema = get_ema_multi_avg_fn(c.polyak_decay) if c.polyak_average == "ema" else None
         averaged = AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
     if c.freeze:
         trainable = freeze(model, c.freeze)
@@ -241,7 +252,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
             device=run.device,
             scheduler=run.scheduler,
             scaler=run.scaler,
-            averaged=run.averaged,
+            averaged=run.averaged if epoch >= c.polyak_start_epoch else None,
             amp=c.amp,
             channels_last=c.channels_last,
             grad_clip=c.grad_clip,
@@ -265,10 +276,29 @@ def run_epoch(run: Run, epoch: int) -> dict:
     row = _epoch_row(run, epoch, stats)
     if d.main:
         row.update(_evaluate(run))
+    if c.lr_schedule == "plateau":
+        _follow_plateau(run, row)
+    if d.main:
         _record(run, row)
     if d.world > 1:
         dist.barrier()
     return row
+
+
+def _follow_plateau(run: Run, row: dict) -> None:
+    """Divide the learning rate by 1 / lr_gamma once more when the validation error has
+    stopped improving, before the checkpoint is written. The main process, which evaluates,
+    decides for every process."""
+    c, sched = run.config, run.scheduler
+    divisions = [0]
+    if run.dist.main:
+        errors = [1 - r["test_acc"] for r in [*run.history, row]]
+        divisions[0] = plateau_divisions(errors, c.lr_patience)
+    if run.dist.world > 1:
+        dist.broadcast_object_list(divisions, src=0)
+    for i, group in enumerate(run.optimizer.param_groups):
+        sched.base_lrs[i] = group["initial_lr"] * c.lr_gamma ** divisions[0]
+        group["lr"] = sched.base_lrs[i] * sched.lr_lambdas[i](sched.last_epoch)
 
 
 def _on_batch(run: Run, epoch: int, info: dict, bar) -> None:
@@ -317,7 +347,9 @@ def _evaluate(run: Run) -> dict:
         )
     row = {"test_loss": m["loss"], "test_acc": m["acc"], "test_top5": m["top5"]}
     if run.averaged is not None:
-        p = evaluate_accuracy(run.averaged.module, loader, **kwargs)
+        p = {"loss": math.nan, "acc": math.nan, "top5": math.nan}  # before the average starts
+        if run.averaged.n_averaged > 0:
+            p = evaluate_accuracy(run.averaged.module, loader, **kwargs)
         row.update(polyak_test_loss=p["loss"], polyak_test_acc=p["acc"], polyak_test_top5=p["top5"])
     return row
 
@@ -388,7 +420,10 @@ def _final_outputs(run: Run) -> dict:
     paths = {"weights": str(save_weights(run.model, card, run.out / "model"))}
     if run.averaged is not None:
         metrics = {"test_acc": last["polyak_test_acc"], "test_top5": last["polyak_test_top5"]}
-        provenance = {**provenance, "polyak_decay": c.polyak_decay}
+        provenance = {**provenance, "polyak_average": c.polyak_average}
+        if c.polyak_average == "ema":
+            provenance["polyak_decay"] = c.polyak_decay
+        provenance["polyak_from_epoch"] = c.polyak_start_epoch + 1
         card = WeightsCard(**base, provenance=provenance, metrics=metrics)
         path = save_weights(run.averaged.module, card, run.out / "model_polyak")
         paths["polyak_weights"] = str(path)
