@@ -288,3 +288,190 @@ def test_a_gpu_this_machine_lacks_and_a_device_that_is_none_are_one_line(tmp_pat
 def test_bench_threads_zero_is_refused_before_any_timing(capsys):
     assert main(["bench", "--threads", "0"]) == 2
     assert "--threads must be at least 1, got 0" in _one_line_error(capsys)
+
+
+@pytest.mark.parametrize(
+    ("argument", "message"),
+    [
+        ("dropout=2", "googlenet: dropout must lie in [0, 1), got 2"),
+        ("num_classes=-3", "googlenet: num_classes must lie in [1, 100000], got -3"),
+        ("num_classes=5000000", "googlenet: num_classes must lie in [1, 100000], got 5000000"),
+        ("aux_logits=yes", "googlenet: aux_logits expects true or false, got 'yes'"),
+        ("input_size=10.5", "googlenet: input_size expects a whole number, got 10.5"),
+    ],
+)
+def test_model_arguments_are_checked_before_anything_is_built(capsys, argument, message):
+    assert main(["summary", "googlenet", "--arg", argument]) == 2
+    assert _one_line_error(capsys) == f"goingdeeper: error: {message}"
+
+
+def test_a_training_with_a_bad_model_argument_writes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    bad = ["--set", 'model_args={"in_channels": 0}']
+    assert main(["train", *SMALL_RUN, *bad, "--out", str(out)]) == 2
+    assert "lenet5: in_channels must lie in [1, 64], got 0" in _one_line_error(capsys)
+    assert not out.exists()
+
+
+def _lenet_weights(tmp_path):
+    model = build_model("lenet5")
+    card = WeightsCard(
+        model="lenet5", num_classes=10, preprocessing=model_card("lenet5").preprocessing
+    )
+    return save_weights(model, card, tmp_path / "w")
+
+
+def _memory_growth(argv: list[str]) -> tuple[int, str, float]:
+    """Run the command in a fresh process: (exit code, stderr, MB its peak memory grew by once
+    the package was imported)."""
+    child = (
+        "import resource, sys; from goingdeeper.cli import main; "
+        "base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss; code = main(sys.argv[1:]); "
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base); sys.exit(code)"
+    )
+    r = subprocess.run([sys.executable, "-c", child, *argv], capture_output=True, text=True)
+    return r.returncode, r.stderr.strip(), int(r.stdout.split()[-1]) / 1024
+
+
+def test_a_large_16_bit_image_is_converted_within_its_own_size(tmp_path):
+    """An 8000 x 8000 16-bit PNG (a few hundred KB) holds 128 MB of pixels; converting it to
+    8 bits through float copies once took 2 GB. Band by band it takes about its 8-bit copies;
+    with --max-image-pixels below its size it is refused from its header."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.zeros((8000, 8000), np.uint16)
+    pixels[::7, ::5] = 60000
+    image = tmp_path / "deep.png"
+    Image.fromarray(pixels).save(image)
+    del pixels
+    weights = _lenet_weights(tmp_path)
+    code, err, grown = _memory_growth(["predict", str(image), "--weights", str(weights)])
+    assert code == 0, err
+    assert grown < 900, f"grew by {grown:.0f} MB"
+    limited = ["predict", str(image), "--weights", str(weights), "--max-image-pixels", "1000000"]
+    code, err, grown = _memory_growth(limited)
+    assert code == 1 and err.splitlines()[-1] == (
+        f"goingdeeper: error: {image}: too large to decode: over 1,000,000 pixels "
+        "(--max-image-pixels N sets another limit)"
+    )
+    assert grown < 100
+
+
+def test_a_decompression_bomb_is_stopped_as_it_grows(tmp_path):
+    """128 MB of zeros in a 130 KB .tar.gz: stopped once it outgrows 20 times its file, not
+    held in memory (twice) up to the 4 GiB limit first."""
+    import gzip
+    import tarfile
+
+    bomb = tmp_path / "bomb.tar.gz"
+    with gzip.open(bomb, "wb") as f:
+        member = tarfile.TarInfo("train/cat/zeros.png")
+        member.size = 128 << 20
+        f.write(member.tobuf())
+        for _ in range(8):
+            f.write(bytes(16 << 20))
+        f.write(bytes(1024))
+    code, err, grown = _memory_growth(["data", "info", str(bomb)])
+    assert code == 2 and err == (
+        f"goingdeeper: error: {bomb}: decompresses to more than 20 times its "
+        f"{bomb.stat().st_size:,} bytes (a decompression bomb?); if it is real data, decompress "
+        "it once to a plain .tar (for example `gunzip -k`), which is read in place"
+    )
+    assert grown < 120, f"grew by {grown:.0f} MB"
+
+
+def test_an_idx_file_is_read_no_further_than_its_header_says(tmp_path):
+    """64 MB of zeros after two 28 x 28 images in a 70 KB .gz: refused, having read a byte past
+    what the header declares (Python's allocations are what `tracemalloc` counts)."""
+    import gzip
+    import struct
+    import tracemalloc
+
+    from goingdeeper.data.mnist import read_idx
+    from goingdeeper.errors import DataError
+
+    path = tmp_path / "t10k-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as f:
+        f.write(b"\x00\x00\x08\x03" + struct.pack(">3I", 2, 28, 28) + bytes(2 * 28 * 28))
+        f.write(bytes(64 << 20))  # what no header declares
+    tracemalloc.start()
+    try:
+        with pytest.raises(DataError) as refused:
+            read_idx(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert str(refused.value) == (
+        f"{path}: its header (2, 28, 28) needs 1,568 bytes of data, found more bytes"
+    )
+    assert peak < 4 << 20, peak
+
+
+def _unwritable_outs(tmp_path) -> list[list[str]]:
+    weights = str(_lenet_weights(tmp_path))
+    a_file = tmp_path / "a_file"
+    a_file.write_text("")
+    return [
+        ["export", "onnx", "--weights", weights, "--out", f"{a_file}/x.onnx"],
+        ["export", "torchscript", "--weights", weights, "--out", "/sys/x.pt"],
+        ["weights", "import", "bvlc", str(tmp_path / "missing"), "--out", "/sys/w"],
+        ["weights", "export-hub", weights, "--out", f"{a_file}/hub"],
+        ["visualize", "filters", "--weights", weights, "--out", f"{a_file}/pictures"],
+        ["bench", "--only", "zzz", "--out", f"{a_file}/bench.json"],
+        ["bench", "--only", "zzz", "--out", str(tmp_path)],
+        ["data", "shard", "digits", "--out", str(a_file)],
+        ["train", *SMALL_RUN, "--out", f"{a_file}/run"],
+    ]
+
+
+def test_an_unwritable_out_is_one_line_before_any_work(tmp_path, capsys):
+    """A file where a folder must be, a folder where a file must be, a place the user may not
+    write (sysfs refuses even root): each is one line naming --out, before anything is read."""
+    for argv in _unwritable_outs(tmp_path):
+        assert main(argv) == 2, argv
+        line = _one_line_error(capsys)
+        assert line.startswith(f"goingdeeper: error: --out {argv[-1]}"), line
+        assert any(
+            what in line
+            for what in ("is a file, not a folder", "is a folder", "not a folder", "Permission")
+        ), line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "w.json", "w.safetensors"]
+
+
+def test_export_refuses_an_input_size_the_model_cannot_take(tmp_path, capsys):
+    for size in ("10", "100000"):
+        out = tmp_path / f"g{size}.onnx"
+        argv = ["export", "onnx", "--model", "googlenet", "--input-size", size, "--out", str(out)]
+        assert main(argv) == 2
+        assert _one_line_error(capsys) == (
+            f"goingdeeper: error: --input-size {size}: this GoogLeNet takes 31 to 4096 pixels"
+        )
+        assert not out.exists()
+
+
+def test_a_loss_that_overflows_in_the_first_epoch_says_there_is_no_checkpoint(tmp_path, capsys):
+    model = build_model("lenet5_modern")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(1e20)  # finite weights whose products overflow
+    card = WeightsCard(
+        model="lenet5_modern",
+        num_classes=10,
+        preprocessing=model_card("lenet5_modern").preprocessing,
+    )
+    weights = save_weights(model, card, tmp_path / "huge")
+    out = tmp_path / "run"
+    start = ["--model", "lenet5_modern", "--set", f"init_weights={weights}"]
+    assert main(["train", *SMALL_RUN, *start, "--out", str(out)]) == 2
+    line = _one_line_error(capsys)
+    assert "in epoch 1: training stopped; no epoch had finished" in line, line
+    assert not (out / "checkpoint.pt").exists()
+
+
+def test_weights_and_checkpoints_get_the_mode_of_every_other_run_file(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
+    assert modes["model.safetensors"] == modes["checkpoint.pt"] == modes["config.json"], modes
+    assert len(set(modes.values())) == 1, modes

@@ -20,6 +20,7 @@ import torchvision
 
 from ..errors import UsageError
 from ..factory import create_model
+from ..files import writable
 from ..inference import OnnxRuntimeModel, export_onnx, machine, optimize_for_inference, time_call
 from ..inference.optimize import deployable
 from ..tables import render_table
@@ -91,6 +92,8 @@ def run(args: argparse.Namespace) -> int:
     for batch in args.batch_sizes:
         positive(batch, "--batch-sizes")
     positive(args.threads, "--threads")
+    if args.out:
+        writable(args.out)
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -109,7 +112,7 @@ def run(args: argparse.Namespace) -> int:
             rows.append({"path": name, "batch": batch, **t, "images_per_s": batch / t["median_s"]})
     print(_table(rows))
     if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.parent.mkdir(parents=True, exist_ok=True)  # known to be possible
         args.out.write_text(json.dumps({"machine": machine(), "rows": rows}, indent=2) + "\n")
         print(f"wrote {args.out}")
     return 0

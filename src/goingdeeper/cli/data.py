@@ -14,6 +14,7 @@ from tqdm import tqdm
 from ..data.shards import MANIFEST, parse_size, verify_shards, write_shards
 from ..data.sources import Source, open_source, unreadable
 from ..errors import UsageError
+from ..files import writable
 from ..tables import render_markdown, render_table
 from .common import HELP_FORMAT, add_image_limit, on_terminal
 
@@ -151,9 +152,7 @@ def _summary(source: Source, bad: dict[str, list[str]]) -> dict:
 
 def run_shard(args: argparse.Namespace) -> int:
     size = parse_size(args.shard_size)
-    out = args.out
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: exists and is not a folder")
+    out = writable(args.out, folder=True)
     if out.is_dir() and any(out.iterdir()):
         what = "already holds shards" if (out / MANIFEST).exists() else "is not empty"
         raise UsageError(f"--out {out}: {what}; give a new or empty folder")

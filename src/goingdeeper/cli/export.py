@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..factory import create_model
+from ..files import writable
 from ..inference import (
     calibration_images,
     deployable,
@@ -65,16 +66,27 @@ def add_parser(sub) -> None:
         q.set_defaults(func=func)
 
 
+MAX_EXPORT_SIZE = 4096  # the largest side any command takes
+
+
 def _model_to_export(args: argparse.Namespace):
-    """(model, input size, preprocessing) from --model NAME or --weights FILE."""
+    """(model, input size, preprocessing) from --model NAME or --weights FILE, once --out is
+    known to be writable and the size one the model takes."""
     positive(args.input_size, "--input-size")
+    writable(args.out)
     if args.weights:
         model, card = load_weights(args.weights)
         pre = card.preprocessing
     else:
         pre = model_card(args.model).preprocessing
         model = create_model(args.model)
-    return model, args.input_size or pre.crop, pre
+    size = args.input_size or pre.crop
+    low, high = getattr(model, "min_size", 1), getattr(model, "max_size", None) or MAX_EXPORT_SIZE
+    if not low <= size <= high:
+        raise UsageError(
+            f"--input-size {size}: this {type(model).__name__} takes {low} to {high} pixels"
+        )
+    return model, size, pre
 
 
 def _check_fusion(args: argparse.Namespace) -> None:

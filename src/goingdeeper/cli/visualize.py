@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ..errors import VisualizeError
+from ..files import writable
 from ..images import load_image
 from ..models.base import example_input
 from ..visualize import (
@@ -271,6 +272,7 @@ ACTION_FUNCTIONS = {
 
 def run_visualize(args: argparse.Namespace) -> int:
     """Run one `visualize` action; print the files written."""
+    writable(args.out, folder=True)
     model, card = load_model(args)
     for path in ACTION_FUNCTIONS[args.action](args, model, card):
         print(f"wrote {path}")

@@ -10,6 +10,7 @@ from pathlib import Path
 import torchvision
 
 from ..errors import UsageError
+from ..files import writable
 from ..weights import (
     export_hub,
     import_bvlc,
@@ -17,6 +18,7 @@ from ..weights import (
     import_torchvision,
     read_card,
     save_weights,
+    weights_path,
 )
 from .common import HELP_FORMAT, parameter_count
 
@@ -79,6 +81,7 @@ def add_parser(sub) -> None:
 def run_import(args: argparse.Namespace) -> int:
     if args.kind == "bvlc" and args.tag:
         raise UsageError("--tag names torchvision's or timm's weights; BVLC's have one transform")
+    writable(weights_path(args.out))
     if args.kind == "bvlc":
         model, card = import_bvlc(args.source, aux_logits=args.aux)
     elif args.kind == "timm":
@@ -100,6 +103,7 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_export_hub(args: argparse.Namespace) -> int:
+    writable(args.out, folder=True)
     out = export_hub(args.weights, args.out, overwrite=args.force)
     print(f"wrote {out}/: model.safetensors, config.json, README.md")
     return 0

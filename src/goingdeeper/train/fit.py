@@ -33,6 +33,7 @@ from ..data import ClassMap, LoadedImages
 from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..preprocess import Preprocessing
+from ..registry import check_arguments
 from ..weights import WeightsCard, save_weights
 from . import config as cfg
 from . import runfolder
@@ -111,6 +112,7 @@ def fit(
     main = int(os.environ.get("RANK", "0")) == 0
     out = Path(c.out)
     check_device(c.device)  # before the run folder is touched
+    check_arguments(c.model, c.model_args)
     if main:
         runfolder.prepare(out, resume=resume, overwrite=overwrite)
     with runfolder.locked(out) if main else nullcontext():
@@ -260,9 +262,14 @@ def run_epoch(run: Run, epoch: int) -> dict:
             on_batch=lambda info: _on_batch(run, epoch, info, bar),
         )
     except NonFiniteLossError as e:
+        kept = (
+            f"the last good checkpoint ({run.out / CHECKPOINT}) is kept"
+            if (run.out / CHECKPOINT).is_file()
+            else "no epoch had finished, so there is no checkpoint to resume from"
+        )
         raise TrainingError(
-            f"{e} in epoch {epoch + 1}: training stopped; the last good checkpoint "
-            f"({run.out / CHECKPOINT}) is kept. Lower lr (now {c.lr}) or set grad_clip"
+            f"{e} in epoch {epoch + 1}: training stopped; {kept}. Lower lr (now {c.lr}) or set "
+            "grad_clip"
         ) from None
     finally:
         if bar is not None:

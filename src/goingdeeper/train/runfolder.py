@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import TrainingError
+from ..files import writable
 
 LOCK = "run.lock"
 RUN_FILES = (
@@ -44,8 +45,7 @@ def run_files(out: Path, names: tuple[str, ...] = (*RUN_FILES, *RUN_FOLDERS)) ->
 
 def prepare(out: Path, *, resume: bool, overwrite: bool) -> None:
     """Check that `out` may take this run; with `overwrite`, remove the earlier run's files."""
-    if out.exists() and not out.is_dir():
-        raise TrainingError(f"--out {out}: exists and is not a folder")
+    writable(out, folder=True)
     found = run_files(out, RESULTS) if out.is_dir() else []
     if resume or not found:
         return
@@ -61,7 +61,9 @@ def prepare(out: Path, *, resume: bool, overwrite: bool) -> None:
 
 @contextmanager
 def locked(out: Path):
-    """Hold `out/run.lock` while the body runs (created atomically; removed at the end)."""
+    """Hold `out/run.lock` while the body runs (created atomically; removed at the end). A
+    folder made here is removed again when the run leaves nothing in it (it failed at once)."""
+    made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
         fd = os.open(out / LOCK, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -76,6 +78,8 @@ def locked(out: Path):
         yield
     finally:
         (out / LOCK).unlink(missing_ok=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
 
 
 def _held(lock: Path) -> str:

@@ -4,7 +4,7 @@ folders)."""
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from .bvlc import import_bvlc, read_caffemodel
-from .format import WeightsCard, load_weights, read_card, save_weights
+from .format import WeightsCard, load_weights, read_card, save_weights, weights_path
 from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, load_checked, read_state_dict, recognise_state
 from .timm import import_timm, recognise_timm
@@ -30,5 +30,6 @@ __all__ = [
     "recognise_state",
     "recognise_timm",
     "save_weights",
+    "weights_path",
     "torchvision_preprocessing",
 ]

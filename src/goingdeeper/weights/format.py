@@ -8,8 +8,6 @@ JSON and raw tensors only: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,6 +17,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
 from ..errors import GoingDeeperError, WeightsError
+from ..files import atomic_write
 from ..limits import MAX_CLASSES
 from ..preprocess import Preprocessing
 from .loading import load_checked
@@ -99,24 +98,15 @@ def card_path(path: str | Path) -> Path:
     return Path(path).with_suffix(".json")
 
 
-def atomic_write(path: Path, write) -> None:
-    """`write(temporary path)` then rename over `path`: readers see the old file or the new."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+def weights_path(path: str | Path) -> Path:
+    """The file `save_weights` writes for `path`: its name with the .safetensors suffix."""
+    path = Path(path)
+    return path if path.suffix == ".safetensors" else path.with_suffix(".safetensors")
 
 
 def save_weights(model: nn.Module, card: WeightsCard, path: str | Path) -> Path:
     """Write `path` (.safetensors, card in its metadata) and the card beside it (.json)."""
-    path = Path(path)
-    if path.suffix != ".safetensors":
-        path = path.with_suffix(".safetensors")
+    path = weights_path(path)
     card.provenance.setdefault("saved", datetime.now(UTC).isoformat(timespec="seconds"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = json.dumps(card.to_dict(), indent=2)

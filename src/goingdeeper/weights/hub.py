@@ -16,9 +16,10 @@ from pathlib import Path
 from torch import nn
 
 from ..errors import WeightsError
+from ..files import atomic_write
 from ..registry import model_card
 from .bvlc import import_bvlc
-from .format import WeightsCard, atomic_write, load_weights, save_weights
+from .format import WeightsCard, load_weights, save_weights
 
 HUB_WEIGHTS = "model.safetensors"
 HUB_FILES = (HUB_WEIGHTS, "model.json", "config.json", "README.md")
