@@ -20,18 +20,24 @@ from goingdeeper.data import ClassMap, labelled_images
 from goingdeeper.errors import DataError, EvalError
 from goingdeeper.evaluate import (
     PAPER_TABLE3,
+    VIEW_FUNCTIONS,
     crop_offsets,
     crops_144,
+    crops_150,
     dense_scores,
     distinct_views,
     evaluate,
     format_grid,
+    grid_offsets,
     grid_rows,
     member_results,
     one_crop,
     paper_rows,
     scales_144,
+    scales_150,
     ten_crops,
+    ten_crops_rect,
+    ten_crops_warp,
 )
 from goingdeeper.images import load_image
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
@@ -72,22 +78,91 @@ def span(view: torch.Tensor) -> tuple[int, int, int, int]:
 # --- geometry: 1 and 10 crops ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize("size", [(64, 40), (40, 64)], ids=["landscape", "portrait"])
-def test_ten_crops_are_where_alexnet_puts_them(size):
+def expected_ten(variant: str, w: int, h: int, c: int) -> list[tuple[int, int]]:
+    """(left, top) of the five unmirrored views, for an image whose shorter side is already
+    the resize (so no resampling): center, top-left, top-right, bottom-left, bottom-right."""
+    center = ((w - c) // 2, (h - c) // 2)
+    if variant == "10-rect":  # the corners of the whole rectangle
+        x0, y0, x1, y1 = 0, 0, w - c, h - c
+    else:  # AlexNet: the corners of the central square
+        side = min(w, h)
+        x0, y0 = (w - side) // 2, (h - side) // 2
+        x1, y1 = x0 + side - c, y0 + side - c
+    return [center, (x0, y0), (x1, y0), (x0, y1), (x1, y1)]
+
+
+@pytest.mark.parametrize("variant", ["10", "10-rect"])
+@pytest.mark.parametrize("size", [(64, 40), (40, 64), (65, 40)], ids=["land", "port", "odd"])
+def test_ten_crops_are_where_each_reading_puts_them(variant, size):
     """Shorter side already at `resize`: no resampling, so view pixels are exact coordinates."""
     w, h = size
     c = 32
-    views = ten_crops(coord_image(w, h), raw(40, c))
+    views = VIEW_FUNCTIONS[variant](coord_image(w, h), raw(40, c))
     assert views.shape == (10, 3, c, c)
-    # center, top-left, top-right, bottom-left, bottom-right; then the same five mirrored
-    expected = [((w - c) // 2, (h - c) // 2), (0, 0), (w - c, 0), (0, h - c), (w - c, h - c)]
-    assert crop_offsets(w, h, c) == expected
-    for k, (left, top) in enumerate(expected):
+    for k, (left, top) in enumerate(expected_ten(variant, w, h, c)):
         xs, ys = coords(views[k])
-        assert (xs == np.arange(left, left + c)[None, :]).all()
-        assert (ys == np.arange(top, top + c)[:, None]).all()
+        assert (xs == np.arange(left, left + c)[None, :]).all(), (k, span(views[k]))
+        assert (ys == np.arange(top, top + c)[:, None]).all(), (k, span(views[k]))
         mx, my = coords(views[k + 5])
         assert (mx == xs[:, ::-1]).all() and (my == ys).all()
+    if variant == "10-rect":
+        assert [crop_offsets(w, h, c)[k] for k in range(5)] == expected_ten(variant, w, h, c)
+
+
+@pytest.mark.parametrize("size", [(40, 64), (40, 100)], ids=["portrait", "tall"])
+def test_ten_crops_warp_squeezes_the_whole_image_to_a_square(size):
+    """Caffe's oversample: the whole image warped to 40x40 (the width is already 40, so x
+    stays exact and only y is squeezed), then center and corners of that square."""
+    w, h = size
+    c, r = 32, 40
+    views = ten_crops_warp(coord_image(w, h), raw(r, c))
+    boxes = [(4, 4), (0, 0), (8, 0), (0, 8), (8, 8)]  # in the 40x40 warped image
+    for k, (left, top) in enumerate(boxes):
+        xs, ys = coords(views[k])
+        assert (xs == np.arange(left, left + c)[None, :]).all()
+        # every row of the crop comes from one source row, within a pixel of where the
+        # squeeze puts it, and the rows cover top*h/r .. (top+c)*h/r of the source
+        assert (ys == ys[:, :1]).all()
+        rows = ys[:, 0]
+        assert abs(rows[0] - top * h / r) <= 1.5 and abs(rows[-1] - ((top + c) * h / r - 1)) <= 1.5
+        assert torch.equal(views[k + 5], views[k].flip(-1))
+    assert ten_crops_warp(coord_image(w, h), raw(r, c))[1:].shape == (9, 3, c, c)
+
+
+def expected_150(w: int, h: int, crop: int) -> list[tuple[float, float, float, float]]:
+    """VGG section 4.3 stated in source coordinates: (x0, x1, y0, y1) of the 75 unmirrored
+    crops: per scale Q (256, 384, 512 x crop/224), a 5x5 grid whose outer crops touch the
+    borders of the image rescaled to shorter side Q, row by row."""
+    out = []
+    for q in (256, 384, 512):
+        f = round(q * crop / 224) / min(w, h)  # scaled pixels per source pixel
+        width, height = w * f, h * f
+        for j in range(5):
+            for i in range(5):
+                left, top = i * (width - crop) / 4, j * (height - crop) / 4
+                out.append((left / f, (left + crop) / f, top / f, (top + crop) / f))
+    return out
+
+
+@pytest.mark.parametrize("size", [(40, 30), (30, 40)], ids=["land", "port"])
+def test_crops_150_are_vggs_grid(size):
+    w, h = size
+    crop = 32
+    views = crops_150(coord_image(w, h), raw(37, crop))
+    assert views.shape == (150, 3, crop, crop)
+    want = expected_150(w, h, crop)
+    for s in range(3):
+        for g in range(25):
+            x0, x1, y0, y1 = want[25 * s + g]
+            view = views[50 * s + g]
+            first_x, last_x, first_y, last_y = span(view)
+            assert abs(first_x - x0) <= 1.5 and abs(last_x - (x1 - 1)) <= 1.5, (s, g, span(view))
+            assert abs(first_y - y0) <= 1.5 and abs(last_y - (y1 - 1)) <= 1.5, (s, g, span(view))
+            assert torch.equal(views[50 * s + 25 + g], view.flip(-1))
+    assert scales_150(Preprocessing()) == (256, 384, 512)
+    assert grid_offsets(100, 50, 20) == [
+        (x, y) for y in (0, 8, 15, 22, 30) for x in (0, 20, 40, 60, 80)
+    ]
 
 
 def test_one_crop_is_the_weights_transform_and_the_first_of_ten():
@@ -160,7 +235,8 @@ def test_a_padding_card_borders_every_view():
     x = pre(digit)
     assert x.shape == (3, 32, 32)
     assert x[:, 2:30, 2:30].min() == 255 and x[:, :2].max() == 0 and x[:, :, 30:].max() == 0
-    assert torch.equal(ten_crops(digit, pre)[0], x)  # the field is the crop: all ten alike
+    for variant in ("10", "10-rect", "10-warp"):  # the field is the crop: all ten alike
+        assert torch.equal(VIEW_FUNCTIONS[variant](digit, pre)[0], x)
     views = crops_144(digit, pre)
     assert views.shape == (144, 3, 32, 32)
     darkest = views.amin((1, 2, 3)).view(24, 6)  # per square: center, 4 corners, whole square
@@ -176,7 +252,7 @@ def test_scales_follow_the_crop_size():
 def test_small_images_are_upscaled_for_every_protocol():
     img = coord_image(20, 12)
     pre = raw(40, 32)
-    for views, n in ((one_crop, 1), (ten_crops, 10), (crops_144, 144)):
+    for views, n in ((one_crop, 1), (ten_crops, 10), (ten_crops_rect, 10), (crops_144, 144)):
         out = views(img, pre)
         assert out.shape == (n, 3, 32, 32)
         xs, ys = coords(out[0])
@@ -448,6 +524,18 @@ def test_dense_scores_average_the_score_map_over_scales_and_mirrors():
     torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
 
 
+def test_dense_and_multi_crop_combined_average_the_two_posteriors():
+    """VGG Table 5: dense evaluation and the 150 crops, each averaged, then the two averaged."""
+    model, data, scales = TinyFCN().eval(), photos(2), (32, 40)
+    both = evaluate([(model, PRE)], data, "dense+150", dense_scales=scales, keep_scores=True)
+    dense = evaluate([(model, PRE)], data, "dense", dense_scales=scales, keep_scores=True)
+    crops = evaluate([(model, PRE)], data, "150", keep_scores=True)
+    want = (dense["scores"] + crops["scores"]) / 2
+    torch.testing.assert_close(both["scores"], want, rtol=0, atol=1e-6)
+    assert both["crops"] == 154 and crops["crops"] == 150
+    assert grid_rows([both])[0]["crops"] == "dense+150"
+
+
 def test_dense_evaluation_refuses_a_model_without_a_fully_convolutional_form():
     plain = build_model("googlenet", num_classes=3, aux_logits=False)
     with pytest.raises(EvalError, match="googlenet has no fully convolutional form"):
@@ -577,7 +665,7 @@ def test_eval_command_with_onnxruntime_matches_torch(tiny_weights, tmp_path, cap
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["--views", "1,12"], "--views takes 1, 10, 144, dense"),
+        (["--views", "1,12"], "--views takes 1, 10, 10-rect, 10-warp, 144, 150, dense"),
         (["--scales", "256,x", "--views", "dense"], "--scales expects"),
         (["--limit", "0"], "--limit must be"),
     ],

@@ -20,6 +20,7 @@ examples:
   goingdeeper eval --weights ../shared/data/bvlc-googlenet --data val/ --views 1,10,144 --paper
   goingdeeper eval --weights a.safetensors b.safetensors --data val/ --views 1,10 --ensemble
   goingdeeper eval --weights vgg16.safetensors --data val/ --views dense --scales 256,384,512
+  goingdeeper eval --weights vgg16.safetensors --data val/ --views 150,dense,dense+150
   goingdeeper eval --weights bvlc_googlenet.safetensors --data ILSVRC2012_img_val/ \
       --labels LOC_val_solution.csv --real-labels real.json
 """
@@ -55,7 +56,12 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--views",
         default="1",
-        help=f"comma-separated protocols among {', '.join(VIEWS)} (default: 1)",
+        help=f"comma-separated protocols among {', '.join(VIEWS)} (default: 1). 10: "
+        "AlexNet's (corners of the central 256x256 square); 10-rect: corners of the whole "
+        "resized image; 10-warp: Caffe's oversample (image warped to 256x256; the BVLC "
+        "reference figures are its center crop); 144: GoogLeNet's; 150: VGG's multi-crop "
+        "(3 scales x 5x5 grid x 2 flips); dense: VGG's fully convolutional evaluation; "
+        "dense+150: both, posteriors averaged (VGG Table 5)",
     )
     p.add_argument(
         "--ensemble",
@@ -123,7 +129,7 @@ def _check_options(args: argparse.Namespace, views: list[str]) -> None:
         raise UsageError(f"--limit must be at least 1, got {args.limit}")
     if args.runtime == "onnxruntime" and args.device != "cpu":
         raise UsageError("--runtime onnxruntime runs on the CPU; leave --device out")
-    if args.runtime == "onnxruntime" and "dense" in views:
+    if args.runtime == "onnxruntime" and any(v.startswith("dense") for v in views):
         raise UsageError("dense evaluation needs inputs of several sizes: use --runtime torch")
 
 

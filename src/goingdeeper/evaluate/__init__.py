@@ -1,5 +1,6 @@
-"""The published test protocols: 1, 10 and 144 crops, VGG dense evaluation, ensembles averaged
-by softmax, and a results grid laid out like GoogLeNet's Table 3."""
+"""The published test protocols: 1 crop, AlexNet's 10 (and two other readings of them),
+GoogLeNet's 144, VGG's 150 and dense evaluation and their combination, ensembles averaged by
+softmax, and a results grid laid out like GoogLeNet's Table 3."""
 
 from .dense import DENSE_SCALES, dense_form, dense_scores
 from .engine import AGGREGATES, VIEWS, distinct_views, evaluate, metrics
@@ -9,11 +10,16 @@ from .views import (
     VIEW_FUNCTIONS,
     crop_offsets,
     crops_144,
+    crops_150,
+    grid_offsets,
     num_views,
     one_crop,
     scales_144,
+    scales_150,
     square_offsets,
     ten_crops,
+    ten_crops_rect,
+    ten_crops_warp,
 )
 
 __all__ = [
@@ -25,11 +31,13 @@ __all__ = [
     "VIEW_FUNCTIONS",
     "crop_offsets",
     "crops_144",
+    "crops_150",
     "dense_form",
     "dense_scores",
     "distinct_views",
     "evaluate",
     "format_grid",
+    "grid_offsets",
     "grid_rows",
     "member_results",
     "metrics",
@@ -37,6 +45,9 @@ __all__ = [
     "one_crop",
     "paper_rows",
     "scales_144",
+    "scales_150",
     "square_offsets",
     "ten_crops",
+    "ten_crops_rect",
+    "ten_crops_warp",
 ]

@@ -30,7 +30,9 @@ from .views import VIEW_FUNCTIONS, num_views
 
 log = logging.getLogger(__name__)
 
-VIEWS = ("1", "10", "144", "dense")
+# "10" is AlexNet's ten views, "10-rect" and "10-warp" two other readings of them (views.py);
+# "dense+150" is VGG's Table 5 combination: the posteriors of both protocols averaged
+VIEWS = ("1", "10", "10-rect", "10-warp", "144", "150", "dense", "dense+150")
 AGGREGATES = ("softmax", "logits", "max")
 
 Item = str | Path | Image.Image
@@ -42,6 +44,7 @@ class _Member:
     pre: Preprocessing
     name: str
     class_names: tuple[str, ...]
+    dense: nn.Module | None = None  # the fully convolutional form, for dense evaluation
 
 
 def _members(models: Sequence, names: Sequence[str] | None, views: str) -> list[_Member]:
@@ -63,8 +66,8 @@ def _members(models: Sequence, names: Sequence[str] | None, views: str) -> list[
     named = [m for m in out if m.class_names]
     if any(m.class_names != named[0].class_names for m in named):
         raise EvalError("the models' class lists differ; an ensemble needs the same classes")
-    if views == "dense":  # each model's fully convolutional form, or a refusal before any work
-        out = [replace(m, model=dense_form(m.model, m.name)) for m in out]
+    if views.startswith("dense"):  # each model's fully convolutional form, or a refusal
+        out = [replace(m, dense=dense_form(m.model, m.name).eval()) for m in out]
     return out
 
 
@@ -143,18 +146,21 @@ def _member_scores(
     batch_size: int,
     dense_scales: Sequence[int],
 ) -> Tensor:
-    """images x classes: one model's scores, aggregated over each image's views."""
-    if views == "dense":  # every image has its own size: one image at a time
-        scores = [dense_scores(member.model, im, member.pre, dense_scales) for im in images]
-        logits = torch.stack(scores).float().cpu()
-    else:
-        make = VIEW_FUNCTIONS[views]
+    """images x classes: one model's scores, aggregated over each image's views (and, for
+    dense+150, over the two protocols)."""
+    parts = []
+    if views.startswith("dense"):  # every image has its own size: one image at a time
+        scores = [dense_scores(member.dense, im, member.pre, dense_scales) for im in images]
+        parts.append(torch.stack(scores).float().cpu())
+    if views != "dense":
+        make = VIEW_FUNCTIONS["150" if views == "dense+150" else views]
         stacks = [make(im, member.pre) for im in images]
         x = stacks[0] if len(stacks) == 1 else torch.cat(stacks)  # 144 views: 87 MB, no copy
         distinct, where = distinct_views(x)
         logits = _forward(member.model, x[distinct] if len(distinct) < len(x) else x, batch_size)
-        logits = logits[where].view(len(images), len(stacks[0]), -1)
-    return _reduce(_per_view(logits, aggregate), aggregate, 1)
+        parts.append(logits[where].view(len(images), len(stacks[0]), -1))
+    per_protocol = [_reduce(_per_view(logits, aggregate), aggregate, 1) for logits in parts]
+    return _reduce(torch.stack(per_protocol), aggregate, 0)
 
 
 def _groups(dataset: Sequence, size: int):
@@ -226,7 +232,7 @@ def evaluate(
     """Evaluate one model or an ensemble on (image, label) pairs with a view protocol.
 
     `models`: (model, Preprocessing or WeightsCard) pairs; each model gets its own views.
-    `dataset`: (path or PIL image, class index) pairs. `views`: "1", "10", "144" or "dense".
+    `dataset`: (path or PIL image, class index) pairs. `views`: one of `VIEWS`.
     `aggregate`: how views and models are combined: "softmax" (mean probability, the paper),
     "logits" (mean logit) or "max" (largest probability). `batch_size`: views per forward pass.
     Unreadable files are skipped and named in `skipped_files`. `real`: for each image, the
@@ -236,7 +242,7 @@ def evaluate(
     _check_real(real, dataset)
     members = _members(models, names, views)
     per_image = num_views(views, dense_scales)
-    group = max(1, batch_size // per_image) if views != "dense" else 1
+    group = 1 if views.startswith("dense") else max(1, batch_size // per_image)
     training = [m.model.training for m in members]
     start = time.perf_counter()
     tally = _Tally(member_tops=[[] for _ in members])

@@ -59,7 +59,7 @@ def member_results(result: dict) -> list[dict]:
 
 
 def _crops_label(result: dict) -> int | str:
-    return "dense" if result["views"] == "dense" else result["crops"]
+    return result["crops"] if result["views"].isdigit() else result["views"]
 
 
 def grid_rows(results: list[dict]) -> list[dict]:

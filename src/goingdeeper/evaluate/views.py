@@ -1,10 +1,17 @@
 """Test-time views: pure functions from one RGB image to a stack of normalised crops.
 
     one_crop   the single center crop of the weights' own preprocessing (resize, crop)
-    ten_crops  AlexNet's protocol (Krizhevsky et al. 2012, section 4.1): the four corner
-               crops and the center crop of the resized image, and their mirrors
+    ten_crops  "10", AlexNet's protocol (Krizhevsky et al. 2012, section 4.1): the four corner
+               crops and the center crop of the 256x256 image, and their mirrors; that image
+               is the central square of the image with shorter side 256 (section 2)
+    ten_crops_rect  "10-rect": the corners of the whole shorter-side-256 rectangle instead
+    ten_crops_warp  "10-warp": the corners and center of the whole image warped (aspect not
+               kept) to 256x256, as Caffe's `oversample` does; the BVLC model zoo's reference
+               figures are single crops, the center of that warped image (view 0 here)
     crops_144  GoogLeNet's protocol (Szegedy et al. 2014, section 7): 4 scales x 3 squares
                x (4 corners + center + whole square) x 2 mirrors
+    crops_150  VGG's multi-crop protocol (Simonyan & Zisserman 2014, section 4.3, Table 5):
+               3 scales Q x a regular 5x5 grid of crops x 2 mirrors
 
 Each function returns views x C x crop x crop, in a fixed documented order; the image is
 decoded by the caller once, and resized once per scale here. Crops are slices of the resized
@@ -23,7 +30,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..preprocess import INTERPOLATIONS, Preprocessing, add_border
+from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, check_resized
 from .dense import DENSE_SCALES
 
 # Section 7: "resize the image to 4 scales where the shorter dimension (height or width) is
@@ -77,10 +84,31 @@ def one_crop(image: Image.Image, pre: Preprocessing) -> Tensor:
 
 
 def ten_crops(image: Image.Image, pre: Preprocessing) -> Tensor:
-    """10 x 3 x crop x crop: center, top-left, top-right, bottom-left, bottom-right crops of the
-    image resized to `pre.resize`, then the mirrors of those five in the same order.
-    View 0 is `one_crop`."""
+    """10 x 3 x crop x crop, AlexNet's: center, top-left, top-right, bottom-left, bottom-right
+    crops of the central square of the image resized to `pre.resize`, then the mirrors of
+    those five in the same order. View 0 is `one_crop` (the center of the whole image, which
+    is the square's center to within the rounding of half a pixel)."""
     pixels = np.asarray(_resized(image, pre, pre.resize))
+    h, w = pixels.shape[:2]
+    side = min(w, h)
+    left, top = (w - side) // 2, (h - side) // 2
+    corners = _five(pixels[top : top + side, left : left + side], pre.crop)[1:]
+    return pre.normalize(np.stack(_with_mirrors([_five(pixels, pre.crop)[0], *corners])))
+
+
+def ten_crops_rect(image: Image.Image, pre: Preprocessing) -> Tensor:
+    """10 x 3 x crop x crop: the five crops of `ten_crops` taken from the whole image resized
+    to `pre.resize` (its corners, not its central square's), then their mirrors."""
+    pixels = np.asarray(_resized(image, pre, pre.resize))
+    return pre.normalize(np.stack(_with_mirrors(_five(pixels, pre.crop))))
+
+
+def ten_crops_warp(image: Image.Image, pre: Preprocessing) -> Tensor:
+    """10 x 3 x crop x crop, Caffe's `oversample`: the image warped to `pre.resize` squared,
+    then its center and four corner crops and their mirrors, in `ten_crops`' order."""
+    side = max(pre.resize, pre.crop - 2 * pre.pad)
+    warped = image.resize(check_resized(image, (side, side)), INTERPOLATIONS[pre.interpolation])
+    pixels = np.asarray(add_border(warped, pre.pad))
     return pre.normalize(np.stack(_with_mirrors(_five(pixels, pre.crop))))
 
 
@@ -111,13 +139,48 @@ def crops_144(image: Image.Image, pre: Preprocessing) -> Tensor:
     return pre.normalize(np.stack(views))
 
 
+def grid_offsets(width: int, height: int, size: int, n: int = 5) -> list[tuple[int, int]]:
+    """(left, top) of an n x n regular grid of `size` crops spanning a width x height image,
+    row by row: the first and last crops touch the borders, the others evenly between."""
+    xs = [round(i * (width - size) / (n - 1)) for i in range(n)]
+    ys = [round(j * (height - size) / (n - 1)) for j in range(n)]
+    return [(x, y) for y in ys for x in xs]
+
+
+def scales_150(pre: Preprocessing) -> tuple[int, ...]:
+    """VGG's test scales Q = 256, 384, 512, scaled by crop/224 for other input sizes."""
+    return tuple(round(q * pre.crop / 224) for q in DENSE_SCALES)
+
+
+def crops_150(image: Image.Image, pre: Preprocessing) -> Tensor:
+    """150 x 3 x crop x crop, VGG's multi-crop evaluation (section 4.3: "50 crops per scale
+    (5 x 5 regular grid with 2 flips), for a total of 150 crops over 3 scales").
+
+    Order: for each scale Q (256, 384, 512), the 25 grid crops row by row (`grid_offsets`),
+    then their mirrors in the same order.
+    """
+    views: list[np.ndarray] = []
+    for q in scales_150(pre):
+        pixels = np.asarray(_resized(image, pre, q))
+        h, w = pixels.shape[:2]
+        c = pre.crop
+        views += _with_mirrors([pixels[y : y + c, x : x + c] for x, y in grid_offsets(w, h, c)])
+    return pre.normalize(np.stack(views))
+
+
 VIEW_FUNCTIONS: dict[str, Callable[[Image.Image, Preprocessing], Tensor]] = {
     "1": one_crop,
     "10": ten_crops,
+    "10-rect": ten_crops_rect,
+    "10-warp": ten_crops_warp,
     "144": crops_144,
+    "150": crops_150,
 }
 
 
 def num_views(views: str, dense_scales: Sequence[int] = DENSE_SCALES) -> int:
     """How many views a protocol takes per image (and so forward passes per model)."""
-    return 2 * len(dense_scales) if views == "dense" else {"1": 1, "10": 10, "144": 144}[views]
+    dense = 2 * len(dense_scales)
+    if views.startswith("dense"):  # "dense", or "dense+150": both, their posteriors averaged
+        return dense + (150 if views == "dense+150" else 0)
+    return int(views.split("-")[0])
