@@ -154,7 +154,10 @@ class Preprocessing:
     def normalize(self, pixels: np.ndarray | Tensor) -> Tensor:
         """0..255 pixel values with the colour in the last axis (... x H x W x 3 RGB, or
         ... x H x W x 1 already one plane) to the network's input ... x C x H x W, float32:
-        the channel order, then (pixel * scale - mean) / std per channel."""
+        the channel order, then (pixel * scale - mean) / std per channel. A tensor stays on
+        its device (a GPU batch is normalised there)."""
+        if isinstance(pixels, Tensor):
+            return self._normalize_tensor(pixels)
         x = np.asarray(pixels)
         if self.channel_order == "L" and x.shape[-1] == 3:
             x = luma(x)[..., None]
@@ -166,6 +169,22 @@ class Preprocessing:
         x -= np.asarray(self.mean[:planes], dtype=np.float32).reshape(planes, 1, 1)
         x /= np.asarray(self.std[:planes], dtype=np.float32).reshape(planes, 1, 1)
         return torch.from_numpy(x)
+
+    def _normalize_tensor(self, pixels: Tensor) -> Tensor:
+        x = pixels
+        if self.channel_order == "L" and x.shape[-1] == 3:
+            if x.dtype == torch.uint8:  # Pillow's fixed-point luma, as `luma` computes it
+                r, g, b = (x[..., i].to(torch.int64) for i in range(3))
+                x = ((r * 19595 + g * 38470 + b * 7471 + 0x8000) >> 16)[..., None]
+            else:
+                x = (x[..., 0] * 0.299 + x[..., 1] * 0.587 + x[..., 2] * 0.114)[..., None]
+        elif self.channel_order == "BGR":
+            x = x.flip(-1)
+        x = x.movedim(-1, -3).to(torch.float32).contiguous()
+        planes = x.shape[-3]
+        mean = torch.tensor(self.mean[:planes], dtype=torch.float32, device=x.device)
+        std = torch.tensor(self.std[:planes], dtype=torch.float32, device=x.device)
+        return (x * self.scale - mean.view(planes, 1, 1)) / std.view(planes, 1, 1)
 
     def denormalize(self, x: Tensor) -> Tensor:
         """The inverse of `normalize` for three-plane inputs: N x 3 x H x W network input back

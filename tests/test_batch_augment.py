@@ -1,0 +1,103 @@
+"""The batch (GPU-capable) augmentation against the PIL recipe it reproduces: the same draws
+from the same seed, Pillow's enhancement arithmetic exactly, its resampling closely, JPEGs
+decoded by torchvision exactly as Pillow decodes them."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+
+from goingdeeper.data.batch_augment import BatchAugment, decode_batch, enhance
+from goingdeeper.data.transforms import (
+    PhotometricDistort,
+    RandomHorizontalFlip,
+    RandomSizedCrop,
+    ToModelInput,
+)
+from goingdeeper.errors import ImageError
+from goingdeeper.images import decode_image
+from goingdeeper.registry import model_card
+
+CPU = torch.device("cpu")
+
+
+def _photos(shared_data, n: int) -> list[tuple[str, bytes]]:
+    files = sorted((shared_data / "imagenet-sample").glob("*.JPEG"))[:n]
+    return [(str(f), f.read_bytes()) for f in files]
+
+
+def _pixels(img: Image.Image) -> torch.Tensor:
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)
+
+
+def test_jpegs_decode_as_pillow_decodes_them_and_other_files_are_read_too(shared_data):
+    photos = _photos(shared_data, 6)
+    png = io.BytesIO()
+    Image.new("RGB", (20, 10), (200, 30, 40)).save(png, "PNG")
+    names = [n for n, _ in photos] + ["red.png"]
+    decoded = decode_batch([d for _, d in photos] + [png.getvalue()], names, CPU)
+    for (name, data), image in zip(photos, decoded, strict=False):
+        assert torch.equal(image, _pixels(decode_image(data, name)))
+    assert decoded[-1].shape == (3, 10, 20) and decoded[-1][:, 0, 0].tolist() == [200, 30, 40]
+    with pytest.raises(ImageError, match="broken.jpg: not a readable image"):
+        decode_batch([photos[0][1], b"\xff\xd8\xff\xe0 not a jpeg"], ["a.jpg", "broken.jpg"], CPU)
+
+
+@pytest.mark.parametrize(
+    "name, enhancer",
+    [
+        ("brightness", ImageEnhance.Brightness),
+        ("contrast", ImageEnhance.Contrast),
+        ("saturation", ImageEnhance.Color),
+    ],
+)
+def test_enhancements_compute_what_pillow_computes(name, enhancer):
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8))
+    for factor in (0.5, 0.83, 1.0, 1.27, 1.5):
+        ours = enhance(_pixels(img).float(), [(name, factor)])
+        assert torch.equal(ours.to(torch.uint8), _pixels(enhancer(img).enhance(factor))), factor
+    with pytest.raises(ImageError, match="no 'hue' operation"):
+        enhance(_pixels(img).float(), [("hue", 0.1)])
+
+
+@pytest.mark.parametrize(
+    "interpolation, mean_levels",
+    [("nearest", 0.0), ("bilinear", 0.5), ("bicubic", 0.5), ("area", 0.5)],
+)
+def test_a_seed_gives_the_pil_recipes_crops_flips_and_distortions(
+    shared_data, interpolation, mean_levels
+):
+    """Eight photos through both paths from one seed: the same boxes, interpolation, factors
+    and flips; nearest neighbour equal to the level, the smoothing filters within half a level
+    on average (Pillow's and PyTorch's kernels differ at the edges of a crop)."""
+    photos = _photos(shared_data, 8)
+    pre = model_card("googlenet").preprocessing
+    ours_seed, pil_seed = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    augment = BatchAugment(224, pre, interpolations=(interpolation,), generator=ours_seed)
+    ours = augment(decode_batch([d for _, d in photos], [n for n, _ in photos], CPU))
+    steps = [
+        RandomSizedCrop(224, interpolations=(interpolation,), generator=pil_seed),
+        PhotometricDistort(generator=pil_seed),
+        RandomHorizontalFlip(generator=pil_seed),
+        ToModelInput(pre),
+    ]
+    expected = []
+    for name, data in photos:
+        x = decode_image(data, name)
+        for step in steps:
+            x = step(x)
+        expected.append(x)
+    assert ours.shape == (8, 3, 224, 224) and ours.dtype == torch.float32
+    levels = (pre.denormalize(ours) - pre.denormalize(torch.stack(expected))).abs()
+    assert levels.mean().item() <= mean_levels + 1e-6, levels.mean().item()
+    assert torch.equal(ours_seed.get_state(), pil_seed.get_state())  # the same draws, in order
+
+
+def test_an_empty_batch_is_refused():
+    with pytest.raises(ImageError, match="an empty batch"):
+        BatchAugment(224, model_card("googlenet").preprocessing)([])
