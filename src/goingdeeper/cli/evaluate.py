@@ -25,6 +25,14 @@ examples:
       --labels LOC_val_solution.csv --real-labels real.json
 """
 
+VIEWS_HELP = (
+    f"comma-separated protocols among {', '.join(VIEWS)} (default: 1). 10: AlexNet's (corners "
+    "of the central 256x256 square); 10-rect: corners of the whole resized image; 10-warp: "
+    "Caffe's oversample (image warped to 256x256; the BVLC reference figures are its center "
+    "crop); 144: GoogLeNet's; 150: VGG's multi-crop (3 scales x 5x5 grid x 2 flips); dense: "
+    "VGG's fully convolutional evaluation; dense+150: both, posteriors averaged (VGG Table 5)"
+)
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -56,12 +64,7 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--views",
         default="1",
-        help=f"comma-separated protocols among {', '.join(VIEWS)} (default: 1). 10: "
-        "AlexNet's (corners of the central 256x256 square); 10-rect: corners of the whole "
-        "resized image; 10-warp: Caffe's oversample (image warped to 256x256; the BVLC "
-        "reference figures are its center crop); 144: GoogLeNet's; 150: VGG's multi-crop "
-        "(3 scales x 5x5 grid x 2 flips); dense: VGG's fully convolutional evaluation; "
-        "dense+150: both, posteriors averaged (VGG Table 5)",
+        help=VIEWS_HELP,
     )
     p.add_argument(
         "--ensemble",
