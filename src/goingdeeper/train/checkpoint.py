@@ -49,7 +49,11 @@ def _to_tuples(x):
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temporary file, fsync, rename)."""
     path = Path(path)
-    atomic_write(path, lambda tmp: torch.save(state, tmp), sync=True)
+    def write(tmp: str) -> None:
+        with open(tmp, "wb") as f:
+            torch.save(state, f)
+
+    atomic_write(path, write, sync=True)
     return path
 
 
