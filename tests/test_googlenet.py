@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 import goingdeeper as gd
+from goingdeeper.errors import InputError, ModelArgumentError
 from goingdeeper.inference import export_onnx, export_program
 from goingdeeper.models.googlenet import (
     INCEPTION_TABLE,
@@ -20,6 +21,7 @@ from goingdeeper.models.googlenet import (
     googlenet_loss,
 )
 from goingdeeper.models.inception import Inception
+from goingdeeper.registry import build_model
 
 GOOGLENETS = ["googlenet", "googlenet_bn", "googlenet_torchvision", "googlenet_naive"]
 SIZE = 96  # small enough to be quick, large enough for the aux heads (smallest: 79)
@@ -229,3 +231,27 @@ def test_onnx_export_runs_in_onnxruntime_without_aux(tmp_path):
     (got,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(got), model(x), atol=1e-4, rtol=1e-4)
+
+
+def test_a_fully_connected_head_reads_the_whole_map_and_generalises_the_average(one_thread):
+    """Section 5's alternative to global average pooling: a linear layer on the 7 x 7 x 1024
+    map. With each of its 49 positions given the average head's weights / 49 it computes
+    exactly what the average head computes; it fixes the input to its size."""
+    avg = build_model("googlenet", aux_logits=False).eval()
+    fc = build_model("googlenet", aux_logits=False, head="fc").eval()
+    fc.load_state_dict(
+        {k: v for k, v in avg.state_dict().items() if not k.startswith("fc.")}, strict=False
+    )
+    assert fc.fc.in_features == 1024 * 7 * 7 and fc.avgpool is None
+    with torch.no_grad():
+        fc.fc.weight.copy_(avg.fc.weight.repeat_interleave(49, dim=1) / 49)
+        fc.fc.bias.copy_(avg.fc.bias)
+    x = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        torch.testing.assert_close(fc(x), avg(x), rtol=1e-4, atol=1e-4)
+    with pytest.raises(InputError, match="224 x 224"):
+        fc(torch.randn(1, 3, 256, 256))
+    fc.reset_classifier(10)
+    assert fc.fc.in_features == 1024 * 49 and fc.fc.out_features == 10
+    with pytest.raises(ModelArgumentError, match="head must be 'avg' \\(paper\\) or 'fc'"):
+        build_model("googlenet", head="max")
