@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(VENV)/bin/goingdeeper train --overwrite
 
 test: $(STAMP)
+	command -v chromium || (apt-get update && apt-get install -y chromium)
 	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
 	$(PY) -m pytest -n 2 --durations=15
 

@@ -24,6 +24,7 @@ from goingdeeper.microscope import (
     grad_cam,
     integrated_gradients,
     network_input,
+    occlusion_maps,
     parse_unit,
     resolve_layer,
     unit_value,
@@ -293,3 +294,15 @@ def test_occlusion_against_captum_occlusion():
         same = (slice(0, flush), slice(0, flush))
         torch.testing.assert_close(mine[same], captum[same], rtol=1e-4, atol=1e-5)
         assert (mine - captum)[flush:, :].abs().max() > 1e-4
+
+
+def test_one_occlusion_sweep_for_several_classes_is_one_sweep_per_class(googlenet):
+    x = torch.randn(3, 48, 48)
+    maps = occlusion_maps(googlenet, x, [3, 7], size=16, stride=10, batch_size=7)
+    for target, found in zip([3, 7], maps, strict=True):
+        alone = occlusion_sensitivity(googlenet, x, target, size=16, stride=10)
+        assert (found.tops, found.lefts, found.target) == (alone.tops, alone.lefts, target)
+        torch.testing.assert_close(found.probs, alone.probs)
+        assert found.unoccluded == pytest.approx(alone.unoccluded)
+    with pytest.raises(VisualizeError, match="class 1000"):
+        occlusion_maps(googlenet, x, [1000])

@@ -13,7 +13,19 @@ import sys
 
 from ..errors import GoingDeeperError
 from ..images import image_pixel_limit
-from . import bench, data, evaluate, export, models, predict, summary, train, visualize, weights
+from . import (
+    bench,
+    data,
+    evaluate,
+    export,
+    microscope,
+    models,
+    predict,
+    summary,
+    train,
+    visualize,
+    weights,
+)
 
 EXAMPLES = """\
 examples:
@@ -28,7 +40,19 @@ examples:
 """
 
 # in the order `goingdeeper --help` lists them
-COMMANDS = (models, summary, weights, data, train, evaluate, visualize, predict, export, bench)
+COMMANDS = (
+    models,
+    summary,
+    weights,
+    data,
+    train,
+    evaluate,
+    visualize,
+    microscope,
+    predict,
+    export,
+    bench,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,13 @@ captum, Lucid's InceptionV1 layer names, and a static web site of one network's 
 """
 
 from .aliases import INCEPTION_V1, parse_unit, resolve_layer
-from .attribution import grad_cam, heat_overlay, integrated_gradients, saliency_picture
+from .attribution import (
+    grad_cam,
+    heat_overlay,
+    integrated_gradients,
+    occlusion_maps,
+    saliency_picture,
+)
 from .featurevis import (
     COLOUR_SQRT,
     FourierImage,
@@ -32,6 +38,7 @@ __all__ = [
     "heat_overlay",
     "integrated_gradients",
     "network_input",
+    "occlusion_maps",
     "parse_unit",
     "resolve_layer",
     "saliency_picture",
