@@ -101,3 +101,71 @@ def test_a_seed_gives_the_pil_recipes_crops_flips_and_distortions(
 def test_an_empty_batch_is_refused():
     with pytest.raises(ImageError, match="an empty batch"):
         BatchAugment(224, model_card("googlenet").preprocessing)([])
+
+
+def _photo_tree(shared_data, root):
+    """Three ImageNet classes, three training copies and one test copy of each photo, and a
+    broken file among the training images."""
+    for wnid in ("n01440764", "n01443537", "n01484850"):
+        (photo,) = (shared_data / "imagenet-sample").glob(f"{wnid}_*.JPEG")
+        for split, names in (("train", ("a", "b", "c")), ("test", ("t",))):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for name in names:
+                (folder / f"{name}.JPEG").write_bytes(photo.read_bytes())
+    (root / "train" / "n01440764" / "broken.JPEG").write_bytes(b"\xff\xd8\xff not a photo")
+    return root
+
+
+def _train_row(tmp_path, data, loader: str, name: str) -> dict:
+    import csv
+
+    from goingdeeper.cli import main
+
+    argv = ["train", "--model", "lenet5_modern", "--data", str(data), "--epochs", "1"]
+    for setting in (
+        "recipe=googlenet",
+        "input_size=32",
+        "workers=0",
+        "eval_views=[]",
+        "tensorboard=false",
+        "plots=false",
+        "progress=false",
+        "batch_size=4",
+        f"loader={loader}",
+    ):
+        argv += ["--set", setting]
+    assert main([*argv, "--out", str(tmp_path / name)]) == 0
+    with open(tmp_path / name / "log.csv") as f:
+        return next(csv.DictReader(f))
+
+
+def test_the_tensor_loader_trains_on_every_readable_photo_and_repeats_under_a_seed(
+    shared_data, tmp_path
+):
+    """`loader=tensor`: the loader workers read bytes and the batch is decoded and augmented
+    on the training device (here the CPU); the broken file is skipped and counted as by the
+    PIL loader, and a second run with the same seed gives the same losses."""
+    data = _photo_tree(shared_data, tmp_path / "data")
+    tensor = _train_row(tmp_path, data, "tensor", "tensor")
+    again = _train_row(tmp_path, data, "tensor", "again")
+    pil = _train_row(tmp_path, data, "pil", "pil")
+    assert tensor["skipped"] == pil["skipped"] == "1"
+    assert tensor["train_loss"] == again["train_loss"] and tensor["test_loss"] == again["test_loss"]
+    assert tensor["train_loss"] != pil["train_loss"]  # other draws, other pixels
+
+
+def test_a_tensor_loader_the_recipe_or_data_cannot_feed_is_one_line(tmp_path, capsys):
+    from goingdeeper.cli import main
+
+    base = ["train", "--preset", "mnist-lenet5", "--data", "digits", "--epochs", "1"]
+    for settings, message in (
+        (["loader=tensor"], "loader=tensor runs the googlenet recipe on the device"),
+        (["loader=tensor", "recipe=googlenet"], "digits is held decoded; use loader=pil"),
+    ):
+        out = tmp_path / "run"
+        argv = [*base, *(a for s in settings for a in ("--set", s)), "--out", str(out)]
+        assert main(argv) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and message in err[0], err
+        assert not out.exists()

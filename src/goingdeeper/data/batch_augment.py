@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
+from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from ..errors import ImageError
+from ..errors import DataError, ImageError
 from ..images import decode_image
 from ..preprocess import Preprocessing
 from .transforms import GOOGLENET_INTERPOLATIONS, PhotometricDistort, RandomSizedCrop
@@ -150,3 +152,61 @@ def _luma(rgb: Tensor) -> Tensor:
     weights = torch.tensor([19595, 38470, 7471], dtype=torch.float64, device=rgb.device)
     fixed = (rgb.to(torch.float64) * weights.view(3, 1, 1)).sum(0, keepdim=True)
     return torch.floor((fixed + 0x8000) / 65536).to(rgb.dtype)
+
+
+class EncodedImages(Dataset):
+    """A data set's images as stored (file or tar-member bytes) with their labels, for loader
+    workers that only read: (bytes, label, name), or (None, label, message) for a file that
+    cannot be read. Takes an `ImageDataset` or a `Subset` of one."""
+
+    def __init__(self, ds: Any) -> None:
+        self.indices = list(ds.indices) if isinstance(ds, Subset) else None
+        self.ds = ds.dataset if isinstance(ds, Subset) else ds
+        if not getattr(self.ds, "stores_encoded", False):
+            raise DataError(f"{type(self.ds).__name__}: the tensor loader needs encoded images")
+
+    def __len__(self) -> int:
+        return len(self.indices) if self.indices is not None else len(self.ds)
+
+    def __getitem__(self, i: int) -> tuple[bytes | None, int, str]:
+        index = self.indices[i] if self.indices is not None else i
+        label, name = self.ds.targets[index], self.ds.describe(index)
+        try:
+            return self.ds.encoded(index), label, name
+        except OSError as e:
+            return None, label, f"{name}: cannot be read ({e.strerror})"
+
+
+def collate_encoded(batch: Sequence[tuple]) -> tuple[list[bytes], Tensor, list[str], list[str]]:
+    """(bytes, labels, names) of the readable images, and the messages of the others."""
+    good = [sample for sample in batch if sample[0] is not None]
+    labels = torch.tensor([sample[1] for sample in good], dtype=torch.long)
+    return [s[0] for s in good], labels, [s[2] for s in good], [s[2] for s in batch if not s[0]]
+
+
+class DeviceBatches:
+    """Batches of a loader of `EncodedImages` decoded and augmented on `device`: what a
+    training loop reads, (images, labels, messages of skipped images), like `collate_skip`'s."""
+
+    def __init__(self, loader: DataLoader, augment: BatchAugment, device: torch.device) -> None:
+        self.loader, self.augment, self.device = loader, augment, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for data, labels, names, skipped in self.loader:
+            images, kept = [], []
+            try:
+                images, kept = decode_batch(data, names, self.device), list(range(len(data)))
+            except ImageError:  # one bad image: decode each, keep the good ones
+                for i in range(len(data)):
+                    try:
+                        images += decode_batch(data[i : i + 1], names[i : i + 1], self.device)
+                        kept.append(i)
+                    except ImageError as e:
+                        skipped.append(str(e))
+            if not images:
+                yield torch.empty(0), torch.empty(0, dtype=torch.long), skipped
+                continue
+            yield self.augment(images), labels[kept].to(self.device), skipped

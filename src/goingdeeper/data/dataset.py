@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -70,6 +71,18 @@ class ImageDataset(Dataset):
     def describe(self, i: int) -> str:
         """The name of sample i's source, as messages show it."""
         return self.reader.describe(self.samples[i][0])
+
+    @property
+    def stores_encoded(self) -> bool:
+        """Whether the images are stored encoded (files, tar members), not as pixel arrays."""
+        return hasattr(self.reader, "encoded")
+
+    def encoded(self, i: int) -> bytes:
+        """Sample i's bytes as stored (an image file, a tar member), not decoded: for a batch
+        decoder (`data.batch_augment`); a `DataError` for a source that holds none."""
+        if not self.stores_encoded:
+            raise DataError(f"{self.origin}: its images are not stored as encoded files")
+        return self.reader.encoded(self.samples[i][0])
 
     def load(self, i: int) -> Image.Image:
         """Sample i as an 8-bit RGB image; raises `ImageError` when it cannot be used."""
@@ -256,6 +269,10 @@ class FileReader:
 
     def describe(self, source: str) -> str:
         return str(source)
+
+    def encoded(self, source: str) -> bytes:
+        """The file's bytes, for a decoder of its own (`data.batch_augment`)."""
+        return Path(source).read_bytes()
 
 
 class ArrayReader:

@@ -304,6 +304,10 @@ class ShardReader:
     def describe(self, sample: ShardSample) -> str:
         return self.archives[sample.shard].describe(sample.member)
 
+    def encoded(self, sample: ShardSample) -> bytes:
+        """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
+        return self.archives[sample.shard].read(sample.member)
+
 
 def shard_dataset(
     folder: str | Path, split: str, transform: Callable | None = None

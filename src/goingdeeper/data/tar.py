@@ -84,6 +84,10 @@ class TarArchive:
     def describe(self, member: TarMember) -> str:
         return f"{self.path}:{member.name}"
 
+    def encoded(self, member: TarMember) -> bytes:
+        """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
+        return self.read(member)
+
     def _decompressed(self) -> mmap.mmap:
         if self._data is None:
             self._data = _decompress(self.path, self.compression)

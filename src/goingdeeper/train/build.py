@@ -20,6 +20,7 @@ from ..data import (
     spread,
     train_transform,
 )
+from ..data.batch_augment import BatchAugment, DeviceBatches, EncodedImages, collate_encoded
 from ..data.classes import ClassMap, imagenet_names_of
 from ..data.stream import ShardStream
 from ..errors import ConfigError, DataError
@@ -68,6 +69,7 @@ def build_data(c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed)
         train_ds = Subset(train_ds, spread(c.limit_train, len(train_ds)))
     if c.limit_test:
         test_ds = Subset(test_ds, spread(c.limit_test, len(test_ds)))
+    loader_kind(c, train_ds, None)  # a tensor loader the data cannot feed: before any work
     return train_ds, test_ds, classes
 
 
@@ -94,9 +96,36 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
     return (ClassMap(names, found) if names else ClassMap(found)), None
 
 
+def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
+    """ "pil" or "tensor" (`TrainConfig.loader`): auto takes the tensor loader on a CUDA device
+    for the googlenet recipe over images stored as files or tar members."""
+    stored = getattr(getattr(ds, "dataset", ds), "stores_encoded", False)
+    if c.loader == "tensor" and not stored:
+        raise ConfigError(
+            f"loader=tensor reads the images as stored, and {c.data} is "
+            f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held decoded'}; "
+            "use loader=pil"
+        )
+    if c.loader == "auto":
+        on_gpu = device is not None and device.type == "cuda"
+        return "tensor" if on_gpu and stored and c.recipe == "googlenet" else "pil"
+    return c.loader
+
+
 def make_loader(
-    ds, batch_size: int, c: cfg.TrainConfig, d: Distributed, *, train: bool, epoch: int = 0
-) -> DataLoader:
+    ds,
+    batch_size: int,
+    c: cfg.TrainConfig,
+    d: Distributed,
+    *,
+    train: bool,
+    epoch: int = 0,
+    device: torch.device | None = None,
+    preprocessing: Preprocessing | None = None,
+) -> DataLoader | DeviceBatches:
+    """The loader of one epoch: a training loader (`train`) in the order of the run's seed,
+    every process its share; with the tensor loader, batches decoded and augmented on
+    `device` (with `preprocessing`)."""
     sampler = None
     if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
         ds.configure(world=d.world, rank=d.rank, workers=c.workers, epoch=epoch)
@@ -106,6 +135,25 @@ def make_loader(
         )
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
+    if train and loader_kind(c, ds, device) == "tensor":
+        reader = DataLoader(
+            EncodedImages(ds),
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=c.workers,
+            collate_fn=collate_encoded,
+            generator=generator,
+        )
+        draws = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank) + 1)
+        augment = BatchAugment(
+            c.input_size,
+            preprocessing,
+            flip=c.flip,
+            photometric=c.photometric is not False,
+            interpolations=tuple(c.interpolations),
+            generator=draws,
+        )
+        return DeviceBatches(reader, augment, device)
     return DataLoader(
         ds,
         batch_size=batch_size,

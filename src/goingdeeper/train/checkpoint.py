@@ -49,6 +49,7 @@ def _to_tuples(x):
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Write `state` to `path` atomically (temporary file, fsync, rename)."""
     path = Path(path)
+
     def write(tmp: str) -> None:
         with open(tmp, "wb") as f:
             torch.save(state, f)

@@ -84,6 +84,12 @@ class TrainConfig:
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     amp: str = "none"  # none | bf16 | fp16 (fp16 on CUDA only)
     channels_last: bool = True
+    # pil: each image decoded and augmented by a loader worker (Pillow); tensor: workers only
+    # read the files, and the batch is decoded and augmented on the training device (nvJPEG
+    # and the GPU on a GPU; the googlenet recipe); auto: tensor on a CUDA device when the
+    # recipe and the data allow it, else pil
+    loader: str = "auto"
+    compile: bool = False  # torch.compile the training step
     workers: int = 2
     threads: int = 0  # torch intra-op threads; 0 = torch's default (small models: 1 is faster)
     seed: int = 0
@@ -238,6 +244,7 @@ CHOICES = {
     "lr_schedule": ("step", "cosine", "constant", "plateau"),
     "polyak_average": ("ema", "uniform"),
     "amp": ("none", "bf16", "fp16"),
+    "loader": ("auto", "pil", "tensor"),
 }
 
 
@@ -274,6 +281,11 @@ def validate(c: TrainConfig) -> None:
             raise ConfigError(
                 f"{f.name} must be one of {', '.join(CHOICES[f.name])}, got {value!r}"
             )
+    if c.loader == "tensor" and c.recipe != "googlenet":
+        raise ConfigError(
+            f"loader=tensor runs the googlenet recipe on the device; recipe {c.recipe!r} runs "
+            "in the loader workers (loader=pil)"
+        )
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
     if c.cache_frozen_gb and not c.freeze:
@@ -299,6 +311,8 @@ RESUMABLE = frozenset(
         "workers",
         "threads",
         "channels_last",
+        "loader",
+        "compile",
         "deterministic",
         "progress",
         "tensorboard",

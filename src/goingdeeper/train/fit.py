@@ -195,6 +195,8 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
+    if c.compile:
+        step = torch.compile(step)
     optimizer = build_optimizer(c, model)
     per_rank = c.batch_size // d.world
     steps_per_epoch = rank_batches(train_ds, d, per_rank)
@@ -241,7 +243,16 @@ def run_epoch(run: Run, epoch: int) -> dict:
     """Train one epoch, evaluate, checkpoint and log; returns the epoch's row of log.csv."""
     c, d = run.config, run.dist
     torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
-    loader = make_loader(run.train_ds, run.per_rank, c, d, train=True, epoch=epoch)
+    loader = make_loader(
+        run.train_ds,
+        run.per_rank,
+        c,
+        d,
+        train=True,
+        epoch=epoch,
+        device=run.device,
+        preprocessing=run.preprocessing,
+    )
     bar = None
     if run.progress and d.main and c.progress:
         total = rank_images(run.train_ds, d)
