@@ -155,17 +155,73 @@ def test_the_tensor_loader_trains_on_every_readable_photo_and_repeats_under_a_se
     assert tensor["train_loss"] != pil["train_loss"]  # other draws, other pixels
 
 
-def test_a_tensor_loader_the_recipe_or_data_cannot_feed_is_one_line(tmp_path, capsys):
+def test_a_tensor_loader_the_recipe_cannot_run_is_one_line(tmp_path, capsys):
     from goingdeeper.cli import main
 
-    base = ["train", "--preset", "mnist-lenet5", "--data", "digits", "--epochs", "1"]
-    for settings, message in (
-        (["loader=tensor"], "loader=tensor runs the googlenet recipe on the device"),
-        (["loader=tensor", "recipe=googlenet"], "digits is held decoded; use loader=pil"),
+    out = tmp_path / "run"
+    argv = ["train", "--preset", "mnist-lenet5", "--data", "digits", "--epochs", "1"]
+    assert main([*argv, "--set", "recipe=lenet", "--set", "loader=tensor", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "loader=tensor runs the googlenet and simple recipes" in err[0], err
+    assert not out.exists()
+
+
+def _tiny_run(tmp_path, data: str, loader: str, name: str, *extra: str) -> dict:
+    import csv
+
+    from goingdeeper.cli import main
+
+    argv = ["train", "--preset", "mnist-lenet5", "--data", data, "--epochs", "1"]
+    for setting in (
+        "recipe=simple",
+        "workers=0",
+        "eval_views=[]",
+        "tensorboard=false",
+        "plots=false",
+        "progress=false",
+        "limit_test=64",
+        f"loader={loader}",
+        *extra,
     ):
-        out = tmp_path / "run"
-        argv = [*base, *(a for s in settings for a in ("--set", s)), "--out", str(out)]
-        assert main(argv) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and message in err[0], err
-        assert not out.exists()
+        argv += ["--set", setting]
+    assert main([*argv, "--out", str(tmp_path / name)]) == 0
+    with open(tmp_path / name / "log.csv") as f:
+        return next(csv.DictReader(f))
+
+
+def test_a_small_set_is_held_decoded_and_cut_into_batches_where_it_trains(tmp_path):
+    """The digits (a pixel array) and a tar of 32 x 32 JPEGs with a broken member: held as one
+    tensor, each epoch's batches cut from it in the sampler's order; every readable image
+    trains once, the broken one is counted, and the seed repeats the run."""
+    import io
+    import tarfile
+
+    from PIL import Image
+
+    from goingdeeper.data import open_dataset
+    from goingdeeper.data.held import held
+
+    digits = open_dataset("digits", "train")
+    data = held(digits, CPU)
+    assert data.pixels.shape == (len(digits), 3, 8, 8) and data.readable.all()
+    assert torch.equal(data.pixels[5].permute(1, 2, 0), _pixels(digits.load(5)).permute(1, 2, 0))
+    first = _tiny_run(tmp_path, "digits", "tensor", "a")
+    assert first == _tiny_run(tmp_path, "digits", "tensor", "b") | {
+        k: first[k] for k in ("images_per_s", "seconds")
+    }
+    archive = tmp_path / "small.tar"
+    rng = np.random.default_rng(0)
+    with tarfile.open(archive, "w") as tar:
+        for split, n in (("train", 12), ("test", 4)):
+            for i in range(n):
+                png = io.BytesIO()
+                pixels = rng.integers(0, 256, (32, 32, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(png, "JPEG")
+                member = tarfile.TarInfo(f"{split}/{'cat' if i % 2 else 'dog'}/{i}.jpg")
+                member.size = len(png.getvalue())
+                tar.addfile(member, io.BytesIO(png.getvalue()))
+        broken = tarfile.TarInfo("train/cat/broken.jpg")
+        broken.size = 5
+        tar.addfile(broken, io.BytesIO(b"\xff\xd8\xffxx"))
+    row = _tiny_run(tmp_path, str(archive), "tensor", "tar", "limit_test=0")
+    assert row["skipped"] == "1"

@@ -89,7 +89,7 @@ class BatchAugment:
         self.generator = generator
 
     def __call__(self, images: Sequence[Tensor]) -> Tensor:
-        if not images:
+        if len(images) == 0:
             raise ImageError("an empty batch of images")
         crops = torch.stack([self._one(image) for image in images])  # N x 3 x s x s, 0..255
         return self.preprocessing.normalize(crops.permute(0, 2, 3, 1))

@@ -22,6 +22,8 @@ from ..data import (
 )
 from ..data.batch_augment import BatchAugment, DeviceBatches, EncodedImages, collate_encoded
 from ..data.classes import ClassMap, imagenet_names_of
+from ..data.dataset import ArrayReader
+from ..data.held import HeldBatches, WholeImageAugment, held
 from ..data.stream import ShardStream
 from ..errors import ConfigError, DataError
 from ..factory import create_model
@@ -97,18 +99,22 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
 
 
 def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
-    """ "pil" or "tensor" (`TrainConfig.loader`): auto takes the tensor loader on a CUDA device
-    for the googlenet recipe over images stored as files or tar members."""
-    stored = getattr(getattr(ds, "dataset", ds), "stores_encoded", False)
-    if c.loader == "tensor" and not stored:
+    """Which loader trains (`TrainConfig.loader`), "pil" or "tensor": auto takes the tensor
+    loader on a CUDA device for the recipes it runs, over images stored as files or tar
+    members or held as arrays."""
+    base = getattr(ds, "dataset", ds)
+    fed = getattr(base, "stores_encoded", False) or isinstance(
+        getattr(base, "reader", None), ArrayReader
+    )
+    if c.loader == "tensor" and not fed:
         raise ConfigError(
-            f"loader=tensor reads the images as stored, and {c.data} is "
-            f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held decoded'}; "
-            "use loader=pil"
+            f"loader=tensor cuts batches from images as stored or held in arrays, and {c.data} "
+            f"is {'streamed from shards' if isinstance(ds, ShardStream) else 'neither'}; use "
+            "loader=pil"
         )
     if c.loader == "auto":
         on_gpu = device is not None and device.type == "cuda"
-        return "tensor" if on_gpu and stored and c.recipe == "googlenet" else "pil"
+        return "tensor" if on_gpu and fed and c.recipe in cfg.TENSOR_RECIPES else "pil"
     return c.loader
 
 
@@ -122,7 +128,7 @@ def make_loader(
     epoch: int = 0,
     device: torch.device | None = None,
     preprocessing: Preprocessing | None = None,
-) -> DataLoader | DeviceBatches:
+):
     """The loader of one epoch: a training loader (`train`) in the order of the run's seed,
     every process its share; with the tensor loader, batches decoded and augmented on
     `device` (with `preprocessing`)."""
@@ -136,24 +142,7 @@ def make_loader(
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
     if train and loader_kind(c, ds, device) == "tensor":
-        reader = DataLoader(
-            EncodedImages(ds),
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=c.workers,
-            collate_fn=collate_encoded,
-            generator=generator,
-        )
-        draws = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank) + 1)
-        augment = BatchAugment(
-            c.input_size,
-            preprocessing,
-            flip=c.flip,
-            photometric=c.photometric is not False,
-            interpolations=tuple(c.interpolations),
-            generator=draws,
-        )
-        return DeviceBatches(reader, augment, device)
+        return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -166,6 +155,41 @@ def make_loader(
         pin_memory=False,
         drop_last=False,
     )
+
+
+def _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing):
+    """The tensor loader's epoch: batches cut from the set held decoded on `device` when it is
+    small and of one image size (CIFAR, MNIST, the digits), else read by the workers as stored
+    and decoded on `device` batch by batch; augmented there with draws from the run's seed."""
+    draws = torch.Generator().manual_seed(generator.initial_seed() + 1)
+    if c.recipe == "simple":
+        augment = WholeImageAugment(c.input_size, preprocessing, flip=c.flip, generator=draws)
+    else:
+        augment = BatchAugment(
+            c.input_size,
+            preprocessing,
+            flip=c.flip,
+            photometric=c.photometric is not False,
+            interpolations=tuple(c.interpolations),
+            generator=draws,
+        )
+    data = held(ds, device)
+    if data is not None:
+        return HeldBatches(data, list(sampler), batch_size, augment)
+    if c.recipe == "simple":
+        raise ConfigError(
+            f"loader=tensor runs the simple recipe on sets held decoded, and {c.data} is too "
+            "large or of mixed sizes for that; use loader=pil"
+        )
+    reader = DataLoader(
+        EncodedImages(ds),
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=c.workers,
+        collate_fn=collate_encoded,
+        generator=generator,
+    )
+    return DeviceBatches(reader, augment, device)
 
 
 def rank_images(ds, d: Distributed) -> int:

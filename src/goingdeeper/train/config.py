@@ -238,6 +238,7 @@ LIMITS = {
     "limit_test": Limit(0),
 }
 
+TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
 CHOICES = {
     "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
     "optimizer": ("sgd", "adamw"),
@@ -281,10 +282,10 @@ def validate(c: TrainConfig) -> None:
             raise ConfigError(
                 f"{f.name} must be one of {', '.join(CHOICES[f.name])}, got {value!r}"
             )
-    if c.loader == "tensor" and c.recipe != "googlenet":
+    if c.loader == "tensor" and c.recipe not in TENSOR_RECIPES:
         raise ConfigError(
-            f"loader=tensor runs the googlenet recipe on the device; recipe {c.recipe!r} runs "
-            "in the loader workers (loader=pil)"
+            f"loader=tensor runs the {' and '.join(TENSOR_RECIPES)} recipes on the device; "
+            f"recipe {c.recipe!r} runs in the loader workers (loader=pil)"
         )
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
