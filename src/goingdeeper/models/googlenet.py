@@ -18,8 +18,7 @@ Where this code departs from the paper, and why:
 - Weight initialisation follows BVLC's Caffe replication (Xavier, conv bias 0.2): the paper
   does not state one.
 
-Every other departure is a named switch, and the presets `googlenet_bn`,
-`googlenet_torchvision` and `googlenet_naive` bundle them; see `GoogLeNet.__init__`.
+Every other departure is a named switch (`GoogLeNet.__init__`), bundled in presets.
 """
 
 from __future__ import annotations
@@ -129,10 +128,8 @@ class GoogLeNet(Classifier):
         naive: Inception modules of Fig. 2(a), without 1x1 reductions (for cost comparisons).
         pool_passthrough: with `naive`, no pool projection (Fig. 2(a) exactly).
         init_weights: initialise as BVLC's Caffe replication ("xavier", conv bias 0.2).
-        head: "avg" as published (global average pooling, dropout, one linear layer); "fc"
-            a linear layer on the whole 7 x 7 x 1024 map instead of its average: section 5's
-            comparison, where average pooling gained about 0.6% top-1. An "fc" head fixes the
-            input to `input_size`.
+        head: "avg" as published (global average pooling); "fc" a linear layer on the whole
+            7x7x1024 map (section 5's comparison: +0.6% top-1 for "avg"), for `input_size` only.
     """
 
     aux_heads = ("aux1", "aux2")
@@ -163,7 +160,6 @@ class GoogLeNet(Classifier):
         _check_switches(conv1, branch5x5_kernel, naive, pool_passthrough)
         if head not in ("avg", "fc"):
             raise ModelArgumentError(f"head must be 'avg' (paper) or 'fc', got {head!r}")
-        self.head = head
         self.num_classes = num_classes
         self.aux_logits = aux_logits
         self.input_size = input_size
@@ -199,7 +195,7 @@ class GoogLeNet(Classifier):
             self.aux1, self.aux2 = aux(aux_channels["aux1"]), aux(aux_channels["aux2"])
         self.avgpool = nn.AdaptiveAvgPool2d(1) if head == "avg" else None  # 7x7/1 at 224
         self.dropout = nn.Dropout(dropout)
-        side = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["pool4"]
+        side = feature_sizes(input_size, pool4_kernel=pool4_kernel)["pool4"]
         self.map_side = side if head == "fc" else 1
         if head == "fc":  # one input size only: the map the layer reads
             self.min_size = self.max_size = input_size
