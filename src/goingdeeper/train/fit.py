@@ -243,16 +243,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     """Train one epoch, evaluate, checkpoint and log; returns the epoch's row of log.csv."""
     c, d = run.config, run.dist
     torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
-    loader = make_loader(
-        run.train_ds,
-        run.per_rank,
-        c,
-        d,
-        train=True,
-        epoch=epoch,
-        device=run.device,
-        preprocessing=run.preprocessing,
-    )
+    loader = _train_loader(run, epoch)
     bar = None
     if run.progress and d.main and c.progress:
         total = rank_images(run.train_ds, d)
@@ -301,6 +292,15 @@ def run_epoch(run: Run, epoch: int) -> dict:
     if d.world > 1:
         dist.barrier()
     return row
+
+
+def _train_loader(run: Run, epoch: int):
+    """The epoch's training batches (decoded and augmented on the run's device with the tensor
+    loader)."""
+    c, d, device, pre = run.config, run.dist, run.device, run.preprocessing
+    return make_loader(
+        run.train_ds, run.per_rank, c, d, train=True, epoch=epoch, device=device, preprocessing=pre
+    )
 
 
 def _follow_plateau(run: Run, row: dict) -> None:
