@@ -31,8 +31,10 @@ from goingdeeper.microscope import (
     visualize_units,
 )
 from goingdeeper.microscope.featurevis import pre_relu_sources
+from goingdeeper.microscope.site import SiteConfig, plan_site
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB
 from goingdeeper.visualize import deconv, occlusion_sensitivity, record
+from goingdeeper.weights import WeightsCard
 
 SMALL_MOVES = Robustness(pad=4, jitter=2, fine_jitter=1)
 STILL = Robustness(pad=0, jitter=0, scales=(1.0, 1.0), degrees=0.0, fine_jitter=0)
@@ -306,3 +308,22 @@ def test_one_occlusion_sweep_for_several_classes_is_one_sweep_per_class(googlene
         assert found.unoccluded == pytest.approx(alone.unoccluded)
     with pytest.raises(VisualizeError, match="class 1000"):
         occlusion_maps(googlenet, x, [1000])
+
+
+def test_the_site_plan_lists_the_layers_with_weights_and_table1_rows(googlenet):
+    plan = plan_site(googlenet, WeightsCard(model="googlenet"), SiteConfig(layers=[]))
+    inceptions = [f"inception{m}" for m in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")]
+    assert [x.name for x in plan.layers] == ["conv1", "conv2_reduce", "conv2", *inceptions]
+    rows = {x.name: x for x in plan.layers}
+    # Table 1 of the paper (K = 1024 weights, M = 10^6 multiply-adds), within its rounding
+    for name, params, ops in (
+        ("conv2", 112, 360),
+        ("inception3a", 159, 128),
+        ("inception4e", 840, 170),
+    ):
+        assert float(rows[name].params.rstrip("K")) == pytest.approx(params, rel=0.01)
+        assert float(rows[name].ops.rstrip("M")) == pytest.approx(ops, rel=0.01)
+    assert rows["inception4d"].alias == "mixed4d" and rows["inception4d"].output == "528x14x14"
+    assert plan.cam_layer == "inception5b"  # the last maps larger than 1x1
+    with pytest.raises(VisualizeError, match="0-63, got 64"):
+        plan_site(googlenet, WeightsCard(model="googlenet"), SiteConfig(["conv2d0"], [64]))

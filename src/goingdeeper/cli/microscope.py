@@ -42,7 +42,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--weights", type=Path, required=True, metavar="W", help="weights in any form")
     p.add_argument("--data", type=Path, required=True, help="a folder of images (top-9, photos)")
     p.add_argument("--out", type=Path, default=Path("microscope"), help="the site's folder")
-    p.add_argument("--layers", help="comma-separated (default: every layer with feature maps)")
+    p.add_argument("--layers", help="comma-separated (default: every layer with weights)")
     p.add_argument("--channels", help="e.g. 0-15 or 3,7,12 (default: every channel)")
     p.add_argument("--limit", type=int, help="rank only N images for the top-9 (spread evenly)")
     p.add_argument("--photos", type=int, default=8, help="photo pages (Grad-CAM, occlusion)")
@@ -51,6 +51,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("--stride", type=int, default=32, help="occlusion: step of the square (px)")
     p.add_argument("--fv-size", type=int, default=128, help="feature visualisation side (px)")
     p.add_argument("--fv-steps", type=int, default=256, help="optimisation steps per picture")
+    p.add_argument("--fv-lr", type=float, default=0.05, help="Adam's learning rate")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
@@ -66,6 +67,7 @@ def site_config(args: argparse.Namespace, layers: list[str]) -> SiteConfig:
         channels=parse_channels(args.channels) if args.channels else None,
         fv_size=args.fv_size,
         fv_steps=args.fv_steps,
+        fv_lr=args.fv_lr,
         seed=args.seed,
         cam_layer=args.cam_layer,
         batch_size=args.batch_size,

@@ -49,8 +49,9 @@ LUCID_NAME = {ours: lucid for lucid, ours in INCEPTION_V1.items()}
 
 @dataclass
 class SiteConfig:
-    """What to build. `layers` empty: every layer with feature maps; `channels` None: every
-    channel of each layer."""
+    """What to build. `layers` empty: every layer with weights and feature maps (GoogLeNet:
+    conv1, conv2_reduce, conv2 and the nine Inception modules); `channels` None: every channel
+    of each layer."""
 
     layers: list[str]
     channels: list[int] | None = None
@@ -82,12 +83,14 @@ class SiteReport:
     bytes: int = 0  # of the whole site
 
 
-def _count(n: int) -> str:
-    if n >= 10**9:
-        return f"{n / 1e9:.1f}G"
-    if n >= 10**6:
-        return f"{n / 1e6:.0f}M"
-    return f"{n / 1e3:.0f}K" if n >= 1000 else str(n)
+def table1_params(weights: int) -> str:
+    """Weights without biases in K = 1024, as Table 1 prints them."""
+    return f"{weights / 1024:.1f}K"
+
+
+def table1_ops(macs: int) -> str:
+    """Multiply-adds in M = 10^6, as Table 1 prints them."""
+    return f"{macs / 1e6:.0f}M"
 
 
 def plan_site(model: nn.Module, card: WeightsCard, config: SiteConfig) -> SitePlan:
@@ -95,7 +98,9 @@ def plan_site(model: nn.Module, card: WeightsCard, config: SiteConfig) -> SitePl
     naming what is wrong."""
     crop = card.preprocessing.crop
     trace = record(model, example_input(model, 1, crop), stop_early=False)
-    layers = [resolve_layer(model, name) for name in config.layers] or trace.layers
+    modules = dict(model.named_modules())
+    learned = [n for n in trace.layers if any(True for _ in modules[n].parameters())]
+    layers = [resolve_layer(model, name) for name in config.layers] or learned
     rows = {row.name: row for row in summarize(model, crop).rows}
     infos = []
     for name in dict.fromkeys(layers):
@@ -109,7 +114,7 @@ def plan_site(model: nn.Module, card: WeightsCard, config: SiteConfig) -> SitePl
             raise VisualizeError(f"layer {name!r} has channels 0-{count - 1}, got {bad[0]}")
         row = rows.get(name)
         output = "x".join(str(v) for v in shape[1:])
-        params, ops = (_count(row.weights), _count(row.macs)) if row else ("", "")
+        params, ops = (table1_params(row.weights), table1_ops(row.macs)) if row else ("", "")
         infos.append(
             LayerInfo(name, LUCID_NAME.get(name, ""), output, params, ops, channels, count)
         )
