@@ -56,6 +56,12 @@ def colour_sqrt(pixels: np.ndarray) -> np.ndarray:
     return vectors * np.sqrt(np.maximum(values[order], 0))
 
 
+# Scale of the Fourier coefficients against the optimiser's step: at 4 the picture reaches full
+# contrast within the hundred or so steps a CPU affords (at 1 it stays washed out and grey, the
+# unit's value about two thirds as high after 96 steps on inception4a).
+SPECTRUM_GAIN = 4.0
+
+
 @dataclass(frozen=True)
 class Robustness:
     """The random moves of each step (Feature Visualization, "Transformation robustness")."""
@@ -85,7 +91,7 @@ class FourierImage(nn.Module):
         fy = torch.fft.fftfreq(size)[:, None]
         fx = torch.fft.rfftfreq(size)[None, :]
         freq = torch.sqrt(fx * fx + fy * fy).clamp(min=1.0 / size)
-        self.register_buffer("scale", (1.0 / freq**decay) / size)
+        self.register_buffer("scale", SPECTRUM_GAIN * (1.0 / freq**decay) / size)
         shape = (n, 3, size, size // 2 + 1, 2)
         self.spectrum = nn.Parameter(0.01 * torch.randn(shape, generator=generator))
         self.size = size
