@@ -17,7 +17,6 @@ from torch import nn
 import goingdeeper as gd
 from goingdeeper.errors import WeightsError
 from goingdeeper.images import load_image
-from goingdeeper.models.googlenet import caffe_layer_names
 from goingdeeper.weights import (
     WeightsCard,
     import_bvlc,
@@ -27,6 +26,7 @@ from goingdeeper.weights import (
     read_card,
     save_weights,
 )
+from goingdeeper.weights.bvlc import caffe_layer_names
 
 
 def test_save_and_load_roundtrip_never_unpickles(tmp_path, monkeypatch):

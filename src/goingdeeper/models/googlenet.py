@@ -158,7 +158,7 @@ class GoogLeNet(Classifier):
     ) -> None:
         super().__init__()
         _check_switches(conv1, branch5x5_kernel, naive, pool_passthrough)
-        if head not in ("avg", "fc"):
+        if head not in ("avg", "fc"):  # before anything is built
             raise ModelArgumentError(f"head must be 'avg' (paper) or 'fc', got {head!r}")
         self.num_classes = num_classes
         self.aux_logits = aux_logits
@@ -173,10 +173,9 @@ class GoogLeNet(Classifier):
                 f"that works is {self.min_size_aux} (or set aux_logits=False)"
             )
         conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias)
+        first = partial(conv, 3, 64, 7, stride=2, padding=3)
         if conv1 == "separable":
             first = partial(SeparableConv1, 64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
-        else:
-            first = partial(conv, 3, 64, 7, stride=2, padding=3)
         self._add_stem(first, conv, lrn)
         inception = partial(
             Inception,
@@ -188,20 +187,24 @@ class GoogLeNet(Classifier):
         aux_channels = self._add_inceptions(inception, pool4_kernel)
         self.aux1: InceptionAux | None = None
         self.aux2: InceptionAux | None = None
+        sizes = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
         if aux_logits:
-            pooled = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)["aux"]
             aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool)
-            aux = partial(aux, pooled_size=pooled, dropout=aux_dropout)
+            aux = partial(aux, pooled_size=sizes["aux"], dropout=aux_dropout)
             self.aux1, self.aux2 = aux(aux_channels["aux1"]), aux(aux_channels["aux2"])
-        self.avgpool = nn.AdaptiveAvgPool2d(1) if head == "avg" else None  # 7x7/1 at 224
-        self.dropout = nn.Dropout(dropout)
-        side = feature_sizes(input_size, pool4_kernel=pool4_kernel)["pool4"]
-        self.map_side = side if head == "fc" else 1
-        if head == "fc":  # one input size only: the map the layer reads
-            self.min_size = self.max_size = input_size
-        self.fc = nn.Linear(self.num_features * self.map_side**2, num_classes)
+        self._add_head(head, num_classes, dropout, sizes)
         if init_weights:
             self._init_weights()
+
+    def _add_head(self, head: str, num_classes: int, dropout: float, sizes: dict) -> None:
+        """avgpool (7x7/1 at 224), dropout, fc; an "fc" head reads the whole last map and so
+        takes one input size only."""
+        self.avgpool = nn.AdaptiveAvgPool2d(1) if head == "avg" else None
+        self.dropout = nn.Dropout(dropout)
+        self.map_side = sizes["pool4"] if head == "fc" else 1
+        if head == "fc":
+            self.min_size = self.max_size = sizes["input"]
+        self.fc = nn.Linear(self.num_features * self.map_side**2, num_classes)
 
     def _add_stem(self, first: Callable[[], nn.Module], conv: ConvFactory, lrn: bool) -> None:
         """conv1, pool1, lrn1, conv2 (a 1x1 reduction, then the 3x3), lrn2, pool2."""
@@ -469,32 +472,3 @@ def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
     if "fc.weight" in ours:
         kwargs["num_classes"] = ours["fc.weight"].shape[0]
     return ImportedState("googlenet_torchvision", kwargs, ours, TORCHVISION_GOOGLENET, "googlenet")
-
-
-# BVLC's Caffe blob names -> ours: `<caffe layer>` -> `<module>` (its .weight and .bias)
-_CAFFE_INCEPTION = {
-    "1x1": "branch1x1.conv",
-    "3x3_reduce": "branch3x3.reduce.conv",
-    "3x3": "branch3x3.conv.conv",
-    "5x5_reduce": "branch5x5.reduce.conv",
-    "5x5": "branch5x5.conv.conv",
-    "pool_proj": "branch_pool.proj.conv",
-}
-
-
-def caffe_layer_names() -> dict[str, str]:
-    """Caffe layer name -> our module name, for the BVLC GoogLeNet (aux heads included)."""
-    names = {
-        "conv1/7x7_s2": "conv1.conv",
-        "conv2/3x3_reduce": "conv2_reduce.conv",
-        "conv2/3x3": "conv2.conv",
-        "loss3/classifier": "fc",
-    }
-    for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
-        for blob, ours in _CAFFE_INCEPTION.items():
-            names[f"inception_{block}/{blob}"] = f"inception{block}.{ours}"
-    for caffe_head, ours in (("loss1", "aux1"), ("loss2", "aux2")):
-        names[f"{caffe_head}/conv"] = f"{ours}.conv.conv"
-        names[f"{caffe_head}/fc"] = f"{ours}.fc1"
-        names[f"{caffe_head}/classifier"] = f"{ours}.fc2"
-    return names

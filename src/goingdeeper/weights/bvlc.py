@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
-from ..models.googlenet import GoogLeNet, caffe_layer_names
+from ..models.googlenet import GoogLeNet
 from ..preprocess import CAFFE_BGR
 from ..registry import build_shell
 from .format import WeightsCard
@@ -33,6 +33,35 @@ from .loading import load_checked
 BVLC_URL = "http://dl.caffe.berkeleyvision.org/bvlc_googlenet.caffemodel"
 
 # --- protobuf wire format -----------------------------------------------------------------------
+
+
+# BVLC's Caffe blob names -> ours: `<caffe layer>` -> `<module>` (its .weight and .bias)
+_CAFFE_INCEPTION = {
+    "1x1": "branch1x1.conv",
+    "3x3_reduce": "branch3x3.reduce.conv",
+    "3x3": "branch3x3.conv.conv",
+    "5x5_reduce": "branch5x5.reduce.conv",
+    "5x5": "branch5x5.conv.conv",
+    "pool_proj": "branch_pool.proj.conv",
+}
+
+
+def caffe_layer_names() -> dict[str, str]:
+    """Caffe layer name -> our module name, for the BVLC GoogLeNet (aux heads included)."""
+    names = {
+        "conv1/7x7_s2": "conv1.conv",
+        "conv2/3x3_reduce": "conv2_reduce.conv",
+        "conv2/3x3": "conv2.conv",
+        "loss3/classifier": "fc",
+    }
+    for block in ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b"):
+        for blob, ours in _CAFFE_INCEPTION.items():
+            names[f"inception_{block}/{blob}"] = f"inception{block}.{ours}"
+    for caffe_head, ours in (("loss1", "aux1"), ("loss2", "aux2")):
+        names[f"{caffe_head}/conv"] = f"{ours}.conv.conv"
+        names[f"{caffe_head}/fc"] = f"{ours}.fc1"
+        names[f"{caffe_head}/classifier"] = f"{ours}.fc2"
+    return names
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
