@@ -27,14 +27,11 @@ import time
 from pathlib import Path
 
 import torch
-import torchvision
 
-import goingdeeper as gd
 from goingdeeper.data.batch_augment import BatchAugment, decode_batch
-from goingdeeper.inference import fuse_inception_1x1
-from goingdeeper.models import GoogLeNetOutputs
 from goingdeeper.registry import model_card
 from goingdeeper.train import TrainStep
+from train_throughput import TorchvisionRecord, build
 
 HERE = Path(__file__).parent
 PHOTOS = HERE / "gpu_data"
@@ -46,28 +43,6 @@ TRAIN_MODELS = (
     "googlenet",
 )
 INFER_MODELS = ("torchvision googlenet", "googlenet_torchvision+fused", "googlenet+fused")
-
-
-def build(name: str) -> torch.nn.Module:
-    if name == "torchvision googlenet":
-        return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
-    base, _, option = name.partition("+")
-    model = gd.create_model(base)
-    return fuse_inception_1x1(model) if option == "fused" else model
-
-
-class TorchvisionRecord(torch.nn.Module):
-    """torchvision's googlenet giving our training record, so both take the same loss."""
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x):
-        out = self.model(x)
-        if not self.training:
-            return out
-        return GoogLeNetOutputs(out.logits, out.aux_logits1, out.aux_logits2)
 
 
 def _sync(device: torch.device) -> None:

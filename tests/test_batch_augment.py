@@ -117,27 +117,26 @@ def _photo_tree(shared_data, root):
     return root
 
 
-def _train_row(tmp_path, data, loader: str, name: str) -> dict:
+QUIET = ("workers=0", "eval_views=[]", "tensorboard=false", "plots=false", "progress=false")
+
+
+def _first_epoch(out, argv: list[str], settings: tuple[str, ...]) -> dict:
+    """Train one epoch through the command; the row log.csv holds for it."""
     import csv
 
     from goingdeeper.cli import main
 
-    argv = ["train", "--model", "lenet5_modern", "--data", str(data), "--epochs", "1"]
-    for setting in (
-        "recipe=googlenet",
-        "input_size=32",
-        "workers=0",
-        "eval_views=[]",
-        "tensorboard=false",
-        "plots=false",
-        "progress=false",
-        "batch_size=4",
-        f"loader={loader}",
-    ):
-        argv += ["--set", setting]
-    assert main([*argv, "--out", str(tmp_path / name)]) == 0
-    with open(tmp_path / name / "log.csv") as f:
+    for setting in (*QUIET, *settings):
+        argv = [*argv, "--set", setting]
+    assert main([*argv, "--epochs", "1", "--out", str(out)]) == 0
+    with open(out / "log.csv") as f:
         return next(csv.DictReader(f))
+
+
+def _train_row(tmp_path, data, loader: str, name: str) -> dict:
+    argv = ["train", "--model", "lenet5_modern", "--data", str(data)]
+    settings = ("recipe=googlenet", "input_size=32", "batch_size=4", f"loader={loader}")
+    return _first_epoch(tmp_path / name, argv, settings)
 
 
 def test_the_tensor_loader_trains_on_every_readable_photo_and_repeats_under_a_seed(
@@ -167,26 +166,9 @@ def test_a_tensor_loader_the_recipe_cannot_run_is_one_line(tmp_path, capsys):
 
 
 def _tiny_run(tmp_path, data: str, loader: str, name: str, *extra: str) -> dict:
-    import csv
-
-    from goingdeeper.cli import main
-
-    argv = ["train", "--preset", "mnist-lenet5", "--data", data, "--epochs", "1"]
-    for setting in (
-        "recipe=simple",
-        "workers=0",
-        "eval_views=[]",
-        "tensorboard=false",
-        "plots=false",
-        "progress=false",
-        "limit_test=64",
-        f"loader={loader}",
-        *extra,
-    ):
-        argv += ["--set", setting]
-    assert main([*argv, "--out", str(tmp_path / name)]) == 0
-    with open(tmp_path / name / "log.csv") as f:
-        return next(csv.DictReader(f))
+    argv = ["train", "--preset", "mnist-lenet5", "--data", data]
+    settings = ("recipe=simple", "limit_test=64", f"loader={loader}", *extra)
+    return _first_epoch(tmp_path / name, argv, settings)
 
 
 def test_a_small_set_is_held_decoded_and_cut_into_batches_where_it_trains(tmp_path):
