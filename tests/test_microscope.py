@@ -233,6 +233,7 @@ def _captum_deconvnet(model: nn.Module, x: torch.Tensor, layer: str, channel: in
     )[0]
 
 
+@pytest.mark.filterwarnings("ignore:Setting backward hooks", "ignore:Input Tensor 0 did not")
 @pytest.mark.parametrize("lrn", [False, True], ids=["no_lrn", "lrn"])
 def test_deconvnet_against_captum_deconvolution(lrn):
     """Without LRN the two are the same computation (ReLU backward replaced by ReLU of the

@@ -154,6 +154,7 @@ def test_layers_link_in_order_and_the_search_finds_channels_and_classes(site, br
     page.locator("#results a").first.click()
     page.wait_for_url("**/image-n01440764_tench.html")
     assert page.locator(".card").count() == 6  # the photo and its top-5 classes
+    assert "occlusion: p 0." in page.inner_text("body")  # each map's range of p, stated
     assert _broken_images(page) == []
     page.fill("#search", "no such unit")
     assert page.locator("#results a").count() == 0

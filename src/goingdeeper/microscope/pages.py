@@ -78,6 +78,14 @@ class ImageInfo:
     stem: str
     file: str
     classes: list[tuple[int, str, float]]  # (index, name, probability), top-5
+    occlusion: list[tuple[float, float]] = field(default_factory=list)  # p's range per class
+
+
+def _occlusion_caption(info: ImageInfo, k: int) -> str:
+    if k < len(info.occlusion):
+        lo, hi = info.occlusion[k]
+        return f"occlusion: p {lo:.2f} (dark) to {hi:.2f} (bright) as a grey square covers"
+    return "occlusion: dark = p falls when covered"
 
 
 def page(title: str, body: str) -> str:
@@ -156,7 +164,7 @@ def image_page(info: ImageInfo, cam_layer: str) -> str:
         f'<div class="row"><div><img src="img/{info.stem}/cam_{k}.jpg" width="224" '
         f'height="224" alt="Grad-CAM"><div class="cap">Grad-CAM at {escape(cam_layer)}</div>'
         f'</div><div><img src="img/{info.stem}/occlusion_{k}.jpg" width="224" height="224" '
-        f'alt="occlusion"><div class="cap">occlusion: dark = p falls when covered</div>'
+        f'alt="occlusion"><div class="cap">{_occlusion_caption(info, k)}</div>'
         f"</div></div></div>"
         for k, (index, name, p) in enumerate(info.classes)
     )

@@ -207,15 +207,17 @@ def _photo(model, card, path: Path, plan: SitePlan, config: SiteConfig, folder: 
         batch_size=config.batch_size,
     )
     _save(view, folder / "view.jpg")
+    ranges = []
     for k, occ in enumerate(occlusions):
         _save(heat_overlay(view, cams[k]), folder / f"cam_{k}.jpg")
         heat = occ.per_pixel(view.size[1], view.size[0])
         _save(heat_overlay(view, heat), folder / f"occlusion_{k}.jpg")
+        ranges.append([float(heat.min()), float(heat.max())])
     classes = [
         [t, names[t] if t < len(names) else f"class {t}", float(p)]
         for t, p in zip(targets, top.values.tolist(), strict=True)
     ]
-    return {"file": path.name, "classes": classes}
+    return {"file": path.name, "classes": classes, "occlusion": ranges}
 
 
 def photo_stem(path: Path) -> str:
@@ -236,7 +238,9 @@ def _photo_pages(model, card, photos, plan, config, out: Path, progress, report)
             info = _photo(model, card, path, plan, config, folder)
             atomic_write(info_file, lambda tmp, i=info: Path(tmp).write_text(json.dumps(i)))
             report.built["photos"] += 1
-        infos.append(ImageInfo(stem, info["file"], [tuple(c) for c in info["classes"]]))
+        classes = [tuple(c) for c in info["classes"]]
+        ranges = [tuple(r) for r in info.get("occlusion", [])]
+        infos.append(ImageInfo(stem, info["file"], classes, ranges))
     return infos
 
 
