@@ -24,7 +24,6 @@ from goingdeeper.microscope import (
     grad_cam,
     integrated_gradients,
     network_input,
-    occlusion_maps,
     parse_unit,
     resolve_layer,
     unit_value,
@@ -33,7 +32,7 @@ from goingdeeper.microscope import (
 from goingdeeper.microscope.featurevis import pre_relu_sources
 from goingdeeper.microscope.site import SiteConfig, plan_site
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB
-from goingdeeper.visualize import deconv, occlusion_sensitivity, record
+from goingdeeper.visualize import deconv, occlusion_maps, occlusion_sensitivity, record
 from goingdeeper.weights import WeightsCard
 
 SMALL_MOVES = Robustness(pad=4, jitter=2, fine_jitter=1)

@@ -13,7 +13,6 @@ from .attribution import (
     grad_cam,
     heat_overlay,
     integrated_gradients,
-    occlusion_maps,
     saliency_picture,
 )
 from .featurevis import (
@@ -38,7 +37,6 @@ __all__ = [
     "heat_overlay",
     "integrated_gradients",
     "network_input",
-    "occlusion_maps",
     "parse_unit",
     "resolve_layer",
     "saliency_picture",

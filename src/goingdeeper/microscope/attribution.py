@@ -24,7 +24,6 @@ from torch import Tensor, nn
 
 from ..errors import VisualizeError
 from ..visualize import pictures
-from ..visualize.occlusion import OcclusionMap, positions
 from ..visualize.trace import evaluating, layer_names, unknown_layer
 
 
@@ -70,39 +69,6 @@ def integrated_gradients(model: nn.Module, x: Tensor, target: int, *, steps: int
             batch, baselines=torch.zeros_like(batch), target=target, n_steps=steps
         )
     return attr[0].detach().cpu()
-
-
-def occlusion_maps(
-    model: nn.Module,
-    x: Tensor,
-    targets: list[int],
-    *,
-    size: int = 48,
-    stride: int = 32,
-    batch_size: int = 32,
-) -> list[OcclusionMap]:
-    """`visualize.occlusion_sensitivity` for several classes from one sweep of the grey square
-    (the forward passes are shared; each class reads its own column of the softmax)."""
-    device = next(model.parameters()).device
-    x = x.to(device)
-    tops, lefts = positions(x.shape[1], size, stride), positions(x.shape[2], size, stride)
-    boxes = [(t, left) for t in tops for left in lefts]
-    with evaluating(model), torch.no_grad():
-        whole = torch.softmax(model(x.unsqueeze(0)), dim=1)[0]
-        _check_targets(whole.unsqueeze(0), targets)
-        probs = []
-        for start in range(0, len(boxes), batch_size):
-            batch = x.unsqueeze(0).repeat(len(boxes[start : start + batch_size]), 1, 1, 1)
-            for row, (top, left) in enumerate(boxes[start : start + batch_size]):
-                batch[row, :, top : top + size, left : left + size] = 0.0  # the mean pixel
-            probs.append(torch.softmax(model(batch), dim=1)[:, targets].cpu())
-    grid = torch.cat(probs)
-    return [
-        OcclusionMap(
-            t, float(whole[t]), grid[:, k].reshape(len(tops), len(lefts)), tops, lefts, size
-        )
-        for k, t in enumerate(targets)
-    ]
 
 
 def heat_overlay(view: Image.Image, heat: Tensor | np.ndarray, alpha: float = 0.5) -> Image.Image:

@@ -26,11 +26,12 @@ from ..files import atomic_write
 from ..images import load_image
 from ..models.base import example_input
 from ..visualize import pictures
+from ..visualize.occlusion import occlusion_maps
 from ..visualize.top9 import Progress, network_view, no_progress, top_activations
 from ..visualize.trace import evaluating, record
 from ..weights import WeightsCard
 from .aliases import INCEPTION_V1, resolve_layer
-from .attribution import grad_cam, heat_overlay, occlusion_maps
+from .attribution import grad_cam, heat_overlay
 from .featurevis import Unit, visualize_units
 from .pages import (
     SCRIPT,

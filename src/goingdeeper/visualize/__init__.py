@@ -23,7 +23,7 @@ from .deconv import (
     unpool,
 )
 from .maps import deconv_picture, feature_map_grid, feature_maps, filter_grid, find_conv
-from .occlusion import OcclusionMap, occlusion_picture, occlusion_sensitivity
+from .occlusion import OcclusionMap, occlusion_maps, occlusion_picture, occlusion_sensitivity
 from .pictures import save_png
 from .top9 import Top9Entry, Top9Result, image_files, network_view, top9_grid, top_activations
 from .trace import Trace, layer_names, record
@@ -47,6 +47,7 @@ __all__ = [
     "image_files",
     "layer_names",
     "network_view",
+    "occlusion_maps",
     "occlusion_picture",
     "occlusion_sensitivity",
     "project",

@@ -81,23 +81,46 @@ def occlusion_sensitivity(
 
     `target`: a class index (default: the class the network predicts for the whole image).
     """
+    targets = None if target is None else [target]
+    (result,) = occlusion_maps(
+        model, x, targets, size=size, stride=stride, batch_size=batch_size, progress=progress
+    )
+    return result
+
+
+def occlusion_maps(
+    model: nn.Module,
+    x: Tensor,
+    targets: list[int] | None = None,
+    *,
+    size: int = 48,
+    stride: int = 16,
+    batch_size: int = 32,
+    progress: Progress = no_progress,
+) -> list[OcclusionMap]:
+    """`occlusion_sensitivity` for several classes from one sweep of the square: the forward
+    passes are shared and each class reads its own column of the softmax. `targets`: class
+    indices (default: the one the network predicts for the whole image)."""
     device = next(model.parameters()).device
     x = x.to(device)
     tops, lefts = positions(x.shape[1], size, stride), positions(x.shape[2], size, stride)
     boxes = [(t, left) for t in tops for left in lefts]
     with evaluating(model), torch.no_grad():
         whole = torch.softmax(model(x.unsqueeze(0)), dim=1)[0]
-        if target is None:
-            target = int(whole.argmax())
-        if not 0 <= target < whole.numel():
-            raise VisualizeError(f"class {target} is not one of the {whole.numel()} classes")
+        targets = [int(whole.argmax())] if targets is None else list(targets)
+        if bad := [t for t in targets if not 0 <= t < whole.numel()]:
+            raise VisualizeError(f"class {bad[0]} is not one of the {whole.numel()} classes")
         probs = []
-        starts = range(0, len(boxes), batch_size)
-        for start in progress(starts, "occlusion"):
+        for start in progress(range(0, len(boxes), batch_size), "occlusion"):
             batch = _occluded(x, boxes[start : start + batch_size], size)
-            probs.append(torch.softmax(model(batch), dim=1)[:, target].cpu())
-    grid = torch.cat(probs).view(len(tops), len(lefts))
-    return OcclusionMap(target, float(whole[target]), grid, tops, lefts, size)
+            probs.append(torch.softmax(model(batch), dim=1)[:, targets].cpu())
+    grid = torch.cat(probs)
+    return [
+        OcclusionMap(
+            t, float(whole[t]), grid[:, k].reshape(len(tops), len(lefts)), tops, lefts, size
+        )
+        for k, t in enumerate(targets)
+    ]
 
 
 def occlusion_picture(view: Image.Image, result: OcclusionMap, label: str = "") -> Image.Image:
