@@ -17,6 +17,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
@@ -60,11 +61,7 @@ def decode_batch(images: Sequence[bytes], names: Sequence[str], device: torch.de
 
 
 def _from_pil(img: Image.Image) -> Tensor:
-    return (
-        torch.frombuffer(bytearray(img.tobytes()), dtype=torch.uint8)
-        .view(img.height, img.width, 3)
-        .permute(2, 0, 1)
-    )
+    return torch.from_numpy(np.array(img)).permute(2, 0, 1)  # one copy of the pixels
 
 
 class BatchAugment:

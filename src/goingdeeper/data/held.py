@@ -28,7 +28,8 @@ from ..preprocess import Preprocessing
 from .dataset import ArrayReader
 
 MAX_HELD_BYTES = 4 << 30
-# decoded sets, kept while their data set lives: one decoding per run, not one per epoch
+# decoded sets, kept while their data set lives, on each device they were asked for: one
+# decoding and one copy to the device per run, not one per epoch
 _HELD: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -56,9 +57,13 @@ def held(ds: Any, device: torch.device) -> Held | None:
     per data set; None when its images differ in size or would take more than
     `MAX_HELD_BYTES`."""
     if ds not in _HELD:
-        _HELD[ds] = _decode_all(ds)
-    found = _HELD[ds]
-    return None if found is None else found.to(device)
+        _HELD[ds] = {"decoded": _decode_all(ds)}
+    copies = _HELD[ds]
+    if copies["decoded"] is None:
+        return None
+    if str(device) not in copies:
+        copies[str(device)] = copies["decoded"].to(device)
+    return copies[str(device)]
 
 
 def _decode_all(ds: Any) -> Held | None:
@@ -72,17 +77,18 @@ def _decode_all(ds: Any) -> Held | None:
         return Held(pixels, labels, torch.ones(len(indices), dtype=torch.bool), [])
     if not getattr(base, "stores_encoded", False) or not indices:
         return None
-    first = np.asarray(base.load(indices[0]))
-    if first.nbytes * len(indices) > MAX_HELD_BYTES or not _one_size(base, indices[:16]):
+    size = _one_size(base, indices[:16])
+    if size is None or size[0] * size[1] * 3 * len(indices) > MAX_HELD_BYTES:
         return None
-    pixels = torch.zeros((len(indices), *first.shape), dtype=torch.uint8)
+    shape = (size[1], size[0], 3)  # what `load` gives: 8-bit RGB, rows first
+    pixels = torch.zeros((len(indices), *shape), dtype=torch.uint8)
 
     def decode(k: int) -> str | None:
         try:
             image = np.array(base.load(indices[k]))
         except ImageError as e:
             return str(e)
-        if image.shape != first.shape:
+        if image.shape != shape:
             raise _SizesDiffer
         pixels[k] = torch.from_numpy(image)
         return None
@@ -99,8 +105,9 @@ def _decode_all(ds: Any) -> Held | None:
     return Held(_planes(pixels), labels, readable, skipped)
 
 
-def _one_size(base: Any, indices: list[int]) -> bool:
-    """Whether these images' headers give one size (a quick look before decoding them all)."""
+def _one_size(base: Any, indices: list[int]) -> tuple[int, int] | None:
+    """The one (width, height) these images' headers give, None when they give several or
+    none (a quick look before decoding them all)."""
     sizes = set()
     for i in indices:
         try:
@@ -108,7 +115,7 @@ def _one_size(base: Any, indices: list[int]) -> bool:
                 sizes.add(img.size)
         except (OSError, SyntaxError, ValueError):
             continue  # decoding will say what is wrong with it
-    return len(sizes) <= 1
+    return sizes.pop() if len(sizes) == 1 else None
 
 
 class _SizesDiffer(Exception):
