@@ -11,7 +11,7 @@ import contextlib
 import io
 import os
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -108,22 +108,72 @@ def _to_8_bits(img: Image.Image) -> Image.Image:
     return Image.fromarray(out, "L")
 
 
-def _decode(open_image: Callable[[], Image.Image], name: str) -> Image.Image:
-    """Open, fully decode and convert one image, every failure an `ImageError` naming it."""
+@contextlib.contextmanager
+def _pillow_errors(name: str) -> Iterator[None]:
+    """Pillow's failures on a bad file as one `ImageError` naming it."""
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # read at each call: tests lower the limit
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with open_image() as img:
-                _check_shape(img.size, name)  # from the header, before decoding
-                img.load()
-                return to_rgb(img)
+            yield
     except ImageError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
         raise _too_large(name) from None
     except (OSError, SyntaxError, ValueError) as e:  # Pillow's "cannot identify", truncation
         raise ImageError(f"{name}: not a readable image ({e})") from None
+
+
+# EXIF orientations that turn the stored image a quarter turn: its sides swap when shown
+_QUARTER_TURNS = frozenset({5, 6, 7, 8})
+
+
+class OpenedImage:
+    """An image whose header has been read and checked, not yet decoded: `size` (as shown,
+    after its EXIF orientation) is known before any pixel is, so a transform can ask
+    `decode` for no more pixels than it needs. A JPEG is then decoded at 1/2, 1/4 or 1/8 of
+    its size in the DCT (Pillow's draft mode), the smallest of these at least `at_least`."""
+
+    def __init__(self, img: Image.Image, name: str) -> None:
+        self.name = name
+        self._img = img
+        with _pillow_errors(name):
+            _check_shape(img.size, name)  # from the header, before decoding
+            turned = hasattr(img, "getexif") and img.getexif().get(0x0112) in _QUARTER_TURNS
+        self._turned = turned
+        self.size: tuple[int, int] = img.size[::-1] if turned else img.size
+
+    def decode(self, at_least: tuple[int, int] | None = None) -> Image.Image:
+        """The image as 8-bit RGB; with `at_least` (width, height as shown), a JPEG decoded
+        only as large as that needs. Raises `ImageError`."""
+        img = self._img
+        with _pillow_errors(self.name), img:
+            if at_least is not None and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                w, h = at_least[::-1] if self._turned else at_least
+                img.draft(img.mode, (max(1, w), max(1, h)))
+            img.load()
+            return to_rgb(img)
+
+
+def open_file(path: str | Path) -> OpenedImage:
+    """An image file opened (`OpenedImage`), or `ImageError` with a message for a person."""
+    path = Path(path)
+    if not path.exists():
+        raise ImageError(f"{path}: no such file")
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, not an image file")
+    if path.stat().st_size == 0:
+        raise ImageError(f"{path}: empty file (0 bytes)")
+    with _pillow_errors(str(path)):
+        return OpenedImage(Image.open(path), str(path))
+
+
+def open_encoded(data: bytes, name: str) -> OpenedImage:
+    """Image bytes (a tar member, say) opened, with `open_file`'s checks and messages."""
+    if not data:
+        raise ImageError(f"{name}: empty file (0 bytes)")
+    with _pillow_errors(name):
+        return OpenedImage(Image.open(io.BytesIO(data)), name)
 
 
 @contextlib.contextmanager
@@ -167,18 +217,9 @@ def _too_large(name: str, what: str = "") -> ImageError:
 
 def load_image(path: str | Path) -> Image.Image:
     """Open an image file as 8-bit RGB, or raise `ImageError` with a message for a person."""
-    path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
-        raise ImageError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
-        raise ImageError(f"{path}: empty file (0 bytes)")
-    return _decode(lambda: Image.open(path), str(path))
+    return open_file(path).decode()
 
 
 def decode_image(data: bytes, name: str) -> Image.Image:
     """Image bytes (a tar member, say) as 8-bit RGB, with `load_image`'s checks and messages."""
-    if not data:
-        raise ImageError(f"{name}: empty file (0 bytes)")
-    return _decode(lambda: Image.open(io.BytesIO(data)), name)
+    return open_encoded(data, name).decode()
