@@ -143,16 +143,28 @@ class OpenedImage:
         self._turned = turned
         self.size: tuple[int, int] = img.size[::-1] if turned else img.size
 
+    @classmethod
+    def of(cls, img: Image.Image, name: str) -> OpenedImage:
+        """An image already decoded (8-bit RGB), as an `OpenedImage` whose `decode` gives it."""
+        opened = cls.__new__(cls)
+        opened.name, opened._img, opened._turned, opened.size = name, img, False, img.size
+        return opened
+
     def decode(self, at_least: tuple[int, int] | None = None) -> Image.Image:
         """The image as 8-bit RGB; with `at_least` (width, height as shown), a JPEG decoded
         only as large as that needs. Raises `ImageError`."""
         img = self._img
-        with _pillow_errors(self.name), img:
-            if at_least is not None and img.format == "JPEG" and img.mode in ("RGB", "L"):
-                w, h = at_least[::-1] if self._turned else at_least
-                img.draft(img.mode, (max(1, w), max(1, h)))
-            img.load()
-            return to_rgb(img)
+        try:
+            with _pillow_errors(self.name), img:
+                if at_least is not None and img.format == "JPEG" and img.mode in ("RGB", "L"):
+                    w, h = at_least[::-1] if self._turned else at_least
+                    img.draft(img.mode, (max(1, w), max(1, h)))
+                img.load()
+                return to_rgb(img)
+        except ImageError:
+            raise
+        except Exception as e:  # Pillow's decoders raise struct.error, IndexError, ... on bad data
+            raise ImageError(f"{self.name}: cannot decode ({type(e).__name__}: {e})") from e
 
 
 def open_file(path: str | Path) -> OpenedImage:

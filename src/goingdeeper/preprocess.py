@@ -121,12 +121,7 @@ class Preprocessing:
         return round(self.pad * crop / self.crop)
 
     def resize_shorter(self, img: Image.Image, size: int | None = None) -> Image.Image:
-        size = self.resize if size is None else size
-        w, h = img.size
-        if w <= h:
-            new = (size, max(1, round(h * size / w)))
-        else:
-            new = (max(1, round(w * size / h)), size)
+        new = shorter_side(img.size, self.resize if size is None else size)
         return img.resize(check_resized(img, new), INTERPOLATIONS[self.interpolation])
 
     @property
@@ -208,6 +203,14 @@ class Preprocessing:
 
     def __call__(self, img: Image.Image) -> Tensor:
         return self.to_tensor(self.crop_image(img))
+
+
+def shorter_side(size: tuple[int, int], shorter: int) -> tuple[int, int]:
+    """(width, height) of an image of `size` resized so its shorter side is `shorter`."""
+    w, h = size
+    if w <= h:
+        return shorter, max(1, round(h * shorter / w))
+    return max(1, round(w * shorter / h)), shorter
 
 
 def add_border(img: Image.Image, pad: int) -> Image.Image:

@@ -207,3 +207,20 @@ class DeviceBatches:
                 yield torch.empty(0), torch.empty(0, dtype=torch.long), skipped
                 continue
             yield self.augment(images), labels[kept].to(self.device), skipped
+
+
+class PixelBatches:
+    """Batches of a loader whose workers hand over 8-bit pixels (`Recipe.pixels`: N x H x W x 3
+    uint8, a quarter of float32's bytes), moved to `device` and normalised there."""
+
+    def __init__(self, loader: DataLoader, preprocessing: Preprocessing, device: torch.device):
+        self.loader, self.preprocessing, self.device = loader, preprocessing, device
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        for x, labels, skipped in self.loader:
+            if x is not None and len(labels):
+                x = self.preprocessing.normalize(x.to(self.device, non_blocking=True))
+            yield x, labels, skipped

@@ -23,7 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, Subset, default_collate
 
 from ..errors import DataError, ImageError
-from ..images import load_image, to_rgb
+from ..images import OpenedImage, load_image, open_file, to_rgb
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +93,23 @@ class ImageDataset(Dataset):
         except Exception as e:  # Pillow's decoders raise struct.error, IndexError, ... on bad files
             raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
 
+    def open(self, i: int) -> OpenedImage:
+        """Sample i opened, its header read and checked, not decoded (`images.OpenedImage`);
+        raises `ImageError`. A source held as arrays gives its image decoded."""
+        if not hasattr(self.reader, "open"):
+            return OpenedImage.of(self.load(i), self.describe(i))
+        try:
+            return self.reader.open(self.samples[i][0])
+        except ImageError:
+            raise
+        except Exception as e:
+            raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
+
     def __getitem__(self, i: int) -> tuple[Any, int] | tuple[None, int, str]:
         label = self.targets[i]
         try:
+            if getattr(self.transform, "takes_opened", False):  # it decodes what it needs
+                return self.transform(self.open(i)), label
             image = self.load(i)
         except ImageError as e:
             return None, label, str(e)
@@ -273,6 +287,9 @@ class FileReader:
     def encoded(self, source: str) -> bytes:
         """The file's bytes, for a decoder of its own (`data.batch_augment`)."""
         return Path(source).read_bytes()
+
+    def open(self, source: str) -> OpenedImage:
+        return open_file(source)
 
 
 class ArrayReader:

@@ -36,7 +36,7 @@ import webdataset as wds
 from PIL import Image
 
 from ..errors import DataError
-from ..images import decode_image, is_image_name
+from ..images import OpenedImage, decode_image, is_image_name
 from .dataset import ImageDataset
 from .tar import TarArchive, TarMember
 
@@ -307,6 +307,9 @@ class ShardReader:
     def encoded(self, sample: ShardSample) -> bytes:
         """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
         return self.archives[sample.shard].read(sample.member)
+
+    def open(self, sample: ShardSample) -> OpenedImage:
+        return self.archives[sample.shard].open(sample.member)
 
 
 def shard_dataset(

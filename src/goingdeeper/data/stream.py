@@ -23,7 +23,7 @@ from pathlib import Path
 from torch.utils.data import IterableDataset, get_worker_info
 
 from ..errors import DataError, ImageError
-from ..images import decode_image
+from ..images import open_encoded
 from .shards import ShardSet, read_manifest, shard_images
 from .tar import TarArchive
 
@@ -165,7 +165,10 @@ class ShardStream(IterableDataset):
         if not self.decode:  # the sample's name instead of its image
             return name, label
         try:
-            image = decode_image(data, name)
+            image = open_encoded(data, name)
+            if getattr(self.transform, "takes_opened", False):  # it decodes what it needs
+                return self.transform(image), label
+            image = image.decode()
         except ImageError as e:
             return None, label, str(e)
         return (self.transform(image) if self.transform is not None else image), label

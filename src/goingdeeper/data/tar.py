@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import DataError
-from ..images import decode_image, is_image_name
+from ..images import OpenedImage, decode_image, is_image_name, open_encoded
 from .dataset import ImageDataset, log_ignored, match_classes, some
 
 # Random access into a gzip stream is slow, so a compressed archive is decompressed once into
@@ -87,6 +87,9 @@ class TarArchive:
     def encoded(self, member: TarMember) -> bytes:
         """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
         return self.read(member)
+
+    def open(self, member: TarMember) -> OpenedImage:
+        return open_encoded(self.read(member), self.describe(member))
 
     def _decompressed(self) -> mmap.mmap:
         if self._data is None:

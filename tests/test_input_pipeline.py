@@ -1,0 +1,183 @@
+"""The CPU input pipeline's economies, each checked against the plain computation it replaces:
+images opened before they are decoded (size as shown, EXIF quarter turns included; JPEGs
+decoded in Pillow's draft mode only as small as the first resize allows), Howard's brightness
+and contrast by lookup table (ImageEnhance's result exactly), and 8-bit batches normalised on
+the device equal to images normalised one by one."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image, ImageEnhance
+from torch.utils.data import DataLoader
+
+from goingdeeper.data import ImageDataset, collate_skip, train_transform
+from goingdeeper.data.batch_augment import PixelBatches
+from goingdeeper.data.transforms import _ENHANCERS, RandomSizedCrop
+from goingdeeper.errors import ImageError
+from goingdeeper.images import OpenedImage, load_image, open_encoded, open_file
+from goingdeeper.registry import model_card
+
+PREPROCESSING = model_card("googlenet").preprocessing
+
+
+def _photos(shared_data: Path, large: bool) -> list[Path]:
+    """Sample photos whose shorter side is at least 448 px (large) or under 448 (not)."""
+    out = []
+    for p in sorted((shared_data / "imagenet-sample").glob("*.JPEG")):
+        with Image.open(p) as img:
+            if (min(img.size) >= 448) == large:
+                out.append(p)
+    return out
+
+
+def _jpeg(size: tuple[int, int], orientation: int | None = None) -> bytes:
+    rng = np.random.default_rng(0)
+    img = Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8))
+    exif = Image.Exif()
+    if orientation is not None:
+        exif[0x0112] = orientation
+    buffer = io.BytesIO()
+    img.save(buffer, "JPEG", quality=90, exif=exif.tobytes())
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("factor", [0.0, 0.37, 0.5, 1.0, 1.23, 1.5, 2.0, 3.7])
+def test_brightness_and_contrast_tables_equal_imageenhance(factor):
+    rng = np.random.default_rng(int(factor * 100))
+    for trial in range(20):
+        pixels = rng.integers(0, 256, (13, 29, 3), dtype=np.uint8)
+        if trial == 0:
+            pixels[...] = 200  # flat: the contrast's mean is the image
+        img = Image.fromarray(pixels)
+        for name, enhancer in (
+            ("brightness", ImageEnhance.Brightness),
+            ("contrast", ImageEnhance.Contrast),
+        ):
+            ours = np.asarray(_ENHANCERS[name](img, factor))
+            reference = np.asarray(enhancer(img).enhance(factor))
+            np.testing.assert_array_equal(ours, reference, err_msg=f"{name} x {factor}")
+
+
+def test_an_opened_image_knows_its_size_as_shown_before_decoding():
+    turned = open_encoded(_jpeg((64, 40), orientation=6), "turned.jpg")  # a quarter turn
+    assert turned.size == (40, 64)
+    assert turned.decode().size == (40, 64)
+    plain = open_encoded(_jpeg((64, 40)), "plain.jpg")
+    assert plain.size == (64, 40)
+
+
+def test_a_jpeg_is_decoded_no_smaller_than_asked_and_in_the_dct_when_it_can_be():
+    data = _jpeg((800, 600))
+    assert open_encoded(data, "a.jpg").decode((400, 300)).size == (400, 300)
+    assert open_encoded(data, "a.jpg").decode((401, 300)).size == (800, 600)
+    assert open_encoded(data, "a.jpg").decode((100, 60)).size == (100, 75)  # 1/8
+    assert open_encoded(data, "a.jpg").decode().size == (800, 600)
+    turned = open_encoded(_jpeg((800, 600), orientation=8), "t.jpg")  # shown 600 x 800
+    assert turned.decode((300, 400)).size == (300, 400)
+    png = io.BytesIO()
+    Image.new("RGB", (800, 600)).save(png, "PNG")  # no draft mode: decoded whole
+    assert open_encoded(png.getvalue(), "a.png").decode((100, 75)).size == (800, 600)
+
+
+def test_a_truncated_jpeg_fails_at_decoding_with_one_line_naming_it():
+    data = _jpeg((300, 200))
+    opened = open_encoded(data[: len(data) // 3], "cut.jpg")  # the header is whole
+    assert opened.size == (300, 200)
+    with pytest.raises(ImageError, match=r"^cut\.jpg: "):
+        opened.decode()
+
+
+def test_crops_of_photos_too_small_for_draft_are_those_of_the_whole_decode(shared_data):
+    """The same draws, the same pixels: decoding only as large as needed changes nothing
+    when nothing can be saved."""
+    transform = train_transform("googlenet", 224, PREPROCESSING)
+    assert transform.takes_opened
+    for photo in _photos(shared_data, large=False)[:12]:
+        torch.manual_seed(3)
+        drafted = transform(open_file(photo))
+        torch.manual_seed(3)
+        whole = transform(load_image(photo))
+        assert torch.equal(drafted, whole), photo.name
+
+
+def test_crops_of_large_photos_are_decoded_smaller_and_look_the_same(shared_data, monkeypatch):
+    """A patch that will shrink by 2 or more is cut from a JPEG decoded at 1/2 (or less) in the
+    DCT: the same patch (same draws), close to the whole decode's."""
+    decoded_sizes = []
+    real_decode = OpenedImage.decode
+
+    def spy(self, at_least=None):
+        img = real_decode(self, at_least)
+        decoded_sizes.append((self.size, img.size))
+        return img
+
+    monkeypatch.setattr(OpenedImage, "decode", spy)
+    crop = RandomSizedCrop(112)  # a small output: most patches can be decoded smaller
+    photos = _photos(shared_data, large=True)[:10]
+    assert len(photos) == 10
+    differences = []
+    for photo in photos:
+        torch.manual_seed(5)
+        drafted = np.asarray(crop(open_file(photo)), dtype=np.float32)
+        torch.manual_seed(5)
+        whole = np.asarray(crop(load_image(photo)), dtype=np.float32)
+        # pixel by pixel, a detailed patch differs by a few levels (the DCT's scaling is not
+        # Pillow's filter; nearest-neighbour samples other pixels); 8 x 8 blocks agree closely
+        differences.append(np.abs(drafted - whole).mean())
+        assert np.abs(_blocks(drafted) - _blocks(whole)).mean() < 3.0, photo.name
+    assert np.median(differences) < 2.0, differences
+    reduced = [shown for shown, got in decoded_sizes if got[0] < shown[0]]
+    assert len(reduced) >= 5, decoded_sizes
+
+
+def _blocks(img: np.ndarray, side: int = 8) -> np.ndarray:
+    h, w, c = img.shape
+    return img.reshape(h // side, side, w // side, side, c).mean(axis=(1, 3))
+
+
+def test_without_draft_the_recipe_takes_decoded_images():
+    assert not train_transform("googlenet", 224, PREPROCESSING, draft=False).takes_opened
+    for recipe in ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"):
+        assert train_transform(recipe, 224, PREPROCESSING).takes_opened, recipe
+
+
+def test_a_broken_file_is_still_skipped_with_its_name(tmp_path, shared_data):
+    good = _photos(shared_data, large=False)[0]
+    broken = tmp_path / "broken.jpg"
+    data = good.read_bytes()
+    broken.write_bytes(data[: len(data) // 4])
+    ds = ImageDataset(
+        [(str(good), 0), (str(broken), 0)], ["x"], train_transform("googlenet", 224, PREPROCESSING)
+    )
+    assert ds[0][0].shape == (3, 224, 224)
+    image, label, message = ds[1]
+    assert image is None and message.startswith(str(broken))
+
+
+def test_eight_bit_batches_normalised_on_the_device_equal_images_normalised_one_by_one(
+    shared_data,
+):
+    photos = [(str(p), i % 3) for i, p in enumerate(_photos(shared_data, large=False)[:10])]
+    floats = ImageDataset(photos, ["a", "b", "c"], train_transform("vgg", 64, PREPROCESSING))
+    pixels_tf = train_transform("googlenet", 64, PREPROCESSING, pixels=True)
+    assert pixels_tf.pixels
+    assert not train_transform("vgg", 64, PREPROCESSING, pixels=True).pixels  # lighting
+    float_tf = train_transform("googlenet", 64, PREPROCESSING)
+    batches = []
+    for tf in (pixels_tf, float_tf):
+        floats.transform = tf
+        torch.manual_seed(11)
+        loader = DataLoader(floats, batch_size=4, collate_fn=collate_skip)
+        if tf.pixels:
+            loader = PixelBatches(loader, PREPROCESSING, torch.device("cpu"))
+        batches.append(list(loader))
+    assert len(batches[0]) == len(batches[1]) == 3
+    for (x8, y8, _), (xf, yf, _) in zip(*batches, strict=True):
+        assert x8.dtype == torch.float32 and x8.shape == xf.shape
+        torch.testing.assert_close(x8, xf, rtol=0, atol=1e-5)
+        assert torch.equal(y8, yf)
