@@ -88,6 +88,31 @@ def test_fast_lrn_gradcheck():
         assert torch.autograd.gradcheck(lrn, x)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_fast_lrn_in_half_precision_stays_finite_and_within_its_rounding(dtype):
+    """Activations of BVLC's 0..255 inputs reach the hundreds: squared, they overflow fp16
+    (max 65504), and summed in bf16 they lose percents. The bracket is computed in float32,
+    so values and gradients (with a loss scale of 1024) stay within the type's own rounding
+    of float32's."""
+    torch.manual_seed(0)
+    x = (torch.randn(2, 16, 9, 9) * 400).relu()
+    eps = torch.finfo(dtype).eps
+    reference = x.clone().requires_grad_(True)
+    (local_response_norm(reference, 5) * 1024).sum().backward()
+    low = x.to(dtype).requires_grad_(True)
+    out = local_response_norm(low, 5)
+    (out.float() * 1024).sum().backward()
+    with torch.no_grad():
+        plain = local_response_norm(x.to(dtype), 5)
+    for got in (out, plain):
+        assert got.dtype == dtype and torch.isfinite(got).all()
+        want = local_response_norm(x, 5)
+        assert ((got.float() - want).abs() <= 4 * eps * want.abs() + 1e-3).all()
+    assert low.grad.dtype == dtype and torch.isfinite(low.grad).all()
+    scale = reference.grad.abs().max()
+    assert (low.grad.float() - reference.grad).abs().max() <= 4 * eps * scale
+
+
 def test_zfnet_switches():
     model = gd.create_model("zfnet", num_classes=5, fc_width=16).eval()
     x = torch.randn(2, 3, 64, 64)

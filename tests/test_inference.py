@@ -77,6 +77,21 @@ def assert_close_logits(got: torch.Tensor, want: torch.Tensor, rel: float = 1e-4
 # --- fused inference form ---------------------------------------------------------------------
 
 
+def test_bf16_inference_keeps_the_lrn_in_the_network_and_the_logits_close():
+    """Our LRN runs in bf16 itself (its bracket in float32): no float32 detour around it, and
+    the logits of a bf16 GoogLeNet stay close to float32's."""
+    model = random_model("googlenet")
+    x = small_input("googlenet")
+    fast = optimize_for_inference(model, dtype=torch.bfloat16)
+    lrns = [m for m in fast.modules() if isinstance(m, nn.LocalResponseNorm)]
+    assert len(lrns) == 2 and all(type(m).__name__ == "LocalResponseNorm" for m in lrns)
+    assert not any(type(m).__name__ == "Float32" for m in fast.modules())
+    with torch.inference_mode():
+        want, got = model(x), fast(x)
+    assert got.dtype == torch.float32
+    assert (got - want).abs().max() <= 0.05 * want.abs().max()
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_fused_equals_plain_for_every_model(name):
     model = random_model(name)

@@ -48,8 +48,9 @@ class InferenceModel(nn.Module):
 
 
 class Float32(nn.Module):
-    """Runs `module` in float32 inside a lower-precision network: PyTorch's CPU LRN (an
-    avg_pool3d underneath) has no bfloat16 kernel."""
+    """Runs `module` in float32 inside a lower-precision network: PyTorch's own CPU LRN (an
+    avg_pool3d underneath) has no bfloat16 kernel, and its fp16 squares overflow. The
+    package's `LocalResponseNorm` needs no such wrapper."""
 
     def __init__(self, module: nn.Module) -> None:
         super().__init__()
@@ -85,7 +86,7 @@ def optimize_for_inference(
         fold_batchnorm(net, example_input(net) if example is None else example)
     if dtype not in (None, torch.float32):
         for name, module in list(net.named_modules()):
-            if isinstance(module, nn.LocalResponseNorm):
+            if type(module) is nn.LocalResponseNorm:  # ours computes in bf16 and fp16 itself
                 parent, _, child = name.rpartition(".")
                 setattr(net.get_submodule(parent) if parent else net, child, Float32(module))
     memory_format = torch.channels_last if channels_last else torch.contiguous_format

@@ -22,6 +22,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
+# d is computed in float32 for these: fp16's squares overflow past |a| = 256, and bf16's 8-bit
+# sums leave errors of a few percent in the output; the output itself keeps the input's type
+_LOW = (torch.float16, torch.bfloat16)
+
 
 def window_sum(x: Tensor, size: int, *, transpose: bool = False) -> Tensor:
     """Sum over channels c - size//2 .. c + (size-1)//2 (zeros outside), for every c.
@@ -56,8 +60,8 @@ def _bracket(x: Tensor, size: int, alpha: float, k: float) -> Tensor:
 class _LRN(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
-        d = _bracket(x, size, alpha, k)
-        scale = _inverse_power(d, beta)
+        d = _bracket(x.float() if x.dtype in _LOW else x, size, alpha, k)
+        scale = _inverse_power(d, beta).to(x.dtype)
         out = x * scale
         ctx.save_for_backward(x, d, scale)
         ctx.params = (size, alpha, beta)
@@ -68,10 +72,13 @@ class _LRN(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, d, scale = ctx.saved_tensors
         size, alpha, beta = ctx.params
+        dtype = grad.dtype
+        if d.dtype != x.dtype:  # fp16: a loss-scaled g times a would overflow it
+            grad, x, scale = grad.float(), x.float(), scale.float()
         # g_j b_j / d_j = g_j a_j d_j^-beta / d_j
         inner = window_sum(grad * x * scale / d, size, transpose=True)
         grad_x = grad * scale - (2.0 * alpha * beta / size) * x * inner
-        return grad_x, None, None, None, None
+        return grad_x.to(dtype), None, None, None, None
 
 
 def local_response_norm(
@@ -82,6 +89,8 @@ def local_response_norm(
         return F.local_response_norm(x, size, alpha, beta, k)
     if torch.is_grad_enabled() and x.requires_grad:
         return _LRN.apply(x, size, alpha, beta, k)
+    if x.dtype in _LOW:
+        return x * _inverse_power(_bracket(x.float(), size, alpha, k), beta).to(x.dtype)
     return x * _inverse_power(_bracket(x, size, alpha, k), beta)
 
 
