@@ -24,8 +24,17 @@ MODULES = [  # `goingdeeper.__main__` is the command itself: running it is test_
     if p.name != "__main__.py"
 ]
 # third-party modules a function may import when it runs: optional extras (ONNX, OpenVINO, timm,
-# NNCF), the optional TensorBoard log, and scikit-learn's slow loader as a fallback
-OPTIONAL = ("onnx", "onnxruntime", "openvino", "nncf", "timm", "torch.utils.tensorboard", "sklearn")
+# NNCF, DALI), the optional TensorBoard log, and scikit-learn's slow loader as a fallback
+OPTIONAL = (
+    "onnx",
+    "onnxruntime",
+    "openvino",
+    "nncf",
+    "timm",
+    "nvidia.dali",
+    "torch.utils.tensorboard",
+    "sklearn",
+)
 
 
 def _functions(tree: ast.AST):

@@ -22,6 +22,7 @@ from ..data import (
 )
 from ..data.batch_augment import BatchAugment, DeviceBatches, EncodedImages, collate_encoded
 from ..data.classes import ClassMap, imagenet_names_of
+from ..data.dali import DaliRecipe, dali_batches, require_dali
 from ..data.dataset import ArrayReader
 from ..data.held import HeldBatches, WholeImageAugment, held
 from ..data.stream import ShardStream
@@ -99,19 +100,26 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
 
 
 def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
-    """Which loader trains (`TrainConfig.loader`), "pil" or "tensor": auto takes the tensor
-    loader on a CUDA device for the recipes it runs, over images stored as files or tar
-    members or held as arrays."""
+    """Which loader trains (`TrainConfig.loader`), "pil", "tensor" or "dali": auto takes the
+    tensor loader on a CUDA device for the recipes it runs, over images stored as files or tar
+    members or held as arrays; dali needs DALI installed and images stored encoded."""
     base = getattr(ds, "dataset", ds)
-    fed = getattr(base, "stores_encoded", False) or isinstance(
-        getattr(base, "reader", None), ArrayReader
-    )
+    stored = getattr(base, "stores_encoded", False)
+    fed = stored or isinstance(getattr(base, "reader", None), ArrayReader)
     if c.loader == "tensor" and not fed:
         raise ConfigError(
             f"loader=tensor cuts batches from images as stored or held in arrays, and {c.data} "
             f"is {'streamed from shards' if isinstance(ds, ShardStream) else 'neither'}; use "
             "loader=pil"
         )
+    if c.loader == "dali":
+        require_dali()  # one line when it is missing, before any work
+        if not stored:
+            raise ConfigError(
+                f"loader=dali decodes images as stored (files, tar members), and {c.data} is "
+                f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held as arrays'}"
+                "; use loader=pil"
+            )
     if c.loader == "auto":
         on_gpu = device is not None and device.type == "cuda"
         return "tensor" if on_gpu and fed and c.recipe in cfg.TENSOR_RECIPES else "pil"
@@ -130,7 +138,7 @@ def make_loader(
     preprocessing: Preprocessing | None = None,
 ):
     """The loader of one epoch: a training loader (`train`) in the order of the run's seed,
-    every process its share; with the tensor loader, batches decoded and augmented on
+    every process its share; with the tensor or DALI loader, batches decoded and augmented on
     `device` (with `preprocessing`)."""
     sampler = None
     if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
@@ -141,8 +149,16 @@ def make_loader(
         )
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
-    if train and loader_kind(c, ds, device) == "tensor":
+    kind = loader_kind(c, ds, device) if train else "pil"
+    if kind == "tensor":
         return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
+    if kind == "dali":
+        recipe = DaliRecipe.of(
+            c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
+        )
+        return dali_batches(
+            ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
+        )
     return DataLoader(
         ds,
         batch_size=batch_size,

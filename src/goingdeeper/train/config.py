@@ -86,8 +86,9 @@ class TrainConfig:
     channels_last: bool = True
     # pil: each image decoded and augmented by a loader worker (Pillow); tensor: workers only
     # read the files, and the batch is decoded and augmented on the training device (nvJPEG
-    # and the GPU on a GPU; the googlenet recipe); auto: tensor on a CUDA device when the
-    # recipe and the data allow it, else pil
+    # and the GPU on a GPU; the googlenet recipe); dali: the same in an NVIDIA DALI pipeline
+    # (pip install 'goingdeeper[dali]'; googlenet and simple recipes, images stored encoded);
+    # auto: tensor on a CUDA device when the recipe and the data allow it, else pil
     loader: str = "auto"
     compile: bool = False  # torch.compile the training step
     workers: int = 2
@@ -239,13 +240,14 @@ LIMITS = {
 }
 
 TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
+DALI_RECIPES = ("googlenet", "simple")  # those data/dali.py's pipeline runs (its DALI_RECIPES)
 CHOICES = {
     "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
     "optimizer": ("sgd", "adamw"),
     "lr_schedule": ("step", "cosine", "constant", "plateau"),
     "polyak_average": ("ema", "uniform"),
     "amp": ("none", "bf16", "fp16"),
-    "loader": ("auto", "pil", "tensor"),
+    "loader": ("auto", "pil", "tensor", "dali"),
 }
 
 
@@ -286,6 +288,12 @@ def validate(c: TrainConfig) -> None:
         raise ConfigError(
             f"loader=tensor runs the {' and '.join(TENSOR_RECIPES)} recipes on the device; "
             f"recipe {c.recipe!r} runs in the loader workers (loader=pil)"
+        )
+    if c.loader == "dali" and (c.recipe not in DALI_RECIPES or c.pca_lighting):
+        what = "PCA lighting" if c.recipe in DALI_RECIPES else f"recipe {c.recipe!r}"
+        raise ConfigError(
+            f"loader=dali runs the {' and '.join(DALI_RECIPES)} recipes in its pipeline, "
+            f"without PCA lighting; {what} runs in the loader workers (loader=pil)"
         )
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
