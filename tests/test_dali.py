@@ -14,12 +14,20 @@ import sys
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
 from torch.utils.data import DistributedSampler, Subset
 
 from goingdeeper.cli import main
 from goingdeeper.data import dali
-from goingdeeper.data.dali import MISSING, DaliBatches, DaliRecipe, _screen, dali_batches
+from goingdeeper.data.dali import (
+    MISSING,
+    DaliBatches,
+    DaliRecipe,
+    _screen,
+    dali_batches,
+    photometric,
+    require_dali,
+)
 from goingdeeper.data.dataset import ImageDataset
 from goingdeeper.errors import ConfigError, DataError
 from goingdeeper.images import decode_image, image_pixel_limit
@@ -123,6 +131,35 @@ def test_photometric_brightness_spans_half_to_one_and_a_half(tmp_path):
     level = pixels.flatten(1)
     assert torch.equal(level.min(1).values, level.max(1).values)  # each image uniform grey
     assert level.min() >= 64 and level.max() <= 192 and level.min() < 80 and level.max() > 176
+
+
+def test_the_distortions_compute_what_pillow_computes(shared_data):
+    """Howard's contrast, brightness and colour with given factors, against Pillow's
+    `ImageEnhance` in the same order: within a level, as DALI's grey (the base of colour)
+    rounds a level off Pillow's on some pixels; contrast and brightness alone to the bit."""
+    dali = require_dali()
+    photos = [
+        decode_image(p.read_bytes(), str(p)).resize((48, 40)) for p in _photos(shared_data, 6)
+    ]
+    factors = [(0.5, 1.5, 0.7), (1.5, 0.5, 1.3), (1.2, 1.2, 0.5), (0.8, 0.9, 1.5), (1, 1, 1)]
+    factors.append((1.4, 1.3, 1.0))  # no colour change: contrast and brightness exactly
+    pipe = dali.Pipeline(
+        batch_size=6, num_threads=1, device_id=None, exec_async=False, exec_pipelined=False
+    )
+    with pipe:
+        images = dali.fn.external_source(name="images", batch=True, layout="HWC")
+        c, b, s = (dali.fn.external_source(name=name, batch=True) for name in "cbs")
+        pipe.set_outputs(photometric(dali, images, c, b, s))
+    pipe.build()
+    pipe.feed_input("images", [np.array(p) for p in photos])
+    for k, name in enumerate("cbs"):
+        pipe.feed_input(name, [np.float32(f[k]) for f in factors])
+    (out,) = pipe.run()
+    for i, (photo, (c, b, s)) in enumerate(zip(photos, factors, strict=True)):
+        enhanced = ImageEnhance.Brightness(ImageEnhance.Contrast(photo).enhance(c)).enhance(b)
+        enhanced = ImageEnhance.Color(enhanced).enhance(s)
+        diff = np.abs(np.array(out[i]).astype(int) - np.array(enhanced).astype(int))
+        assert diff.max() <= (0 if s == 1 else 1) and diff.mean() < 0.2, (i, diff.max())
 
 
 def test_a_seed_repeats_its_crops_and_another_seed_does_not(shared_data):

@@ -302,7 +302,10 @@ def build_pipeline(
         else:
             images = _whole(dali, encoded, recipe, "mixed" if on_gpu else "cpu")
         if recipe.photometric:
-            images = _photometric(dali, images, on_gpu)
+            factors = [dali.fn.random.uniform(range=[0.5, 1.5]) for _ in range(3)]
+            if on_gpu:  # the factors join GPU arithmetic
+                factors = [f.gpu() for f in factors]
+            images = photometric(dali, images, *factors)
         if recipe.flip:
             coin = dali.fn.random.coin_flip(probability=0.5)
             images = dali.fn.flip(images, horizontal=coin)
@@ -339,23 +342,20 @@ def _whole(dali, encoded, recipe: DaliRecipe, decoder: str):
     return images
 
 
-def _photometric(dali, images, on_gpu: bool):
-    """Howard's contrast, brightness and colour, in that order, each by a factor uniform in
-    [0.5, 1.5], as Pillow's `ImageEnhance` computes them: a blend with the mean grey (rounded),
-    with black, with the grey image (Pillow's luma), each result clipped and cut to 8 bits."""
-    fn, m = dali.fn, dali.math
-    factors = [fn.random.uniform(range=[0.5, 1.5]) for _ in range(3)]
-    if on_gpu:  # the factors join GPU arithmetic
-        factors = [f.gpu() for f in factors]
-    contrast, brightness, colour = factors
+def photometric(dali, images, contrast, brightness, colour):
+    """Howard's contrast, brightness and colour, in that order, on a batch of H x W x 3 uint8
+    images (DALI nodes; the factors: one per image), as Pillow's `ImageEnhance` computes them:
+    a blend with the mean grey (rounded), with black, with the grey image (Pillow's luma), each
+    result clipped and cut to 8 bits. Contrast and brightness are one expression (one pass)."""
+    fn, m, types = dali.fn, dali.math, dali.types
 
     def grey(x):  # H x W x 1, Pillow's convert("L")
-        return fn.color_space_conversion(x, image_type=dali.types.RGB, output_type=dali.types.GRAY)
+        return fn.color_space_conversion(x, image_type=types.RGB, output_type=types.GRAY)
 
-    def blend(base, x, factor):
-        return fn.cast(m.floor(m.clamp(base + factor * (x - base), 0, 255)), dtype=dali.types.UINT8)
+    def cut(x):  # Pillow's 8 bits: clipped, then truncated
+        return m.floor(m.clamp(x, 0, 255))
 
     mean = m.floor(fn.reductions.mean(grey(images)) + 0.5)
-    images = blend(mean, images, contrast)
-    images = fn.cast(m.floor(m.clamp(brightness * images, 0, 255)), dtype=dali.types.UINT8)
-    return blend(fn.cast(grey(images), dtype=dali.types.FLOAT), images, colour)
+    images = fn.cast(cut(brightness * cut(mean + contrast * (images - mean))), dtype=types.UINT8)
+    base = fn.cast(grey(images), dtype=types.FLOAT)  # uint8 - uint8 would wrap
+    return fn.cast(cut(base + colour * (images - base)), dtype=types.UINT8)
