@@ -8,7 +8,9 @@ Section 6 of the paper (Szegedy et al. 2014, arXiv:1409.4842) as the PIL recipe 
 (`transforms.train_transform("googlenet")`), and where DALI departs from it:
 
 - crops: `decoders.image_random_crop`, 8%..100% of the area, aspect ratio 3/4..4/3, 10
-  attempts; DALI's own fallback when none fits (not `RandomSizedCrop`'s central patch).
+  attempts, as DALI draws them: the ratio log-uniform (the PIL recipe's is uniform), and when
+  no attempt fits, the largest patch the ratio allows at a random place (the PIL recipe's is
+  central).
 - interpolation: one drawn per image with equal probability, as `resize` takes a filter per
   sample. Bilinear, cubic and nearest are DALI's linear, cubic and nearest filters (antialiased
   when shrinking, as Pillow's are). DALI has no box filter ("area"); its Gaussian filter is the
@@ -17,8 +19,8 @@ Section 6 of the paper (Szegedy et al. 2014, arXiv:1409.4842) as the PIL recipe 
 - Howard's photometric distortions (arXiv:1312.5402, section 2.1): contrast, brightness and
   colour, each by a factor uniform in [0.5, 1.5], computed as Pillow's `ImageEnhance` computes
   them (contrast blends with the mean grey, colour with the grey image, each result clipped
-  and cut to 8 bits), but in one fixed order, Howard's (contrast, brightness, colour), where
-  the PIL recipe draws a random order for each image.
+  and cut to 8 bits; to the bit, colour within a level), but in one fixed order, Howard's
+  (contrast, brightness, colour), where the PIL recipe draws a random order for each image.
 - flips: horizontal with probability 1/2 (`flip`).
 
 The `simple` recipe (whole image resized to size x size in the weights' interpolation, the
@@ -27,7 +29,8 @@ a run repeats under its seed. JPEGs go to DALI as stored; any other image, or a 
 (no end marker), is decoded by Pillow as every reader of the package decodes it and passed on
 uncompressed, as the tensor loader does. A JPEG DALI still cannot decode fails its batch: the
 batch is then decoded image by image with Pillow, the unreadable images are skipped and named,
-and the rest runs again.
+and the rest runs again. Each batch runs when the loop asks for it, and its output is ready on
+the host before it is copied (on a GPU, device to device) into the batch the model takes.
 """
 
 from __future__ import annotations
