@@ -7,8 +7,10 @@ limit, written as soon as it finishes (a row that runs out of time is written as
   and with its Inception 1x1s fused, and our faithful `googlenet`, eager and `torch.compile`d;
 - infer: inference at batch 256 (fp16, channels-last) of torchvision's `googlenet` and ours,
   eager, compiled, and captured in a CUDA graph;
+- infer bf16: our `googlenet` (fused) in bf16 beside fp16, at the run's batch and at 32;
 - pipeline: the input pipeline alone (JPEG bytes -> augmented batch on the GPU,
-  `data.batch_augment`), beside the training step's images/s.
+  `data.batch_augment`), beside the training step's images/s; and the Pillow loader (a
+  worker per CPU core, draft decoding, 8-bit batches normalised on the GPU).
 
     bash benchmarks/gpu.sh                       # on the GPU machine, at most 8 minutes
     PYTHONPATH=src python benchmarks/gpu.py --device cpu --quick   # the same code on a CPU
@@ -22,13 +24,16 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing as mp
+import os
 import statistics
 import time
 from pathlib import Path
 
 import torch
+from torch.utils.data import DataLoader
 
-from goingdeeper.data.batch_augment import BatchAugment, decode_batch
+from goingdeeper.data import ImageDataset, collate_skip, train_transform
+from goingdeeper.data.batch_augment import BatchAugment, PixelBatches, decode_batch
 from goingdeeper.registry import model_card
 from goingdeeper.train import TrainStep
 from train_throughput import TorchvisionRecord, build
@@ -100,13 +105,15 @@ def infer_row(name: str, how: str, device: torch.device, batch: int, quick: bool
     elif hasattr(model, "aux1"):
         model.aux_logits, model.aux1, model.aux2 = False, None, None
     dtype = torch.float16 if device.type == "cuda" else torch.float32
+    if how.endswith("bf16"):
+        dtype = torch.bfloat16
     net = model.eval().to(device, dtype).to(memory_format=torch.channels_last)
     x = torch.randn(batch, 3, 224, 224, device=device, dtype=dtype).contiguous(
         memory_format=torch.channels_last
     )
-    if how == "compile":
+    if how.startswith("compile"):
         net = torch.compile(net, mode="max-autotune-no-cudagraphs")
-    if how == "cuda graph":
+    if how.startswith("cuda graph"):
         graph = _captured(net, x)
         return _median_rate(graph.replay, batch, 3 if quick else 20, device)
 
@@ -145,6 +152,30 @@ def pipeline_row(device: torch.device, batch: int, quick: bool) -> dict:
     return rate | {"photos": len(files)}
 
 
+def pipeline_pil_row(device: torch.device, batch: int, quick: bool) -> dict:
+    """The Pillow loader (a DataLoader worker per CPU core, draft decoding, 8-bit batches
+    normalised on `device`): what feeds a run whose data the tensor loader cannot take."""
+    files = sorted(PHOTOS.glob("*.JPEG"))
+    if not files:
+        raise SystemExit(f"{PHOTOS}: no photos; run `bash benchmarks/gpu_files.sh` first")
+    preprocessing = model_card("googlenet").preprocessing
+    transform = train_transform("googlenet", 224, preprocessing, pixels=True)
+    samples = [(str(f), 0) for f in files] * max(1, (4 * batch) // len(files))
+    ds = ImageDataset(samples, ["x"], transform)
+    workers = os.cpu_count() or 1
+    loader = DataLoader(
+        ds, batch_size=batch, num_workers=workers, collate_fn=collate_skip, persistent_workers=True
+    )
+    batches = PixelBatches(loader, preprocessing, device)
+
+    def epoch() -> None:
+        for x, _, _ in batches:
+            x.sum().item()
+
+    rate = _median_rate(epoch, len(samples), 2 if quick else 3, device)
+    return rate | {"photos": len(files), "workers": workers}
+
+
 def _child(job: dict, queue) -> None:
     try:
         device = torch.device(job["device"])
@@ -157,6 +188,8 @@ def _child(job: dict, queue) -> None:
             )
         elif kind == "infer":
             result = infer_row(job["model"], job["how"], device, job["batch"], job["quick"])
+        elif job.get("how") == "pil":
+            result = pipeline_pil_row(device, job["batch"], job["quick"])
         else:
             result = pipeline_row(device, job["batch"], job["quick"])
         queue.put({"status": "ok", **result})
@@ -188,13 +221,23 @@ def jobs(device: str, batch: int, quick: bool) -> list[dict]:
     rows += [{"kind": "train", "model": m, "how": "eager", **common} for m in TRAIN_MODELS]
     for how in ("eager", *graphs):
         rows += [{"kind": "infer", "model": m, "how": how, **common} for m in INFER_MODELS]
+    # bf16 beside fp16, at the full batch and at 32 (where a dtype's overheads would show)
+    rows.append({"kind": "infer", "model": "googlenet+fused", "how": "eager bf16", **common})
+    for how in ("eager", "eager bf16"):
+        rows.append(
+            {"kind": "infer", "model": "googlenet+fused", "how": how, **common, "batch": 32}
+        )
+    rows.append({"kind": "pipeline", "how": "pil", **common})
     rows += [{"kind": "train", "model": m, "how": "compile", **common} for m in TRAIN_MODELS]
     rows += [{"kind": "infer", "model": m, "how": "compile", **common} for m in INFER_MODELS]
     return rows
 
 
 def _rate(rows: list[dict], kind: str, model: str | None, how: str | None = None) -> float | None:
+    """The rate of a row at the run's batch size (the first row's)."""
     for r in rows:
+        if r["batch"] != rows[0]["batch"]:
+            continue
         if r["kind"] == kind and r.get("model") == model and r.get("how") == how:
             return r.get("images_per_s")
     return None
@@ -206,8 +249,8 @@ def render(rows: list[dict], meta: dict) -> str:
         "",
         f"`{meta['command']}`, {meta['when']}, torch {meta['torch']}, batch {meta['batch']}",
         "",
-        "| row | model | how | images/s | median s | status |",
-        "|---|---|---|---:|---:|---|",
+        "| row | model | how | batch | images/s | median s | status |",
+        "|---|---|---|---:|---:|---:|---|",
     ]
     for r in rows:
         rate = f"{r['images_per_s']:,.0f}" if "images_per_s" in r else ""
@@ -215,7 +258,7 @@ def render(rows: list[dict], meta: dict) -> str:
         if r["kind"] == "ceiling" and "tflops" in r:
             rate = f"{r['tflops']:.1f} TFLOP/s ({r['dtype']})"
         lines.append(
-            f"| {r['kind']} | {r.get('model', '')} | {r.get('how', '')} | {rate} | "
+            f"| {r['kind']} | {r.get('model', '')} | {r.get('how', '')} | {r['batch']} | {rate} | "
             f"{median} | {r['status']} |"
         )
     lines += ["", "Ratios (targets in brackets):", ""]

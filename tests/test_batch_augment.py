@@ -12,8 +12,8 @@ import torch
 from PIL import Image, ImageEnhance
 
 from goingdeeper.data.batch_augment import BatchAugment, decode_batch, enhance
+from goingdeeper.data.colour import PhotometricDistort
 from goingdeeper.data.transforms import (
-    PhotometricDistort,
     RandomHorizontalFlip,
     RandomSizedCrop,
     ToModelInput,

@@ -44,10 +44,9 @@ from goingdeeper.data import (
     torchvision_dataset,
     train_transform,
 )
+from goingdeeper.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC
 from goingdeeper.data.tar import scan_tar_headers
 from goingdeeper.data.transforms import (
-    IMAGENET_EIGVAL,
-    IMAGENET_EIGVEC,
     RECIPES,
     ToModelInput,
     to_unit_tensor,

@@ -17,7 +17,8 @@ from torch.utils.data import DataLoader
 
 from goingdeeper.data import ImageDataset, collate_skip, train_transform
 from goingdeeper.data.batch_augment import PixelBatches
-from goingdeeper.data.transforms import _ENHANCERS, RandomSizedCrop
+from goingdeeper.data.colour import _ENHANCERS
+from goingdeeper.data.transforms import RandomSizedCrop
 from goingdeeper.errors import ImageError
 from goingdeeper.images import OpenedImage, load_image, open_encoded, open_file
 from goingdeeper.registry import model_card

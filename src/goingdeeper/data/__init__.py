@@ -3,6 +3,7 @@ per source format; bad images are skipped and reported through `collate_skip`.""
 
 from .cifar import cifar_batches
 from .classes import ClassMap, imagenet_class_ids, imagenet_class_names
+from .colour import PCALighting, PhotometricDistort
 from .dataset import (
     ArrayReader,
     FileReader,
@@ -26,8 +27,6 @@ from .transforms import (
     RECIPES,
     WHOLE_IMAGE_RECIPES,
     AffineDistort,
-    PCALighting,
-    PhotometricDistort,
     RandomCrop,
     RandomHorizontalFlip,
     RandomSizedCrop,

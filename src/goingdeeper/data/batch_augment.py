@@ -28,7 +28,8 @@ from torchvision.io import ImageReadMode, decode_jpeg
 from ..errors import DataError, ImageError
 from ..images import decode_image
 from ..preprocess import Preprocessing
-from .transforms import GOOGLENET_INTERPOLATIONS, PhotometricDistort, RandomSizedCrop
+from .colour import PhotometricDistort
+from .transforms import GOOGLENET_INTERPOLATIONS, RandomSizedCrop
 
 # Pillow's resampling filters as tensor interpolation: its nearest neighbour samples pixel
 # centres ("nearest-exact"); its box filter is `_box`.

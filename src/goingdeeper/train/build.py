@@ -36,7 +36,11 @@ from .distributed import Distributed, epoch_seed
 from .engine import lr_factor
 
 
-def build_data(c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed):
+def build_data(
+    c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed, *, pixels: bool = False
+):
+    """The training and test sets and the run's classes; with `pixels`, the training
+    transform ends in 8-bit pixels that the batch is normalised from (`Recipe.pixels`)."""
     train_tf = train_transform(
         c.recipe,
         c.input_size,
@@ -47,6 +51,8 @@ def build_data(c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed)
         pca_lighting=c.pca_lighting,
         scale_jitter=tuple(c.scale_jitter) if c.scale_jitter else None,
         distortion=c.distortion,
+        draft=c.draft_decode,
+        pixels=pixels,
     )
     if c.recipe in WHOLE_IMAGE_RECIPES:  # small images: the whole image, as in training
         eval_tf = train_transform("none", c.input_size, preprocessing)

@@ -91,6 +91,9 @@ class TrainConfig:
     # auto: tensor on a CUDA device when the recipe and the data allow it, else pil
     loader: str = "auto"
     compile: bool = False  # torch.compile the training step
+    # a JPEG decoded at 1/2, 1/4 or 1/8 of its size when the recipe's first resize shrinks it
+    # at least that much (Pillow's draft mode: the DCT scaled, then the usual resize)
+    draft_decode: bool = True
     workers: int = 2
     threads: int = 0  # torch intra-op threads; 0 = torch's default (small models: 1 is faster)
     seed: int = 0
