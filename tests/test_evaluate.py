@@ -698,9 +698,10 @@ def bvlc(shared_data):
 
 @pytest.mark.slow
 def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
-    """BVLC GoogLeNet on the first 100 imagenet-sample photos: 10 crops (AlexNet's protocol,
-    Table 3's second row) must not lose against 1 crop by more than one image in top-5."""
-    samples = labelled_images(shared_data / "imagenet-sample").samples[:100]
+    """BVLC GoogLeNet on 60 imagenet-sample photos (every 16th class): 10 crops (AlexNet's
+    protocol, Table 3's second row) must not lose against 1 crop by more than one image in
+    top-5."""
+    samples = labelled_images(shared_data / "imagenet-sample").samples[::16][:60]
     one = evaluate([bvlc], samples, "1", keep_scores=True)
     ten = evaluate([bvlc], samples, "10")
     # the 1-view path is the weights' own transform, fed to the model directly
@@ -709,11 +710,11 @@ def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
     with torch.inference_mode():
         torch.testing.assert_close(one["scores"][:8], model(x).softmax(1), rtol=0, atol=1e-5)
     print(
-        f"1 crop: top-1 {one['correct_top1']}/100, top-5 {one['correct_top5']}/100; "
-        f"10 crops: top-1 {ten['correct_top1']}/100, top-5 {ten['correct_top5']}/100"
+        f"1 crop: top-1 {one['correct_top1']}/60, top-5 {one['correct_top5']}/60; "
+        f"10 crops: top-1 {ten['correct_top1']}/60, top-5 {ten['correct_top5']}/60"
     )
-    assert one["skipped"] == ten["skipped"] == 0 and one["images"] == ten["images"] == 100
-    assert one["correct_top1"] >= 65 and one["correct_top5"] >= 85
+    assert one["skipped"] == ten["skipped"] == 0 and one["images"] == ten["images"] == 60
+    assert one["correct_top1"] >= 39 and one["correct_top5"] >= 51
     assert ten["correct_top5"] >= one["correct_top5"] - 1
     assert ten["correct_top1"] >= one["correct_top1"] - 3
 

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 import goingdeeper as gd
+from goingdeeper.data import labelled_images
 from goingdeeper.errors import WeightsError
 from goingdeeper.images import load_image
 from goingdeeper.weights import (
@@ -179,17 +180,20 @@ def test_bvlc_blob_folder_equals_caffemodel(shared_data, tmp_path):
 
 @pytest.mark.slow
 def test_bvlc_accuracy_on_real_photos(shared_data):
-    """BVLC GoogLeNet, shorter side 256, center crop 224, on 1,000 ImageNet photos."""
+    """BVLC GoogLeNet, shorter side 256, center crop 224, on every other one of the 1,000
+    ImageNet sample photos (one per class), each labelled by the WordNet id in its name.
+    The whole sample's figures are benchmarks/results/eval_imagenet_sample.md's."""
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
-    files = sorted((shared_data / "imagenet-sample").glob("*.JPEG"))
-    assert len(files) == 1000
+    samples = labelled_images(shared_data / "imagenet-sample").samples
+    assert len(samples) == 1000
+    samples = samples[::2]
     top1 = top5 = 0
-    for start in range(0, len(files), 50):
-        batch = files[start : start + 50]
-        x = torch.stack([card.preprocessing(load_image(f)) for f in batch])
+    for start in range(0, len(samples), 50):
+        batch = samples[start : start + 50]
+        x = torch.stack([card.preprocessing(load_image(f)) for f, _ in batch])
         with torch.inference_mode():
             top = model(x).topk(5, dim=1).indices
-        labels = torch.arange(start, start + len(batch))
+        labels = torch.tensor([label for _, label in batch])
         top1 += (top[:, 0] == labels).sum().item()
         top5 += (top == labels[:, None]).any(1).sum().item()
-    assert top1 >= 740 and top5 >= 920, (top1, top5)
+    assert top1 >= 365 and top5 >= 455, (top1, top5)  # measured: 377 and 461
