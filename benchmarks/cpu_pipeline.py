@@ -1,5 +1,5 @@
 """The CPU input pipeline per core: GoogLeNet's training recipe from JPEG files to the batch the
-training step takes, before and after draft decoding and table-lookup photometric distortions.
+training step takes, before and after draft decoding.
 
     python benchmarks/cpu_pipeline.py [--before 4641d1f] [--repeats 5] [--photos 400]
 
