@@ -6,6 +6,9 @@ counts and the training record included, are in test_models.py."""
 
 from __future__ import annotations
 
+import copy
+from functools import partial
+
 import pytest
 import torch
 from torch import nn
@@ -20,7 +23,7 @@ from goingdeeper.models.googlenet import (
     feature_sizes,
     googlenet_loss,
 )
-from goingdeeper.models.inception import Inception
+from goingdeeper.models.inception import ConvReLU, Inception
 from goingdeeper.registry import build_model
 
 GOOGLENETS = ["googlenet", "googlenet_bn", "googlenet_torchvision", "googlenet_naive"]
@@ -255,3 +258,81 @@ def test_a_fully_connected_head_reads_the_whole_map_and_generalises_the_average(
     assert fc.fc.in_features == 1024 * 49 and fc.fc.out_features == 10
     with pytest.raises(ModelArgumentError, match="head must be 'avg' \\(paper\\) or 'fc'"):
         build_model("googlenet", head="max")
+
+
+def _relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The largest difference as a share of the largest value (float rounding: ~1e-7)."""
+    return ((a - b).abs().max() / b.abs().max()).item()
+
+
+def _inception_pair(batch_norm: bool) -> tuple[Inception, Inception]:
+    conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=1e-3, bias=not batch_norm)
+    fused = Inception(192, 64, 96, 128, 16, 32, 32, conv=conv).train()
+    plain = copy.deepcopy(fused)
+    plain.fuse_1x1 = False
+    return fused, plain
+
+
+@pytest.mark.parametrize("batch_norm", [False, True])
+def test_training_runs_the_three_1x1s_as_one_convolution_with_the_same_result(batch_norm):
+    """In training, an Inception module's 1x1 branch and its two reductions read the input in
+    one convolution of their stacked filters; outputs and every gradient (input, weights,
+    BatchNorm) equal the three separate convolutions' to float rounding, and the parameters
+    stay the three modules' own."""
+    fused, plain = _inception_pair(batch_norm)
+    assert fused._fusable()
+    x0, g = torch.randn(4, 192, 14, 14).relu(), torch.randn(4, 256, 14, 14)
+    for module in (fused, plain):
+        x = x0.clone().requires_grad_(True)
+        (module(x) * g).sum().backward()
+        module.input_grad = x.grad
+    assert _relative_error(fused.input_grad, plain.input_grad) < 1e-5
+    assert [n for n, _ in fused.named_parameters()] == [n for n, _ in plain.named_parameters()]
+    for (name, a), b in zip(fused.named_parameters(), plain.parameters(), strict=True):
+        assert _relative_error(a.grad, b.grad) < 1e-5, name
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x0), plain(x0), rtol=1e-5, atol=1e-6)
+
+
+def test_the_1x1s_run_one_by_one_in_evaluation_and_under_hooks():
+    """Hooks see each 1x1 run: in evaluation always, in training whenever one is hooked."""
+    fused, _ = _inception_pair(batch_norm=True)
+    seen = []
+    handle = fused.branch3x3.reduce.register_forward_hook(lambda *_: seen.append(1))
+    x = torch.randn(2, 192, 8, 8)
+    assert not fused._fusable()
+    fused(x)
+    assert seen == [1]
+    handle.remove()
+    assert fused._fusable()
+    fused(x)
+    assert seen == [1]  # fused: the module itself did not run
+    calls = []
+    fused.branch1x1.register_forward_pre_hook(lambda *_: calls.append(1))
+    fused.eval()(x)
+    assert calls == [1]
+    naive = Inception(16, 8, 4, 8, 4, 8, 8, naive=True)
+    assert not naive._fusable()
+
+
+def test_googlenet_trains_fused_by_default_to_the_same_losses():
+    """A whole GoogLeNet (BVLC layout: biases, no BatchNorm) in training: the same outputs
+    and weight gradients with the fusion on and off (no max-pool tie is near enough to flip)."""
+    torch.manual_seed(0)
+    model = gd.create_model("googlenet", num_classes=10, dropout=0.0, aux_dropout=0.0).train()
+    plain = copy.deepcopy(model)
+    for m in plain.modules():
+        if isinstance(m, Inception):
+            m.fuse_1x1 = False
+    assert all(m.fuse_1x1 for m in model.modules() if isinstance(m, Inception))
+    x, w = torch.randn(2, 3, 224, 224), torch.randn(2, 10)
+    outs = []
+    for m in (model, plain):
+        out = m(x)
+        (out[0] * w).sum().backward()
+        outs.append(out)
+    for a, b in zip(outs[0], outs[1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+    for (name, a), b in zip(model.named_parameters(), plain.parameters(), strict=True):
+        if b.grad is not None:
+            assert _relative_error(a.grad, b.grad) < 1e-4, name

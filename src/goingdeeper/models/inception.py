@@ -12,6 +12,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelArgumentError
@@ -87,6 +88,10 @@ class Inception(nn.Module):
 
     summary_type = "inception"
     concatenates_branches = True  # its children read its input, concatenated on channels
+    # in training, the three 1x1s on the input run as one convolution (`_fused_1x1`; exact, and
+    # one pass over the input instead of three); in evaluation each runs as its own module, so
+    # that every hook sees it (`inference.fuse_inception_1x1` stores them fused for deployment)
+    fuse_1x1 = True
 
     def __init__(
         self,
@@ -149,8 +154,40 @@ class Inception(nn.Module):
         return dict(zip(names, self.widths, strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x), self.branch_pool(x)]
-        return torch.cat(branches, 1)
+        if self.training and self.fuse_1x1 and self._fusable():
+            y1x1, y3x3, y5x5 = self._fused_1x1(x)
+            branches = [y1x1, self.branch3x3.conv(y3x3), self.branch5x5.conv(y5x5)]
+        else:
+            branches = [self.branch1x1(x), self.branch3x3(x), self.branch5x5(x)]
+        return torch.cat([*branches, self.branch_pool(x)], 1)
+
+    def _heads(self) -> tuple[nn.Module, ...]:
+        return self.branch1x1, self.branch3x3.reduce, self.branch5x5.reduce
+
+    def _fusable(self) -> bool:
+        """Whether the three 1x1s on the input can run as one: Fig. 2(b)'s layout, plain
+        `ConvReLU`s, and no hook that expects to see each of them run."""
+        if self.widths[1] is None or self.widths[3] is None:
+            return False
+        heads = self._heads()
+        if not all(type(h) is ConvReLU for h in heads):
+            return False
+        parts = [m for h in heads for m in h.modules()]
+        return not any(m._forward_hooks or m._forward_pre_hooks for m in parts)
+
+    def _fused_1x1(self, x: Tensor) -> list[Tensor]:
+        """The 1x1 branch and the two reductions from one convolution whose filters are theirs
+        stacked (taken afresh at each call, so they stay three sets of parameters), split by
+        channel, each through its own BatchNorm and ReLU: the same arithmetic, one pass."""
+        heads = self._heads()
+        convs = [h.conv for h in heads]
+        weight = torch.cat([c.weight for c in convs])
+        has_bias = all(c.bias is not None for c in convs)
+        bias = torch.cat([c.bias for c in convs]) if has_bias else None
+        parts = F.conv2d(x, weight, bias).split([c.out_channels for c in convs], 1)
+        return [
+            torch.relu(p if h.bn is None else h.bn(p)) for h, p in zip(heads, parts, strict=True)
+        ]
 
 
 class InceptionAux(nn.Module):
