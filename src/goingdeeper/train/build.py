@@ -174,7 +174,8 @@ def make_loader(
         collate_fn=collate_skip,
         generator=generator,
         persistent_workers=False,
-        pin_memory=False,
+        # to a GPU from page-locked memory: the copy can overlap the step (non_blocking)
+        pin_memory=device is not None and device.type == "cuda",
         drop_last=False,
     )
 
