@@ -165,6 +165,21 @@ def test_a_tensor_loader_the_recipe_cannot_run_is_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
+def test_loader_and_compile_are_options_of_train(monkeypatch, capsys):
+    from goingdeeper.cli import main
+    from goingdeeper.cli import train as train_command
+
+    seen = []
+    monkeypatch.setattr(train_command, "fit", lambda config, **_: seen.append(config) or {})
+    assert main(["train", "--loader", "pil", "--compile"]) == 0
+    assert main(["train"]) == 0
+    assert (seen[0].loader, seen[0].compile) == ("pil", True)
+    assert (seen[1].loader, seen[1].compile) == ("auto", False)
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--loader", "fast"])
+    assert stop.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
+
+
 def _tiny_run(tmp_path, data: str, loader: str, name: str, *extra: str) -> dict:
     argv = ["train", "--preset", "mnist-lenet5", "--data", data]
     settings = ("recipe=simple", "limit_test=64", f"loader={loader}", *extra)

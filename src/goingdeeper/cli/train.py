@@ -42,6 +42,15 @@ def add_parser(sub) -> None:
     p.add_argument("--amp", choices=["none", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
     p.add_argument("--workers", type=int)
+    p.add_argument(
+        "--loader",
+        choices=cfg.CHOICES["loader"],
+        help="who decodes and augments: auto (tensor on a GPU where it can, else pil), pil "
+        "(Pillow in the workers), tensor (the batch on the device), dali (NVIDIA DALI)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", default=None, help="torch.compile the training step"
+    )
     p.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     p.add_argument(
         "--overwrite", action="store_true", help="replace the run OUT holds (its files deleted)"
@@ -63,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "workers": args.workers,
         "input_size": args.input_size,
+        "loader": args.loader,
+        "compile": args.compile,
     }
     config = cfg.resolve(args.preset, args.config, args.set, **direct)
     result = fit(
