@@ -10,7 +10,8 @@ limit, written as soon as it finishes (a row that runs out of time is written as
 - infer bf16: our `googlenet` (fused) in bf16 beside fp16, at the run's batch and at 32;
 - pipeline: the input pipeline alone (JPEG bytes -> augmented batch on the GPU,
   `data.batch_augment`), beside the training step's images/s; and the Pillow loader (a
-  worker per CPU core, draft decoding, 8-bit batches normalised on the GPU).
+  worker per CPU core, draft decoding, 8-bit batches normalised on the GPU), and the DALI
+  loader where DALI is installed.
 
     bash benchmarks/gpu.sh                       # on the GPU machine, at most 8 minutes
     PYTHONPATH=src python benchmarks/gpu.py --device cpu --quick   # the same code on a CPU
@@ -34,6 +35,7 @@ from torch.utils.data import DataLoader
 
 from goingdeeper.data import ImageDataset, collate_skip, train_transform
 from goingdeeper.data.batch_augment import BatchAugment, PixelBatches, decode_batch
+from goingdeeper.data.dali import DaliRecipe, dali_batches
 from goingdeeper.registry import model_card
 from goingdeeper.train import TrainStep
 from train_throughput import TorchvisionRecord, build
@@ -176,6 +178,28 @@ def pipeline_pil_row(device: torch.device, batch: int, quick: bool) -> dict:
     return rate | {"photos": len(files), "workers": workers}
 
 
+def pipeline_dali_row(device: torch.device, batch: int, quick: bool) -> dict:
+    """The DALI loader (`loader=dali`: "mixed" decoding on the GPU), where DALI is installed;
+    a row that says so where it is not."""
+    files = sorted(PHOTOS.glob("*.JPEG"))
+    if not files:
+        raise SystemExit(f"{PHOTOS}: no photos; run `bash benchmarks/gpu_files.sh` first")
+    preprocessing = model_card("googlenet").preprocessing
+    samples = [(str(f), 0) for f in files] * max(1, (4 * batch) // len(files))
+    ds = ImageDataset(samples, ["x"])
+    recipe = DaliRecipe.of("googlenet", 224, preprocessing)
+    workers = os.cpu_count() or 1
+    generator = torch.Generator().manual_seed(0)
+
+    def epoch() -> None:
+        batches = dali_batches(ds, batch, recipe, None, generator, device, preprocessing, workers)
+        for x, _, _ in batches:
+            x.sum().item()
+
+    rate = _median_rate(epoch, len(samples), 2 if quick else 3, device)
+    return rate | {"photos": len(files), "workers": workers}
+
+
 def _child(job: dict, queue) -> None:
     try:
         device = torch.device(job["device"])
@@ -190,6 +214,8 @@ def _child(job: dict, queue) -> None:
             result = infer_row(job["model"], job["how"], device, job["batch"], job["quick"])
         elif job.get("how") == "pil":
             result = pipeline_pil_row(device, job["batch"], job["quick"])
+        elif job.get("how") == "dali":
+            result = pipeline_dali_row(device, job["batch"], job["quick"])
         else:
             result = pipeline_row(device, job["batch"], job["quick"])
         queue.put({"status": "ok", **result})
@@ -228,6 +254,7 @@ def jobs(device: str, batch: int, quick: bool) -> list[dict]:
             {"kind": "infer", "model": "googlenet+fused", "how": how, **common, "batch": 32}
         )
     rows.append({"kind": "pipeline", "how": "pil", **common})
+    rows.append({"kind": "pipeline", "how": "dali", **common})
     rows += [{"kind": "train", "model": m, "how": "compile", **common} for m in TRAIN_MODELS]
     rows += [{"kind": "infer", "model": m, "how": "compile", **common} for m in INFER_MODELS]
     return rows
