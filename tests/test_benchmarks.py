@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from goingdeeper.cli import main
 
@@ -88,3 +89,57 @@ def test_cli_bench_with_no_matching_path_is_one_line_and_exit_2(capsys):
     assert main(["bench", "--only", "zzzz"]) == 2
     err = capsys.readouterr().err.strip()
     assert "--only zzzz matches no path" in err and len(err.splitlines()) == 1
+
+
+@pytest.fixture
+def gpu_script(monkeypatch, tmp_path, shared_data):
+    """benchmarks/gpu.py with a few sample photos where `gpu_files.sh` would put them."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    gpu = importlib.import_module("gpu")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for photo in sorted((shared_data / "imagenet-sample").glob("*.JPEG"))[:8]:
+        (photos / photo.name).symlink_to(photo)
+    monkeypatch.setattr(gpu, "PHOTOS", photos)
+    return gpu
+
+
+def test_gpu_benchmark_rows_run_on_the_cpu_and_report_like_with_like(gpu_script, tmp_path):
+    """The GPU benchmark's loader rows run (here on the CPU: the same code), a row over its
+    time limit is written as such, and the report's ratios come from rows of the run's batch."""
+    cpu = torch.device("cpu")
+    for row in (gpu_script.pipeline_row, gpu_script.pipeline_pil_row):
+        result = row(cpu, 8, True)
+        assert result["images_per_s"] > 0 and result["photos"] == 8
+    job = {"kind": "ceiling", "device": "cpu", "batch": 8, "quick": False}
+    assert gpu_script.run_job(job, 0.5)["status"] == "over its limit of 0 s"
+    kinds = {(j["kind"], j.get("how"), j["batch"]) for j in gpu_script.jobs("cpu", 256, True)}
+    assert ("infer", "eager bf16", 32) in kinds and ("pipeline", "pil", 256) in kinds
+    rows = [
+        {
+            "kind": "train",
+            "model": m,
+            "how": "eager",
+            "batch": 256,
+            "status": "ok",
+            "images_per_s": rate,
+        }
+        for m, rate in zip(gpu_script.TRAIN_MODELS, (100.0, 120.0, 160.0, 150.0), strict=True)
+    ]
+    rows.append({"kind": "pipeline", "batch": 256, "status": "ok", "images_per_s": 200.0})
+    rows.append(
+        {
+            "kind": "train",
+            "model": "googlenet",
+            "how": "eager",
+            "batch": 32,
+            "status": "ok",
+            "images_per_s": 999.0,
+        }
+    )  # another batch: not compared
+    text = gpu_script.render(
+        rows, {"device_name": "x", "command": "c", "when": "w", "torch": "t", "batch": 256}
+    )
+    assert "train googlenet_torchvision / torchvision googlenet: 1.60x" in text
+    assert "train googlenet / googlenet_torchvision: 0.94x" in text
+    assert "input pipeline / training step (googlenet): 1.33x" in text
