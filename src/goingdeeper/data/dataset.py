@@ -35,7 +35,10 @@ class ImageDataset(Dataset):
     image cannot be used; `message` is one line, "<source>: <what is wrong>". Use
     `collate_skip` as the DataLoader's `collate_fn` to drop such samples and report them.
     The reader is a callable `source -> RGB PIL image` raising `ImageError`, with a
-    `describe(source) -> str`; the default reads image files with `images.load_image`.
+    `describe(source) -> str`; the default reads image files with `images.load_image`. A
+    reader with `open(source)` (files, tar members, shards) gives a transform that declares
+    `takes_opened` the image opened but not decoded (`images.OpenedImage`), so that it decodes
+    no more pixels than it needs.
     """
 
     def __init__(
