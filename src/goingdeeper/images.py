@@ -143,13 +143,6 @@ class OpenedImage:
         self._turned = turned
         self.size: tuple[int, int] = img.size[::-1] if turned else img.size
 
-    @classmethod
-    def of(cls, img: Image.Image, name: str) -> OpenedImage:
-        """An image already decoded (8-bit RGB), as an `OpenedImage` whose `decode` gives it."""
-        opened = cls.__new__(cls)
-        opened.name, opened._img, opened._turned, opened.size = name, img, False, img.size
-        return opened
-
     def decode(self, at_least: tuple[int, int] | None = None) -> Image.Image:
         """The image as 8-bit RGB; with `at_least` (width, height as shown), a JPEG decoded
         only as large as that needs. Raises `ImageError`."""

@@ -97,10 +97,8 @@ class ImageDataset(Dataset):
             raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
 
     def open(self, i: int) -> OpenedImage:
-        """Sample i opened, its header read and checked, not decoded (`images.OpenedImage`);
-        raises `ImageError`. A source held as arrays gives its image decoded."""
-        if not hasattr(self.reader, "open"):
-            return OpenedImage.of(self.load(i), self.describe(i))
+        """Sample i opened, its header read and checked, not decoded (`images.OpenedImage`),
+        from a reader that stores encoded images; raises `ImageError`."""
         try:
             return self.reader.open(self.samples[i][0])
         except ImageError:
@@ -111,8 +109,8 @@ class ImageDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, int] | tuple[None, int, str]:
         label = self.targets[i]
         try:
-            if getattr(self.transform, "takes_opened", False):  # it decodes what it needs
-                return self.transform(self.open(i)), label
+            if getattr(self.transform, "takes_opened", False) and hasattr(self.reader, "open"):
+                return self.transform(self.open(i)), label  # it decodes what it needs
             image = self.load(i)
         except ImageError as e:
             return None, label, str(e)
