@@ -1,11 +1,14 @@
 """The CPU input pipeline's economies, each checked against the plain computation it replaces:
 images opened before they are decoded (size as shown, EXIF quarter turns included; JPEGs
 decoded in Pillow's draft mode only as small as the first resize allows), and 8-bit batches
-normalised on the device equal to images normalised one by one."""
+normalised on the device equal to images normalised one by one; batches made ahead in a
+thread (`Prefetched`) are the loader's own, in its order."""
 
 from __future__ import annotations
 
 import io
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from goingdeeper.data import ImageDataset, collate_skip, train_transform
 from goingdeeper.data.batch_augment import PixelBatches
+from goingdeeper.data.prefetch import Prefetched
 from goingdeeper.data.transforms import RandomSizedCrop
 from goingdeeper.errors import ImageError
 from goingdeeper.images import OpenedImage, load_image, open_encoded, open_file
@@ -163,3 +167,52 @@ def test_eight_bit_batches_normalised_on_the_device_equal_images_normalised_one_
         assert x8.dtype == torch.float32 and x8.shape == xf.shape
         torch.testing.assert_close(x8, xf, rtol=0, atol=1e-5)
         assert torch.equal(y8, yf)
+
+
+class _Batches:
+    """A loader's epoch of batches drawn from its own generator (as the device loaders draw)."""
+
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self):
+        draws = torch.Generator().manual_seed(7)
+        for k in range(self.n):
+            if k == self.fail_at:
+                raise ImageError(f"batch {k}: broken")
+            yield torch.rand(4, 3, generator=draws), torch.full((4,), k), [f"skipped {k}"]
+
+
+def test_prefetched_batches_are_the_loaders_own_in_its_order():
+    plain = list(_Batches(9))
+    torch.manual_seed(0)  # the step's global draws, taken while the thread makes batches
+    ahead = []
+    for batch in Prefetched(_Batches(9), torch.device("cpu")):
+        torch.rand(1000)
+        ahead.append(batch)
+    assert len(Prefetched(_Batches(9), torch.device("cpu"))) == 9 and len(ahead) == 9
+    for (x, y, s), (xa, ya, sa) in zip(plain, ahead, strict=True):
+        assert torch.equal(x, xa) and torch.equal(y, ya) and s == sa
+
+
+def test_an_error_in_the_loader_thread_is_raised_where_its_batch_would_come():
+    seen = []
+    with pytest.raises(ImageError, match="batch 3: broken"):
+        for _, y, _ in Prefetched(_Batches(6, fail_at=3), torch.device("cpu"), depth=1):
+            seen.append(int(y[0]))
+    assert seen == [0, 1, 2]
+
+
+def test_a_reader_that_stops_early_leaves_no_thread_behind():
+    before = threading.active_count()
+    for _ in Prefetched(_Batches(50), torch.device("cpu"), depth=2):
+        break
+    deadline = time.monotonic() + 5
+    while threading.active_count() > before and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert threading.active_count() == before
+    with pytest.raises(ValueError, match="depth"):
+        Prefetched(_Batches(1), torch.device("cpu"), depth=0)

@@ -25,6 +25,7 @@ from ..data.classes import ClassMap, imagenet_names_of
 from ..data.dali import DaliRecipe, dali_batches, require_dali
 from ..data.dataset import ArrayReader
 from ..data.held import HeldBatches, WholeImageAugment, held
+from ..data.prefetch import Prefetched
 from ..data.stream import ShardStream
 from ..errors import ConfigError, DataError
 from ..factory import create_model
@@ -156,15 +157,13 @@ def make_loader(
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
     kind = loader_kind(c, ds, device) if train else "pil"
-    if kind == "tensor":
-        return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
-    if kind == "dali":
-        recipe = DaliRecipe.of(
-            c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
+    if kind in ("tensor", "dali"):
+        batches = _device_batches(
+            kind, ds, batch_size, c, sampler, generator, device, preprocessing
         )
-        return dali_batches(
-            ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
-        )
+        # on a GPU, the next batches are made in a thread while the step runs
+        on_gpu = device is not None and device.type == "cuda"
+        return Prefetched(batches, device) if on_gpu else batches
     return DataLoader(
         ds,
         batch_size=batch_size,
@@ -177,6 +176,18 @@ def make_loader(
         # to a GPU from page-locked memory: the copy can overlap the step (non_blocking)
         pin_memory=device is not None and device.type == "cuda",
         drop_last=False,
+    )
+
+
+def _device_batches(kind, ds, batch_size, c, sampler, generator, device, preprocessing):
+    """The batches of the loaders that work in the training process, on its device."""
+    if kind == "tensor":
+        return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
+    recipe = DaliRecipe.of(
+        c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
+    )
+    return dali_batches(
+        ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
     )
 
 
