@@ -40,7 +40,10 @@ class Prefetched:
     def __iter__(self) -> Iterator[tuple]:
         ready: queue.Queue = queue.Queue(maxsize=self.depth)
         stop = threading.Event()
-        worker = threading.Thread(target=self._fill, args=(ready, stop), daemon=True)
+        # the reader's stream, which what the loader reads (a set held on the device) was
+        # written on: the loader's stream starts after it
+        after = torch.cuda.current_stream(self.device) if self.device.type == "cuda" else None
+        worker = threading.Thread(target=self._fill, args=(ready, stop, after), daemon=True)
         worker.start()
         try:
             while (item := ready.get()) is not _DONE:
@@ -55,8 +58,11 @@ class Prefetched:
                 except queue.Empty:
                     worker.join(timeout=0.05)
 
-    def _fill(self, ready: queue.Queue, stop: threading.Event) -> None:
-        stream = torch.cuda.Stream(self.device) if self.device.type == "cuda" else None
+    def _fill(self, ready: queue.Queue, stop: threading.Event, after) -> None:
+        stream = None
+        if after is not None:
+            stream = torch.cuda.Stream(self.device)
+            stream.wait_stream(after)
         try:
             with torch.cuda.stream(stream) if stream is not None else contextlib.nullcontext():
                 for batch in self.batches:
