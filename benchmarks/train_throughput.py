@@ -28,6 +28,7 @@ import goingdeeper as gd
 from goingdeeper.analysis import training_step_macs
 from goingdeeper.inference import fuse_inception_1x1, sgemm_gmacs
 from goingdeeper.models import GoogLeNetOutputs
+from goingdeeper.models.inception import Inception
 from goingdeeper.train import TrainStep
 
 RESULTS = Path(__file__).parent / "results"
@@ -35,11 +36,17 @@ CONVOLUTION_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward"}
 
 
 def build(name: str) -> torch.nn.Module:
-    """A model by name; "+fused" fuses each Inception module's 1x1 convolutions (exact)."""
+    """A model by name; "+fused" stores each Inception module's 1x1 convolutions as one
+    (`fuse_inception_1x1`, exact); "+unfused" turns off the fusion an Inception module does
+    in its training forward (`Inception.fuse_1x1`), so that each 1x1 runs on its own."""
     if name == "torchvision googlenet":
         return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
     base, _, option = name.partition("+")
     model = gd.create_model(base)
+    if option == "unfused":
+        for module in model.modules():
+            if isinstance(module, Inception):
+                module.fuse_1x1 = False
     return fuse_inception_1x1(model) if option == "fused" else model
 
 
