@@ -143,6 +143,12 @@ class OpenedImage:
         self._turned = turned
         self.size: tuple[int, int] = img.size[::-1] if turned else img.size
 
+    def __enter__(self) -> OpenedImage:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._img.close()  # the file, when only the header was wanted
+
     def decode(self, at_least: tuple[int, int] | None = None) -> Image.Image:
         """The image as 8-bit RGB; with `at_least` (width, height as shown), a JPEG decoded
         only as large as that needs. Raises `ImageError`."""

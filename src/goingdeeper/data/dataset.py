@@ -11,8 +11,9 @@ differ between train and test, an unknown format) are one `DataError` before tra
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -89,21 +90,23 @@ class ImageDataset(Dataset):
 
     def load(self, i: int) -> Image.Image:
         """Sample i as an 8-bit RGB image; raises `ImageError` when it cannot be used."""
-        try:
+        with self._reading(i):
             return self.reader(self.samples[i][0])
-        except ImageError:
-            raise
-        except Exception as e:  # Pillow's decoders raise struct.error, IndexError, ... on bad files
-            raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
 
     def open(self, i: int) -> OpenedImage:
         """Sample i opened, its header read and checked, not decoded (`images.OpenedImage`),
         from a reader that stores encoded images; raises `ImageError`."""
-        try:
+        with self._reading(i):
             return self.reader.open(self.samples[i][0])
+
+    @contextlib.contextmanager
+    def _reading(self, i: int) -> Iterator[None]:
+        """A reader's failure on sample i as an `ImageError` naming it."""
+        try:
+            yield
         except ImageError:
             raise
-        except Exception as e:
+        except Exception as e:  # Pillow's decoders raise struct.error, IndexError, ... on bad files
             raise ImageError(f"{self.describe(i)}: cannot decode ({type(e).__name__}: {e})") from e
 
     def __getitem__(self, i: int) -> tuple[Any, int] | tuple[None, int, str]:

@@ -9,7 +9,6 @@ have one size and fit in `MAX_HELD_BYTES`.
 
 from __future__ import annotations
 
-import io
 import math
 import weakref
 from collections.abc import Sequence
@@ -19,7 +18,6 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch import Tensor
 from torch.utils.data import Subset
 
@@ -111,9 +109,9 @@ def _one_size(base: Any, indices: list[int]) -> tuple[int, int] | None:
     sizes = set()
     for i in indices:
         try:
-            with Image.open(io.BytesIO(base.encoded(i))) as img:
-                sizes.add(img.size)
-        except (OSError, SyntaxError, ValueError):
+            with base.open(i) as opened:  # the size `load` will give (EXIF turns included)
+                sizes.add(opened.size)
+        except ImageError:
             continue  # decoding will say what is wrong with it
     return sizes.pop() if len(sizes) == 1 else None
 

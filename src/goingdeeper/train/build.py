@@ -20,7 +20,13 @@ from ..data import (
     spread,
     train_transform,
 )
-from ..data.batch_augment import BatchAugment, DeviceBatches, EncodedImages, collate_encoded
+from ..data.batch_augment import (
+    BatchAugment,
+    DeviceBatches,
+    EncodedImages,
+    PixelBatches,
+    collate_encoded,
+)
 from ..data.classes import ClassMap, imagenet_names_of
 from ..data.dali import DaliRecipe, dali_batches, require_dali
 from ..data.dataset import ArrayReader
@@ -164,7 +170,7 @@ def make_loader(
         # on a GPU, the next batches are made in a thread while the step runs
         on_gpu = device is not None and device.type == "cuda"
         return Prefetched(batches, device) if on_gpu else batches
-    return DataLoader(
+    loader = DataLoader(
         ds,
         batch_size=batch_size,
         sampler=sampler,
@@ -177,6 +183,10 @@ def make_loader(
         pin_memory=device is not None and device.type == "cuda",
         drop_last=False,
     )
+    transform = getattr(getattr(ds, "dataset", ds), "transform", None)
+    if getattr(transform, "pixels", False):  # 8-bit pixels: normalised on the device
+        return PixelBatches(loader, preprocessing, device)
+    return loader
 
 
 def _device_batches(kind, ds, batch_size, c, sampler, generator, device, preprocessing):

@@ -19,6 +19,7 @@ from typing import Any
 
 import yaml
 
+from ..data.dali import DALI_RECIPES
 from ..errors import ConfigError
 from ..limits import Limit
 
@@ -243,7 +244,6 @@ LIMITS = {
 }
 
 TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
-DALI_RECIPES = ("googlenet", "simple")  # those data/dali.py's pipeline runs (its DALI_RECIPES)
 CHOICES = {
     "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
     "optimizer": ("sgd", "adamw"),

@@ -28,10 +28,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-from torch.utils.data import DataLoader
 
 from ..data import ClassMap, LoadedImages
-from ..data.batch_augment import PixelBatches
 from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
 from ..preprocess import Preprocessing
@@ -303,13 +301,9 @@ def _train_loader(run: Run, epoch: int):
     """The epoch's training batches (decoded and augmented on the run's device with the tensor
     loader)."""
     c, d, device, pre = run.config, run.dist, run.device, run.preprocessing
-    loader = make_loader(
+    return make_loader(
         run.train_ds, run.per_rank, c, d, train=True, epoch=epoch, device=device, preprocessing=pre
     )
-    transform = getattr(getattr(run.train_ds, "dataset", run.train_ds), "transform", None)
-    if isinstance(loader, DataLoader) and getattr(transform, "pixels", False):
-        return PixelBatches(loader, pre, device)
-    return loader
 
 
 def _follow_plateau(run: Run, row: dict) -> None:
