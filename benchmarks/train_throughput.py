@@ -189,7 +189,10 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument(
         "--models",
-        default="torchvision googlenet,googlenet,googlenet_torchvision,googlenet_torchvision+fused",
+        default=(
+            "torchvision googlenet,googlenet,googlenet_torchvision+unfused,"
+            "googlenet_torchvision,googlenet_torchvision+fused"
+        ),
     )
     parser.add_argument(
         "--bf16-repeats", type=int, default=2, help="bf16 autocast has no native support here"
