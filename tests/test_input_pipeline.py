@@ -24,6 +24,9 @@ from goingdeeper.data.transforms import RandomSizedCrop
 from goingdeeper.errors import ImageError
 from goingdeeper.images import OpenedImage, load_image, open_encoded, open_file
 from goingdeeper.registry import model_card
+from goingdeeper.train import config as cfg
+from goingdeeper.train.build import build_data, make_loader
+from goingdeeper.train.distributed import Distributed
 
 PREPROCESSING = model_card("googlenet").preprocessing
 
@@ -216,3 +219,32 @@ def test_a_reader_that_stops_early_leaves_no_thread_behind():
     assert threading.active_count() == before
     with pytest.raises(ValueError, match="depth"):
         Prefetched(_Batches(1), torch.device("cpu"), depth=0)
+
+
+def test_training_data_decodes_in_draft_mode_unless_told_not_to(tmp_path, shared_data):
+    """`draft_decode` reaches the training transform; with a GPU the workers' transform ends
+    in 8-bit pixels and the loader normalises the batch (here asked of the loader directly)."""
+    folder = tmp_path / "photos"
+    for photo in _photos(shared_data, large=False)[:4]:
+        wnid = photo.name.split("_")[0]
+        (folder / "train" / wnid).mkdir(parents=True)
+        (folder / "test" / wnid).mkdir(parents=True)
+        (folder / "train" / wnid / photo.name).symlink_to(photo)
+        (folder / "test" / wnid / photo.name).symlink_to(photo)
+    base = {"data": str(folder), "recipe": "googlenet", "input_size": 64, "workers": 0}
+    for draft in (True, False):
+        c = cfg.from_dict({**base, "draft_decode": draft, "out": str(tmp_path / "run")})
+        train_ds, _, _ = build_data(c, PREPROCESSING, Distributed(), pixels=True)
+        assert train_ds.transform.takes_opened is draft and train_ds.transform.pixels
+        loader = make_loader(
+            train_ds,
+            2,
+            c,
+            Distributed(),
+            train=True,
+            device=torch.device("cpu"),
+            preprocessing=PREPROCESSING,
+        )
+        assert isinstance(loader, PixelBatches)
+        x, y, skipped = next(iter(loader))
+        assert x.dtype == torch.float32 and x.shape == (2, 3, 64, 64) and not skipped
