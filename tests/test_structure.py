@@ -100,15 +100,16 @@ def test_the_registry_is_a_leaf():
         assert ours == allowed, name
 
 
-def test_no_file_over_500_lines_and_no_function_over_60():
+def test_no_file_over_800_lines_and_no_function_over_100():
+    # A tripwire, not a law: past these sizes a file or function usually holds a second concept.
     long_files = {
-        str(p.relative_to(SRC)): n for p in FILES if (n := len(p.read_text().splitlines())) > 500
+        str(p.relative_to(SRC)): n for p in FILES if (n := len(p.read_text().splitlines())) > 800
     }
     long_functions = {
         f"{p.relative_to(SRC)}:{fn.name}": fn.end_lineno - fn.lineno + 1
         for p in FILES
         for fn in _functions(ast.parse(p.read_text()))
-        if fn.end_lineno - fn.lineno + 1 > 60
+        if fn.end_lineno - fn.lineno + 1 > 100
     }
     assert long_files == {} and long_functions == {}
 
