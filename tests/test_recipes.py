@@ -92,6 +92,10 @@ def test_init_from_refuses_what_the_paper_does_not_describe(trained_a, tmp_path)
     other = save_weights(d, WeightsCard("vgg_d", SMALL_HEAD, 10), tmp_path / "d")
     with pytest.raises(ConfigError, match="start from a trained net A, got D"):
         build_model(_config(tmp_path, init_from=str(other)), 10)
+    missing = _config(tmp_path / "run", init_from=str(tmp_path / "a.safetensors"))
+    with pytest.raises(ConfigError, match="no such weights file; train that net first"):
+        fit(missing)
+    assert not (tmp_path / "run").exists()  # refused before the run folder is made
     with pytest.raises(ConfigError, match="init_from and init_weights exclude each other"):
         cfg.resolve("vgg_256", overrides=[f"init_weights={other}"])
 

@@ -4,7 +4,8 @@ field by field, saved beside every run.
 The presets live in `presets/*.toml` beside this file; `paper` is section 6 of the GoogLeNet
 paper with the values Caffe's replication filled in where the paper gives none; `alexnet`,
 `zfnet` and `vgg` are those papers' recipes (SGD, momentum 0.9, weight decay 5e-4, learning
-rate 0.01 divided by 10 at each plateau of the validation error).
+rate 0.01 divided by 10 at each plateau of the validation error), `vgg` the last of VGG's four
+stages (`vgg_a`, `vgg_256`, `vgg_384`, `vgg`: section 3.1), each started from the one before.
 """
 
 from __future__ import annotations
@@ -51,9 +52,9 @@ class TrainConfig:
     interpolations: list[str] = field(
         default_factory=lambda: ["bilinear", "area", "nearest", "bicubic"]
     )
-    scale_jitter: list[int] = field(
-        default_factory=list
-    )  # VGG's S range; [] = [256, 512] x size/224
+    # vgg recipe: the training scale, [S] fixed or [S_min, S_max] jittered; [] = [256, 512]
+    # x size/224 (section 3.1). Recorded in the weights' card (training_scale).
+    scale_jitter: list[int] = field(default_factory=list)
     pca_lighting: bool | None = None  # AlexNet section 4.1; None: on for alexnet and vgg
     distortion: float = 1.0  # lenet recipe: scale of AffineDistort's ranges (0: none)
 

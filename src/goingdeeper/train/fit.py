@@ -30,11 +30,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import ClassMap, LoadedImages
-from ..errors import ConfigError, TrainingError
+from ..errors import ConfigError, TrainingError, WeightsError
 from ..evaluate import dense_scales, evaluate
 from ..preprocess import Preprocessing
 from ..registry import check_arguments
-from ..weights import WeightsCard, save_weights
+from ..weights import WeightsCard, read_card, save_weights
 from . import config as cfg
 from . import runfolder
 from .build import (
@@ -114,6 +114,13 @@ def fit(
     out = Path(c.out)
     check_device(c.device)  # before the run folder is touched
     check_arguments(c.model, c.model_args)
+    if c.init_from:  # the shallower net's weights, readable, before any work
+        try:
+            read_card(c.init_from)
+        except WeightsError as e:
+            raise ConfigError(
+                f"init_from: {e}; train that net first (VGG: the vgg_a preset)"
+            ) from None
     if main:
         runfolder.prepare(out, resume=resume, overwrite=overwrite)
     with runfolder.locked(out) if main else nullcontext():
