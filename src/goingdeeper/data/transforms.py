@@ -222,7 +222,7 @@ class CenterSquare:
         return center_crop(_resize_shorter(img, self.size, self.interpolation), self.size)
 
 
-def corner_boxes(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
+def five_crop_boxes(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
     """(left, top, right, bottom) of the center and the four corner `size` crops of a width x
     height image, in that order: center, top-left, top-right, bottom-left, bottom-right (the
     order and the rounding of the ten test views, `evaluate.views.crop_offsets`)."""
@@ -242,11 +242,11 @@ class FixedSubCrops:
     generator: torch.Generator | None = field(default=None, repr=False)
 
     def views(self, img: Image.Image) -> list[Image.Image]:
-        """All of them, in the order of the ten test views: the five crops (`corner_boxes`),
+        """All of them, in the order of the ten test views: the five crops (`five_crop_boxes`),
         then (with `flip`) their mirrors in the same order."""
         if min(img.size) < self.size:
             img = _resize_shorter(img, self.size, "bilinear")
-        crops = [img.crop(box) for box in corner_boxes(*img.size, self.size)]
+        crops = [img.crop(box) for box in five_crop_boxes(*img.size, self.size)]
         mirrors = [c.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for c in crops]
         return crops + mirrors if self.flip else crops
 
@@ -254,7 +254,7 @@ class FixedSubCrops:
         if min(img.size) < self.size:
             img = _resize_shorter(img, self.size, "bilinear")
         index = _randint(0, 9 if self.flip else 4, self.generator)
-        crop = img.crop(corner_boxes(*img.size, self.size)[index % 5])
+        crop = img.crop(five_crop_boxes(*img.size, self.size)[index % 5])
         return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if index >= 5 else crop
 
 

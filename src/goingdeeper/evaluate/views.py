@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..data.transforms import corner_boxes
+from ..data.transforms import five_crop_boxes
 from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, check_resized
 from .dense import DENSE_SCALES
 
@@ -44,9 +44,9 @@ def crop_offsets(width: int, height: int, size: int) -> list[tuple[int, int]]:
 
     The center offset rounds down exactly like `preprocess.center_crop`, so the center view
     equals the one-crop view. The same boxes as ZFNet's ten training sub-crops
-    (`data.transforms.corner_boxes`).
+    (`data.transforms.five_crop_boxes`).
     """
-    return [(left, top) for left, top, _, _ in corner_boxes(width, height, size)]
+    return [(left, top) for left, top, _, _ in five_crop_boxes(width, height, size)]
 
 
 def square_offsets(width: int, height: int) -> list[tuple[int, int]]:
