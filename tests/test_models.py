@@ -79,6 +79,10 @@ COUNTS = {
     "googlenet_bn": (13_393_352, 7_013_112, 1_582_671_872),
     "googlenet_torchvision": (13_004_888, 6_624_904, 1_498_376_192),
     "googlenet_naive": (31_685_672, 25_305_944, 4_426_547_200),
+    # BN-Inception: Figure 5 (separable conv1, no conv bias); the Caffe port's layout (plain
+    # conv1, conv biases). test_bn_inception.py derives both by hand from Figure 5's columns
+    "bn_inception": (11_278_528, 11_278_528, 1_948_605_440),
+    "bn_inception_caffe": (11_295_240, 11_295_240, 2_032_600_064),
     # ResNet: Table 1 (1.8, 3.6, 3.8, 7.6, 11.3 x 10^9 multiply-adds); torchvision's "v1.5"
     # puts the stride in the 3x3 of a bottleneck
     "resnet18": (11_689_512, 11_689_512, 1_814_073_344),
@@ -132,7 +136,7 @@ def _small(name: str, num_classes: int = 7) -> tuple[nn.Module, int]:
 
 
 def test_registry_holds_exactly_the_counted_models():
-    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 46 and set(MODELS) == set(COUNTS)
+    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 48 and set(MODELS) == set(COUNTS)
     classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "zfnet"]
     assert len([*classic, *gd.list_models("vgg*")]) == 25
     more = [n for n in MODELS if n.startswith(("resnet", "densenet", "xception", "se_"))]
