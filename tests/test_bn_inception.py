@@ -164,3 +164,18 @@ def test_cards():
     assert "4.82%" in card.top5_error and "4.9%" in card.top5_error
     order = gd.list_models()
     assert order.index("googlenet_naive") + 1 == order.index("bn_inception")
+
+
+def test_the_preset_is_section_4_2_1_applied_to_googlenets_recipe():
+    from goingdeeper.train import config as cfg
+
+    bn, googlenet = cfg.resolve("bn-inception"), cfg.resolve("paper")
+    assert (bn.model, bn.batch_size, bn.momentum) == ("bn_inception", 32, 0.9)  # section 4.2
+    assert bn.lr == pytest.approx(30 * 0.0015)  # BN-x30: 30 x Inception's initial rate
+    assert bn.weight_decay == pytest.approx(googlenet.weight_decay / 5)  # "reduce ... by 5"
+    assert bn.lr_step_epochs == pytest.approx(googlenet.lr_step_epochs / 6)  # "6 times faster"
+    assert bn.lr_gamma == googlenet.lr_gamma and bn.lr_schedule == googlenet.lr_schedule
+    assert bn.recipe == googlenet.recipe and bn.photometric is False  # fewer distortions
+    assert bn.shuffle and bn.aux_weight == 0.0
+    model = gd.create_model(bn.model)
+    assert model.dropout.p == 0.0  # "Remove Dropout"
