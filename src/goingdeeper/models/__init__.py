@@ -5,7 +5,8 @@ line as it grew, paper by paper.
 """
 # isort: skip_file
 
-from . import lenet, alexnet, vgg, googlenet, inception_v3, inception_v4, resnet, densenet, xception, senet  # noqa: F401
+from . import lenet, alexnet, vgg, googlenet, inception_v3, inception_v4  # noqa: F401
+from . import resnet, densenet, xception, senet  # noqa: F401
 from .base import Classifier
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 

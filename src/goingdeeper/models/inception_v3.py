@@ -327,7 +327,6 @@ class InceptionV3(Classifier):
     aux_heads = ("aux",)
     min_size = 75  # the 17 -> 8 reduction needs 3x3 at 17x17: 7 at 35, 15 at 71 ... 75 at input
     min_size_aux = 299  # the aux head's 5x5/3 pool then 5x5 conv need 17x17: 299 at input
-    feature_stages = ("conv3", "conv5", "inception_a3", "inception_b4", "inception_c2")
 
     def __init__(
         self,
@@ -373,6 +372,9 @@ class InceptionV3(Classifier):
             channels = module.out_channels
             if name == AUX_AFTER:
                 aux_channels = channels
+        # one map per resolution: 147 (stride 2), 71 or 73 (4), the last module of each stage
+        stride4 = "conv4" if stem == "table1" else "conv5"
+        self.feature_stages = ("conv3", stride4, "inception_a3", "inception_b4", "inception_c2")
         self.aux = AuxHead(aux_channels, num_classes) if aux_logits else None
         self.num_features = channels
         self.avgpool = nn.AdaptiveAvgPool2d(1)  # Table 1's "pool 8x8" at 299
