@@ -25,6 +25,9 @@ from goingdeeper.models.inception_v3 import (
     InceptionV3Outputs,
 )
 from goingdeeper.preprocess import Preprocessing
+from goingdeeper.train import config as cfg
+from goingdeeper.train.build import build_optimizer, build_scheduler
+from goingdeeper.train.engine import TrainStep, _update
 from goingdeeper.weights import import_torchvision, load_weights
 from goingdeeper.weights.timm import import_timm
 from helpers import on_meta, randomise_batchnorm
@@ -216,3 +219,48 @@ def test_timm_weights_same_outputs_and_the_tags_transform(tag):
     x = torch.randn(2, 3, SMALL, SMALL)
     with torch.no_grad():
         _close(ours(x), theirs(x))
+
+
+# --- the training recipe of section 8 ----------------------------------------------------------
+
+
+def test_preset_is_section_8s_recipe():
+    c = cfg.resolve("inception-v3")
+    assert (c.model, c.input_size, c.batch_size, c.epochs) == ("inception_v3", 299, 32, 100)
+    assert (c.optimizer, c.rms_decay, c.rms_eps, c.lr) == ("rmsprop", 0.9, 1.0, 0.045)
+    assert (c.lr_schedule, c.lr_step_epochs, c.lr_gamma) == ("step", 2.0, 0.94)
+    assert (c.grad_clip, c.label_smoothing, c.polyak) == (2.0, 0.1, True)
+    assert gd.model_card(c.model).input_size == c.input_size
+    with pytest.raises(cfg.ConfigError, match="rms_eps must lie in"):
+        cfg.resolve("inception-v3", rms_eps=0.0)
+
+
+def test_rmsprop_clipping_and_the_step_decay_take_effect():
+    """One step of the preset's optimiser through the trainer's update on gradients far
+    above the threshold: the weights move by RMSProp (decay 0.9, epsilon 1.0) on the gradient
+    clipped to norm 2.0; the learning rate is 0.045 x 0.94^k after 2k epochs."""
+    c = cfg.resolve("inception-v3", momentum=0.0, weight_decay=0.0)
+    torch.manual_seed(0)
+    model = nn.Linear(4, 3)
+    step = TrainStep(model, label_smoothing=c.label_smoothing)
+    optimizer = build_optimizer(c, model)
+    assert isinstance(optimizer, torch.optim.RMSprop)
+    scheduler = build_scheduler(c, optimizer, steps_per_epoch=5)
+    x, y = 100 * torch.randn(8, 4), torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    before = [p.detach().clone() for p in model.parameters()]
+    loss, _, _ = step(x, y)
+    grads = torch.autograd.grad(loss, list(model.parameters()), retain_graph=True)
+    norm = torch.sqrt(sum((g**2).sum() for g in grads))
+    assert norm > 10 * c.grad_clip  # clipping must act
+    _update(step, optimizer, loss, None, c.grad_clip)
+    for p, b, g in zip(model.parameters(), before, grads, strict=True):
+        clipped = g * c.grad_clip / (norm + 1e-6)  # clip_grad_norm_'s coefficient
+        mean_square = (1 - 0.9) * clipped**2  # from zero
+        torch.testing.assert_close(p.detach(), b - 0.045 * clipped / (mean_square.sqrt() + 1.0))
+    lrs = []
+    for _ in range(20):  # 4 epochs of 5 steps
+        lrs.append(optimizer.param_groups[0]["lr"])
+        scheduler.step()
+    assert lrs[0] == lrs[9] == pytest.approx(0.045)
+    assert lrs[10] == lrs[19] == pytest.approx(0.045 * 0.94)
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.045 * 0.94**2)
