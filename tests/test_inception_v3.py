@@ -17,6 +17,9 @@ from PIL import Image
 from torch import nn
 
 import goingdeeper as gd
+from goingdeeper.analysis import summarize
+from goingdeeper.analysis.paper import inception_v3_table1
+from goingdeeper.analysis.summary import counting_model
 from goingdeeper.cli import main
 from goingdeeper.errors import InputError, ModelArgumentError
 from goingdeeper.models.inception_v3 import (
@@ -264,3 +267,25 @@ def test_rmsprop_clipping_and_the_step_decay_take_effect():
     assert lrs[0] == lrs[9] == pytest.approx(0.045)
     assert lrs[10] == lrs[19] == pytest.approx(0.045 * 0.94)
     assert optimizer.param_groups[0]["lr"] == pytest.approx(0.045 * 0.94**2)
+
+
+# --- summary --paper: Table 1 beside the network ------------------------------------------------
+
+
+def test_table1_beside_the_network_with_its_errata(capsys):
+    summary = summarize(counting_model("inception_v3"), 299, name="inception_v3")
+    rows = inception_v3_table1(summary)
+    printed = [r for r in rows if r.paper_input]
+    assert len(printed) == 13 and all(r.input == r.paper_input for r in printed)
+    flagged = {r.kind: r.flag for r in rows if r.flag}
+    assert flagged == {"5 x Inception": "off", "2 x Inception": "off", "(grid reduction)": "note"}
+    assert sum(r.params for r in rows) == summary.total_params == 24_263_240
+    assert sum(r.macs for r in rows) == summary.total_macs
+    # a fifth Fig. 6 module (the widest of the middle ones) would break "< 25 M parameters"
+    fifth = next(r for r in summary.rows if r.name == "inception_b2").params
+    assert summary.total_params < 25_000_000 < summary.total_params + fifth
+    assert main(["summary", "inception_v3", "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert "5 x Inception" in out and "24,263,240 parameters" in out and "42 layers" in out
+    assert main(["summary", "inception_v3_torchvision", "--paper"]) == 2
+    assert "no module 'conv6' of Inception v3's Table 1" in capsys.readouterr().err

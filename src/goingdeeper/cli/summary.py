@@ -8,8 +8,8 @@ import argparse
 from ..analysis import (
     bottleneck_comparison,
     format_bottleneck,
+    format_paper_table,
     format_summary,
-    format_table1,
     summarize,
 )
 from ..registry import build_shell, model_card
@@ -39,7 +39,9 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--aux", action="store_true", help="include the training-only aux heads")
     p.add_argument(
-        "--paper", action="store_true", help="GoogLeNet: Table 1 beside the exact numbers"
+        "--paper",
+        action="store_true",
+        help="GoogLeNet, Inception v3: the paper's Table 1 beside the exact numbers",
     )
     p.add_argument(
         "--bottleneck",
@@ -73,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     model = build_shell(args.model, **kwargs)  # shapes are all a table needs
     summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
     print(
-        format_table1(summary, args.format) if args.paper else format_summary(summary, args.format)
+        format_paper_table(summary, card.family, args.format)
+        if args.paper
+        else format_summary(summary, args.format)
     )
     return 0

@@ -368,6 +368,8 @@ class InceptionV3(Classifier):
             else:
                 branches = REDUCTION_35 if name == "reduction_a" else REDUCTION_17
             module = Mixed(channels, branches, count_pad=avg_pool_counts_pad)
+            if figure == "fig10":
+                module.summary_type = "grid reduction"
             self.add_module(name, module)
             channels = module.out_channels
             if name == AUX_AFTER:

@@ -301,7 +301,7 @@ class InceptionV4(Classifier):
         if scale is None:
             module = Mixed(channels, branches)
             if name.startswith("reduction"):
-                module.summary_type = "reduction"
+                module.summary_type = "grid reduction"
         else:
             module = ResidualMixed(channels, branches, scale, relu=not linear_end)
         self.add_module(name, module)
