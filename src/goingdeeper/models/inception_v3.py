@@ -475,7 +475,7 @@ _PAPER = dict(
     arxiv="1512.00567",
     input_size=299,
     has_aux=True,
-    top5_error="5.6% (single model, single crop, 299, Table 4: 21.2% top-1)",
+    top5_error="5.6% (single model, single crop, val, Table 3: 21.2% top-1)",
 )
 
 
