@@ -83,6 +83,15 @@ COUNTS = {
     # conv1, conv biases). test_bn_inception.py derives both by hand from Figure 5's columns
     "bn_inception": (11_278_528, 11_278_528, 1_948_605_440),
     "bn_inception_caffe": (11_295_240, 11_295_240, 2_032_600_064),
+    # Inception v3 at 299: torchvision's inception_v3 27,161,264 with its aux head, 23,834,568
+    # without (timm's the same); the paper's layout "less than 25 million parameters"
+    "inception_v3": (27_589_936, 24_263_240, 5_864_860_256),
+    "inception_v3_torchvision": (27_161_264, 23_834_568, 5_713_216_096),
+    # Inception-v4 paper, at 299: timm's inception_v4 42,679,816, inception_resnet_v2 55,843,464
+    "inception_v4": (42_679_816, 42_679_816, 12_253_974_624),
+    "inception_resnet_v1": (22_756_328, 22_756_328, 6_206_361_696),
+    "inception_resnet_v2": (32_433_928, 32_433_928, 9_257_953_632),
+    "inception_resnet_v2_timm": (55_843_464, 55_843_464, 13_155_794_016),
     # ResNet: Table 1 (1.8, 3.6, 3.8, 7.6, 11.3 x 10^9 multiply-adds); torchvision's "v1.5"
     # puts the stride in the 3x3 of a bottleneck
     "resnet18": (11_689_512, 11_689_512, 1_814_073_344),
@@ -112,6 +121,9 @@ INPUT_SIZE = {
     "alexnet": 227,
     "xception": 299,
 }
+INPUT_SIZE |= dict.fromkeys(
+    [*gd.list_models("inception_v*"), *gd.list_models("inception_res*")], 299
+)
 # fc6 and fc7 narrowed from 4096 to 16: the same layers and graph, a fraction of the cost
 NARROW = {"AlexNet": {"fc_width": 16}, "ZFNet": {"fc_width": 16}, "VGG": {"fc_width": 16}}
 SMALL = 32  # the last stage of ResNet, DenseNet and Xception is then 1x1 (BatchNorm: batch 2)
@@ -121,10 +133,11 @@ AUX_SIZE = 96  # the aux heads' 5x5/3 pool needs 79 pixels
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def _small(name: str, num_classes: int = 7) -> tuple[nn.Module, int]:
+def _small(name: str, num_classes: int = 7, *, aux: bool = False) -> tuple[nn.Module, int]:
     """The model with a narrow classifier, and the small square input it runs at: its only
-    size (LeNet), 96 where the card says the aux heads are sized for the input, else 32 or
-    the model's smallest if that is larger."""
+    size (LeNet), 96 where the card says the aux heads are sized for the input, with `aux`
+    the smallest input aux heads of a fixed reach take in training (Inception v3's: 299),
+    else 32 or the model's smallest if that is larger."""
     card = gd.model_card(name)
     kwargs = {"num_classes": num_classes, **NARROW.get(card.family, {})}
     if card.takes_input_size:
@@ -132,15 +145,18 @@ def _small(name: str, num_classes: int = 7) -> tuple[nn.Module, int]:
     model = gd.create_model(name, **kwargs)
     if card.takes_input_size:
         return model, AUX_SIZE
+    if aux and card.has_aux:  # aux heads of a fixed reach (Inception v3's: 17x17 maps, 299)
+        return model, model.min_size_aux
     return model, model.max_size or max(model.min_size, SMALL)
 
 
 def test_registry_holds_exactly_the_counted_models():
-    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 48 and set(MODELS) == set(COUNTS)
+    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 54 and set(MODELS) == set(COUNTS)
     classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "zfnet"]
     assert len([*classic, *gd.list_models("vgg*")]) == 25
     more = [n for n in MODELS if n.startswith(("resnet", "densenet", "xception", "se_"))]
     assert len(more) == 15
+    assert len(gd.list_models("inception_*")) == 6  # v3 (2), v4, Inception-ResNet (3)
 
 
 # --- counts: the papers' numbers, and the analyzer against torch.utils.flop_counter ------------
@@ -223,14 +239,16 @@ def test_counts_agree_with_the_papers_and_torchvision():
 
 @pytest.mark.parametrize("name", MODELS)
 def test_forward_backward_shape_and_eval_determinism(name):
-    model, size = _small(name)
+    model, size = _small(name, aux=True)
     card = gd.model_card(name)
     x = torch.randn(2, model.in_channels, size, size)
     model.train()
     out = model(x)
-    if card.has_aux:  # a GoogLeNet in training: the record with both aux heads
-        assert isinstance(out, GoogLeNetOutputs)
-        assert [t.shape for t in out] == [torch.Size([2, 7])] * 3
+    if card.has_aux:  # in training: the record of the logits and each aux head's
+        assert isinstance(out, tuple) and out._fields[0] == "logits"
+        assert [t.shape for t in out] == [torch.Size([2, 7])] * (1 + len(model.aux_heads))
+        if isinstance(model, gd.GoogLeNet):
+            assert isinstance(out, GoogLeNetOutputs)
     else:
         assert isinstance(out, torch.Tensor) and out.shape == (2, 7)
     googlenet_loss(out, torch.tensor([1, 6])).backward()  # cross-entropy (+ 0.3 x aux)

@@ -58,7 +58,9 @@ def test_one_importer_for_resnet_and_densenet_and_a_clear_error_for_the_rest():
         model, card = import_torchvision(state)
         assert card.model == name and type(model) is network
         assert card.preprocessing == IMAGENET_RGB and model.num_classes == 3
-    message = "not a torchvision state dict of googlenet, alexnet, vgg, resnet or densenet"
+    message = (
+        "not a torchvision state dict of googlenet, inception_v3, alexnet, vgg, resnet or densenet"
+    )
     for state in ({"fc.weight": torch.zeros(2, 2)}, {}, _meta_state("mobilenet_v2")):
         with pytest.raises(WeightsError, match=message):
             import_torchvision(state)

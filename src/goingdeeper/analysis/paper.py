@@ -420,10 +420,139 @@ def format_figures(summary: Summary, figures: PaperFigures, fmt: str = "table") 
     return "\n".join(lines)
 
 
-def format_paper(summary: Summary, fmt: str = "table") -> str:
-    """`summary --paper`: the comparison with the paper of `summary.model`; GoogLeNet's Table 1
-    for the models not in `PAPER_FIGURES` (the GoogLeNets and networks built on them)."""
+
+
+# --- Inception v3: Table 1 of "Rethinking the Inception Architecture" (arXiv:1512.00567) -------
+
+# Table 1 as printed: type, patch size / stride or remarks, input size; and the modules of
+# `inception_v3` that make the row. The grid reductions (Fig. 10) have no row of their own.
+V3_TABLE1: list[tuple[str, str, str, tuple[str, ...]]] = [
+    ("conv", "3x3/2", "299x299x3", ("conv1",)),
+    ("conv", "3x3/1", "149x149x32", ("conv2",)),
+    ("conv padded", "3x3/1", "147x147x32", ("conv3",)),
+    ("pool", "3x3/2", "147x147x64", ("pool1",)),
+    ("conv", "3x3/1", "73x73x64", ("conv4",)),
+    ("conv", "3x3/2", "71x71x80", ("conv5",)),
+    ("conv", "3x3/1", "35x35x192", ("conv6",)),
+    ("3 x Inception", "Fig. 5", "35x35x288", tuple(f"inception_a{i}" for i in (1, 2, 3))),
+    ("(grid reduction)", "Fig. 10", "", ("reduction_a",)),
+    ("5 x Inception", "Fig. 6", "17x17x768", tuple(f"inception_b{i}" for i in (1, 2, 3, 4))),
+    ("(grid reduction)", "Fig. 10", "", ("reduction_b",)),
+    ("2 x Inception", "Fig. 7", "8x8x1280", ("inception_c1", "inception_c2")),
+    ("pool", "8x8", "8x8x2048", ("avgpool",)),
+    ("linear", "logits", "1x1x2048", ("fc",)),
+    ("softmax", "classifier", "1x1x1000", ()),
+]
+V3_PAPER_TOTALS = ("less than 25 million parameters", "5 billion multiply-adds")  # abstract
+# Rows the paper contradicts elsewhere ("off"), and rows that need a word ("note")
+V3_ERRATA = {
+    "5 x Inception": "Table 1 and section 6 say five modules; the authors' release has four, "
+    "and the abstract's '<25 M parameters' leaves no room for a fifth: four are built. "
+    "Section 6 calls them 'as depicted in figure 5': Table 1's Fig. 6 is meant",
+    "2 x Inception": "section 6 calls them 'as depicted in figure 6': Table 1's Fig. 7 "
+    "(the expanded filter bank) is meant",
+}
+V3_NOTES = {
+    "(grid reduction)": "no row of Table 1; Fig. 10 draws the scheme, the widths are the "
+    "release's (35 -> 17: no 1x1 before the lone 3x3/2; 17 -> 8: a 1x7, 7x1 pair)",
+}
+V3_DEPTH = 42  # section 6: "the network is 42 layers deep"
+
+
+def _input_of(summary: Summary, modules: tuple[str, ...]) -> str:
+    """What the first of `modules` reads, as Table 1 writes it (the logits for no module)."""
+    if not modules:
+        return _shape(summary.rows[-1].output)
+    first = [r.name for r in summary.rows].index(modules[0])
+    if first == 0:
+        return f"{summary.input_size}x{summary.input_size}x3"
+    return _shape(summary.rows[first - 1].output)
+
+
+@dataclass
+class V3Row:
+    kind: str  # Table 1's type column
+    patch: str
+    paper_input: str  # as printed ("" for the grid reductions, which have no row)
+    input: str  # what the network's modules of the row read
+    modules: tuple[str, ...]
+    params: int
+    macs: int
+    flag: str  # "off" (an erratum), "note", or ""
+
+
+def inception_v3_table1(summary: Summary) -> list[V3Row]:
+    """Table 1 of Inception v3 row by row beside `summary` (of `inception_v3`)."""
+    rows = {r.name: r for r in summary.rows}
+    missing = [m for *_, modules in V3_TABLE1 for m in modules if m not in rows]
+    if missing:
+        raise ArgumentError(
+            f"{summary.model} has no module {missing[0]!r} of Inception v3's Table 1: the "
+            "comparison is for inception_v3 (the Table 1 stem); inception_v3_torchvision's "
+            "stem has other rows"
+        )
+    out = []
+    for kind, patch, printed, modules in V3_TABLE1:
+        ours = _input_of(summary, modules)
+        flag = "off" if kind in V3_ERRATA or (printed and printed != ours) else ""
+        flag = flag or ("note" if kind in V3_NOTES else "")
+        params = sum(rows[m].params for m in modules)
+        macs = sum(rows[m].macs for m in modules)
+        out.append(V3Row(kind, patch, printed, ours, modules, params, macs, flag))
+    return out
+
+
+def format_inception_v3_table1(summary: Summary, fmt: str = "table") -> str:
+    """Table 1 of Inception v3 beside `summary`: the printed input of each row beside the
+    model's, the exact parameters and multiply-adds of the modules that make it, and the rows
+    the paper's own text contradicts."""
+    rows = inception_v3_table1(summary)
+    body = [
+        [
+            r.kind,
+            r.patch,
+            r.paper_input,
+            r.input,
+            ", ".join(r.modules) if len(r.modules) < 3 else f"{r.modules[0]} ... {r.modules[-1]}",
+            f"{r.params:,}" if r.params else "",
+            f"{r.macs / 1e6:,.1f}" if r.macs else "",
+            r.flag,
+        ]
+        for r in rows
+    ]
+    header = ["Table 1 row", "patch/stride", "paper input", "our input", "modules", "params"]
+    header += ["MACs (M)", "flag"]
+    table = render_markdown(header, body) if fmt == "markdown" else render_table(header, body, 2)
+    said = {**V3_NOTES, **V3_ERRATA}
+    notes = [f"- {k}: {v}" for k, v in said.items()]
+    notes += [
+        f"- {r.kind}: the printed input differs" for r in rows if r.flag and r.kind not in said
+    ]
+    depth = sum(r.depth for r in summary.rows)
+    totals = (
+        f"Exact: {summary.total_params:,} parameters, {summary.total_macs:,} MACs "
+        f"({summary.total_macs / 1e9:.2f} G) at {summary.input_size}x{summary.input_size}, "
+        f"{depth} layers with weights; the paper: {', '.join(V3_PAPER_TOTALS)} (abstract), "
+        f"{V3_DEPTH} layers deep (section 6)."
+    )
+    intro = (
+        f"Inception v3's Table 1 (the input size of each row) beside {summary.model} at "
+        f"{summary.input_size}x{summary.input_size}, with the params and MACs of each row's "
+        "modules."
+    )
+    return "\n".join([intro, "", table, "", "Flagged rows:", *notes, "", totals])
+
+
+# the `summary --paper` table of each family that has its own (GoogLeNet's Table 1 otherwise)
+PAPER_TABLES = {"Inception v3": format_inception_v3_table1}
+
+
+def format_paper(summary: Summary, family: str = "", fmt: str = "table") -> str:
+    """`summary --paper`: the paper's figures beside `summary`, for a model of `family` (its
+    card's): the printed sizes and totals of `PAPER_FIGURES` (NIN, BN-Inception), Inception
+    v3's Table 1, or GoogLeNet's Table 1 for the rest (which says when the model has not its
+    rows)."""
     figures = PAPER_FIGURES.get(summary.model)
-    if figures is None:
-        return format_table1(summary, fmt)
-    return format_figures(summary, figures, fmt)
+    if figures is not None:
+        return format_figures(summary, figures, fmt)
+    return PAPER_TABLES.get(family, format_table1)(summary, fmt)

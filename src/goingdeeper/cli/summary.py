@@ -41,8 +41,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--paper",
         action="store_true",
-        help="the paper's figures beside the exact numbers (GoogLeNet's Table 1, "
-        "BN-Inception's Figure 5, NIN's)",
+        help="the paper's figures beside the exact numbers (GoogLeNet's and Inception v3's "
+        "Table 1, BN-Inception's Figure 5, NIN's)",
     )
     p.add_argument(
         "--bottleneck",
@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> int:
     model = build_shell(args.model, **kwargs)  # shapes are all a table needs
     summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
     print(
-        format_paper(summary, args.format) if args.paper else format_summary(summary, args.format)
+        format_paper(summary, card.family, args.format)
+        if args.paper
+        else format_summary(summary, args.format)
     )
     return 0

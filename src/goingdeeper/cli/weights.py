@@ -52,7 +52,8 @@ def add_parser(sub) -> None:
     q.add_argument(
         "--aux",
         action="store_true",
-        help="GoogLeNet: keep aux heads (freshly initialised when the source lacks them)",
+        help="GoogLeNet, Inception v3: keep aux heads (freshly initialised when the source "
+        "lacks them)",
     )
     q.add_argument(
         "--tag",

@@ -334,16 +334,18 @@ def _check_switches(conv1: str, branch5x5_kernel: int, naive: bool, pool_passthr
 
 
 def googlenet_loss(
-    output: Tensor | GoogLeNetOutputs,
+    output: Tensor | tuple[Tensor, ...],
     target: Tensor,
     *,
     aux_weight: float = AUX_WEIGHT,
     criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
 ) -> Tensor:
-    """main + aux_weight x (aux1 + aux2) for a training record, the main loss otherwise."""
-    if isinstance(output, GoogLeNetOutputs):
+    """main + aux_weight x (aux1 + aux2) for a training record, the main loss otherwise. Any
+    training record (a named tuple of the logits, then each aux head's: Inception v3's has one)
+    adds its aux heads' losses the same way."""
+    if isinstance(output, tuple):
         main = criterion(output.logits, target)
-        return main + aux_weight * (criterion(output.aux1, target) + criterion(output.aux2, target))
+        return main + aux_weight * sum(criterion(aux, target) for aux in output[1:])
     return criterion(output, target)
 
 

@@ -309,6 +309,10 @@ def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimiz
     ]
     if c.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=c.lr)
+    if c.optimizer == "rmsprop":  # PyTorch adds eps to the root of the mean square
+        return torch.optim.RMSprop(
+            groups, lr=c.lr, alpha=c.rms_decay, eps=c.rms_eps, momentum=c.momentum
+        )
     return torch.optim.SGD(groups, lr=c.lr, momentum=c.momentum, nesterov=c.nesterov)
 
 

@@ -5,7 +5,9 @@ The presets live in `presets/*.toml` beside this file; `paper` is section 6 of t
 paper with the values Caffe's replication filled in where the paper gives none; `alexnet`,
 `zfnet` and `vgg` are those papers' recipes (SGD, momentum 0.9, weight decay 5e-4, learning
 rate 0.01 divided by 10 at each plateau of the validation error), `vgg` the last of VGG's four
-stages (`vgg_a`, `vgg_256`, `vgg_384`, `vgg`: section 3.1), each started from the one before.
+stages (`vgg_a`, `vgg_256`, `vgg_384`, `vgg`: section 3.1), each started from the one before;
+`inception-v3` is section 8 of "Rethinking the Inception Architecture" (RMSProp, exponential
+step decay, clipping).
 """
 
 from __future__ import annotations
@@ -61,9 +63,11 @@ class TrainConfig:
     # optimisation
     epochs: int = 30
     batch_size: int = 32  # global: split over the processes of a distributed run
-    optimizer: str = "sgd"  # sgd | adamw
+    optimizer: str = "sgd"  # sgd | adamw | rmsprop
     lr: float = 0.01
     momentum: float = 0.9
+    rms_decay: float = 0.9  # rmsprop: decay of the mean square (Inception v3 section 8: 0.9)
+    rms_eps: float = 1.0  # rmsprop: added to its root (section 8: epsilon 1.0)
     nesterov: bool = False
     weight_decay: float = 2e-4
     lr_schedule: str = "step"  # step | cosine | constant | plateau
@@ -232,6 +236,8 @@ LIMITS = {
     "batch_size": Limit(1, 65_536),
     "lr": Limit(0, 10, low_open=True),
     "momentum": Limit(0, 1, high_open=True),
+    "rms_decay": Limit(0, 1, high_open=True),
+    "rms_eps": Limit(0, 10, low_open=True),
     "weight_decay": Limit(0, 1),
     "lr_step_epochs": Limit(0, low_open=True),
     "lr_gamma": Limit(0, 1, low_open=True),
@@ -259,7 +265,7 @@ EVAL_VIEWS = ("1", "10", "144", "150", "dense", "dense+150")
 TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
 CHOICES = {
     "recipe": ("googlenet", "vgg", "alexnet", "zfnet", "simple", "lenet", "none"),
-    "optimizer": ("sgd", "adamw"),
+    "optimizer": ("sgd", "adamw", "rmsprop"),
     "lr_schedule": ("step", "cosine", "constant", "plateau"),
     "polyak_average": ("ema", "uniform"),
     "amp": ("none", "bf16", "fp16"),

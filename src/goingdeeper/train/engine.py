@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..models.alexnet import renormalize_filters
-from ..models.googlenet import GoogLeNetOutputs, googlenet_loss
+from ..models.googlenet import googlenet_loss
 
 
 class NonFiniteLossError(RuntimeError):
@@ -26,7 +26,8 @@ class TrainStep(nn.Module):
     """The model and its loss in one module, so that DistributedDataParallel wraps both.
 
     The loss is `googlenet_loss`: main + aux_weight x (aux1 + aux2) when the model returns
-    GoogLeNet's training record (section 5: discount weight 0.3), the main loss otherwise.
+    GoogLeNet's training record (section 5: discount weight 0.3; Inception v3's has one aux
+    head), the main loss otherwise.
     """
 
     def __init__(
@@ -56,8 +57,9 @@ class TrainStep(nn.Module):
         out = self.model(x)
         criterion = partial(_cross_entropy, label_smoothing=self.label_smoothing)
         loss = googlenet_loss(out, y, aux_weight=self.aux_weight, criterion=criterion)
-        logits = out.logits if isinstance(out, GoogLeNetOutputs) else out
-        main = criterion(logits, y) if isinstance(out, GoogLeNetOutputs) else loss
+        record = isinstance(out, tuple)  # a training record: the logits, then the aux heads'
+        logits = out.logits if record else out
+        main = criterion(logits, y) if record else loss
         return loss, main.detach(), logits.detach()
 
 

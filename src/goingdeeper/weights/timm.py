@@ -3,10 +3,11 @@
 `import_timm(source)` reads a timm model, its state dict, or a checkpoint file (.pth,
 .safetensors: what timm and its hub folders save), finds the architecture from the tensors
 (each model file says how timm's keys read in ours: `from_timm` in resnet.py, senet.py,
-densenet.py, vgg.py, xception.py), loads it checked and writes the card. timm's `resnet*`,
-`seresnet50`, `densenet121/169/201`, `vgg11` ... `vgg19_bn` and `legacy_xception` are
-covered; its other variants (resnet50d, the aligned xceptions, inception_v3) are other
-networks than the papers'.
+densenet.py, vgg.py, xception.py, inception_v3.py, inception_v4.py), loads it checked and
+writes the card. timm's `resnet*`, `seresnet50`, `densenet121/169/201`, `vgg11` ...
+`vgg19_bn`, `legacy_xception`, `inception_v3`, `inception_v4` and `inception_resnet_v2` are
+covered; its other variants (resnet50d, the aligned xceptions) are other networks than the
+papers'.
 
 The input transform comes from timm's own pretrained config of the architecture (its default
 tag, or `tag`), which needs timm installed; `preprocessing=` states it instead.
@@ -22,13 +23,15 @@ from torch import Tensor, nn
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
-from ..models import densenet, resnet, senet, vgg, xception
+from ..models import densenet, inception_v3, inception_v4, resnet, senet, vgg, xception
 from ..models.base import ImportedState
 from ..preprocess import Preprocessing
 from .format import WeightsCard
 from .loading import load_checked, read_state_dict, recognise_state
 
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
+    inception_v3.from_timm,
+    inception_v4.from_timm,
     xception.from_timm,
     senet.from_timm,  # before resnet: an SE-ResNet has all of a ResNet's keys
     resnet.from_timm,
@@ -39,7 +42,10 @@ ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
 
 def recognise_timm(state: dict[str, Tensor]) -> ImportedState:
     """Which registered model a timm state dict is for, with its keys made ours."""
-    what = "timm state dict of resnet, seresnet50, densenet, vgg or legacy_xception"
+    what = (
+        "timm state dict of resnet, seresnet50, densenet, vgg, legacy_xception, inception_v3, "
+        "inception_v4 or inception_resnet_v2"
+    )
     return recognise_state(state, ARCHITECTURES, what)
 
 

@@ -2,10 +2,11 @@
 
 `import_torchvision(source)` reads a model, a state dict or a .pth file, finds the architecture
 from the tensors (each model file says how its torchvision counterpart's keys read in ours:
-`from_torchvision` in googlenet.py, alexnet.py, vgg.py, resnet.py, densenet.py), loads them
-checked into the registered model, and writes the card: the classes, and the input transform
-the weights were trained with (stated, not hidden: torchvision's `googlenet` normalises inside
-the model; here that is the card's preprocessing).
+`from_torchvision` in googlenet.py, inception_v3.py, alexnet.py, vgg.py, resnet.py,
+densenet.py), loads them checked into the registered model, and writes the card: the classes,
+and the input transform the weights were trained with (stated, not hidden: torchvision's
+`googlenet` and `inception_v3` normalise inside the model; here that is the card's
+preprocessing).
 """
 
 from __future__ import annotations
@@ -18,16 +19,17 @@ from torch import Tensor, nn
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
-from ..models import alexnet, densenet, googlenet, resnet, vgg
+from ..models import alexnet, densenet, googlenet, inception_v3, resnet, vgg
 from ..models.base import ImportedState
 from ..preprocess import IMAGENET_RGB, Preprocessing
-from ..registry import model_card
+from ..registry import build_shell, model_card
 from .format import WeightsCard
 from .loading import load_checked, read_state_dict, recognise_state
 
 # torchvision's architectures, each recognised by the file of the model it loads into
 ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
     googlenet.from_torchvision,
+    inception_v3.from_torchvision,
     alexnet.from_torchvision,
     vgg.from_torchvision,
     resnet.from_torchvision,
@@ -37,7 +39,7 @@ ARCHITECTURES: list[Callable[[dict[str, Tensor]], ImportedState | None]] = [
 
 def recognise(state: dict[str, Tensor]) -> ImportedState:
     """Which registered model a torchvision state dict is for, with its keys made ours."""
-    what = "torchvision state dict of googlenet, alexnet, vgg, resnet or densenet"
+    what = "torchvision state dict of googlenet, inception_v3, alexnet, vgg, resnet or densenet"
     return recognise_state(state, ARCHITECTURES, what)
 
 
@@ -102,10 +104,11 @@ def import_torchvision(
     if model_card(found.model).has_aux and aux_logits is not None:
         had = kwargs["aux_logits"]
         kwargs["aux_logits"] = aux_logits
+        heads = tuple(f"{h}." for h in build_shell(found.model, aux_logits=False).aux_heads)
         if not aux_logits:
-            state = {k: v for k, v in state.items() if not k.startswith(("aux1.", "aux2."))}
+            state = {k: v for k, v in state.items() if not k.startswith(heads)}
         elif not had:
-            fresh = ("aux1.", "aux2.")
+            fresh = heads
             notes.append("aux heads freshly initialised")
     model = load_checked(found.model, kwargs, state, fresh=fresh)
     num_classes = kwargs.get("num_classes", 1000)
