@@ -38,7 +38,12 @@ from goingdeeper.registry import build_model
 from goingdeeper.weights import WeightsCard, save_weights
 
 MODELS = gd.list_models()
-SMALLEST = {"alexnet": 96, "alexnet_torchvision": 64, "zfnet": 64}  # else 32; LeNet: fixed
+SMALLEST = {
+    "alexnet": 96,
+    "caffenet": 96,
+    "alexnet_torchvision": 64,
+    "zfnet": 64,
+}  # else 32; LeNet: fixed
 # fc6/fc7 of AlexNet and VGG narrowed from 4096 to 256: the same layers and graph, 10x fewer
 # weights to initialise, copy and serialise (VGG's fc6 alone is 103 M at full width)
 NARROW = {"AlexNet": {"fc_width": 256}, "ZFNet": {"fc_width": 256}, "VGG": {"fc_width": 256}}

@@ -44,6 +44,7 @@ COUNTS = {
     # AlexNet (the paper's two towers at 227), torchvision's one-tower AlexNet, ZFNet
     "alexnet": (60_965_224, 60_965_224, 724_406_816),
     "alexnet_torchvision": (61_100_840, 61_100_840, 714_188_480),
+    "caffenet": (60_965_224, 60_965_224, 724_406_816),  # alexnet's layers, pool before LRN
     "zfnet": (62_357_608, 62_357_608, 1_168_032_896),
     # VGG: Table 2 (133, 133, 134, 138, 144 M); torchvision's vgg11 ... vgg19_bn the same
     "vgg_a": (132_863_336, 132_863_336, 7_609_090_048),
@@ -96,7 +97,14 @@ COUNTS = {
     "se_resnet50": (28_088_024, 28_088_024, 3_860_488_192),
     "se_googlenet": (13_858_383, 7_478_655, 1_583_146_144),
 }
-INPUT_SIZE = {"lenet1": 28, "lenet5": 32, "lenet5_modern": 32, "alexnet": 227, "xception": 299}
+INPUT_SIZE = {
+    "lenet1": 28,
+    "lenet5": 32,
+    "lenet5_modern": 32,
+    "alexnet": 227,
+    "caffenet": 227,
+    "xception": 299,
+}
 # fc6 and fc7 narrowed from 4096 to 16: the same layers and graph, a fraction of the cost
 NARROW = {"AlexNet": {"fc_width": 16}, "ZFNet": {"fc_width": 16}, "VGG": {"fc_width": 16}}
 SMALL = 32  # the last stage of ResNet, DenseNet and Xception is then 1x1 (BatchNorm: batch 2)
@@ -121,9 +129,9 @@ def _small(name: str, num_classes: int = 7) -> tuple[nn.Module, int]:
 
 
 def test_registry_holds_exactly_the_counted_models():
-    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 44 and set(MODELS) == set(COUNTS)
-    classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "zfnet"]
-    assert len([*classic, *gd.list_models("vgg*")]) == 25
+    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 45 and set(MODELS) == set(COUNTS)
+    classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "caffenet", "zfnet"]
+    assert len([*classic, *gd.list_models("vgg*")]) == 26
     more = [n for n in MODELS if n.startswith(("resnet", "densenet", "xception", "se_"))]
     assert len(more) == 15
 
@@ -316,7 +324,7 @@ def _strides(name: str) -> list[int]:
         return [1, 2, 2, 4]
     if name.startswith("lenet5"):
         return [1, 2, 2, 4, 4]
-    if name.startswith("alexnet"):
+    if name.startswith("alexnet") or name == "caffenet":
         return [4, 8, 16, 32]
     if name == "zfnet":
         return [2, 8, 16, 32]
