@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 import goingdeeper as gd
 from goingdeeper.cli import main
 from goingdeeper.errors import WeightsError
 from goingdeeper.registry import build_shell
-from goingdeeper.weights import import_caffe, load_weights, read_caffemodel
+from goingdeeper.weights import import_bvlc, import_caffe, load_weights, read_caffemodel
+from goingdeeper.weights.bvlc import read_blob_folder
 from goingdeeper.weights.caffe import read_net, recognise_net
 from goingdeeper.weights.prototxt import MAX_DEPTH, parse_prototxt
 
@@ -338,3 +340,31 @@ def test_caffemodel_reader_reads_both_forms(v1, tmp_path):
     got_weight, got_bias = read_caffemodel(path)["conv"]
     assert np.array_equal(got_weight, weight)
     assert np.array_equal(got_bias.reshape(-1), bias)  # legacy shapes are 4-d: 1 x 1 x 1 x 2
+
+
+# --- the real BVLC GoogLeNet ------------------------------------------------------------------
+
+
+def test_real_bvlc_googlenet_agrees_with_opencv(shared_data, tmp_path, threads):
+    """BVLC's own GoogLeNet weights (the shared blob folder), written as a .caffemodel: OpenCV
+    and our import give the same logits on a real photo, and the same tensors as `import
+    bvlc`, which reads the blob folder itself."""
+    folder = shared_data / "bvlc-googlenet"
+    bvlc_model, _ = import_bvlc(folder)
+    expected = bvlc_model.state_dict()
+    blobs = read_blob_folder(folder, expected)
+    path = tmp_path / "bvlc_googlenet.caffemodel"
+    path.write_bytes(caffemodel(blobs, v1=False))
+    prototxt = folder / "deploy.prototxt"
+
+    model, card = import_caffe(prototxt, path)
+    photo = shared_data / "imagenet-sample" / "n01443537_goldfish.JPEG"
+    x = card.preprocessing(Image.open(photo).convert("RGB")).unsqueeze(0)
+    theirs = opencv_logits(prototxt, path, x.numpy(), "loss3/classifier").reshape(1, -1)
+    with torch.no_grad():
+        ours = model(x).numpy()
+
+    assert card.model == "googlenet" and card.preprocessing.crop == 224
+    assert all(torch.equal(t, expected[k]) for k, t in model.state_dict().items())
+    assert np.abs(ours - theirs).max() <= 1e-4 * np.abs(theirs).max()
+    assert card.class_names[int(ours.argmax())] == "goldfish"
