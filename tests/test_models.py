@@ -46,6 +46,10 @@ COUNTS = {
     "alexnet_torchvision": (61_100_840, 61_100_840, 714_188_480),
     "caffenet": (60_965_224, 60_965_224, 724_406_816),  # alexnet's layers, pool before LRN
     "zfnet": (62_357_608, 62_357_608, 1_168_032_896),
+    # NIN: the CIFAR-10 network at 32 and the Caffe model zoo's ImageNet NIN at 224 (7.6 M
+    # weights: its 29 MB release); test_nin.py derives both by hand from the prototxts' tables
+    "nin_cifar10": (966_986, 966_986, 222_486_528),
+    "nin_imagenet": (7_595_176, 7_595_176, 1_100_188_800),
     # VGG: Table 2 (133, 133, 134, 138, 144 M); torchvision's vgg11 ... vgg19_bn the same
     "vgg_a": (132_863_336, 132_863_336, 7_609_090_048),
     "vgg_a_lrn": (132_863_336, 132_863_336, 7_609_090_048),
@@ -76,6 +80,10 @@ COUNTS = {
     "googlenet_bn": (13_393_352, 7_013_112, 1_582_671_872),
     "googlenet_torchvision": (13_004_888, 6_624_904, 1_498_376_192),
     "googlenet_naive": (31_685_672, 25_305_944, 4_426_547_200),
+    # BN-Inception: Figure 5 (separable conv1, no conv bias); the Caffe port's layout (plain
+    # conv1, conv biases). test_bn_inception.py derives both by hand from Figure 5's columns
+    "bn_inception": (11_278_528, 11_278_528, 1_948_605_440),
+    "bn_inception_caffe": (11_295_240, 11_295_240, 2_032_600_064),
     # ResNet: Table 1 (1.8, 3.6, 3.8, 7.6, 11.3 x 10^9 multiply-adds); torchvision's "v1.5"
     # puts the stride in the 3x3 of a bottleneck
     "resnet18": (11_689_512, 11_689_512, 1_814_073_344),
@@ -98,6 +106,7 @@ COUNTS = {
     "se_googlenet": (13_858_383, 7_478_655, 1_583_146_144),
 }
 INPUT_SIZE = {
+    "nin_cifar10": 32,
     "lenet1": 28,
     "lenet5": 32,
     "lenet5_modern": 32,
@@ -129,7 +138,7 @@ def _small(name: str, num_classes: int = 7) -> tuple[nn.Module, int]:
 
 
 def test_registry_holds_exactly_the_counted_models():
-    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 45 and set(MODELS) == set(COUNTS)
+    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 49 and set(MODELS) == set(COUNTS)
     classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "caffenet", "zfnet"]
     assert len([*classic, *gd.list_models("vgg*")]) == 26
     more = [n for n in MODELS if n.startswith(("resnet", "densenet", "xception", "se_"))]
@@ -328,6 +337,10 @@ def _strides(name: str) -> list[int]:
         return [4, 8, 16, 32]
     if name == "zfnet":
         return [2, 8, 16, 32]
+    if name == "nin_cifar10":
+        return [1, 1, 2, 4]
+    if name == "nin_imagenet":
+        return [4, 8, 16, 32]
     if name.startswith("vgg"):
         return [1, 2, 4, 8, 16, 32]
     return [2, 4, 8, 16, 32]

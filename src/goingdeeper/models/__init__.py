@@ -5,7 +5,7 @@ line as it grew, paper by paper.
 """
 # isort: skip_file
 
-from . import lenet, alexnet, vgg, googlenet, resnet, densenet, xception, senet  # noqa: F401
+from . import lenet, alexnet, nin, vgg, googlenet, bn_inception, resnet, densenet, xception, senet  # noqa: F401
 from .base import Classifier
 from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
 
