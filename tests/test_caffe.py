@@ -1,6 +1,6 @@
 """Caffe models of the line (`weights import caffe`), checked against OpenCV's Caffe reader.
 
-The oracle: for each published deploy prototxt in tests/data/caffe (README there: source and
+The oracle: for each published prototxt in tests/data/caffe (README there: source and
 licence), a `.caffemodel` of seeded random weights is written by the small protobuf encoder
 below, then run by OpenCV's dnn module (`cv2.dnn.readNetFromCaffe`, code that no one here
 wrote) and by our import, on the same input; the logits agree to 1e-4 of their scale. That
@@ -9,7 +9,9 @@ Inception concatenation order, dropout at test time, the flattening before fc6.
 
 To keep them cheap the FC layers are narrowed in the prototxt text (4096 -> 64 wide, 1000 ->
 10 classes): the same graph with fewer weights. The input stays at each release's size (227,
-224): fc6 is sized to the last map, and GoogLeNet's final pool is a fixed 7x7.
+224): fc6 is sized to the last map, GoogLeNet's and NIN's final pools are a fixed 7x7 and 6x6.
+NIN was published as a train_val only: our import reads it as such, and OpenCV, which builds
+no data, accuracy or loss layers, gets its deploy form cut from it (`deploy_for_opencv`).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ PUBLISHED = {
     "bvlc_reference_caffenet_v1.prototxt": ("caffenet", "fc8", 227),
     "vgg_ilsvrc_16_layers.prototxt": ("vgg_d", "fc8", 224),
     "bvlc_googlenet.prototxt": ("googlenet", "loss3/classifier", 224),
+    "nin_imagenet_train_val.prototxt": ("nin_imagenet", "pool4", 224),  # NIN released no deploy
 }
 BVLC_LRN = {"lrn_alpha": 1e-4, "lrn_k": 1.0}
 ARGUMENTS = {
@@ -47,6 +50,7 @@ ARGUMENTS = {
     "caffenet": {**BVLC_LRN, "fc_width": 4096, "num_classes": 1000},
     "vgg_d": {"fc_width": 4096, "num_classes": 1000},
     "googlenet": {"num_classes": 1000},
+    "nin_imagenet": {"num_classes": 1000},
 }
 WIDTH, CLASSES = 64, 10
 
@@ -131,8 +135,27 @@ def random_weights(prototxt: Path, size: int, seed: int) -> dict[str, list[np.nd
     return blobs
 
 
+def deploy_for_opencv(prototxt: Path, size: int) -> Path:
+    """A train_val cut to its deploy form for OpenCV, which builds no data, accuracy or loss
+    layer: those layers out, an `input` header in (V1 files: top-level `layers` blocks)."""
+    text = prototxt.read_text()
+    if "type: DATA" not in text:
+        return prototxt
+    head, *blocks = text.split("\nlayers {")
+    kept = [
+        b
+        for b in blocks
+        if not any(f"type: {t}\n" in b for t in ("DATA", "ACCURACY", "SOFTMAX_LOSS"))
+    ]
+    dims = "".join(f"input_dim: {d}\n" for d in (1, 3, size, size))
+    path = prototxt.with_name("deploy_" + prototxt.name)
+    path.write_text(f'{head}\ninput: "data"\n{dims}' + "".join("layers {" + b for b in kept))
+    return path
+
+
 def opencv_logits(prototxt: Path, model: Path, x: np.ndarray, layer: str) -> np.ndarray:
     cv2.setNumThreads(1)
+    prototxt = deploy_for_opencv(prototxt, x.shape[-1])
     net = cv2.dnn.readNetFromCaffe(str(prototxt), str(model))
     net.setPreferableBackend(cv2.dnn.DNN_BACKEND_OPENCV)
     net.setPreferableTarget(cv2.dnn.DNN_TARGET_CPU)
@@ -165,7 +188,8 @@ def test_outputs_agree_with_opencv(name, tmp_path, threads):
     prototxt = narrowed(name, tmp_path)
     blobs = random_weights(prototxt, size, seed=len(name))
     path = tmp_path / "random.caffemodel"
-    path.write_bytes(caffemodel(blobs, v1="_v1" in name or name.startswith("vgg")))
+    v1 = "\nlayers {" in prototxt.read_text()  # old files' weights in the old form too
+    path.write_bytes(caffemodel(blobs, v1=v1))
     # mean-subtracted pixels: values of tens, where Caffe's LRN (alpha 1e-4) bites
     x = np.random.default_rng(0).uniform(-100, 100, (1, 3, size, size)).astype(np.float32)
 

@@ -32,6 +32,7 @@ from ..errors import WeightsError
 from ..models.alexnet import ALEXNET_CONVS, LRN_AFTER, POOL_AFTER
 from ..models.googlenet import INCEPTION_TABLE
 from ..models.googlenet import POOL_AFTER as GOOGLENET_POOL_AFTER
+from ..models.nin import NIN_IMAGENET
 from ..models.vgg import CFGS, parse_layer
 from ..preprocess import CAFFE_BGR, Preprocessing, mean_subtracted
 from ..registry import build_shell
@@ -44,18 +45,28 @@ MAX_LAYERS = 5_000  # GoogLeNet's deploy graph has 142; a file of more is not on
 
 # V1 files name their types with an enum; V2 files with these strings
 V1_TYPES = {
+    "ACCURACY": "Accuracy",
     "CONCAT": "Concat",
     "CONVOLUTION": "Convolution",
     "DATA": "Data",
     "DROPOUT": "Dropout",
+    "HDF5_DATA": "HDF5Data",
+    "IMAGE_DATA": "ImageData",
     "INNER_PRODUCT": "InnerProduct",
     "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData",
     "POOLING": "Pooling",
     "RELU": "ReLU",
     "SOFTMAX": "Softmax",
     "SOFTMAX_LOSS": "SoftmaxWithLoss",
+    "WINDOW_DATA": "WindowData",
 }
 WEIGHTED = ("Convolution", "InnerProduct")
+# layers that feed the network (a train_val's data layers: their tops are its inputs) ...
+DATA_TYPES = ("Input", "Data", "HDF5Data", "ImageData", "MemoryData", "WindowData")
+# ... and those that may read its logits after the graph: a deploy's Softmax, a train_val's
+# accuracy and loss
+OUTPUT_TYPES = ("Softmax", "Accuracy", "SoftmaxWithLoss")
 
 
 # --- the prototxt's layers, their parameters normalised -------------------------------------
@@ -177,9 +188,19 @@ def _input_shape(net: Message) -> tuple[int, ...]:
     return tuple(int(d) for d in dims)
 
 
+def _in_test_phase(entry: Message) -> bool:
+    """Whether a layer is part of the network at test time (a train_val's TRAIN-only data and
+    loss layers are not)."""
+    include = [_last(rule, "phase") for rule in entry.get("include", []) if isinstance(rule, dict)]
+    exclude = [_last(rule, "phase") for rule in entry.get("exclude", []) if isinstance(rule, dict)]
+    if any(phase in ("TEST", 1) for phase in exclude):
+        return False
+    return not include or any(phase in ("TEST", 1, None) for phase in include)
+
+
 def read_net(path: str | Path) -> CaffeNet:
-    """The layers of a Caffe `.prototxt` (V1 `layers` or V2 `layer`), Input layers read as the
-    network's input."""
+    """The layers of a Caffe `.prototxt` (V1 `layers` or V2 `layer`, deploy or train_val) at
+    test time, its Input and data layers read as the network's input."""
     message = read_prototxt(path)
     entries = message.get("layer", []) or message.get("layers", [])
     if not entries:
@@ -195,7 +216,9 @@ def read_net(path: str | Path) -> CaffeNet:
         raw = str(_last(entry, "type", ""))
         type_ = V1_TYPES.get(raw, raw)
         tops = tuple(str(t) for t in entry.get("top", []))
-        if type_ == "Input":
+        if not _in_test_phase(entry):
+            continue
+        if type_ in DATA_TYPES:
             inputs.extend(tops)
             dims = _sub(_sub(entry, "input_param"), "shape").get("dim", [])
             shape = shape or tuple(int(d) for d in dims)
@@ -325,6 +348,23 @@ def googlenet_steps() -> tuple[Step, ...]:
     return tuple(g.steps)
 
 
+def nin_steps() -> tuple[Step, ...]:
+    """The ImageNet NIN's graph from `NIN_IMAGENET`: per mlpconv block a convolution, two 1x1
+    "cccp" layers (each with its ReLU), a pool and maybe a dropout; the last cccp gives the
+    class maps and the last pool, an average over their 6x6, the scores."""
+    g = _Builder()
+    class_maps = NIN_IMAGENET[-1].cccp[-1]
+    for conv, cccps, (pool, kind, k, stride), drop in NIN_IMAGENET:
+        name, width, kernel, s, p = conv
+        g.conv(f"{name}.conv", width, kernel, s, p)
+        for cccp in cccps:
+            g.conv(f"{cccp[0]}.conv", Free("num_classes") if cccp == class_maps else cccp[1], 1)
+        g.pool(pool, "MAX" if kind == "max" else "AVE", k, stride)  # "global": the 6x6 AVE
+        if drop:
+            g.add("Dropout", drop)
+    return tuple(g.steps)
+
+
 @dataclass(frozen=True)
 class CaffeGraph:
     """A registered model as a released Caffe graph: its layers, the model arguments every
@@ -386,6 +426,12 @@ def caffe_graphs() -> tuple[CaffeGraph, ...]:
             _BVLC + "bvlc_googlenet.caffemodel", "unrestricted use (BVLC model zoo)",
             "68.7% top-1, 88.9% top-5 (ILSVRC 2012 val, center crop)",
             {"aux_logits": False},
+        ),
+        CaffeGraph(
+            "nin_imagenet", "Network in Network ImageNet model", nin_steps(), CAFFE_BGR,
+            "https://gist.github.com/mavenlin/d802a5849de39225bcc6",
+            "non-commercial (its readme, after ImageNet's terms of access)",
+            "59.36% top-1 (ILSVRC 2012 val, center crop)",
         ),
     )  # fmt: skip
 
@@ -458,13 +504,12 @@ def fit_graph(net: CaffeNet, graph: CaffeGraph) -> Fit:
             f"{_describe(step.type, step.params)}"
         )
         return fit
-    last = graph.steps[-1].key
-    for layer in layers[len(graph.steps) :]:  # at most a Softmax of the logits
-        if layer.type != "Softmax" or tuple(producers.get(b) for b in layer.bottoms) != (last,):
+    logits = graph.steps[-1].key
+    for layer in layers[len(graph.steps) :]:  # a Softmax, an accuracy, a loss of the logits
+        reads = producers.get(layer.bottoms[0]) if layer.bottoms else None
+        if layer.type not in OUTPUT_TYPES or reads != logits:
             fit.misfit = f"{layer.describe()} does not fit {graph.model}, which ends before it"
             return fit
-        last = "softmax"
-        producers.update({top: last for top in layer.tops})
     return fit
 
 
