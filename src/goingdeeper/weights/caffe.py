@@ -449,6 +449,7 @@ class Fit:
     arguments: dict = field(default_factory=dict)
     modules: dict[str, str] = field(default_factory=dict)
     misfit: str | None = None
+    near: int = 0  # how many of the misfit layer's parameters do fit: ties go to the nearest
 
 
 def _same(expected, actual) -> bool:
@@ -492,6 +493,10 @@ def fit_graph(net: CaffeNet, graph: CaffeGraph) -> Fit:
         why = _compare(step, layer, producers, fit)
         if why is not None:
             fit.misfit = f"{layer.describe()} does not fit {graph.model}, which {why} there"
+            fit.near = sum(
+                layer.type == step.type and _same(v, layer.params.get(k))
+                for k, v in step.params.items()
+            )
             return fit
         producers.update({top: step.key for top in layer.tops})
         if step.type in WEIGHTED:
@@ -520,7 +525,7 @@ def recognise_net(net: CaffeNet, where: str = "the prototxt") -> Fit:
     for fit in fits:
         if fit.misfit is None:
             return fit
-    nearest = max(fits, key=lambda f: f.matched)
+    nearest = max(fits, key=lambda f: (f.matched, f.near))
     names = ", ".join(f.graph.model for f in fits)
     raise WeightsError(f"{where}: not a Caffe graph of {names}: {nearest.misfit}")
 
