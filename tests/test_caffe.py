@@ -264,6 +264,56 @@ def test_a_graph_of_none_names_its_first_misfit(old, new, message, tmp_path):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def test_kernel_h_and_w_are_a_square_kernel(tmp_path):
+    text = (DATA / "bvlc_alexnet.prototxt").read_text()
+    square = tmp_path / "square.prototxt"
+    square.write_text(text.replace("kernel_size: 11", "kernel_h: 11 kernel_w: 11", 1))
+    assert recognise_net(read_net(square)).graph.model == "alexnet"
+    oblong = tmp_path / "oblong.prototxt"
+    oblong.write_text(text.replace("kernel_size: 11", "kernel_h: 11 kernel_w: 9", 1))
+    with pytest.raises(WeightsError, match=r"'conv1' \(Convolution .*kernel \(11, 9\)"):
+        recognise_net(read_net(oblong))
+
+
+def test_mangled_network_files_fail_in_one_line(tmp_path):
+    """Seeded random cuts and byte changes of a published file: each is read and recognised,
+    or refused with a `WeightsError`; nothing else escapes."""
+    text = (DATA / "bvlc_alexnet.prototxt").read_bytes()
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mangled.prototxt"
+    refused = 0
+    for _ in range(150):
+        data = bytearray(text)
+        for _ in range(int(rng.integers(1, 4))):
+            at = int(rng.integers(len(data)))
+            if rng.random() < 0.5:
+                del data[at : at + int(rng.integers(1, 40))]
+            else:
+                data[at] = int(rng.choice(list(b'{}:"#x9 \n\xff')))
+        path.write_bytes(bytes(data))
+        try:
+            recognise_net(read_net(path))
+        except WeightsError as e:
+            refused += 1
+            assert "\n" not in str(e)
+    assert refused > 100  # most changes break the file or the graph
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ('input: "data" input_dim: "ten" layer { name: "x" }', "not all counts"),
+        ("name: 'no layers'", "no layers"),
+        ("layer: 5", "layer 1 is not a message"),
+    ],
+)
+def test_network_file_mistakes(text, message, tmp_path):
+    path = tmp_path / "bad.prototxt"
+    path.write_text(text)
+    with pytest.raises(WeightsError, match=message):
+        read_net(path)
+
+
 @pytest.mark.parametrize(
     "args, message",
     [
@@ -353,6 +403,26 @@ def test_caffemodel_reader_is_bounded(payload, message, tmp_path):
     with pytest.raises(WeightsError, match=message):
         read_caffemodel(path)
     assert time.process_time() - start < 1.0
+
+
+def test_mangled_caffemodels_fail_in_one_line(tmp_path):
+    """Seeded random byte changes of a small .caffemodel (both forms): read, or refused with a
+    `WeightsError`; nothing else escapes."""
+    blobs = {"conv": [np.ones((4, 3, 2, 2), np.float32), np.zeros(4, np.float32)]}
+    rng = np.random.default_rng(1)
+    path = tmp_path / "mangled.caffemodel"
+    refused = 0
+    for i in range(300):
+        data = bytearray(caffemodel(blobs, v1=bool(i % 2)))
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(len(data)))] = int(rng.integers(256))
+        path.write_bytes(bytes(data))
+        try:
+            read_caffemodel(path)
+        except WeightsError as e:
+            refused += 1
+            assert "\n" not in str(e)
+    assert refused > 50
 
 
 @pytest.mark.parametrize("v1", [False, True])

@@ -104,22 +104,22 @@ def _last(message: Message, key: str, default=None):
     return values[-1] if values else default
 
 
-def _square(message: Message, key: str, default: int):
-    """`kernel_size`, `stride` or `pad`: one number for a square, (h, w) where they differ."""
-    h = _last(message, f"{key}_h")
-    w = _last(message, f"{key}_w")
-    values = message.get(key, [])
-    if h is None and w is None:
-        if not values:
-            return default
-        return values[0] if all(v == values[0] for v in values) else tuple(values)
-    h = values[0] if h is None and values else h if h is not None else default
-    w = values[-1] if w is None and values else w if w is not None else default
-    return h if h == w else (h, w)
+def _square(message: Message, key: str, prefix: str, default: int):
+    """`kernel_size`, `stride` or `pad` (one value, or h and w; or `<prefix>_h` and
+    `<prefix>_w`): one number for a square, (h, w) where they differ."""
+    values = list(message.get(key, []))
+    h, w = _last(message, f"{prefix}_h"), _last(message, f"{prefix}_w")
+    if h is not None or w is not None:
+        values = [default if h is None else h, default if w is None else w]
+    if not values:
+        return default
+    return values[0] if all(v == values[0] for v in values) else tuple(values)
 
 
 def _sub(layer: Message, key: str) -> Message:
-    return _last(layer, key, {}) or {}
+    """A nested message (a layer's `convolution_param`, say); empty where absent or not one."""
+    value = _last(layer, key, {})
+    return value if isinstance(value, dict) else {}
 
 
 def _params(type_: str, layer: Message) -> dict:
@@ -128,9 +128,9 @@ def _params(type_: str, layer: Message) -> dict:
         p = _sub(layer, "convolution_param")
         return {
             "num_output": _last(p, "num_output"),
-            "kernel": _square(p, "kernel_size", 0),
-            "stride": _square(p, "stride", 1),
-            "pad": _square(p, "pad", 0),
+            "kernel": _square(p, "kernel_size", "kernel", 0),
+            "stride": _square(p, "stride", "stride", 1),
+            "pad": _square(p, "pad", "pad", 0),
             "group": _last(p, "group", 1),
             "dilation": _last(p, "dilation", 1),
             "bias_term": _last(p, "bias_term", True),
@@ -138,12 +138,13 @@ def _params(type_: str, layer: Message) -> dict:
     if type_ == "Pooling":
         p = _sub(layer, "pooling_param")
         pool = {0: "MAX", 1: "AVE", 2: "STOCHASTIC"}.get(_last(p, "pool", "MAX"), _last(p, "pool"))
-        kernel = "global" if _last(p, "global_pooling", False) else _square(p, "kernel_size", 0)
+        global_pool = _last(p, "global_pooling", False)
+        kernel = "global" if global_pool else _square(p, "kernel_size", "kernel", 0)
         return {
             "pool": pool,
             "kernel": kernel,
-            "stride": _square(p, "stride", 1),
-            "pad": _square(p, "pad", 0),
+            "stride": _square(p, "stride", "stride", 1),
+            "pad": _square(p, "pad", "pad", 0),
         }
     if type_ == "LRN":
         p = _sub(layer, "lrn_param")
@@ -181,11 +182,17 @@ class CaffeNet:
     inputs: tuple[str, ...]  # the blobs fed from outside
 
 
-def _input_shape(net: Message) -> tuple[int, ...]:
+def _dims(values: list, path) -> tuple[int, ...]:
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in values):
+        raise WeightsError(f"{path}: the input's dimensions {values} are not all counts")
+    return tuple(values)
+
+
+def _input_shape(net: Message, path) -> tuple[int, ...]:
     dims = net.get("input_dim", [])
     if not dims and net.get("input_shape"):
-        dims = net["input_shape"][0].get("dim", [])
-    return tuple(int(d) for d in dims)
+        dims = _sub(net, "input_shape").get("dim", [])
+    return _dims(dims, path)
 
 
 def _in_test_phase(entry: Message) -> bool:
@@ -208,7 +215,7 @@ def read_net(path: str | Path) -> CaffeNet:
     if len(entries) > MAX_LAYERS:
         raise WeightsError(f"{path}: {len(entries):,} layers, over {MAX_LAYERS:,}")
     inputs = [str(name) for name in message.get("input", [])]
-    shape = _input_shape(message)
+    shape = _input_shape(message, path)
     layers = []
     for index, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict):
@@ -221,7 +228,7 @@ def read_net(path: str | Path) -> CaffeNet:
         if type_ in DATA_TYPES:
             inputs.extend(tops)
             dims = _sub(_sub(entry, "input_param"), "shape").get("dim", [])
-            shape = shape or tuple(int(d) for d in dims)
+            shape = shape or _dims(dims, path)
             continue
         name = str(_last(entry, "name", f"#{index}"))
         bottoms = tuple(str(b) for b in entry.get("bottom", []))
