@@ -29,8 +29,10 @@ from torch import Tensor, nn
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
-from ..models.alexnet import ALEXNET_CONVS, LRN_AFTER, POOL_AFTER
+from ..models.alexnet import ALEXNET_CONVS, LRN_AFTER, LRN_BETA, LRN_SIZE, POOL_AFTER
 from ..models.googlenet import INCEPTION_TABLE
+from ..models.googlenet import LRN_ALPHA as GOOGLENET_LRN_ALPHA
+from ..models.googlenet import LRN_K as GOOGLENET_LRN_K
 from ..models.googlenet import POOL_AFTER as GOOGLENET_POOL_AFTER
 from ..models.nin import NIN_IMAGENET
 from ..models.vgg import CFGS, parse_layer
@@ -267,8 +269,9 @@ class _Builder:
         self.last = key
         return key
 
-    def conv(self, module: str, out, k: int, s: int = 1, p: int = 0, group: int = 1, *,
-             inputs: tuple[str, ...] | None = None) -> str:  # fmt: skip
+    def conv(
+        self, module: str, out, k: int, s: int = 1, p: int = 0, group: int = 1, *, inputs=None
+    ) -> str:
         """A convolution and its ReLU; returns the ReLU's key."""
         params = dict(num_output=out, kernel=k, stride=s, pad=p, group=group, dilation=1)
         self.add("Convolution", module, inputs, **params, bias_term=True)
@@ -278,9 +281,8 @@ class _Builder:
         return self.add("Pooling", key, inputs, pool=kind, kernel=k, stride=s, pad=p)
 
     def lrn(self, key: str, alpha, k) -> str:
-        return self.add(
-            "LRN", key, local_size=5, alpha=alpha, beta=0.75, k=k, region="ACROSS_CHANNELS"
-        )
+        params = dict(local_size=LRN_SIZE, alpha=alpha, beta=LRN_BETA, k=k)
+        return self.add("LRN", key, **params, region="ACROSS_CHANNELS")
 
     def fc(self, module: str, out, *, relu: bool = True, dropout: bool = True) -> str:
         params = dict(num_output=out, bias_term=True, axis=1, transpose=False)
@@ -297,14 +299,13 @@ def alexnet_steps(*, pool_first: bool) -> tuple[Step, ...]:
     g = _Builder()
     for name, width, k, s, p, groups in ALEXNET_CONVS:
         g.conv(f"{name}.conv", width, k, s, p, groups)
-        i = name[-1]
-        after = []
+        i, pool = name[-1], name in POOL_AFTER
+        if pool and pool_first:
+            g.pool(f"pool{i}", "MAX", 3, 2)
         if name in LRN_AFTER:
-            after.append(lambda i=i: g.lrn(f"lrn{i}", Free("lrn_alpha"), Free("lrn_k")))
-        if name in POOL_AFTER:
-            after.append(lambda i=i: g.pool(f"pool{i}", "MAX", 3, 2))
-        for add in reversed(after) if pool_first else after:
-            add()
+            g.lrn(f"lrn{i}", Free("lrn_alpha"), Free("lrn_k"))
+        if pool and not pool_first:
+            g.pool(f"pool{i}", "MAX", 3, 2)
     g.fc("fc6.fc", Free("fc_width"))
     g.fc("fc7.fc", Free("fc_width"))
     g.fc("fc8", Free("num_classes"), relu=False, dropout=False)
@@ -331,10 +332,10 @@ def googlenet_steps() -> tuple[Step, ...]:
     g = _Builder()
     g.conv("conv1.conv", 64, 7, 2, 3)
     g.pool("pool1", "MAX", 3, 2)
-    g.lrn("lrn1", 1e-4, 1.0)
+    g.lrn("lrn1", GOOGLENET_LRN_ALPHA, GOOGLENET_LRN_K)
     g.conv("conv2_reduce.conv", 64, 1)
     g.conv("conv2.conv", 192, 3, p=1)
-    g.lrn("lrn2", 1e-4, 1.0)
+    g.lrn("lrn2", GOOGLENET_LRN_ALPHA, GOOGLENET_LRN_K)
     g.pool("pool2", "MAX", 3, 2)
     for name, c1, c3r, c3, c5r, c5, proj in INCEPTION_TABLE:
         x = (g.last,)
@@ -350,8 +351,7 @@ def googlenet_steps() -> tuple[Step, ...]:
             g.pool(GOOGLENET_POOL_AFTER[name], "MAX", 3, 2)
     g.pool("avgpool", "AVE", 7, 1)  # our global average pool: the same at 224
     g.add("Dropout", "dropout")
-    g.add("InnerProduct", "fc", num_output=Free("num_classes"), bias_term=True, axis=1,
-          transpose=False)  # fmt: skip
+    g.fc("fc", Free("num_classes"), relu=False, dropout=False)
     return tuple(g.steps)
 
 
