@@ -47,7 +47,8 @@ def add_parser(sub) -> None:
     q.add_argument("kind", choices=["caffe", "bvlc", "torchvision", "timm"])
     q.add_argument(
         "source",
-        help="caffe: the deploy .prototxt; bvlc: GoogLeNet's .caffemodel or blob folder; "
+        help="caffe: the network's .prototxt (deploy or train_val); bvlc: GoogLeNet's "
+        ".caffemodel or blob folder; "
         "a .pth or .safetensors file, or 'download' (torchvision's GoogLeNet, needs internet)",
     )
     q.add_argument(
