@@ -401,6 +401,7 @@ def _layer_with_blob(blob: bytes) -> bytes:
         ),
         (_layer_with_blob(_message(7, _message(1, _varint(1) * 9))), "over 8 axes"),
     ],
+    ids=["long-varint", "short-fixed32", "short-fixed64", "partial-float", "huge-dims", "9-axes"],
 )
 def test_caffemodel_reader_is_bounded(payload, message, tmp_path):
     path = tmp_path / "hostile.caffemodel"
