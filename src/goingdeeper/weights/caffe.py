@@ -1,19 +1,21 @@
-"""Caffe models of the line: a deploy `.prototxt` and its `.caffemodel` as one of our models.
+"""Caffe models of the line: a `.prototxt` and its `.caffemodel` as one of our models.
 
 The papers of 2012-2014 released their weights as Caffe models: BVLC's AlexNet and CaffeNet,
-the VGG team's 16- and 19-layer nets, BVLC's GoogLeNet. `import_caffe` reads the prototxt's
-layer graph (`prototxt.py`, V1 `layers` and V2 `layer` files alike) and compares it, layer by
-layer, with `CAFFE_GRAPHS`: for each model, the sequence of Caffe layers it is (type, kernel,
-stride, pad, outputs, group; what each layer reads), derived from the model's own table
-(`ALEXNET_CONVS`, `CFGS`, `INCEPTION_TABLE`). The graph that fits names the registered model;
-a file that fits none is one line naming its first layer that does not fit the nearest graph.
-The blobs of the `.caffemodel` (`bvlc.read_caffemodel`) are then taken by the prototxt's layer
-names, whatever those are, and the card holds the release's input: BGR, 0-255, minus the mean,
-at the crop the release states.
+the VGG team's 16- and 19-layer nets, NIN's ImageNet model, BVLC's GoogLeNet. `import_caffe`
+reads the prototxt's layer graph (`prototxt.py`; V1 `layers` and V2 `layer` files alike, a
+deploy file or a train_val read at test time) and compares it, layer by layer, with
+`caffe_graphs()`: for each model, the sequence of Caffe layers it is (type, kernel, stride,
+pad, outputs, group; what each layer reads), derived from the model's own table
+(`ALEXNET_CONVS`, `CFGS`, `INCEPTION_TABLE`, `NIN_IMAGENET`). The graph that fits names the
+registered model; a file that fits none is one line naming its first layer that does not fit
+the nearest graph. The blobs of the `.caffemodel` (`bvlc.read_caffemodel`) are then taken by
+the prototxt's layer names, whatever those are, and the card holds the release's input: BGR,
+0-255, minus the mean, at the crop the release states.
 
 A few values are left open by a graph (`Free`): the width of the FC layers and the number of
 classes (a fine-tuned model), AlexNet's LRN alpha and k. They become the model's arguments.
-Dropout is the identity at test time, so its ratio is not compared; a final Softmax is allowed.
+Dropout is the identity at test time, so its ratio is not compared; after the logits, a
+Softmax (or a train_val's accuracy and loss) is allowed.
 """
 
 from __future__ import annotations
