@@ -205,6 +205,8 @@ def test_outputs_agree_with_opencv(name, tmp_path, threads):
         ours = model(torch.from_numpy(x)).numpy()
 
     assert card.model == model_name and card.num_classes == CLASSES
+    p = card.preprocessing  # Caffe's input, at the crop of the release
+    assert (p.channel_order, p.scale, p.std, p.crop) == ("BGR", 1.0, (1.0, 1.0, 1.0), size)
     assert ours.shape == theirs.shape == (1, CLASSES)
     scale = np.abs(theirs).max()
     assert scale > 1.0  # the weights carried a signal through every layer
