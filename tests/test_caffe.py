@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import cv2  # opencv-python-headless<5, in the dev extra: the independent reader of Caffe files
 import numpy as np
 import pytest
 import torch
@@ -32,8 +33,6 @@ from goingdeeper.weights import import_bvlc, import_caffe, load_weights, read_ca
 from goingdeeper.weights.bvlc import read_blob_folder
 from goingdeeper.weights.caffe import read_net, recognise_net
 from goingdeeper.weights.prototxt import MAX_DEPTH, parse_prototxt
-
-cv2 = pytest.importorskip("cv2")  # the dev extra's opencv-python-headless: a test dependency
 
 DATA = Path(__file__).parent / "data" / "caffe"
 # file: (model, the layer whose output is the logits, input size)
@@ -120,8 +119,8 @@ def narrowed(name: str, folder: Path) -> Path:
 
 
 def random_weights(prototxt: Path, size: int, seed: int) -> dict[str, list[np.ndarray]]:
-    """He-scaled random weights for every weighted layer, shaped by walking the graph's
-    channels (and, for the first FC layer, the map it flattens), and random biases."""
+    """He-scaled random weights and random biases for every weighted layer, shaped as our
+    model's tensors (OpenCV checks them against the prototxt's layers when it runs them)."""
     rng = np.random.default_rng(seed)
     fit = recognise_net(read_net(prototxt))
     kwargs = {**fit.graph.kwargs, **fit.arguments}
