@@ -179,3 +179,23 @@ def test_the_preset_is_section_4_2_1_applied_to_googlenets_recipe():
     assert bn.shuffle and bn.aux_weight == 0.0
     model = gd.create_model(bn.model)
     assert model.dropout.p == 0.0  # "Remove Dropout"
+
+
+def test_summary_paper_flags_the_figure5_rows_and_total_that_do_not_add_up(capsys):
+    from goingdeeper.analysis import format_paper, summarize
+    from goingdeeper.analysis.paper import BN_INCEPTION_FIGURE5, paper_comparison
+    from goingdeeper.cli import main
+
+    summary = summarize(on_meta("bn_inception"), 224, name="bn_inception")
+    rows, totals = paper_comparison(summary, BN_INCEPTION_FIGURE5)
+    flagged = {r.name for r in rows if r.flag}
+    assert flagged == {"inception3c", "inception4c", "inception4d", "inception4e"}
+    by_name = {r.name: r for r in rows}
+    assert by_name["inception4c"].output == "14x14x608" and by_name["inception4c"].printed
+    assert by_name["inception5b"].output == by_name["inception5b"].printed == "7x7x1024"
+    [params] = totals
+    assert params.printed == 13.6e6 and params.exact == 11_278_528 and params.flag
+    text = format_paper(summary)
+    assert "off. Figure 5's own columns give 11.3 M" in text and "4.82% top-5 (test)" in text
+    assert main(["summary", "bn_inception_caffe", "--paper", "--format", "markdown"]) == 0
+    assert "| inception4e | 14x14x1024 | 7x7x1056 |" in capsys.readouterr().out

@@ -60,7 +60,7 @@ def _one_line_error(capsys) -> str:
         ("input_size=-5", "input_size must lie in [8, 4096]"),
         ("input_size=100000", "input_size must lie in [8, 4096]"),
         ("eval_views=[2]", "eval_views: expected list[str]"),
-        ('eval_views=["7"]', "eval_views takes 1, 10 and 144"),
+        ('eval_views=["7"]', "eval_views takes 1, 10, 144, 150, dense, dense+150"),
     ],
 )
 def test_out_of_range_training_settings_stop_before_any_work(tmp_path, capsys, setting, named):

@@ -162,3 +162,19 @@ def test_the_cifar10_preset_is_the_papers_recipe():
     assert (c.optimizer, c.lr, c.momentum, c.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
     assert c.epochs == round(120_000 * 128 / 50_000, -2)
     assert (c.aux_weight, c.polyak) == (0.0, False)
+
+
+def test_summary_paper_shows_the_releases_figures(capsys):
+    from goingdeeper.cli import main
+
+    assert main(["summary", "nin_imagenet", "--paper"]) == 0
+    out = capsys.readouterr().out
+    # 7,595,176 float32 weights are the release's 29 MB file; its accuracy as printed
+    assert "29 MB model file (release); exact: 29.0 MiB of float32 weights: agrees" in out
+    assert "59.36% top-1" in out and "conv4_1024" in out and "paper output" not in out
+    assert main(["summary", "nin_cifar10", "--paper"]) == 0
+    out = capsys.readouterr().out
+    assert "10.41% test error without data augmentation" in out and "8x8x10" in out
+    # GoogLeNet's comparison is still its Table 1
+    assert main(["summary", "googlenet", "--paper"]) == 0
+    assert "Table 1 (weights only, K = 1024" in capsys.readouterr().out

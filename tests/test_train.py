@@ -103,7 +103,14 @@ PAPER_RECIPES = {
     "alexnet": dict(
         model="alexnet", batch_size=128, epochs=90, recipe="alexnet", pca_lighting=True
     ),
-    "zfnet": dict(model="zfnet", batch_size=128, epochs=70, max_filter_rms=0.1, pca_lighting=False),
+    "zfnet": dict(
+        model="zfnet",
+        batch_size=128,
+        epochs=70,
+        recipe="zfnet",  # section 3's ten fixed sub-crops
+        max_filter_rms=0.1,
+        pca_lighting=False,
+    ),
     "vgg": dict(
         model="vgg_d",
         batch_size=256,
@@ -111,6 +118,7 @@ PAPER_RECIPES = {
         recipe="vgg",
         scale_jitter=[256, 512],
         pca_lighting=True,
+        lr=1e-3,  # fine-tuned from the S = 384 model, whose stage gives 10^-3
     ),
 }
 SGD_PLATEAU = dict(

@@ -1,13 +1,17 @@
-"""Table 1 of the GoogLeNet paper beside the exact numbers, and the bottleneck arithmetic.
+"""What the papers print about a network beside the exact numbers, and GoogLeNet's bottleneck
+arithmetic.
 
-Table 1 counts weights without biases in K = 1024 and "ops" as multiply-adds of convolutions
-and linear layers in M = 10^6. Several of its rows do not follow from its own channel columns;
-`table1_comparison` says which and why.
+GoogLeNet's Table 1 counts weights without biases in K = 1024 and "ops" as multiply-adds of
+convolutions and linear layers in M = 10^6. Several of its rows do not follow from its own
+channel columns; `table1_comparison` says which and why. Other papers print less: an output
+size per row (BN-Inception's Figure 5), a total, a file size (`PaperFigures`, compared by
+`paper_comparison`). `format_paper` picks the comparison that belongs to a model.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from torch import nn
 
@@ -237,3 +241,189 @@ def _shape(output: tuple[int, ...]) -> str:
     if len(output) == 3:
         return f"{output[1]}x{output[2]}x{output[0]}"
     return f"1x1x{output[0]}"
+
+
+# --- other papers: printed output sizes and totals ------------------------------------------
+
+
+class PrintedRow(NamedTuple):
+    """A row of a paper's table: its name here and the output it prints (H, W, C)."""
+
+    name: str
+    output: tuple[int, int, int]
+
+
+class PrintedTotal(NamedTuple):
+    """A figure a paper or a release prints about the whole network, and what it counts:
+    "params" (every parameter) or "mib" (the float32 weight file, 2^20 bytes)."""
+
+    text: str  # as printed, with where
+    value: float
+    counts: str
+
+
+@dataclass(frozen=True)
+class PaperFigures:
+    """What a paper prints about one network: output sizes of its table's rows, totals, and
+    the results it reports (shown as printed; nothing here can check them)."""
+
+    source: str
+    rows: tuple[PrintedRow, ...] = ()
+    totals: tuple[PrintedTotal, ...] = ()
+    explanations: dict[str, str] = field(default_factory=dict)  # why a printed figure is off
+    results: tuple[str, ...] = ()
+
+
+# Figure 5 of Ioffe & Szegedy (2015), the output size column. Its stride-2 rows print the
+# module's input grid; 4c and 4d print 576 channels where their own columns add up to 608.
+BN_INCEPTION_FIGURE5 = PaperFigures(
+    source="Figure 5 of Ioffe & Szegedy (2015), arXiv:1502.03167",
+    rows=(
+        PrintedRow("conv1", (112, 112, 64)),
+        PrintedRow("pool1", (56, 56, 64)),
+        PrintedRow("conv2", (56, 56, 192)),
+        PrintedRow("pool2", (28, 28, 192)),
+        PrintedRow("inception3a", (28, 28, 256)),
+        PrintedRow("inception3b", (28, 28, 320)),
+        PrintedRow("inception3c", (28, 28, 576)),
+        PrintedRow("inception4a", (14, 14, 576)),
+        PrintedRow("inception4b", (14, 14, 576)),
+        PrintedRow("inception4c", (14, 14, 576)),
+        PrintedRow("inception4d", (14, 14, 576)),
+        PrintedRow("inception4e", (14, 14, 1024)),
+        PrintedRow("inception5a", (7, 7, 1024)),
+        PrintedRow("inception5b", (7, 7, 1024)),
+        PrintedRow("avgpool", (1, 1, 1024)),
+    ),
+    totals=(PrintedTotal("13.6 x 10^6 parameters (appendix)", 13.6e6, "params"),),
+    explanations={
+        "inception3c": "a stride-2 module: the row prints its input grid (28x28); it outputs "
+        "14x14, the size 4a reads",
+        "inception4c": "the row's own columns give 160 + 160 + 160 + 128 = 608 channels",
+        "inception4d": "the row's own columns give 96 + 192 + 192 + 128 = 608 channels",
+        "inception4e": "a stride-2 module: it outputs 7x7, and its columns give 192 + 256 + 608 "
+        "(the pass-through input) = 1,056 channels, which 5a reads",
+        "13.6 x 10^6 parameters (appendix)": "Figure 5's own columns give 11.3 M (11.28 M with "
+        "the separable conv1 and BatchNorm's scales and shifts, 11.30 M in the Caffe port's "
+        "layout); 13.6 M would need about 2.3 M more weights than the table has",
+    },
+    results=(
+        "Table 2: 1 network, 1 crop: 25.2% top-1, 7.82% top-5 error (validation)",
+        "Table 2: 1 network, 144 crops: 21.99% top-1, 5.82% top-5",
+        "Table 2: 6 networks, 144 crops: 20.1% top-1, 4.9% top-5 (validation), 4.82% top-5 (test)",
+    ),
+)
+NIN_CIFAR10_FIGURES = PaperFigures(
+    source="Lin, Chen & Yan (2013), arXiv:1312.4400, and the authors' CIFAR-10 definition; the "
+    "paper prints no per-layer sizes or counts",
+    results=(
+        "Table 1: 10.41% test error without data augmentation",
+        "Table 1: 8.81% test error with translation and horizontal flipping",
+    ),
+)
+NIN_IMAGENET_FIGURES = PaperFigures(
+    source="the Caffe model zoo's ImageNet NIN (nin_imagenet); the release prints no "
+    "per-layer sizes or counts",
+    totals=(PrintedTotal("29 MB model file (release)", 29.0, "mib"),),
+    results=("release: 59.36% top-1 accuracy on the ILSVRC 2012 validation set, 1 crop",),
+)
+PAPER_FIGURES = {
+    "bn_inception": BN_INCEPTION_FIGURE5,
+    "bn_inception_caffe": BN_INCEPTION_FIGURE5,
+    "nin_cifar10": NIN_CIFAR10_FIGURES,
+    "nin_imagenet": NIN_IMAGENET_FIGURES,
+}
+
+
+@dataclass
+class FigureRow:
+    name: str
+    printed: str  # the paper's H x W x C, "" where it prints none
+    output: str  # the exact H x W x C
+    params: int
+    macs: int
+    flag: str  # empty when the printed figure agrees
+
+
+@dataclass
+class TotalCheck:
+    text: str
+    printed: float
+    exact: float  # in the printed unit
+    counts: str
+    flag: str
+
+    def exact_text(self) -> str:
+        if self.counts == "mib":
+            return f"{self.exact:.1f} MiB of float32 weights"
+        return f"{self.exact:,.0f} parameters ({self.exact / 1e6:.2f} M)"
+
+
+def paper_comparison(
+    summary: Summary, figures: PaperFigures
+) -> tuple[list[FigureRow], list[TotalCheck]]:
+    """Each row of `summary` beside the output its paper prints, and each printed total
+    beside the exact one, flagged where they differ (the reason from `figures.explanations`)."""
+    printed = {r.name: r.output for r in figures.rows}
+    missing = [name for name in printed if name not in {r.name for r in summary.rows}]
+    if missing:
+        raise ArgumentError(
+            f"{summary.model} has no row {missing[0]!r} of {figures.source}: compare the "
+            "models that table describes"
+        )
+    rows = []
+    for r in summary.rows:
+        paper = printed.get(r.name)
+        exact = _shape(r.output)
+        want = "" if paper is None else "x".join(str(v) for v in paper)
+        off = bool(want) and want != exact
+        flag = figures.explanations.get(r.name, "does not follow from the table") if off else ""
+        rows.append(FigureRow(r.name, want, exact, r.params, r.macs, flag))
+    totals = []
+    for t in figures.totals:
+        exact = summary.total_params * (4 / 2**20 if t.counts == "mib" else 1)
+        off = abs(exact - t.value) > TOLERANCE * t.value
+        flag = figures.explanations.get(t.text, "does not follow from the table") if off else ""
+        totals.append(TotalCheck(t.text, t.value, exact, t.counts, flag))
+    return rows, totals
+
+
+def format_figures(summary: Summary, figures: PaperFigures, fmt: str = "table") -> str:
+    """The per-row comparison, the totals and the reported results, as text or markdown."""
+    rows, totals = paper_comparison(summary, figures)
+    header = ["row", "paper output", "exact output", "params", "MACs (M)", "flag"]
+    body = [
+        [r.name, r.printed, r.output, f"{r.params:,}", f"{r.macs / 1e6:,.1f}", "off" * bool(r.flag)]
+        for r in rows
+    ]
+    if not figures.rows:  # nothing printed per row: the exact columns only
+        header, body = header[:1] + header[2:5], [row[:1] + row[2:5] for row in body]
+    table = render_markdown(header, body) if fmt == "markdown" else render_table(header, body, 2)
+    lines = [
+        f"{figures.source}, beside {summary.model} at {summary.input_size}x{summary.input_size} "
+        "(outputs H x W x C; params with biases and BatchNorm; MACs of convolutions and linear "
+        "layers).",
+        "",
+        table,
+        "",
+        f"Exact: {summary.total_params:,} parameters, {summary.total_macs:,} MACs = "
+        f"{summary.total_flops:,} FLOPs.",
+    ]
+    for t in totals:
+        verdict = f": off. {t.flag}" if t.flag else ": agrees"
+        lines.append(f"Printed: {t.text}; exact: {t.exact_text()}{verdict}.")
+    flagged = [f"- {r.name}: {r.flag}" for r in rows if r.flag]
+    if flagged:
+        lines += ["", "Rows flagged off:", *flagged]
+    if figures.results:
+        lines += ["", "Reported results (as printed):", *(f"- {x}" for x in figures.results)]
+    return "\n".join(lines)
+
+
+def format_paper(summary: Summary, fmt: str = "table") -> str:
+    """`summary --paper`: the comparison with the paper of `summary.model`; GoogLeNet's Table 1
+    for the models not in `PAPER_FIGURES` (the GoogLeNets and networks built on them)."""
+    figures = PAPER_FIGURES.get(summary.model)
+    if figures is None:
+        return format_table1(summary, fmt)
+    return format_figures(summary, figures, fmt)

@@ -10,7 +10,7 @@ from ..data.classes import ClassMap
 from ..data.labels import real_labels, val_number
 from ..data.samples import Labelled, labelled_images
 from ..errors import EvalError, UsageError
-from ..evaluate import AGGREGATES, DENSE_SCALES, VIEWS, evaluate, member_results
+from ..evaluate import AGGREGATES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
 from .common import HELP_FORMAT, add_image_limit, counting_bar, load_any_weights
 
@@ -19,6 +19,7 @@ examples:
   goingdeeper eval --weights bvlc_googlenet.safetensors --data ../shared/data/imagenet-sample
   goingdeeper eval --weights ../shared/data/bvlc-googlenet --data val/ --views 1,10,144 --paper
   goingdeeper eval --weights a.safetensors b.safetensors --data val/ --views 1,10 --ensemble
+  goingdeeper eval --weights vgg16.safetensors --data val/ --views dense
   goingdeeper eval --weights vgg16.safetensors --data val/ --views dense --scales 256,384,512
   goingdeeper eval --weights vgg16.safetensors --data val/ --views 150,dense,dense+150
   goingdeeper eval --weights bvlc_googlenet.safetensors --data ILSVRC2012_img_val/ \
@@ -77,8 +78,11 @@ def add_parser(sub) -> None:
     p.add_argument("--batch-size", type=int, default=64, help="views per forward pass")
     p.add_argument(
         "--scales",
-        default=",".join(map(str, DENSE_SCALES)),
-        help="dense evaluation: shorter sides Q (default: VGG's 256,384,512)",
+        default="auto",
+        help="dense evaluation: shorter sides Q. auto (default): from the scale the weights "
+        "were trained at (their card), VGG section 4.2: S-32,S,S+32 for a fixed S, "
+        "S_min,(S_min+S_max)/2,S_max for scale jittering, 256,384,512 when the card does not "
+        "say; single: section 4.1's one scale, S or (S_min+S_max)/2; or comma-separated sizes",
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument(
@@ -138,7 +142,8 @@ def _check_options(args: argparse.Namespace, views: list[str]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     views = _views(args.views)
-    scales = _int_list(args.scales, "--scales")
+    # auto and single: each model's scales from its card (evaluate's dense_scales=None)
+    scales = None if args.scales in ("auto", "single") else _int_list(args.scales, "--scales")
     _check_options(args, views)
     loaded = [load_any_weights(w, device=args.device, runtime=args.runtime) for w in args.weights]
     card = loaded[0][1]
@@ -148,7 +153,11 @@ def run(args: argparse.Namespace) -> int:
     samples = labelled.samples
     names = [Path(w).stem for w in args.weights]
     options = dict(
-        aggregate=args.aggregate, batch_size=args.batch_size, dense_scales=scales, real=real
+        aggregate=args.aggregate,
+        batch_size=args.batch_size,
+        dense_scales=scales,
+        dense_multi=args.scales != "single",
+        real=real,
     )
     singles, ensembles = [], []
     for v in views:

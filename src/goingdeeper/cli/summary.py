@@ -8,8 +8,8 @@ import argparse
 from ..analysis import (
     bottleneck_comparison,
     format_bottleneck,
+    format_paper,
     format_summary,
-    format_table1,
     summarize,
 )
 from ..registry import build_shell, model_card
@@ -39,7 +39,10 @@ def add_parser(sub) -> None:
     )
     p.add_argument("--aux", action="store_true", help="include the training-only aux heads")
     p.add_argument(
-        "--paper", action="store_true", help="GoogLeNet: Table 1 beside the exact numbers"
+        "--paper",
+        action="store_true",
+        help="the paper's figures beside the exact numbers (GoogLeNet's Table 1, "
+        "BN-Inception's Figure 5, NIN's)",
     )
     p.add_argument(
         "--bottleneck",
@@ -73,6 +76,6 @@ def run(args: argparse.Namespace) -> int:
     model = build_shell(args.model, **kwargs)  # shapes are all a table needs
     summary = summarize(model, size, name=args.model, aux=args.aux, detail=args.detail)
     print(
-        format_table1(summary, args.format) if args.paper else format_summary(summary, args.format)
+        format_paper(summary, args.format) if args.paper else format_summary(summary, args.format)
     )
     return 0

@@ -7,8 +7,10 @@ channel order, scale, mean, std), so that no transform is hidden:
   [3/4, 4/3]), Howard's photometric distortions, a random interpolation, horizontal flips.
 - vgg: VGG section 3.1: scale jittering (shorter side S ~ U[256, 512]), random crop, flips and
   AlexNet's RGB colour shift (PCA lighting).
-- alexnet: AlexNet sections 2 and 4.1: 256 x 256 center square, random 224 crops, flips, PCA
-  lighting noise.
+- alexnet: AlexNet sections 2 and 4.1: 256 x 256 center square, random 227 crops (the paper
+  says 224), flips, PCA lighting noise.
+- zfnet: ZFNet section 3: 256 x 256 center square, then one of its 10 fixed 224 x 224
+  sub-crops (the four corners and the center, each as it is or mirrored) drawn at random.
 - simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR); with a card
   that pads (LeNet-5), resize to size - 2 x pad and add the black border.
 - lenet: simple's geometry, then LeNet-5's distortions (LeCun et al. 1998, section III.C):
@@ -46,7 +48,7 @@ from .colour import PCALighting, PhotometricDistort
 
 # GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability"
 GOOGLENET_INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic")
-RECIPES = ("googlenet", "vgg", "alexnet", "simple", "lenet", "none")
+RECIPES = ("googlenet", "vgg", "alexnet", "zfnet", "simple", "lenet", "none")
 # recipes that train on the whole (small) image and so evaluate on it, resized, as well
 WHOLE_IMAGE_RECIPES = ("simple", "lenet", "none")
 
@@ -220,6 +222,42 @@ class CenterSquare:
         return center_crop(_resize_shorter(img, self.size, self.interpolation), self.size)
 
 
+def five_crop_boxes(width: int, height: int, size: int) -> list[tuple[int, int, int, int]]:
+    """(left, top, right, bottom) of the center and the four corner `size` crops of a width x
+    height image, in that order: center, top-left, top-right, bottom-left, bottom-right (the
+    order and the rounding of the ten test views, `evaluate.views.crop_offsets`)."""
+    right, bottom = width - size, height - size
+    corners = [(right // 2, bottom // 2), (0, 0), (right, 0), (0, bottom), (right, bottom)]
+    return [(x, y, x + size, y + size) for x, y in corners]
+
+
+@dataclass
+class FixedSubCrops:
+    """ZFNet section 3: "10 different sub-crops of size 224x224 (corners + center with(out)
+    horizontal flips)" of the 256 x 256 center square; one of them, uniformly at random, per
+    image and epoch. Without `flip`, the five unmirrored ones."""
+
+    size: int
+    flip: bool = True
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def views(self, img: Image.Image) -> list[Image.Image]:
+        """All of them, in the order of the ten test views: the five crops (`five_crop_boxes`),
+        then (with `flip`) their mirrors in the same order."""
+        if min(img.size) < self.size:
+            img = _resize_shorter(img, self.size, "bilinear")
+        crops = [img.crop(box) for box in five_crop_boxes(*img.size, self.size)]
+        mirrors = [c.transpose(Image.Transpose.FLIP_LEFT_RIGHT) for c in crops]
+        return crops + mirrors if self.flip else crops
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if min(img.size) < self.size:
+            img = _resize_shorter(img, self.size, "bilinear")
+        index = _randint(0, 9 if self.flip else 4, self.generator)
+        crop = img.crop(five_crop_boxes(*img.size, self.size)[index % 5])
+        return crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if index >= 5 else crop
+
+
 @dataclass
 class Border:
     """`pad` black pixels on every side (LeNet-5's digits, 28x28 centred in 32x32)."""
@@ -377,7 +415,7 @@ def train_transform(
         raise PreprocessingError(f"size must be positive, got {size}")
     if distortion < 0:
         raise PreprocessingError(f"distortion must be >= 0, got {distortion}")
-    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter, distortion)
+    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter, distortion, flip)
     if recipe == "none":
         return Recipe([*steps, ToModelInput(preprocessing, pixels=pixels)], takes_opened=draft)
     if photometric is None:
@@ -386,7 +424,7 @@ def train_transform(
         pca_lighting = recipe in ("alexnet", "vgg")  # VGG 3.1 uses AlexNet's RGB colour shift
     if photometric:
         steps.append(PhotometricDistort())
-    if flip:
+    if flip and recipe != "zfnet":  # zfnet's ten sub-crops hold their mirrors
         steps.append(RandomHorizontalFlip())
     lighting = PCALighting() if pca_lighting else None
     steps.append(ToModelInput(preprocessing, lighting, pixels=pixels and lighting is None))
@@ -400,19 +438,17 @@ def _geometry(
     interpolations: Sequence[str],
     scale_jitter: tuple[int, int] | int | None,
     distortion: float = 1.0,
+    flip: bool = True,
 ) -> list[Callable]:
     interpolation = preprocessing.interpolation
     if recipe == "googlenet":
         return [RandomSizedCrop(size, interpolations=tuple(interpolations))]
     if recipe == "vgg":
-        if scale_jitter is None:
-            scale_jitter = (round(256 * size / 224), round(512 * size / 224))
-        elif isinstance(scale_jitter, int):
-            scale_jitter = (scale_jitter, scale_jitter)
-        return [ScaleJitter(size, tuple(scale_jitter), interpolation)]
-    if recipe == "alexnet":  # 256 x 256 squares, random 224 crops: scaled with the crop size
+        return [ScaleJitter(size, vgg_scales(size, scale_jitter), interpolation)]
+    if recipe in ("alexnet", "zfnet"):  # 256 x 256 squares, scaled with the crop size
         square = eval_transform(size, preprocessing).resize
-        return [CenterSquare(square, interpolation), RandomCrop(size)]
+        crops = RandomCrop(size) if recipe == "alexnet" else FixedSubCrops(size, flip)
+        return [CenterSquare(square, interpolation), crops]
     pad = preprocessing.pad_for(size)  # LeNet-5: 28x28 + 2 -> 32x32
     steps: list[Callable] = [Resize(size - 2 * pad, interpolation)]
     if pad:
@@ -420,6 +456,16 @@ def _geometry(
     if recipe == "lenet" and distortion > 0:
         steps.append(AffineDistort().scaled(distortion))
     return steps
+
+
+def vgg_scales(size: int, scale_jitter: Sequence[int] | int | None = None) -> tuple[int, int]:
+    """The vgg recipe's (S_min, S_max): `scale_jitter` as given (one int or one value: a fixed
+    S), or by default section 3.1's [256, 512] scaled by size / 224."""
+    if scale_jitter is None or (not isinstance(scale_jitter, int) and not scale_jitter):
+        return round(256 * size / 224), round(512 * size / 224)
+    if isinstance(scale_jitter, int):
+        return scale_jitter, scale_jitter
+    return scale_jitter[0], scale_jitter[-1]
 
 
 def eval_transform(size: int, preprocessing: Preprocessing) -> Preprocessing:

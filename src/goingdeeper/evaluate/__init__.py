@@ -2,7 +2,7 @@
 GoogLeNet's 144, VGG's 150 and dense evaluation and their combination, ensembles averaged by
 softmax, and a results grid laid out like GoogLeNet's Table 3."""
 
-from .dense import DENSE_SCALES, dense_form, dense_scores
+from .dense import DENSE_SCALES, dense_form, dense_scales, dense_scores
 from .engine import AGGREGATES, VIEWS, distinct_views, evaluate, metrics
 from .grid import PAPER_TABLE3, format_grid, grid_rows, member_results, paper_rows
 from .views import (
@@ -33,6 +33,7 @@ __all__ = [
     "crops_144",
     "crops_150",
     "dense_form",
+    "dense_scales",
     "dense_scores",
     "distinct_views",
     "evaluate",

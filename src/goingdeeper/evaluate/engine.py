@@ -25,7 +25,7 @@ from ..errors import EvalError, ImageError
 from ..images import load_image, to_rgb
 from ..preprocess import Preprocessing
 from ..weights.format import WeightsCard
-from .dense import DENSE_SCALES, dense_form, dense_scores
+from .dense import dense_form, dense_scales, dense_scores
 from .views import VIEW_FUNCTIONS, num_views
 
 log = logging.getLogger(__name__)
@@ -45,16 +45,28 @@ class _Member:
     name: str
     class_names: tuple[str, ...]
     dense: nn.Module | None = None  # the fully convolutional form, for dense evaluation
+    scales: tuple[int, ...] = ()  # dense evaluation's test scales Q
 
 
-def _members(models: Sequence, names: Sequence[str] | None, views: str) -> list[_Member]:
+def _members(
+    models: Sequence,
+    names: Sequence[str] | None,
+    views: str,
+    scales: Sequence[int] | None,
+    multi: bool = True,
+) -> list[_Member]:
+    """The models with what each needs; dense evaluation's scales are `scales`, or else those
+    that the scale each model was trained at calls for (its card's `training_scale`;
+    `dense.dense_scales`, section 4.2 with `multi`, else 4.1)."""
     if not models:
         raise EvalError("no models to evaluate; give at least one (model, preprocessing) pair")
     out = []
     for i, pair in enumerate(models):
         model, spec = pair
+        trained_at: Sequence[int] = ()
         if isinstance(spec, WeightsCard):
             pre, classes, name = spec.preprocessing, tuple(spec.class_names), spec.model
+            trained_at = spec.training_scale
         elif isinstance(spec, Preprocessing):
             pre, classes, name = spec, (), type(model).__name__.lower()
         else:
@@ -62,7 +74,8 @@ def _members(models: Sequence, names: Sequence[str] | None, views: str) -> list[
                 f"model {i}: expected a Preprocessing or a WeightsCard beside the model, "
                 f"got {type(spec).__name__}"
             )
-        out.append(_Member(model, pre, names[i] if names else name, classes))
+        q = tuple(scales) if scales is not None else dense_scales(trained_at, pre.crop, multi=multi)
+        out.append(_Member(model, pre, names[i] if names else name, classes, scales=q))
     named = [m for m in out if m.class_names]
     if any(m.class_names != named[0].class_names for m in named):
         raise EvalError("the models' class lists differ; an ensemble needs the same classes")
@@ -144,13 +157,12 @@ def _member_scores(
     views: str,
     aggregate: str,
     batch_size: int,
-    dense_scales: Sequence[int],
 ) -> Tensor:
     """images x classes: one model's scores, aggregated over each image's views (and, for
     dense+150, over the two protocols)."""
     parts = []
     if views.startswith("dense"):  # every image has its own size: one image at a time
-        scores = [dense_scores(member.dense, im, member.pre, dense_scales) for im in images]
+        scores = [dense_scores(member.dense, im, member.pre, member.scales) for im in images]
         parts.append(torch.stack(scores).float().cpu())
     if views != "dense":
         make = VIEW_FUNCTIONS["150" if views == "dense+150" else views]
@@ -225,7 +237,8 @@ def evaluate(
     confusion: bool = False,
     per_model: bool = False,
     keep_scores: bool = False,
-    dense_scales: Sequence[int] = DENSE_SCALES,
+    dense_scales: Sequence[int] | None = None,
+    dense_multi: bool = True,
     names: Sequence[str] | None = None,
     real: Sequence[Sequence[int] | None] | None = None,
 ) -> dict:
@@ -235,13 +248,16 @@ def evaluate(
     `dataset`: (path or PIL image, class index) pairs. `views`: one of `VIEWS`.
     `aggregate`: how views and models are combined: "softmax" (mean probability, the paper),
     "logits" (mean logit) or "max" (largest probability). `batch_size`: views per forward pass.
+    `dense_scales`: dense evaluation's test scales Q; None: for each model those of the scale
+    it was trained at (`dense.dense_scales` of its card's `training_scale`: section 4.2's
+    three with `dense_multi`, else section 4.1's one), or 256, 384, 512 when not known.
     Unreadable files are skipped and named in `skipped_files`. `real`: for each image, the
     classes ReaL's re-assessment found in it (empty or None: none), which adds ReaL top-1.
     """
     _check_options(views, aggregate, batch_size)
     _check_real(real, dataset)
-    members = _members(models, names, views)
-    per_image = num_views(views, dense_scales)
+    members = _members(models, names, views, dense_scales, dense_multi)
+    per_image = num_views(views, members[0].scales)
     group = 1 if views.startswith("dense") else max(1, batch_size // per_image)
     training = [m.model.training for m in members]
     start = time.perf_counter()
@@ -251,7 +267,6 @@ def evaluate(
         views=views,
         aggregate=aggregate,
         batch_size=batch_size,
-        dense_scales=dense_scales,
     )
     try:
         for m in members:
@@ -267,7 +282,10 @@ def evaluate(
     result = _result(members, tally, confusion=confusion, per_model=per_model)
     if real is not None:
         _add_real(result, tally, real)
-    result.update(views=views, crops=per_image, cost=per_image * len(members))  # Table 3's
+    cost = sum(num_views(views, m.scales) for m in members)  # Table 3's
+    result.update(views=views, crops=per_image, cost=cost)
+    if views.startswith("dense"):
+        result["dense_scales"] = [list(m.scales) for m in members]
     result.update(aggregate=aggregate, seconds=(seconds := time.perf_counter() - start))
     result["images_per_second"] = len(tally.labels) / seconds if seconds > 0 else float("nan")
     if keep_scores:

@@ -10,8 +10,8 @@
                figures are single crops, the center of that warped image (view 0 here)
     crops_144  GoogLeNet's protocol (Szegedy et al. 2014, section 7): 4 scales x 3 squares
                x (4 corners + center + whole square) x 2 mirrors
-    crops_150  VGG's multi-crop protocol (Simonyan & Zisserman 2014, section 4.3, Table 5):
-               3 scales Q x a regular 5x5 grid of crops x 2 mirrors
+    crops_150  VGG's multi-crop protocol (Simonyan & Zisserman 2014, section 3.2; results in
+               section 4.3, Table 5): 3 scales Q x a regular 5x5 grid of crops x 2 mirrors
 
 Each function returns views x C x crop x crop, in a fixed documented order; the image is
 decoded by the caller once, and resized once per scale here. Crops are slices of the resized
@@ -30,6 +30,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
+from ..data.transforms import five_crop_boxes
 from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, check_resized
 from .dense import DENSE_SCALES
 
@@ -42,10 +43,10 @@ def crop_offsets(width: int, height: int, size: int) -> list[tuple[int, int]]:
     """(left, top) of the center and the four corner crops of `size` in a width x height image.
 
     The center offset rounds down exactly like `preprocess.center_crop`, so the center view
-    equals the one-crop view.
+    equals the one-crop view. The same boxes as ZFNet's ten training sub-crops
+    (`data.transforms.five_crop_boxes`).
     """
-    right, bottom = width - size, height - size
-    return [(right // 2, bottom // 2), (0, 0), (right, 0), (0, bottom), (right, bottom)]
+    return [(left, top) for left, top, _, _ in five_crop_boxes(width, height, size)]
 
 
 def square_offsets(width: int, height: int) -> list[tuple[int, int]]:
@@ -153,7 +154,7 @@ def scales_150(pre: Preprocessing) -> tuple[int, ...]:
 
 
 def crops_150(image: Image.Image, pre: Preprocessing) -> Tensor:
-    """150 x 3 x crop x crop, VGG's multi-crop evaluation (section 4.3: "50 crops per scale
+    """150 x 3 x crop x crop, VGG's multi-crop evaluation (section 3.2: "50 crops per scale
     (5 x 5 regular grid with 2 flips), for a total of 150 crops over 3 scales").
 
     Order: for each scale Q (256, 384, 512), the 25 grid crops row by row (`grid_offsets`),

@@ -27,9 +27,10 @@ Where this code departs from the paper, and why:
   identity; it lets smaller and larger images through the FC layers. Dense evaluation does not
   use it.
 - Initialisation: the paper trained A from N(0, 10^-2) (its text says variance 10^-2) and
-  initialised the deeper nets from A; a builder cannot do that, so the default is the
-  Glorot & Bengio (2010) initialisation that the paper says works without pre-training.
-  `init="normal"` gives the paper's distribution for A; `init="torchvision"` torchvision's.
+  initialised the deeper nets from A (section 3.1), which needs a trained A: `init_from`
+  (the `vgg_*` training presets do it). A builder has none, so the default is the Glorot &
+  Bengio (2010) initialisation that the paper says works without pre-training.
+  `init="normal"` gives the paper's distribution; `init="torchvision"` torchvision's.
 - The LRN of A-LRN takes AlexNet's parameters, as the paper says (k 2, n 5, alpha 1e-4,
   beta 0.75; PyTorch's alpha 5e-4).
 - The BatchNorm variants (after every convolution, before the ReLU) are not in the paper.
@@ -104,6 +105,10 @@ CFGS: dict[str, tuple[tuple[str, ...], ...]] = {
     ),
 }
 POOLED_SIZE = 7  # 224 / 2^5: fc6 reads 512 x 7 x 7 = 25,088 values
+# Section 3.1: "we initialised the first four convolutional layers and the last three
+# fully-connected layers with the layers of net A". A's first four convolutions are the first
+# of blocks 1 and 2 and both of block 3; B-E have layers of those names and shapes.
+FROM_NET_A = ("conv1_1", "conv2_1", "conv3_1", "conv3_2", "fc6", "fc7", "fc8")
 FC_WIDTH = 4096
 
 
@@ -261,6 +266,27 @@ class VGG(Classifier):
     def fully_convolutional(self) -> FullyConvolutionalVGG:
         """The network of dense evaluation (section 3.2): `to_fully_convolutional(self)`."""
         return to_fully_convolutional(self)
+
+    @torch.no_grad()
+    def init_from(self, net_a: nn.Module) -> list[str]:
+        """Take net A's layers `FROM_NET_A` (section 3.1), a trained `VGG("A")`, the other
+        layers keeping their fresh initialisation; returns the names taken. Both nets in the
+        paper's layout, of the same head widths and classes."""
+        if not isinstance(net_a, VGG) or net_a.cfg != "A":
+            got = getattr(net_a, "cfg", type(net_a).__name__)
+            raise ModelArgumentError(f"VGG's deeper nets start from a trained net A, got {got}")
+        if self.layout != "paper" or net_a.layout != "paper":
+            raise ModelArgumentError("initialisation from net A takes the paper's layout")
+        for name in FROM_NET_A:
+            ours, theirs = getattr(self, name).state_dict(), getattr(net_a, name).state_dict()
+            shapes = {k: tuple(v.shape) for k, v in ours.items()}
+            if shapes != {k: tuple(v.shape) for k, v in theirs.items()}:
+                raise ModelArgumentError(
+                    f"{name} differs from net A's ({shapes} here); build the net with A's "
+                    "num_classes, fc_width and batch_norm"
+                )
+            getattr(self, name).load_state_dict(theirs)
+        return list(FROM_NET_A)
 
     def reset_classifier(self, num_classes: int) -> None:
         """A new fc8 for `num_classes` outputs (initialised as torchvision does)."""

@@ -4,6 +4,7 @@ take."""
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -33,7 +34,8 @@ from ..data.dataset import ArrayReader
 from ..data.held import HeldBatches, WholeImageAugment, held
 from ..data.prefetch import Prefetched
 from ..data.stream import ShardStream
-from ..errors import ConfigError, DataError
+from ..data.transforms import vgg_scales
+from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
 from ..preprocess import Preprocessing
 from ..registry import model_card
@@ -41,6 +43,8 @@ from ..weights import load_weights, read_card
 from . import config as cfg
 from .distributed import Distributed, epoch_seed
 from .engine import lr_factor
+
+log = logging.getLogger(__name__)
 
 
 def build_data(
@@ -254,6 +258,11 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
     kwargs = dict(c.model_args)
     if card.takes_input_size:  # the aux heads are sized for the training input
         kwargs.setdefault("input_size", c.input_size)
+    if c.init_from:
+        kwargs["num_classes"] = num_classes
+        model = create_model(c.model, **kwargs)
+        _init_from(model, c)
+        return model, kwargs, card.preprocessing
     if c.init_weights:
         model, wcard = load_weights(c.init_weights, **kwargs)
         kwargs = {**wcard.model_kwargs, **kwargs}
@@ -268,6 +277,23 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
         return model, kwargs, wcard.preprocessing
     kwargs["num_classes"] = num_classes
     return create_model(c.model, **kwargs), kwargs, card.preprocessing
+
+
+def _init_from(model: nn.Module, c: cfg.TrainConfig) -> None:
+    """Some of `model`'s layers from the trained net `c.init_from`, as the model declares
+    (`init_from`: VGG's B-E from A, section 3.1); the others keep their fresh initialisation."""
+    take = getattr(model, "init_from", None)
+    if take is None:
+        raise ConfigError(
+            f"init_from: {c.model} declares no layers to take from another trained net; "
+            "VGG's configurations B-E take net A's (use init_weights to fine-tune)"
+        )
+    source, _ = load_weights(c.init_from)
+    try:
+        copied = take(source)
+    except ModelArgumentError as e:
+        raise ConfigError(f"init_from {c.init_from}: {e}") from None
+    log.info("initialised %s from %s", ", ".join(copied), c.init_from)
 
 
 def build_optimizer(c: cfg.TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -309,6 +335,19 @@ def input_preprocessing(c: cfg.TrainConfig) -> Preprocessing:
     if c.init_weights:
         return read_card(c.init_weights).preprocessing
     return model_card(c.model).preprocessing
+
+
+def training_scale(c: cfg.TrainConfig, card_pre: Preprocessing) -> list[int]:
+    """The shorter side S of the training images, for the weights' card (`card_pre`: what it
+    says the weights expect): [S_min, S_max] for the vgg recipe's jittering or [S] for a fixed
+    S, [S] for the 256 x 256 squares of alexnet and zfnet (scaled with the crop); [] for
+    recipes of no one scale (random-sized crops, whole small images)."""
+    if c.recipe == "vgg":
+        low, high = vgg_scales(c.input_size, c.scale_jitter)
+        return [low] if low == high else [low, high]
+    if c.recipe in ("alexnet", "zfnet"):
+        return [card_pre.resize]
+    return []
 
 
 def card_preprocessing(preprocessing: Preprocessing, c: cfg.TrainConfig) -> Preprocessing:

@@ -4,7 +4,8 @@ field by field, saved beside every run.
 The presets live in `presets/*.toml` beside this file; `paper` is section 6 of the GoogLeNet
 paper with the values Caffe's replication filled in where the paper gives none; `alexnet`,
 `zfnet` and `vgg` are those papers' recipes (SGD, momentum 0.9, weight decay 5e-4, learning
-rate 0.01 divided by 10 at each plateau of the validation error).
+rate 0.01 divided by 10 at each plateau of the validation error), `vgg` the last of VGG's four
+stages (`vgg_a`, `vgg_256`, `vgg_384`, `vgg`: section 3.1), each started from the one before.
 """
 
 from __future__ import annotations
@@ -35,21 +36,25 @@ class TrainConfig:
     data: str = "digits"  # see goingdeeper.data.open_dataset
     init_weights: str = ""  # start from a .safetensors file (fine-tuning); "" = from scratch
     new_head: bool = False  # with init_weights: a fresh classifier for this data's classes
+    # weights of a trained shallower net whose layers the model takes, the others freshly
+    # initialised, as the model declares (VGG 3.1: B-E take net A's first four convolutions
+    # and its three FC layers); "" = none
+    init_from: str = ""
     freeze: list[str] = field(default_factory=list)  # modules kept fixed, e.g. ["conv1"]
     # memory (GB) for the frozen first modules' outputs, reused when an input comes back
     # (whole-image recipes: an image or its mirror each epoch); 0 = off
     cache_frozen_gb: float = 0.0
 
     # augmentation (section 6 by default)
-    recipe: str = "googlenet"  # googlenet | vgg | alexnet | simple | lenet | none
+    recipe: str = "googlenet"  # googlenet | vgg | alexnet | zfnet | simple | lenet | none
     flip: bool = True
     photometric: bool | None = None  # None: what the recipe's paper did (googlenet: on)
     interpolations: list[str] = field(
         default_factory=lambda: ["bilinear", "area", "nearest", "bicubic"]
     )
-    scale_jitter: list[int] = field(
-        default_factory=list
-    )  # VGG's S range; [] = [256, 512] x size/224
+    # vgg recipe: the training scale, [S] fixed or [S_min, S_max] jittered; [] = [256, 512]
+    # x size/224 (section 3.1). Recorded in the weights' card (training_scale).
+    scale_jitter: list[int] = field(default_factory=list)
     pca_lighting: bool | None = None  # AlexNet section 4.1; None: on for alexnet and vgg
     distortion: float = 1.0  # lenet recipe: scale of AffineDistort's ranges (0: none)
 
@@ -67,6 +72,9 @@ class TrainConfig:
     # plateau: AlexNet 5, ZFNet 3, VGG 3.1 divide by 10 "when the validation error stopped
     # improving"; none says after how long: epochs without a new lowest top-1 error
     lr_patience: int = 3
+    # plateau: the divisions after which the rate stays where it is; AlexNet 5 ("reduced three
+    # times prior to termination") and VGG 3.1 ("decreased 3 times"): 3; 0 = no limit
+    lr_plateau_divisions: int = 0
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 = off
@@ -104,7 +112,8 @@ class TrainConfig:
     tensorboard: bool = True
     log_every: int = 50  # steps between rows of steps.csv (loss, accuracy, lr, images/s); 0 = off
     plots: bool = True
-    eval_views: list[str] = field(default_factory=lambda: ["1"])  # final protocol: 1, 10, 144
+    # the final test protocol(s), `EVAL_VIEWS`; dense's scales follow the training scale
+    eval_views: list[str] = field(default_factory=lambda: ["1"])
     eval_limit: int = 0  # multi-view evaluations on N test images spread over the set; 0 = all
     shuffle: bool = True  # a new order of the training images each epoch (seeded)
     limit_train: int = 0  # N training samples spread evenly over the set (every class); 0 = all
@@ -227,6 +236,7 @@ LIMITS = {
     "lr_step_epochs": Limit(0, low_open=True),
     "lr_gamma": Limit(0, 1, low_open=True),
     "lr_patience": Limit(1, 100_000),
+    "lr_plateau_divisions": Limit(0, 100_000),
     "warmup_epochs": Limit(0),
     "label_smoothing": Limit(0, 1, high_open=True),
     "grad_clip": Limit(0),
@@ -243,9 +253,12 @@ LIMITS = {
     "limit_test": Limit(0),
 }
 
+# AlexNet's 10 crops, GoogLeNet's 144, VGG's 150 and dense evaluation (VGG section 3.2) and
+# both averaged (VGG Table 5): the protocols of `goingdeeper.evaluate.VIEWS` the papers used
+EVAL_VIEWS = ("1", "10", "144", "150", "dense", "dense+150")
 TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
 CHOICES = {
-    "recipe": ("googlenet", "vgg", "alexnet", "simple", "lenet", "none"),
+    "recipe": ("googlenet", "vgg", "alexnet", "zfnet", "simple", "lenet", "none"),
     "optimizer": ("sgd", "adamw"),
     "lr_schedule": ("step", "cosine", "constant", "plateau"),
     "polyak_average": ("ema", "uniform"),
@@ -274,6 +287,15 @@ def _type_error(key: str, kind: str, value: Any) -> str | None:
     return f"{key}: expected {wanted.get(kind, kind)}, got {value!r}"
 
 
+def _check_scale_jitter(c: TrainConfig) -> None:
+    jitter = c.scale_jitter
+    if jitter and (len(jitter) > 2 or jitter != sorted(jitter) or jitter[0] < c.input_size):
+        raise ConfigError(
+            f"scale_jitter is [S] (a fixed training scale) or [S_min, S_max], each at least "
+            f"input_size {c.input_size}, got {jitter}"
+        )
+
+
 def validate(c: TrainConfig) -> None:
     """A `ConfigError` naming the first field whose value has the wrong type or lies outside
     what it means (`LIMITS`, `CHOICES`), and the combinations that exclude each other."""
@@ -298,6 +320,12 @@ def validate(c: TrainConfig) -> None:
             f"loader=dali runs the {' and '.join(DALI_RECIPES)} recipes in its pipeline, "
             f"without PCA lighting; {what} runs in the loader workers (loader=pil)"
         )
+    if c.init_from and c.init_weights:
+        raise ConfigError(
+            "init_from and init_weights exclude each other: init_from takes some layers of "
+            "another net, init_weights starts from all of this one's"
+        )
+    _check_scale_jitter(c)
     if c.new_head and not c.init_weights:
         raise ConfigError("new_head needs init_weights (the weights to fine-tune)")
     if c.cache_frozen_gb and not c.freeze:
@@ -307,9 +335,9 @@ def validate(c: TrainConfig) -> None:
             "cache_frozen_gb and max_filter_rms exclude each other: the renormalisation "
             "changes frozen filters too"
         )
-    bad_views = [v for v in c.eval_views if v not in ("1", "10", "144")]
+    bad_views = [v for v in c.eval_views if v not in EVAL_VIEWS]
     if bad_views:
-        raise ConfigError(f"eval_views takes 1, 10 and 144, got {bad_views[0]!r}")
+        raise ConfigError(f"eval_views takes {', '.join(EVAL_VIEWS)}, got {bad_views[0]!r}")
 
 
 # What a resumed run may change: where and how it runs, what it logs, and how many epochs it

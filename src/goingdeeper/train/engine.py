@@ -247,14 +247,17 @@ def lr_factor(
     return warm
 
 
-def plateau_divisions(errors: Sequence[float], patience: int) -> int:
+def plateau_divisions(errors: Sequence[float], patience: int, limit: int = 0) -> int:
     """How many times the learning rate has been divided after epochs with these validation
     errors: once per `patience` epochs in a row that do not lower the lowest error yet seen
     (AlexNet section 5: "divide the learning rate by 10 when the validation error rate
     stopped improving with the current learning rate"; VGG section 3.1 and ZFNet section 3 the
-    same). A function of the errors alone, so a resumed run divides as the first would have."""
+    same), and no more than `limit` times (0: no limit; AlexNet and VGG: "reduced three
+    times"). A function of the errors alone, so a resumed run divides as the first would have."""
     divisions, best, waited = 0, math.inf, 0
     for error in errors:
+        if limit and divisions == limit:
+            break
         if error < best:
             best, waited = error, 0
             continue

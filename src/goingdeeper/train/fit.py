@@ -30,11 +30,11 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import ClassMap, LoadedImages
-from ..errors import ConfigError, TrainingError
-from ..evaluate import evaluate
+from ..errors import ConfigError, TrainingError, WeightsError
+from ..evaluate import dense_scales, evaluate
 from ..preprocess import Preprocessing
 from ..registry import check_arguments
-from ..weights import WeightsCard, save_weights
+from ..weights import WeightsCard, read_card, save_weights
 from . import config as cfg
 from . import runfolder
 from .build import (
@@ -47,6 +47,7 @@ from .build import (
     make_loader,
     rank_batches,
     rank_images,
+    training_scale,
 )
 from .cache import FrozenPrefixCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -113,6 +114,13 @@ def fit(
     out = Path(c.out)
     check_device(c.device)  # before the run folder is touched
     check_arguments(c.model, c.model_args)
+    if c.init_from:  # the shallower net's weights, readable, before any work
+        try:
+            read_card(c.init_from)
+        except WeightsError as e:
+            raise ConfigError(
+                f"init_from: {e}; train that net first (VGG: the vgg_a preset)"
+            ) from None
     if main:
         runfolder.prepare(out, resume=resume, overwrite=overwrite)
     with runfolder.locked(out) if main else nullcontext():
@@ -150,6 +158,12 @@ def setup_run(
     )
     torch.manual_seed(c.seed)  # the same initial weights whatever ran before
     model, model_kwargs, preprocessing = build_model(c, len(classes))
+    dense = any(v.startswith("dense") for v in c.eval_views)
+    if dense and not hasattr(model, "fully_convolutional"):  # refused now, not after training
+        raise ConfigError(
+            f"eval_views: {c.model} has no fully convolutional form, so no dense evaluation "
+            "(VGG section 3.2); leave dense out of eval_views"
+        )
     model.to(device)
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
@@ -308,13 +322,13 @@ def _train_loader(run: Run, epoch: int):
 
 def _follow_plateau(run: Run, row: dict) -> None:
     """Divide the learning rate by 1 / lr_gamma once more when the validation error has
-    stopped improving, before the checkpoint is written. The main process, which evaluates,
-    decides for every process."""
+    stopped improving (up to `lr_plateau_divisions` times), before the checkpoint is written.
+    The main process, which evaluates, decides for every process."""
     c, sched = run.config, run.scheduler
     divisions = [0]
     if run.dist.main:
         errors = [1 - r["test_acc"] for r in [*run.history, row]]
-        divisions[0] = plateau_divisions(errors, c.lr_patience)
+        divisions[0] = plateau_divisions(errors, c.lr_patience, c.lr_plateau_divisions)
     if run.dist.world > 1:
         dist.broadcast_object_list(divisions, src=0)
     for i, group in enumerate(run.optimizer.param_groups):
@@ -433,8 +447,12 @@ def _final_outputs(run: Run) -> dict:
         class_names=list(run.classes.names),
         class_ids=list(run.classes.ids),
         preprocessing=pre,
+        training_scale=training_scale(c, pre),
     )
     provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last["epoch"]}
+    for key in ("init_weights", "init_from"):
+        if getattr(c, key):
+            provenance[key] = getattr(c, key)
     provenance["config"] = c.to_dict()
     metrics = {"test_acc": last["test_acc"], "test_top5": last["test_top5"]}
     card = WeightsCard(**base, provenance=provenance, metrics=metrics)
@@ -463,12 +481,16 @@ def _final_outputs(run: Run) -> dict:
 
 
 def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:
-    """The paper's test protocol (section 7) on the test set, for each finished model."""
+    """The papers' test protocols (`eval_views`) on the test set, for each finished model;
+    dense evaluation at the scales that the training scale calls for (VGG section 4.2)."""
     rows = []
+    scales = dense_scales(training_scale(c, pre), pre.crop)
     for views in c.eval_views:
         items = LoadedImages(test_ds, c.eval_limit if views != "1" else 0)
         for name, model in models:
-            r = evaluate([(model.eval(), pre)], items, views=views, batch_size=128)
+            r = evaluate(
+                [(model.eval(), pre)], items, views=views, batch_size=128, dense_scales=scales
+            )
             rows.append(
                 {
                     "model": name,

@@ -36,6 +36,10 @@ class WeightsCard:
     preprocessing: Preprocessing = field(default_factory=Preprocessing)
     provenance: dict = field(default_factory=dict)  # source, converter, date, notes
     metrics: dict = field(default_factory=dict)
+    # the shorter side S of the training images, in pixels: [S] for a fixed S, [S_min, S_max]
+    # for VGG's scale jittering; [] when not known or not one scale (random-sized crops).
+    # VGG's dense evaluation takes its test scales from it (sections 4.1-4.2).
+    training_scale: list[int] = field(default_factory=list)
     format: str = FORMAT
 
     @property
@@ -68,6 +72,14 @@ class WeightsCard:
                 raise WeightsError(
                     f"{len(values)} {key} for {n} outputs; give one per class (or none)"
                 )
+        scale = self.training_scale
+        whole = isinstance(scale, list | tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in scale
+        )
+        if not whole or len(scale) > 2 or list(scale) != sorted(scale):
+            raise WeightsError(
+                f"training_scale must be [], [S] or [S_min, S_max] in pixels, got {scale!r}"
+            )
         if not isinstance(self.model_kwargs, dict):
             raise WeightsError(f"model_kwargs must be a table, got {self.model_kwargs!r}")
         if self.model_kwargs.get("num_classes", n) != n:
