@@ -39,7 +39,13 @@ from goingdeeper.weights import WeightsCard, save_weights
 
 MODELS = gd.list_models()
 # the smallest input of each model whose smallest is above 32 (else 32; LeNet: its one size)
-SMALLEST = {"alexnet": 96, "alexnet_torchvision": 64, "zfnet": 64, "nin_imagenet": 39}
+SMALLEST = {
+    "alexnet": 96,
+    "caffenet": 96,
+    "alexnet_torchvision": 64,
+    "zfnet": 64,
+    "nin_imagenet": 39,
+}
 SMALLEST |= {n: 75 for n in MODELS if n.startswith("inception_")}  # two 3x3/2 grid reductions
 # fc6/fc7 of AlexNet and VGG narrowed from 4096 to 256: the same layers and graph, 10x fewer
 # weights to initialise, copy and serialise (VGG's fc6 alone is 103 M at full width)

@@ -44,6 +44,7 @@ COUNTS = {
     # AlexNet (the paper's two towers at 227), torchvision's one-tower AlexNet, ZFNet
     "alexnet": (60_965_224, 60_965_224, 724_406_816),
     "alexnet_torchvision": (61_100_840, 61_100_840, 714_188_480),
+    "caffenet": (60_965_224, 60_965_224, 724_406_816),  # alexnet's layers, pool before LRN
     "zfnet": (62_357_608, 62_357_608, 1_168_032_896),
     # NIN: the CIFAR-10 network at 32 and the Caffe model zoo's ImageNet NIN at 224 (7.6 M
     # weights: its 29 MB release); test_nin.py derives both by hand from the prototxts' tables
@@ -119,6 +120,7 @@ INPUT_SIZE = {
     "lenet5": 32,
     "lenet5_modern": 32,
     "alexnet": 227,
+    "caffenet": 227,
     "xception": 299,
 }
 INPUT_SIZE |= dict.fromkeys(
@@ -151,9 +153,9 @@ def _small(name: str, num_classes: int = 7, *, aux: bool = False) -> tuple[nn.Mo
 
 
 def test_registry_holds_exactly_the_counted_models():
-    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 54 and set(MODELS) == set(COUNTS)
-    classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "zfnet"]
-    assert len([*classic, *gd.list_models("vgg*")]) == 25
+    assert len(MODELS) == len(set(MODELS)) == len(COUNTS) == 55 and set(MODELS) == set(COUNTS)
+    classic = [*gd.list_models("lenet*"), *gd.list_models("alexnet*"), "caffenet", "zfnet"]
+    assert len([*classic, *gd.list_models("vgg*")]) == 26
     more = [n for n in MODELS if n.startswith(("resnet", "densenet", "xception", "se_"))]
     assert len(more) == 15
     assert len(gd.list_models("inception_*")) == 6  # v3 (2), v4, Inception-ResNet (3)
@@ -349,7 +351,7 @@ def _strides(name: str) -> list[int]:
         return [1, 2, 2, 4]
     if name.startswith("lenet5"):
         return [1, 2, 2, 4, 4]
-    if name.startswith("alexnet"):
+    if name.startswith("alexnet") or name == "caffenet":
         return [4, 8, 16, 32]
     if name == "zfnet":
         return [2, 8, 16, 32]

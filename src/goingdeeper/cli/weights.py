@@ -14,6 +14,7 @@ from ..files import writable
 from ..weights import (
     export_hub,
     import_bvlc,
+    import_caffe,
     import_timm,
     import_torchvision,
     read_card,
@@ -28,8 +29,11 @@ def add_parser(sub) -> None:
     wsub = p.add_subparsers(dest="weights_command", metavar="ACTION")
     q = wsub.add_parser(
         "import",
-        help="convert BVLC Caffe, torchvision or timm weights to our format",
+        help="convert Caffe, torchvision or timm weights to our format",
         epilog="examples:\n"
+        "  goingdeeper weights import caffe deploy.prototxt bvlc_alexnet.caffemodel --out alexnet\n"
+        "  goingdeeper weights import caffe VGG_ILSVRC_16_layers_deploy.prototxt "
+        "VGG_ILSVRC_16_layers.caffemodel --out vgg16\n"
         "  goingdeeper weights import bvlc bvlc_googlenet.caffemodel --out bvlc_googlenet\n"
         "  goingdeeper weights import bvlc ../shared/data/bvlc-googlenet --out bvlc_googlenet\n"
         "  goingdeeper weights import torchvision googlenet-1378be20.pth --out tv_googlenet\n"
@@ -40,11 +44,15 @@ def add_parser(sub) -> None:
         "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet",
         formatter_class=HELP_FORMAT,
     )
-    q.add_argument("kind", choices=["bvlc", "torchvision", "timm"])
+    q.add_argument("kind", choices=["caffe", "bvlc", "torchvision", "timm"])
     q.add_argument(
         "source",
-        help="a .caffemodel, a BVLC blob folder, a .pth or .safetensors file, or 'download' "
-        "(torchvision's GoogLeNet, needs internet)",
+        help="caffe: the network's .prototxt (deploy or train_val); bvlc: GoogLeNet's "
+        ".caffemodel or blob folder; "
+        "a .pth or .safetensors file, or 'download' (torchvision's GoogLeNet, needs internet)",
+    )
+    q.add_argument(
+        "caffemodel", nargs="?", help="caffe: the .caffemodel holding the prototxt's weights"
     )
     q.add_argument(
         "--out", required=True, help="output path (.safetensors; a .json card beside it)"
@@ -80,10 +88,20 @@ def add_parser(sub) -> None:
 
 
 def run_import(args: argparse.Namespace) -> int:
-    if args.kind == "bvlc" and args.tag:
-        raise UsageError("--tag names torchvision's or timm's weights; BVLC's have one transform")
+    if args.kind in ("caffe", "bvlc") and args.tag:
+        raise UsageError("--tag names torchvision's or timm's weights; Caffe's have one transform")
+    if (args.kind == "caffe") != (args.caffemodel is not None):
+        raise UsageError(
+            "give a .caffemodel after the .prototxt for `import caffe`, and only for it"
+            if args.kind == "caffe"
+            else f"`import {args.kind}` takes one source; the second is for `import caffe`"
+        )
+    if args.kind == "caffe" and args.aux:
+        raise UsageError("--aux is for `import bvlc`: a Caffe deploy graph has no aux heads")
     writable(weights_path(args.out))
-    if args.kind == "bvlc":
+    if args.kind == "caffe":
+        model, card = import_caffe(args.source, args.caffemodel)
+    elif args.kind == "bvlc":
         model, card = import_bvlc(args.source, aux_logits=args.aux)
     elif args.kind == "timm":
         model, card = import_timm(args.source, tag=args.tag)

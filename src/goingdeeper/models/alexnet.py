@@ -114,7 +114,11 @@ class AlexNet(Classifier):
         num_classes: classifier outputs.
         convs: the convolution table (`ALEXNET_CONVS`, `ZFNET_CONVS`, `TORCHVISION_CONVS`).
         lrn: LRN after conv1 and conv2 (section 3.3).
-        lrn_after_pool: normalise after the pool (ZFNet, Fig. 3) instead of before (AlexNet).
+        lrn_after_pool: normalise after the pool (ZFNet, Fig. 3; BVLC's CaffeNet) instead of
+            before (AlexNet).
+        lrn_alpha, lrn_k: the LRN's alpha (divided by the window size, as PyTorch and Caffe
+            take it) and k: the paper's 5e-4 and 2 by default; BVLC's Caffe models use 1e-4
+            and 1.
         ceil_pools: pools round their output size up (Caffe; ZFNet's Fig. 3 sizes need it).
         fc_width: width of fc6 and fc7 (4096 in both papers).
         dropout: dropout probability (0.5, section 4.2).
@@ -132,6 +136,8 @@ class AlexNet(Classifier):
         convs: list[tuple[str, int, int, int, int, int]] = ALEXNET_CONVS,
         lrn: bool = True,
         lrn_after_pool: bool = False,
+        lrn_alpha: float = LRN_ALPHA,
+        lrn_k: float = LRN_K,
         ceil_pools: bool = False,
         fc_width: int = 4096,
         dropout: float = 0.5,
@@ -142,6 +148,10 @@ class AlexNet(Classifier):
         super().__init__()
         if init not in ("alexnet", "zfnet", "default"):
             raise ModelArgumentError(f"init must be 'alexnet', 'zfnet' or 'default', got {init!r}")
+        if not (lrn_alpha >= 0 and lrn_k > 0):
+            raise ModelArgumentError(
+                f"lrn_alpha must be >= 0 and lrn_k > 0, got {lrn_alpha}, {lrn_k}"
+            )
         self.num_classes = num_classes
         self.in_channels = in_channels
         self.convs = [tuple(row) for row in convs]
@@ -154,7 +164,7 @@ class AlexNet(Classifier):
             i = name[-1]
             norm = pool = None
             if lrn and name in LRN_AFTER:
-                norm = (f"lrn{i}", LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K))
+                norm = (f"lrn{i}", LocalResponseNorm(LRN_SIZE, lrn_alpha, LRN_BETA, lrn_k))
             if name in POOL_AFTER:
                 pool = (f"pool{i}", nn.MaxPool2d(3, stride=2, ceil_mode=ceil_pools))
             for after in (pool, norm) if lrn_after_pool else (norm, pool):
@@ -348,6 +358,39 @@ def alexnet_torchvision(**kwargs) -> AlexNet:
 def zfnet(**kwargs) -> AlexNet:
     """ZFNet (Fig. 3 of Zeiler & Fergus); call `renormalize_filters` after each training step."""
     layout = dict(convs=ZFNET_CONVS, lrn_after_pool=True, ceil_pools=True, init="zfnet")
+    return AlexNet(**{**layout, **kwargs})
+
+
+# BVLC's reference CaffeNet (Caffe model zoo): "the order of pooling and normalization layers
+# is switched", Caffe's LRN (alpha 1e-4 over the window, k 1) and pools that round up
+CAFFENET_BGR = mean_subtracted(
+    (104.0, 117.0, 123.0),
+    "BVLC Caffe: BGR, 0-255, minus the mean (104, 117, 123), 227x227 crops",
+    crop=227,
+    channel_order="BGR",
+)
+
+
+@register_model(
+    ModelCard(
+        name="caffenet",
+        input_size=227,
+        preprocessing=CAFFENET_BGR,
+        **_ALEXNET,
+        summary="BVLC's CaffeNet: AlexNet with each pool before its LRN, Caffe's LRN and pools",
+        deviations=(
+            "pool before LRN (BVLC's reference CaffeNet)",
+            "LRN alpha 1e-4 over the window, k 1 (BVLC's Caffe; the paper: 1e-4 on the sum, k 2)",
+            "adaptive 6x6 pool before fc6 (identity at 227)",
+            "one LRN across both towers",
+        ),
+        top5_error="19.6% (BVLC's weights: 80.4% top-5, 57.4% top-1, center crop)",
+    )
+)
+def caffenet(**kwargs) -> AlexNet:
+    """BVLC's CaffeNet: the two towers of `alexnet`, each pool before its LRN, Caffe's LRN
+    parameters and pool rounding; the graph of `bvlc_reference_caffenet`."""
+    layout = dict(lrn_after_pool=True, lrn_alpha=1e-4, lrn_k=1.0, ceil_pools=True)
     return AlexNet(**{**layout, **kwargs})
 
 

@@ -16,6 +16,7 @@ stored out x kh x kw x in) is how the BVLC weights are often shared without Caff
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -64,9 +65,13 @@ def caffe_layer_names() -> dict[str, str]:
     return names
 
 
+MAX_VARINT_BYTES = 10  # 64 bits in 7-bit groups: protobuf writes no longer varint
+MAX_BLOB_DIMS = 8  # Caffe's blobs have at most 4 axes (BlobShape allows 32)
+
+
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
+    result = 0
+    for shift in range(0, 7 * MAX_VARINT_BYTES, 7):
         if pos >= len(buf):
             raise WeightsError("truncated protobuf (a varint runs past the end)")
         b = buf[pos]
@@ -74,7 +79,7 @@ def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
         result |= (b & 0x7F) << shift
         if not b & 0x80:
             return result, pos
-        shift += 7
+    raise WeightsError(f"not a protobuf message (a varint longer than {MAX_VARINT_BYTES} bytes)")
 
 
 def iter_fields(buf: memoryview):
@@ -86,15 +91,16 @@ def iter_fields(buf: memoryview):
         number, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
-        elif wire == 1:
-            value, pos = buf[pos : pos + 8], pos + 8
+        elif wire in (1, 5):  # fixed 64 or 32 bits
+            width = 8 if wire == 1 else 4
+            if pos + width > len(buf):
+                raise WeightsError("truncated protobuf (a fixed-width field runs past the end)")
+            value, pos = buf[pos : pos + width], pos + width
         elif wire == 2:
             length, pos = _varint(buf, pos)
             if pos + length > len(buf):
                 raise WeightsError("truncated protobuf (a field runs past the end)")
             value, pos = buf[pos : pos + length], pos + length
-        elif wire == 5:
-            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise WeightsError(f"not a protobuf message (wire type {wire} at byte {pos})")
         yield number, wire, value
@@ -110,6 +116,14 @@ def _packed_ints(wire: int, value) -> list[int]:
     return out
 
 
+def _values(value, wire: int, dtype: str) -> np.ndarray:
+    """Packed (wire 2) or single (wire 5 or 1) floats of `dtype`, checked for whole values."""
+    width = np.dtype(dtype).itemsize
+    if wire == 0 or len(value) % width:
+        raise WeightsError(f"a blob's data is {len(value)} bytes, not whole {width}-byte values")
+    return np.frombuffer(bytes(value), dtype=dtype)
+
+
 def _blob(buf: memoryview) -> np.ndarray:
     legacy: dict[int, int] = {}
     dims: list[int] = []
@@ -119,13 +133,15 @@ def _blob(buf: memoryview) -> np.ndarray:
         if number in (1, 2, 3, 4) and wire == 0:
             legacy[number] = value
         elif number == 5:  # data: packed (wire 2) or one float per field (wire 5)
-            floats.append(np.frombuffer(bytes(value), dtype="<f4"))
+            floats.append(_values(value, wire, "<f4"))
         elif number == 8:
-            doubles.append(np.frombuffer(bytes(value), dtype="<f8"))
+            doubles.append(_values(value, wire, "<f8"))
         elif number == 7 and wire == 2:
             for n, w, v in iter_fields(value):
                 if n == 1:
                     dims.extend(_packed_ints(w, v))
+                if len(dims) > MAX_BLOB_DIMS:
+                    raise WeightsError(f"a blob with over {MAX_BLOB_DIMS} axes")
     data = (
         np.concatenate(floats)
         if floats
@@ -133,7 +149,7 @@ def _blob(buf: memoryview) -> np.ndarray:
     )
     if not dims:
         dims = [legacy.get(i, 1) for i in (1, 2, 3, 4)]
-    if int(np.prod(dims)) != data.size:
+    if math.prod(dims) != data.size:  # Python integers: a product of huge dims cannot wrap
         raise WeightsError(f"a blob of shape {dims} holds {data.size} values")
     return data.reshape(dims)
 
