@@ -1,17 +1,29 @@
 """Weights: our safetensors format with its card, one checked loader, one importer per source
-(torchvision, timm, BVLC Caffe), and the forms people keep weights in (`open_weights`, hub
-folders)."""
+(torchvision, timm, BVLC Caffe), the forms people keep weights in (`open_weights`, hub
+folders), and the catalogue of published weights, fetched by name (`load_pretrained`)."""
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from .bvlc import import_bvlc, read_caffemodel
+from .catalogue import WeightsEntry, all_entries, find_entry, get_entry, register_weights
 from .format import WeightsCard, load_weights, read_card, save_weights, weights_path
 from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, load_checked, read_state_dict, recognise_state
+from .pretrained import cache_home, is_cached, load_pretrained, place_file, pretrained_path
 from .timm import import_timm, recognise_timm
 from .torchvision import import_torchvision, recognise, torchvision_preprocessing
 
 __all__ = [
     "WeightsCard",
+    "WeightsEntry",
+    "all_entries",
+    "cache_home",
+    "find_entry",
+    "get_entry",
+    "is_cached",
+    "load_pretrained",
+    "place_file",
+    "pretrained_path",
+    "register_weights",
     "check_fit",
     "export_hub",
     "imagenet_class_ids",
