@@ -33,7 +33,9 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
     input_size: int = 224  # square training crop
     data: str = "digits"  # see goingdeeper.data.open_dataset
-    init_weights: str = ""  # start from a .safetensors file (fine-tuning); "" = from scratch
+    # start from weights (fine-tuning): a .safetensors file or a name of `goingdeeper weights
+    # list` (googlenet.bvlc_in1k); "" = from scratch
+    init_weights: str = ""
     new_head: bool = False  # with init_weights: a fresh classifier for this data's classes
     freeze: list[str] = field(default_factory=list)  # modules kept fixed, e.g. ["conv1"]
     # memory (GB) for the frozen first modules' outputs, reused when an input comes back

@@ -8,7 +8,14 @@ from .catalogue import WeightsEntry, all_entries, find_entry, get_entry, registe
 from .format import WeightsCard, load_weights, read_card, save_weights, weights_path
 from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, load_checked, read_state_dict, recognise_state
-from .pretrained import cache_home, is_cached, load_pretrained, place_file, pretrained_path
+from .pretrained import (
+    cache_home,
+    is_cached,
+    load_pretrained,
+    place_file,
+    pretrained_path,
+    weights_file,
+)
 from .timm import import_timm, recognise_timm
 from .torchvision import import_torchvision, recognise, torchvision_preprocessing
 
@@ -42,6 +49,7 @@ __all__ = [
     "recognise_state",
     "recognise_timm",
     "save_weights",
+    "weights_file",
     "weights_path",
     "torchvision_preprocessing",
 ]

@@ -45,8 +45,8 @@ TORCHVISION_TAGS = {
     "IMAGENET1K_V2": "tv2_in1k",
     "IMAGENET1K_FEATURES": "tv_features_in1k",
 }
-# torchvision's repository is BSD-3-Clause; its README leaves the weights' terms to the data
-TORCHVISION_LICENCE = "BSD-3-Clause (torchvision); ImageNet's terms may apply"
+# torchvision's licence; its README leaves to the user the terms of the data the weights learnt from
+TORCHVISION_LICENCE = "BSD-3-Clause (torchvision)"
 
 # timm's architectures that are networks of ours (`import_timm` recognises them)
 TIMM_MODELS = {
@@ -74,7 +74,9 @@ class WeightsEntry:
     hash_value: str  # hex, as published: a whole digest or its first digits
     licence: str
     transform: str  # the input transform, in words (the card carries it in full)
-    reported: str  # the publisher's accuracy, with its protocol
+    top1: float | None  # the publisher's ImageNet-1k accuracy, %, None where it states none
+    top5: float | None
+    protocol: str  # how and by whom that accuracy was measured
     size: int | None = None  # bytes, where the publisher states it
     upstream: str = ""  # the publisher's name: torchvision's enum member, timm's tag
     hf_repo: str = ""  # the Hugging Face Hub repository that holds the same file
@@ -100,6 +102,13 @@ class WeightsEntry:
         return urlsplit(self.url).path.rsplit("/", 1)[-1]
 
     @property
+    def reported(self) -> str:
+        """The publisher's accuracy in words, for a card."""
+        if self.top1 is None:
+            return f"not stated ({self.protocol})"
+        return f"{self.top1:g}% top-1 / {self.top5:g}% top-5, {self.protocol}"
+
+    @property
     def published_hash(self) -> str:
         """The hash in pooch's "algorithm:value" form; "" when none is published."""
         return f"{self.hash_algorithm}:{self.hash_value}" if self.hash_algorithm else ""
@@ -114,7 +123,9 @@ BVLC_GOOGLENET = WeightsEntry(
     hash_value="405fc5acd08a3bb12de8ee5e23a96bec22f08204",
     licence="unrestricted (BVLC model zoo)",
     transform="BGR 0-255 minus the mean (104, 117, 123); shorter side 256, center crop 224",
-    reported="68.7% top-1 / 88.9% top-5, one center crop, ILSVRC 2012 val (BVLC)",
+    top1=68.7,
+    top5=88.9,
+    protocol="one center crop, ILSVRC 2012 val (BVLC model zoo)",
     upstream="bvlc_googlenet",
     note="imported with the main head; `weights import bvlc FILE --aux` keeps the aux heads",
 )
@@ -148,11 +159,8 @@ def torchvision_entries() -> tuple[WeightsEntry, ...]:
             found = _HASH_IN_NAME.search(weights.url)
             metrics = weights.meta.get("_metrics", {}).get("ImageNet-1K", {})
             top1, top5 = metrics.get("acc@1"), metrics.get("acc@5")
-            reported = (
-                f"{top1}% top-1 / {top5}% top-5, ImageNet-1K val (torchvision)"
-                if top1 == top1 and top1 is not None  # NaN: weights for features only
-                else "none: for features only (torchvision)"
-            )
+            if top1 is not None and top1 != top1:  # NaN: weights for features only
+                top1 = top5 = None
             megabytes = weights.meta.get("_file_size")
             entries.append(
                 WeightsEntry(
@@ -164,7 +172,9 @@ def torchvision_entries() -> tuple[WeightsEntry, ...]:
                     hash_value=found.group(1) if found else "",
                     licence=TORCHVISION_LICENCE,
                     transform=_transform_words(weights.transforms()),
-                    reported=reported,
+                    top1=top1,
+                    top5=top5,
+                    protocol="ImageNet-1k val, torchvision's transform (torchvision)",
                     size=round(megabytes * 2**20) if megabytes else None,  # torchvision: MiB
                     upstream=weights.name,
                     note=weights.meta.get("_docs", "").strip().split("\n")[0],
@@ -208,7 +218,9 @@ def timm_entries() -> tuple[WeightsEntry, ...]:
                     transform=f"center crop {crop} at crop_pct {cfg.crop_pct} "
                     f"({cfg.interpolation}); RGB 0-1 minus {tuple(cfg.mean)} over "
                     f"{tuple(cfg.std)}",
-                    reported="not in timm's config (timm's results tables list it)",
+                    top1=None,
+                    top5=None,
+                    protocol="timm's configs hold none; its results tables list them",
                     upstream=full,
                     hf_repo=cfg.hf_hub_id or "",
                     note="timm states no hash for this file",

@@ -39,7 +39,7 @@ from torch import nn
 
 from ..errors import WeightsError
 from .bvlc import import_bvlc
-from .catalogue import WeightsEntry, get_entry
+from .catalogue import WeightsEntry, find_entry, get_entry
 from .format import WeightsCard, load_weights, save_weights
 from .timm import import_timm
 from .torchvision import import_torchvision
@@ -272,6 +272,14 @@ def place_file(name: str, source: str | Path) -> Path:
             tmp.unlink(missing_ok=True)
         model, card = import_file(entry, placed, sha256)
         return save_weights(model, card, cached_path(entry))
+
+
+def weights_file(source: str | Path) -> Path:
+    """`source` as a weights file: the path itself when it exists, else the cached file of the
+    catalogue's weights of that name (fetched on first use)."""
+    if Path(source).exists() or find_entry(str(source)) is None:
+        return Path(source)
+    return pretrained_path(str(source))
 
 
 def is_cached(entry: WeightsEntry) -> bool:
