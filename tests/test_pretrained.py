@@ -29,8 +29,11 @@ import torchvision
 from PIL import Image
 
 import goingdeeper as gd
-from goingdeeper.cli import main
+from goingdeeper.cli import bench, main
 from goingdeeper.errors import WeightsError
+from goingdeeper.models.googlenet import from_torchvision_key
+from goingdeeper.train.build import build_model
+from goingdeeper.train.config import TrainConfig
 from goingdeeper.weights import (
     WeightsEntry,
     catalogue,
@@ -151,9 +154,13 @@ def server(monkeypatch, tmp_path):
 
 
 def cache_files(tmp_path: Path) -> list[Path]:
-    """Every file in the cache but the lock files."""
+    """Every file and folder in the cache but the locks (and the top folders)."""
     home = tmp_path / "home"
-    return sorted(p for p in home.rglob("*") if p.is_file() and "locks" not in p.parts)
+    return sorted(
+        p
+        for p in home.rglob("*")
+        if p.relative_to(home).parts[0] != "locks" and p != home / "weights"
+    )
 
 
 def entry_for(
@@ -458,3 +465,22 @@ def test_the_commands_take_a_name(server, tmp_path, tv_googlenet, capsys):
     assert str(photo) in capsys.readouterr().out
     with pytest.raises(WeightsError, match="give weights= or pretrained=, not both"):
         gd.create_model("googlenet", pretrained=True, weights="x.safetensors")
+
+
+def test_bench_and_train_take_a_name(server, tv_googlenet):
+    entry = register_weights(
+        entry_for(
+            tv_googlenet, TV_URL, model="googlenet_torchvision", tag="t_in1k", source="torchvision"
+        )
+    )
+    server.serve(entry.url, tv_googlenet)
+    expected = load_pretrained(entry.name)[0].state_dict()
+    reference = bench.paths(torch.device("cpu"), entry.name)[bench.REFERENCE]()
+    for key, value in reference.state_dict().items():  # torchvision's model, the same weights
+        assert torch.equal(value, expected[from_torchvision_key(key)]), key
+    config = TrainConfig(model="googlenet_torchvision", init_weights=entry.name)
+    model, kwargs, _ = build_model(config, 1000)
+    assert kwargs["num_classes"] == 1000
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+    assert server.hits == {f"/models/{entry.filename}": 1}

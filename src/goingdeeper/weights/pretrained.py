@@ -198,16 +198,23 @@ def _import_into_cache(entry: WeightsEntry, path: Path) -> Path:
     except WeightsError:
         if path.parent == entry_folder(entry):  # ours: nothing is kept of a file that differs
             path.unlink(missing_ok=True)
-            with contextlib.suppress(OSError):
-                path.parent.rmdir()
         raise
     model, card = import_file(entry, path, sha256)
     return save_weights(model, card, cached_path(entry))
 
 
 def _lock(entry: WeightsEntry) -> FileLock:
+    """The lock of `entry`'s files; the cache's folders made first (a one-line error when
+    they cannot be)."""
     locks = cache_home() / "locks"
-    locks.mkdir(parents=True, exist_ok=True)
+    try:
+        locks.mkdir(parents=True, exist_ok=True)
+        entry_folder(entry).mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise WeightsError(
+            f"cannot write the weights cache {cache_home()} ({e.strerror}); set {HOME_ENV} "
+            "to a folder you can write"
+        ) from None
     return FileLock(str(locks / f"{entry.name}.lock"))
 
 
@@ -228,22 +235,31 @@ def pretrained_path(
     with _lock(entry):
         if ours.is_file():  # another process fetched it while this one waited
             return ours
-        downloaded = entry_folder(entry) / entry.filename
-        if downloaded.is_file():
-            return _import_into_cache(entry, downloaded)
-        elsewhere = found_elsewhere(entry)
-        if elsewhere is not None:
-            return _import_into_cache(entry, elsewhere)
-        if offline():
-            raise WeightsError(
-                f"{entry.name}: not in the cache ({cache_home()}) and {OFFLINE_ENV} is set; "
-                + by_hand(entry)
-            )
-        shown = sys.stderr.isatty() if progress is None else progress
-        path = download(
-            entry, entry_folder(entry), progress=shown, timeout=timeout, retries=retries
+        try:
+            return _fetch(entry, progress=progress, timeout=timeout, retries=retries)
+        except WeightsError:
+            with contextlib.suppress(OSError):  # no empty folder is left behind either
+                entry_folder(entry).rmdir()
+            raise
+
+
+def _fetch(entry: WeightsEntry, *, progress: bool | None, timeout: float, retries: int) -> Path:
+    """`pretrained_path`'s work once it holds the lock: the file from the cache, torch's or
+    the Hugging Face cache, or the network; checked and imported."""
+    downloaded = entry_folder(entry) / entry.filename
+    if downloaded.is_file():
+        return _import_into_cache(entry, downloaded)
+    elsewhere = found_elsewhere(entry)
+    if elsewhere is not None:
+        return _import_into_cache(entry, elsewhere)
+    if offline():
+        raise WeightsError(
+            f"{entry.name}: not in the cache ({cache_home()}) and {OFFLINE_ENV} is set; "
+            + by_hand(entry)
         )
-        return _import_into_cache(entry, path)
+    shown = sys.stderr.isatty() if progress is None else progress
+    path = download(entry, entry_folder(entry), progress=shown, timeout=timeout, retries=retries)
+    return _import_into_cache(entry, path)
 
 
 def load_pretrained(name: str | WeightsEntry, **overrides) -> tuple[nn.Module, WeightsCard]:
@@ -259,10 +275,9 @@ def place_file(name: str, source: str | Path) -> Path:
     source = Path(source)
     if not source.is_file():
         raise WeightsError(f"{source}: no such file; give the downloaded {entry.filename}")
+    sha256 = check_hash(entry, source)  # before anything is written
     with _lock(entry):
-        sha256 = check_hash(entry, source)
         folder = entry_folder(entry)
-        folder.mkdir(parents=True, exist_ok=True)
         placed = folder / entry.filename
         tmp = folder / f".{entry.filename}.{os.getpid()}.tmp"
         try:
