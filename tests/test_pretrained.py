@@ -24,9 +24,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import timm
 import torch
 import torchvision
 from PIL import Image
+from safetensors.torch import save_file
 
 import goingdeeper as gd
 from goingdeeper.cli import bench, main
@@ -39,6 +41,7 @@ from goingdeeper.weights import (
     catalogue,
     get_entry,
     import_bvlc,
+    import_timm,
     import_torchvision,
     load_pretrained,
     pretrained,
@@ -241,7 +244,6 @@ def test_each_torchvision_architecture_loads_into_its_catalogue_model(architectu
 
 
 def test_timm_entries_are_timms_configs():
-    timm = pytest.importorskip("timm")  # an optional extra: without it there are no entries
     for architecture, model in TIMM_MODELS.items():
         with torch.device("meta"):
             state = timm.create_model(architecture, pretrained=False).state_dict()
@@ -440,6 +442,23 @@ def test_files_in_torch_hub_are_used_where_they_are(server, tmp_path, tv_googlen
     assert torch.equal(outputs(model), outputs(import_torchvision(hub / entry.filename)[0]))
     assert server.hits == {}  # nothing was downloaded
     assert not (tmp_path / "home" / "weights" / entry.name / entry.filename).exists()
+
+
+def test_a_timm_file_in_the_hugging_face_cache_is_read_there(server, tmp_path):
+    torch.manual_seed(4)
+    entry = get_entry("resnet18.a1_in1k")  # timm states no hash: any file of the name will do
+    snapshot = tmp_path / "hf" / "hub" / "models--timm--resnet18.a1_in1k" / "snapshots" / "0a1b"
+    snapshot.mkdir(parents=True)
+    save_file(timm.create_model("resnet18").state_dict(), snapshot / "model.safetensors")
+    model, card = load_pretrained(entry.name)
+    direct, direct_card = import_timm(snapshot / "model.safetensors", tag="a1_in1k")
+    assert torch.equal(outputs(model), outputs(direct))
+    assert card.preprocessing == direct_card.preprocessing
+    assert card.provenance["weights"] == "resnet18.a1_in1k" and server.hits == {}
+    assert (
+        card.provenance["sha256"]
+        == hashlib.sha256((snapshot / "model.safetensors").read_bytes()).hexdigest()
+    )
 
 
 def test_the_commands_take_a_name(server, tmp_path, tv_googlenet, capsys):
