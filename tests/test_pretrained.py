@@ -315,6 +315,8 @@ def test_fetched_by_name_equals_the_direct_import_and_then_needs_no_network(
     folder = tmp_path / "home" / "weights" / tv.name
     names = {p.name for p in folder.iterdir()}
     assert names == {tv.filename, f"{tv.name}.safetensors", f"{tv.name}.json"}
+    ours = folder / f"{tv.name}.safetensors"
+    assert (folder / tv.filename).stat().st_mode == ours.stat().st_mode  # not left private
 
 
 def test_a_hash_that_differs_leaves_nothing(server, tmp_path, capsys):

@@ -38,6 +38,7 @@ from filelock import FileLock
 from torch import nn
 
 from ..errors import WeightsError
+from ..files import give_ordinary_mode
 from .bvlc import import_bvlc
 from .catalogue import WeightsEntry, find_entry, get_entry
 from .format import WeightsCard, load_weights, save_weights
@@ -149,6 +150,7 @@ def download(
         try:
             with _quiet_pooch():
                 pooch.retrieve(url, None, fname=entry.filename, path=folder, downloader=downloader)
+            give_ordinary_mode(folder / entry.filename)  # pooch's temporary file was private
             return folder / entry.filename
         except requests.exceptions.Timeout:
             raise WeightsError(
