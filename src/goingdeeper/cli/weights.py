@@ -28,6 +28,7 @@ from ..weights import (
     pretrained_path,
     read_card,
     save_weights,
+    timm_installed,
     weights_path,
 )
 from .common import HELP_FORMAT, on_terminal, parameter_count
@@ -140,6 +141,11 @@ def run_list(args: argparse.Namespace) -> int:
     else:
         print(render_table(header, body, right_from=3))
     print(f"\n{len(entries)} weights; cache: {cache_home()}; top-1 / top-5 as published (%)")
+    if not timm_installed():
+        print(
+            "timm is not installed: its checkpoints of resnet18 ... resnet152, se_resnet50, "
+            "densenet121 and xception are not listed (pip install timm)"
+        )
     return 0
 
 

@@ -4,7 +4,14 @@ folders), and the catalogue of published weights, fetched by name (`load_pretrai
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
 from .bvlc import import_bvlc, read_caffemodel
-from .catalogue import WeightsEntry, all_entries, find_entry, get_entry, register_weights
+from .catalogue import (
+    WeightsEntry,
+    all_entries,
+    find_entry,
+    get_entry,
+    register_weights,
+    timm_installed,
+)
 from .format import WeightsCard, load_weights, read_card, save_weights, weights_path
 from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, load_checked, read_state_dict, recognise_state
@@ -31,6 +38,7 @@ __all__ = [
     "place_file",
     "pretrained_path",
     "register_weights",
+    "timm_installed",
     "check_fit",
     "export_hub",
     "imagenet_class_ids",

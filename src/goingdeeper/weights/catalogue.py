@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib.util
 import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
@@ -58,6 +59,8 @@ TIMM_MODELS = {
     "legacy_xception": "xception",
 }
 HF_FILE = "model.safetensors"  # what timm's hub repositories hold
+# the ends of weight files' names, which no name of the catalogue has
+FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".caffemodel", ".json", ".onnx")
 
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.[a-z]+$")  # torch.hub's convention
 
@@ -183,6 +186,10 @@ def torchvision_entries() -> tuple[WeightsEntry, ...]:
     return tuple(entries)
 
 
+def timm_installed() -> bool:
+    return importlib.util.find_spec("timm") is not None
+
+
 @functools.cache
 def timm_entries() -> tuple[WeightsEntry, ...]:
     """timm's checkpoints of the architectures we share, from its configs; none without timm.
@@ -269,7 +276,7 @@ def find_entry(name: str) -> WeightsEntry | None:
     the catalogue has neither. timm's configs are read only when no other publisher has it."""
     if name in _registered:
         return _registered[name]
-    if "/" in name or "\\" in name:  # a path, not a name
+    if "/" in name or "\\" in name or name.endswith(FILE_SUFFIXES):  # a path, not a name
         return None
     if "." not in name:
         return default_entry(name) if name in list_models() else None
