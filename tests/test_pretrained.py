@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -484,6 +485,11 @@ def test_the_commands_take_a_name(server, tmp_path, tv_googlenet, capsys):
     Image.fromarray(np.full((64, 80, 3), 120, np.uint8)).save(photo)
     assert main(["predict", str(photo), "--weights", entry.name, "--top", "2"]) == 0
     assert str(photo) in capsys.readouterr().out
+    spec = importlib.util.spec_from_file_location("hubconf", REPO / "hubconf.py")
+    hubconf = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hubconf)
+    from_hub = hubconf.googlenet_torchvision(pretrained="t_in1k")
+    assert torch.equal(outputs(from_hub), outputs(import_torchvision(placed)[0]))
     with pytest.raises(WeightsError, match="give weights= or pretrained=, not both"):
         gd.create_model("googlenet", pretrained=True, weights="x.safetensors")
 
