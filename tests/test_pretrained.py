@@ -387,6 +387,7 @@ print(pretrained_path(entry.name, progress=False))
 """
 
 
+@pytest.mark.slow  # two interpreters start
 def test_two_processes_fetching_one_file_end_with_one_good_copy(server, tmp_path, tv_googlenet):
     entry = entry_for(
         tv_googlenet, TV_URL, model="googlenet_torchvision", tag="t_in1k", source="torchvision"
