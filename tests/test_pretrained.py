@@ -454,6 +454,10 @@ def test_a_timm_file_in_the_hugging_face_cache_is_read_there(server, tmp_path):
     snapshot = tmp_path / "hf" / "hub" / "models--timm--resnet18.a1_in1k" / "snapshots" / "0a1b"
     snapshot.mkdir(parents=True)
     save_file(timm.create_model("resnet18").state_dict(), snapshot / "model.safetensors")
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text("0a1b")  # the revision to read
+    (snapshot.parent / "00ff").mkdir()
+    (snapshot.parent / "00ff" / "model.safetensors").write_bytes(b"an older revision")
     model, card = load_pretrained(entry.name)
     direct, direct_card = import_timm(snapshot / "model.safetensors", tag="a1_in1k")
     assert torch.equal(outputs(model), outputs(direct))

@@ -109,7 +109,8 @@ def check_hash(entry: WeightsEntry, path: Path) -> str:
         if not got.startswith(entry.hash_value):
             raise WeightsError(
                 f"{entry.name}: {path.name} has {entry.hash_algorithm} {got[:16]}..., not "
-                f"{entry.hash_value[:16]}... as published"
+                f"{entry.hash_value[:16]}... as published; it is not kept. Try again (a proxy "
+                "may have changed it), or " + by_hand(entry)
             )
     return sha256
 
@@ -119,8 +120,12 @@ def found_elsewhere(entry: WeightsEntry) -> Path | None:
     if entry.hf_repo:  # the hub's layout: models--org--name/snapshots/<revision>/<file>
         hf_home = Path(os.environ.get("HF_HOME", "~/.cache/huggingface")).expanduser()
         hub = Path(os.environ.get("HF_HUB_CACHE", hf_home / "hub")).expanduser()
-        folder = hub / ("models--" + entry.hf_repo.replace("/", "--")) / "snapshots"
-        files = sorted(folder.glob(f"*/{entry.filename}")) if folder.is_dir() else []
+        repo = hub / ("models--" + entry.hf_repo.replace("/", "--"))
+        main = repo / "refs" / "main"  # the revision `main` named when it was fetched
+        if main.is_file() and (repo / "snapshots" / main.read_text().strip()).is_dir():
+            path = repo / "snapshots" / main.read_text().strip() / entry.filename
+            return path if path.is_file() else None
+        files = sorted(repo.glob(f"snapshots/*/{entry.filename}"))
         return files[0] if files else None
     path = Path(torch.hub.get_dir()) / "checkpoints" / entry.filename
     return path if path.is_file() else None
