@@ -272,6 +272,17 @@ def test_bvlc_entry_and_defaults():
         get_entry("googlenet.bvlc")
     with pytest.raises(WeightsError, match="no published weights for lenet5"):
         get_entry("lenet5")
+    good = dataclasses.asdict(bvlc)
+    for field, value, message in (
+        ("tag", "../up", "letters, digits and underscores"),
+        ("url", "https://example.org/models/..", "must end in a file name"),
+        ("url", "ftp://example.org/a.pth", "must be http or https"),
+        ("hash_value", "405FC5", "8 or more lower-case hex digits"),
+    ):
+        with pytest.raises(WeightsError, match=message):
+            WeightsEntry(**{**good, field: value})
+    with pytest.raises(WeightsError, match="'nonet' is not a registered model"):
+        register_weights(WeightsEntry(**{**good, "model": "nonet"}))
 
 
 # --- fetching by name -------------------------------------------------------------------------

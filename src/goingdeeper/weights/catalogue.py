@@ -86,6 +86,11 @@ class WeightsEntry:
     note: str = ""
 
     def __post_init__(self) -> None:
+        # both name files in the cache: nothing that could climb out of its folder
+        if not re.fullmatch(r"[A-Za-z0-9_]+", self.tag):
+            raise WeightsError(f"tag {self.tag!r}: letters, digits and underscores only")
+        if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", self.filename):
+            raise WeightsError(f"{self.url}: the URL must end in a file name")
         if self.source not in ("bvlc", "torchvision", "timm"):
             raise WeightsError(f"{self.name}: source must be bvlc, torchvision or timm")
         if self.hash_algorithm not in ("", "sha256", "sha1"):
