@@ -39,6 +39,7 @@ from goingdeeper.train.build import build_model
 from goingdeeper.train.config import TrainConfig
 from goingdeeper.weights import (
     WeightsEntry,
+    cache_state,
     catalogue,
     get_entry,
     import_bvlc,
@@ -453,7 +454,9 @@ def test_files_in_torch_hub_are_used_where_they_are(server, tmp_path, tv_googlen
         pretrained_path(entry.name, progress=False)
     assert (hub / entry.filename).is_file()  # not ours to delete
     (hub / entry.filename).write_bytes(tv_googlenet)
+    assert cache_state(entry) == "torch hub"
     model, _ = load_pretrained(entry.name)
+    assert cache_state(entry) == "yes"
     assert torch.equal(outputs(model), outputs(import_torchvision(hub / entry.filename)[0]))
     assert server.hits == {}  # nothing was downloaded
     assert not (tmp_path / "home" / "weights" / entry.name / entry.filename).exists()

@@ -17,13 +17,13 @@ from ..weights import (
     WeightsEntry,
     all_entries,
     cache_home,
+    cache_state,
     export_hub,
     find_entry,
     get_entry,
     import_bvlc,
     import_timm,
     import_torchvision,
-    is_cached,
     place_file,
     pretrained_path,
     read_card,
@@ -132,10 +132,7 @@ def run_list(args: argparse.Namespace) -> int:
     if not entries:
         raise UsageError(f"no published weights for a model matching {args.model!r}")
     header = ["name", "source", "licence", "top-1 / top-5", "size", "cached"]
-    body = [
-        [e.name, e.source, e.licence, _accuracy(e), _size(e), "yes" if is_cached(e) else "no"]
-        for e in entries
-    ]
+    body = [[e.name, e.source, e.licence, _accuracy(e), _size(e), cache_state(e)] for e in entries]
     if args.format == "markdown":
         print(render_markdown(header, body))
     else:

@@ -17,6 +17,7 @@ from .hub import export_hub, model_readme, open_weights
 from .loading import check_fit, load_checked, read_state_dict, recognise_state
 from .pretrained import (
     cache_home,
+    cache_state,
     is_cached,
     load_pretrained,
     place_file,
@@ -31,6 +32,7 @@ __all__ = [
     "WeightsEntry",
     "all_entries",
     "cache_home",
+    "cache_state",
     "find_entry",
     "get_entry",
     "is_cached",

@@ -306,3 +306,15 @@ def weights_file(source: str | Path) -> Path:
 
 def is_cached(entry: WeightsEntry) -> bool:
     return cached_path(entry).is_file()
+
+
+def cache_state(entry: WeightsEntry) -> str:
+    """Where `entry` is on this machine, in a word: "yes" (imported, ready), "downloaded" (the
+    file, not yet imported), "torch hub" or "hugging face" (a cache of those), "no"."""
+    if is_cached(entry):
+        return "yes"
+    if (entry_folder(entry) / entry.filename).is_file():
+        return "downloaded"
+    if found_elsewhere(entry) is not None:
+        return "hugging face" if entry.hf_repo else "torch hub"
+    return "no"
