@@ -23,6 +23,12 @@ def _umask() -> int:
 _FILE_MODE = 0o666 & ~_umask()
 
 
+def give_ordinary_mode(path: str | Path) -> None:
+    """The mode an ordinary `open` would give `path` (for a file another library wrote as a
+    private temporary file)."""
+    os.chmod(path, _FILE_MODE)
+
+
 def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False) -> None:
     """`write(temporary path)` beside `path`, then a rename over it. The file gets the mode an
     ordinary `open` would give it (a temporary file is private to its owner); with `sync`, its

@@ -29,6 +29,8 @@ from . import (
 
 EXAMPLES = """\
 examples:
+  goingdeeper predict photo.jpg --weights googlenet.bvlc_in1k   # fetched once, then cached
+  goingdeeper weights list
   goingdeeper models
   goingdeeper summary googlenet --paper
   goingdeeper summary googlenet --bottleneck

@@ -23,9 +23,10 @@ from ..factory import create_model
 from ..files import writable
 from ..inference import OnnxRuntimeModel, export_onnx, machine, optimize_for_inference, time_call
 from ..inference.optimize import deployable
+from ..models.googlenet import from_torchvision_key
 from ..tables import render_table
 from ..weights import import_torchvision
-from .common import HELP_FORMAT, positive
+from .common import HELP_FORMAT, WEIGHTS_HELP, load_any_weights, positive
 
 INPUT_SIZE = 224
 REFERENCE = "torchvision googlenet eager"
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
         epilog="examples:\n"
         "  goingdeeper bench\n"
         "  goingdeeper bench --batch-sizes 1 --repeats 20 --only fused\n"
+        "  goingdeeper bench --weights googlenet_torchvision.tv_in1k\n"
         "  python benchmarks/inference_bench.py    # the full benchmark, its results files",
         formatter_class=HELP_FORMAT,
     )
@@ -47,16 +49,28 @@ def add_parser(sub) -> None:
     p.add_argument("--threads", type=int, default=None, help="intra-op threads (default: torch's)")
     p.add_argument("--only", nargs="+", help="the paths whose name contains one of these")
     p.add_argument("--out", type=Path, help="also write the results as JSON")
+    p.add_argument(
+        "--weights",
+        metavar="W",
+        help="real weights instead of random ones: googlenet_torchvision's go into torchvision's "
+        "model and ours, googlenet's into the BVLC-layout one; " + WEIGHTS_HELP,
+    )
     p.set_defaults(func=run)
 
 
-def paths(device: torch.device) -> dict[str, Callable[[], Callable[[torch.Tensor], object]]]:
+def paths(
+    device: torch.device, weights: str | None = None
+) -> dict[str, Callable[[], Callable[[torch.Tensor], object]]]:
     """Name -> builder of a callable on a batch. torchvision's model and our
-    `googlenet_torchvision` hold the same random weights, so value-dependent costs
-    (denormals) are alike."""
+    `googlenet_torchvision` hold the same weights (random, or `weights`), so value-dependent
+    costs (denormals) are alike."""
     torch.manual_seed(0)
     tv = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False).eval()
     ours = import_torchvision(tv)[0]
+    bvlc = None  # built when its path is timed, unless the weights are for it
+    if weights is not None:
+        bvlc = create_model("googlenet", aux_logits=False)
+        _load_same_weights(weights, tv, ours, bvlc)
     cuda = device.type == "cuda"
     half = torch.float16 if cuda else torch.bfloat16
     out: dict[str, Callable[[], Callable[[torch.Tensor], object]]] = {
@@ -64,7 +78,8 @@ def paths(device: torch.device) -> dict[str, Callable[[], Callable[[torch.Tensor
         "torchvision googlenet channels-last": lambda: _channels_last(tv, device),
         "ours googlenet_torchvision fused": lambda: optimize_for_inference(ours, device=device),
         "ours googlenet (BVLC layout) fused": lambda: optimize_for_inference(
-            create_model("googlenet", aux_logits=False), device=device
+            bvlc if bvlc is not None else create_model("googlenet", aux_logits=False),
+            device=device,
         ),
         f"ours googlenet_torchvision fused {'fp16' if cuda else 'bf16'}": lambda: (
             optimize_for_inference(ours, dtype=half, device=device)
@@ -73,6 +88,24 @@ def paths(device: torch.device) -> dict[str, Callable[[], Callable[[torch.Tensor
     if not cuda and importlib.util.find_spec("onnxruntime") is not None:
         out["ONNX Runtime ours googlenet_torchvision folded"] = lambda: _onnxruntime(ours)
     return out
+
+
+def _load_same_weights(weights: str, tv, ours, bvlc) -> None:
+    """`weights` (main head) into the models that take them: torchvision's `googlenet` and our
+    `googlenet_torchvision` for weights of the latter, our BVLC-layout `googlenet` for its."""
+    model, card = load_any_weights(weights)
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(("aux1.", "aux2."))}
+    if card.model == "googlenet_torchvision":
+        names = {from_torchvision_key(k): k for k in tv.state_dict()}
+        tv.load_state_dict({names[k]: v for k, v in state.items()})
+        ours.load_state_dict(state)
+    elif card.model == "googlenet":
+        bvlc.load_state_dict(state)
+    else:
+        raise UsageError(
+            f"--weights {weights}: weights of {card.model}; bench times googlenet_torchvision "
+            "and googlenet"
+        )
 
 
 def _channels_last(model: torch.nn.Module, device: torch.device):
@@ -99,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     chosen = {
         name: build
-        for name, build in paths(device).items()
+        for name, build in paths(device, args.weights).items()
         if not args.only or any(s.lower() in name.lower() for s in args.only)
     }
     if not chosen:

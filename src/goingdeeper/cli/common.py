@@ -20,6 +20,11 @@ from ..inference import onnxruntime_model
 from ..weights import WeightsCard, open_weights
 
 HELP_FORMAT = argparse.RawDescriptionHelpFormatter
+# what `--weights` takes, in every command that takes weights (`load_any_weights` reads them)
+WEIGHTS_HELP = (
+    "a name of `goingdeeper weights list` (googlenet.bvlc_in1k: fetched once, then cached), "
+    "our .safetensors, a hub folder, BVLC's blob folder or .caffemodel"
+)
 
 
 def model_args(pairs: list[str] | None) -> dict:
@@ -54,8 +59,9 @@ def positive(value: int | None, option: str) -> None:
 def load_any_weights(
     path: str | Path, *, device: str = "cpu", runtime: str = "torch"
 ) -> tuple[Any, WeightsCard]:
-    """Weights in any form `weights.open_weights` reads (ours, a hub folder, BVLC's blob folder
-    or .caffemodel, imported on the fly); with `runtime="onnxruntime"`, the folded graph in
+    """Weights in any form `weights.open_weights` reads (a name of the catalogue of published
+    weights, fetched once and cached; ours; a hub folder; BVLC's blob folder or .caffemodel,
+    imported on the fly); with `runtime="onnxruntime"`, the folded graph in
     ONNX Runtime (exported once, cached)."""
     p = Path(path)
     model, card = open_weights(p)

@@ -12,10 +12,11 @@ from ..data.samples import Labelled, labelled_images
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
-from .common import HELP_FORMAT, add_image_limit, counting_bar, load_any_weights
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, counting_bar, load_any_weights
 
 EXAMPLES = """\
 examples:
+  goingdeeper eval --weights googlenet.bvlc_in1k --data ../shared/data/imagenet-sample
   goingdeeper eval --weights bvlc_googlenet.safetensors --data ../shared/data/imagenet-sample
   goingdeeper eval --weights ../shared/data/bvlc-googlenet --data val/ --views 1,10,144 --paper
   goingdeeper eval --weights a.safetensors b.safetensors --data val/ --views 1,10 --ensemble
@@ -49,9 +50,8 @@ def add_parser(sub) -> None:
         "--weights",
         nargs="+",
         required=True,
-        metavar="PATH",
-        help="weight files (.safetensors from `weights import`); a BVLC blob folder or a "
-        ".caffemodel is imported on the fly",
+        metavar="W",
+        help="weights, each " + WEIGHTS_HELP,
     )
     p.add_argument(
         "--data",
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     labelled = labelled_images(args.data, classes, args.labels).head(args.limit)
     real = _real_sets(args.real_labels, labelled, classes) if args.real_labels else None
     samples = labelled.samples
-    names = [Path(w).stem for w in args.weights]
+    names = [Path(w).stem if Path(w).exists() else w for w in args.weights]
     options = dict(
         aggregate=args.aggregate,
         batch_size=args.batch_size,

@@ -17,8 +17,7 @@ from ..inference import (
     write_torchscript,
 )
 from ..registry import model_card
-from ..weights import load_weights
-from .common import HELP_FORMAT, positive
+from .common import HELP_FORMAT, WEIGHTS_HELP, load_any_weights, positive
 
 
 def add_parser(sub) -> None:
@@ -27,7 +26,7 @@ def add_parser(sub) -> None:
         help="write a model's inference graph: ONNX (fp32 or int8), torch.export, TorchScript",
         epilog="examples:\n"
         "  goingdeeper export onnx --model googlenet_torchvision --out tv.onnx --fused\n"
-        "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g.onnx --fused\n"
+        "  goingdeeper export onnx --weights googlenet.bvlc_in1k --out g.onnx --fused\n"
         "  goingdeeper export onnx --weights bvlc_googlenet.safetensors --out g8.onnx --fused \\\n"
         "      --int8 --calibration ../shared/data/imagenet-sample\n"
         "  goingdeeper export program --model googlenet --out googlenet.pt2\n"
@@ -43,7 +42,7 @@ def add_parser(sub) -> None:
         q = esub.add_parser(name, help=what)
         source = q.add_mutually_exclusive_group(required=True)
         source.add_argument("--model", help="a registered model name (random weights)")
-        source.add_argument("--weights", help="a .safetensors file written by `weights import`")
+        source.add_argument("--weights", metavar="W", help=WEIGHTS_HELP)
         q.add_argument("--out", required=True, type=Path)
         q.add_argument("--input-size", type=int, help="square input (default: the crop size)")
         q.add_argument(
@@ -75,7 +74,7 @@ def _model_to_export(args: argparse.Namespace):
     positive(args.input_size, "--input-size")
     writable(args.out)
     if args.weights:
-        model, card = load_weights(args.weights)
+        model, card = load_any_weights(args.weights)
         pre = card.preprocessing
     else:
         pre = model_card(args.model).preprocessing

@@ -10,7 +10,7 @@ from ..errors import UsageError
 from ..files import writable
 from ..microscope.site import SiteConfig, build_site, plan_site
 from ..visualize.top9 import image_files
-from .common import HELP_FORMAT, add_image_limit, bar, load_any_weights, positive
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar, load_any_weights, positive
 from .visualize import parse_channels
 
 EXAMPLES = """\
@@ -18,7 +18,7 @@ examples:
   goingdeeper microscope --weights ../shared/data/bvlc-googlenet \\
       --data ../shared/data/imagenet-sample --out microscope \\
       --layers conv1,conv2,inception3a,inception4d --channels 0-15
-  goingdeeper microscope --weights bvlc_googlenet.safetensors --data photos/ \\
+  goingdeeper microscope --weights googlenet.bvlc_in1k --data photos/ \\
       --layers mixed4a --channels 97,130 --fv-steps 512 --device cuda
 Run it again with the same --out to finish a site that was stopped: pieces already written
 are kept. Open OUT/index.html in a browser.
@@ -39,7 +39,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
         formatter_class=HELP_FORMAT,
     )
     add_image_limit(p)
-    p.add_argument("--weights", type=Path, required=True, metavar="W", help="weights in any form")
+    p.add_argument("--weights", type=Path, required=True, metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--data", type=Path, required=True, help="a folder of images (top-9, photos)")
     p.add_argument("--out", type=Path, default=Path("microscope"), help="the site's folder")
     p.add_argument("--layers", help="comma-separated (default: every layer with weights)")

@@ -14,7 +14,7 @@ from ..data.samples import labelled_images
 from ..errors import ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
-from .common import HELP_FORMAT, add_image_limit, load_any_weights, positive
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, load_any_weights, positive
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
         "predict",
         help="top-5 classes of images",
         epilog="examples:\n"
+        "  goingdeeper predict cat.jpg --weights googlenet.bvlc_in1k\n"
         "  goingdeeper predict cat.jpg dog.png --weights bvlc_googlenet.safetensors\n"
         "  goingdeeper predict --data val/ --weights bvlc_googlenet.safetensors",
         formatter_class=HELP_FORMAT,
@@ -35,9 +36,7 @@ def add_parser(sub) -> None:
         "beside its prediction, and the hit rates at the end",
     )
     p.add_argument("--labels", type=Path, help="label file of a flat ILSVRC2012_val_* folder")
-    p.add_argument(
-        "--weights", required=True, help="a .safetensors file written by `weights import`"
-    )
+    p.add_argument("--weights", required=True, metavar="W", help=WEIGHTS_HELP)
     p.add_argument("--top", type=int, default=5)
     p.add_argument(
         "--views",

@@ -10,7 +10,7 @@ from tqdm import tqdm
 from ..tables import render_table
 from ..train import config as cfg
 from ..train import fit
-from .common import HELP_FORMAT, add_image_limit
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
         "  goingdeeper train --preset paper --data /data/imagenet\n"
         "  goingdeeper train --preset mnist-lenet5 --set lr=0.05 --epochs 10\n"
         "  goingdeeper train --config my.yaml --out runs/x --resume\n"
+        "  goingdeeper train --preset finetune --weights googlenet.bvlc_in1k --data photos/\n"
         "  torchrun --nproc_per_node=2 -m goingdeeper train --preset cifar10",
         formatter_class=HELP_FORMAT,
     )
@@ -31,6 +32,11 @@ def add_parser(sub) -> None:
     p.add_argument("--config", action="append", help="a .toml, .yaml or .json config (repeatable)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="any config field")
     p.add_argument("--model")
+    p.add_argument(
+        "--weights",
+        metavar="W",
+        help="the initial weights (config init_weights): " + WEIGHTS_HELP,
+    )
     add_image_limit(p)
     p.add_argument("--data", help="digits, a folder, a .tar(.gz), an MNIST/CIFAR folder")
     p.add_argument("--epochs", type=int)
@@ -74,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         "input_size": args.input_size,
         "loader": args.loader,
         "compile": args.compile,
+        "init_weights": args.weights,
     }
     config = cfg.resolve(args.preset, args.config, args.set, **direct)
     result = fit(

@@ -30,13 +30,14 @@ from ..visualize import (
     top_activations,
 )
 from ..weights import WeightsCard, import_bvlc, open_weights
-from .common import HELP_FORMAT, add_image_limit, bar
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
 
 EXAMPLES = """\
 examples:
   goingdeeper visualize filters --bvlc ../shared/data/bvlc-googlenet
+  goingdeeper visualize filters --weights googlenet.bvlc_in1k
   goingdeeper visualize top9 --bvlc ../shared/data/bvlc-googlenet --layer conv1,inception3a \\
       --data ../shared/data/imagenet-sample --limit 300 --channels 0-7
   goingdeeper visualize deconv --weights bvlc_googlenet.safetensors --layer inception4d \\
@@ -68,7 +69,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     p.add_argument("action", choices=ACTIONS)
     add_image_limit(p)
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--weights", type=Path, metavar="FILE", help="a .safetensors weights file")
+    source.add_argument("--weights", type=Path, metavar="W", help=WEIGHTS_HELP)
     source.add_argument("--bvlc", type=Path, metavar="FOLDER", help="BVLC GoogLeNet blobs")
     p.add_argument(
         "--layer",
@@ -133,7 +134,8 @@ def load_model(args: argparse.Namespace) -> tuple[nn.Module, WeightsCard]:
         model, card = open_weights(args.weights)
     else:
         raise VisualizeError(
-            "give the weights: --weights FILE.safetensors or --bvlc FOLDER (BVLC GoogLeNet blobs)"
+            "give the weights: --weights googlenet.bvlc_in1k (a name of `goingdeeper weights "
+            "list`) or FILE.safetensors, or --bvlc FOLDER (BVLC GoogLeNet blobs)"
         )
     return model.to(torch.device(args.device)).eval(), card
 

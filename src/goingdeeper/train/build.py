@@ -39,7 +39,7 @@ from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
 from ..preprocess import Preprocessing
 from ..registry import model_card
-from ..weights import load_weights, read_card
+from ..weights import load_weights, read_card, weights_file
 from . import config as cfg
 from .distributed import Distributed, epoch_seed
 from .engine import lr_factor
@@ -102,7 +102,7 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
     and ImageNet's names for folders named by WordNet id.
     """
     if c.init_weights and not c.new_head:
-        known = ClassMap.for_card(read_card(c.init_weights))
+        known = ClassMap.for_card(read_card(weights_file(c.init_weights)))
         if list(known.names) == found:
             return known, None
         try:
@@ -264,7 +264,7 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
         _init_from(model, c)
         return model, kwargs, card.preprocessing
     if c.init_weights:
-        model, wcard = load_weights(c.init_weights, **kwargs)
+        model, wcard = load_weights(weights_file(c.init_weights), **kwargs)
         kwargs = {**wcard.model_kwargs, **kwargs}
         if c.new_head or wcard.num_classes != num_classes:
             if not c.new_head:

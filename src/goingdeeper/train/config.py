@@ -36,7 +36,9 @@ class TrainConfig:
     model_args: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
     input_size: int = 224  # square training crop
     data: str = "digits"  # see goingdeeper.data.open_dataset
-    init_weights: str = ""  # start from a .safetensors file (fine-tuning); "" = from scratch
+    # start from weights (fine-tuning): a .safetensors file or a name of `goingdeeper weights
+    # list` (googlenet.bvlc_in1k); "" = from scratch
+    init_weights: str = ""
     new_head: bool = False  # with init_weights: a fresh classifier for this data's classes
     # weights of a trained shallower net whose layers the model takes, the others freshly
     # initialised, as the model declares (VGG 3.1: B-E take net A's first four convolutions

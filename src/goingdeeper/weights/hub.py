@@ -1,11 +1,13 @@
 """Weights in the forms people keep them, and as a model hub keeps them.
 
 `open_weights` reads any of: our `.safetensors` file (its card in the header), a hub folder
-written by `export_hub`, BVLC's blob folder or `.caffemodel`. `export_hub` writes the folder
-layout the Hugging Face Hub holds for a timm-style model: `model.safetensors` (our file),
-`config.json` (timm's keys: architecture, num_classes, label_names, pretrained_cfg) and
-`README.md` (a model card: YAML front matter generated from our card, then prose). Nothing is
-downloaded or uploaded; `create_model(name, weights=folder)` reads the folder back.
+written by `export_hub`, BVLC's blob folder or `.caffemodel`, or a name in the catalogue of
+published weights (`googlenet.bvlc_in1k`, fetched and cached on first use). `export_hub`
+writes the folder layout the Hugging Face Hub holds for a timm-style model:
+`model.safetensors` (our file), `config.json` (timm's keys: architecture, num_classes,
+label_names, pretrained_cfg) and `README.md` (a model card: YAML front matter generated from
+our card, then prose). `export_hub` uploads nothing; `create_model(name, weights=folder)`
+reads the folder back.
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ from ..errors import WeightsError
 from ..files import atomic_write
 from ..registry import model_card
 from .bvlc import import_bvlc
+from .catalogue import find_entry
 from .format import WeightsCard, load_weights, save_weights
+from .pretrained import load_pretrained
 
 HUB_WEIGHTS = "model.safetensors"
 HUB_FILES = (HUB_WEIGHTS, "model.json", "config.json", "README.md")
@@ -28,6 +32,8 @@ HUB_FILES = (HUB_WEIGHTS, "model.json", "config.json", "README.md")
 def open_weights(path: str | Path, **overrides) -> tuple[nn.Module, WeightsCard]:
     """The model and card of weights in any form `open_weights` knows (module docstring);
     `overrides` are constructor arguments over the card's (BVLC: `aux_logits` only)."""
+    if not Path(path).exists() and (entry := find_entry(str(path))) is not None:
+        return load_pretrained(entry, **overrides)
     path = Path(path)
     if path.is_dir() and (path / HUB_WEIGHTS).is_file():
         return load_weights(path / HUB_WEIGHTS, **overrides)
