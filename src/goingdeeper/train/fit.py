@@ -247,6 +247,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     c, d = run.config, run.dist
     torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
     loader = _train_loader(run, epoch)
+    every = c.log_every or 50
     bar = None
     if run.progress and d.main and c.progress:
         total = rank_images(run.train_ds, d)
@@ -265,6 +266,9 @@ def run_epoch(run: Run, epoch: int) -> dict:
             grad_clip=c.grad_clip,
             max_filter_rms=c.max_filter_rms,
             on_batch=lambda info: _on_batch(run, epoch, info, bar),
+            # the figures (steps.csv's rows, the bar, the check for a NaN loss) read from the
+            # device every log_every steps and at the epoch's end, not at every step
+            read_at=lambda batches: (epoch * run.steps_per_epoch + batches) % every == 0,
         )
     except NonFiniteLossError as e:
         kept = (
