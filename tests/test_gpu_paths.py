@@ -89,3 +89,37 @@ def test_the_fused_lrn_compiled_on_the_cpu_equals_the_reference():
     assert not torch.equal(outs[0], x)  # the normalisation did something
     reference = torch.nn.functional.local_response_norm(x, 5, 1e-2, 0.75, 1.0)
     torch.testing.assert_close(outs[1], reference, rtol=3e-5, atol=3e-6)
+
+
+class _Step(torch.nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.model = torch.nn.Linear(4, 3)
+
+    def forward(self, x, y):
+        logits = self.model(x)
+        loss = torch.nn.functional.cross_entropy(logits, y)
+        return loss, loss.detach(), logits.detach()
+
+
+@pytest.mark.parametrize("batch_size, compiles", [(4, 1), (0, 2)])
+def test_a_compiled_step_compiles_once_when_batches_keep_one_shape(batch_size, compiles):
+    """Batches of 4, 4, 3 (a short last batch) and 4, through a step compiled with a backend
+    that counts the graphs dynamo hands it: with `batch_size` the short batch is dropped and
+    one graph serves the epoch; without, the short batch compiles a second one."""
+    graphs = []
+
+    def counting(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch._dynamo.reset()
+    step = _Step()
+    compiled = torch.compile(step, backend=counting, dynamic=False)
+    sizes = (4, 4, 3, 4)
+    batches = [(torch.randn(n, 4), torch.randint(0, 3, (n,))) for n in sizes]
+    opt = torch.optim.SGD(step.parameters(), lr=0.1)
+    stats = train_one_epoch(compiled, opt, batches, device=CPU, batch_size=batch_size)
+    assert len(graphs) == compiles
+    assert (stats["images"], stats["dropped"]) == ((12, 3) if batch_size else (15, 0))
+    torch._dynamo.reset()

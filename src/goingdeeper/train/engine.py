@@ -179,6 +179,7 @@ def train_one_epoch(
     max_filter_rms: float = 0.0,
     on_batch: Callable[[dict], None] | None = None,
     read_at: Callable[[int], bool] | None = None,
+    batch_size: int = 0,
 ) -> dict:
     """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files.
 
@@ -187,17 +188,24 @@ def train_one_epoch(
     and are read to the host after the batches for which `read_at(batches)` holds (every batch
     when it is None) and at the end: then `on_batch` gets them, and a NaN or infinite loss
     since the epoch began raises `NonFiniteLossError`, so it stops the run some steps after
-    it happened rather than at once."""
+    it happened rather than at once.
+
+    `batch_size` > 0: only batches of exactly that many images train, so that a compiled step
+    sees one shape and compiles once; a shorter batch (the epoch's last, or one that lost
+    unreadable images) is dropped, not padded, and its images counted in "dropped"."""
     step.train()
     running = _Running(device)
     skipped: list[str] = []
-    told = 0  # images reported to on_batch
+    told = dropped = 0  # images reported to on_batch; images of dropped batches
     start = time.perf_counter()
     model = step.module.model if hasattr(step, "module") else step.model
     for batches, batch in enumerate(loader, 1):
         if (xy := _batch(batch, device, channels_last, skipped)) is None:
             continue
         x, y = xy
+        if batch_size and len(y) != batch_size:
+            dropped += len(y)
+            continue
         with autocast_for(device, amp):
             loss, main, logits = step(x, y)
         _update(step, optimizer, loss, scaler, grad_clip)
@@ -225,6 +233,7 @@ def train_one_epoch(
         "images_per_s": running.seen / max(elapsed, 1e-9),
         "seconds": elapsed,
         "skipped": skipped,
+        "dropped": dropped,
     }
 
 

@@ -198,8 +198,8 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
-    if c.compile:
-        step = torch.compile(step)
+    if c.compile:  # one shape: train_one_epoch drops batches of other sizes (run_epoch)
+        step = torch.compile(step, dynamic=False)
     optimizer = build_optimizer(c, model)
     per_rank = c.batch_size // d.world
     steps_per_epoch = rank_batches(train_ds, d, per_rank)
@@ -269,6 +269,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
             # the figures (steps.csv's rows, the bar, the check for a NaN loss) read from the
             # device every log_every steps and at the epoch's end, not at every step
             read_at=lambda batches: (epoch * run.steps_per_epoch + batches) % every == 0,
+            batch_size=run.per_rank if c.compile else 0,
         )
     except NonFiniteLossError as e:
         kept = (
@@ -283,6 +284,12 @@ def run_epoch(run: Run, epoch: int) -> dict:
     finally:
         if bar is not None:
             bar.close()
+    if stats["images"] == 0 and stats["dropped"]:
+        raise TrainingError(
+            f"epoch {epoch + 1} trained on no image: with compile=true only whole batches of "
+            f"{run.per_rank} train, and its {stats['dropped']} images came in shorter ones; "
+            "lower batch_size or set compile=false"
+        )
     if stats["images"] == 0:  # nothing trained is not an epoch
         first = f" (first: {stats['skipped'][0]})" if stats["skipped"] else ""
         raise TrainingError(
