@@ -10,11 +10,14 @@ import torch
 
 from goingdeeper.data import digits
 from goingdeeper.data.shards import write_shards
-from goingdeeper.errors import DataError, VisualizeError
+from goingdeeper.errors import ConfigError, DataError, VisualizeError
 from goingdeeper.microscope import grad_cam, integrated_gradients
 from goingdeeper.models.lrn import local_response_norm
 from goingdeeper.train import train_one_epoch
+from goingdeeper.train.config import TrainConfig
+from goingdeeper.train.distributed import Distributed
 from goingdeeper.train.engine import NonFiniteLossError
+from goingdeeper.train.fit import _check_runtime
 
 CPU = torch.device("cpu")
 
@@ -123,3 +126,10 @@ def test_a_compiled_step_compiles_once_when_batches_keep_one_shape(batch_size, c
     assert len(graphs) == compiles
     assert (stats["images"], stats["dropped"]) == ((12, 3) if batch_size else (15, 0))
     torch._dynamo.reset()
+
+
+def test_deterministic_on_cuda_is_refused_in_one_line_before_any_work():
+    c = TrainConfig(deterministic=True)
+    with pytest.raises(ConfigError, match=r"CPU only: on CUDA the adaptive average pool"):
+        _check_runtime(c, torch.device("cuda"), Distributed())
+    _check_runtime(TrainConfig(), torch.device("cuda"), Distributed())  # off: nothing to refuse

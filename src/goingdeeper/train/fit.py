@@ -172,6 +172,14 @@ def _check_runtime(c: cfg.TrainConfig, device: torch.device, d: Distributed) -> 
         raise ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on the CPU")
     if c.batch_size % d.world:
         raise ConfigError(f"batch_size {c.batch_size} does not split over {d.world} processes")
+    if c.deterministic and device.type == "cuda":
+        # refused rather than half kept: every model's head pools adaptively, whose CUDA
+        # backward adds with atomics in any order (torch raises for it in deterministic mode)
+        raise ConfigError(
+            "deterministic=true holds on the CPU only: on CUDA the adaptive average pool's "
+            "backward has no deterministic kernel; train on the CPU (device=cpu) for a "
+            "bit-exact run, or set deterministic=false"
+        )
     if c.deterministic:
         torch.use_deterministic_algorithms(True)
     if c.threads:
