@@ -17,6 +17,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+import torch
 
 from goingdeeper.cli import main
 
@@ -198,3 +199,25 @@ def test_gpu_benchmark_ratios_are_like_for_like(gpu_script):
         "| train | googlenet | compile | bfloat16, 224 px, channels-last, inductor default |"
         in text
     )
+
+
+def test_cli_bench_sets_each_row_against_torchvision_in_its_own_precision():
+    from goingdeeper.cli.bench import _table, paths
+
+    names = set(paths(torch.device("cpu")))
+    assert {
+        "torchvision googlenet channels-last bf16",
+        "ours googlenet_torchvision fused bf16",
+    } < names
+    rows = [
+        {"path": p, "batch": 1, "median_s": 1 / rate, "images_per_s": rate}
+        for p, rate in [
+            ("torchvision googlenet eager", 10.0),
+            ("ours googlenet_torchvision fused", 30.0),
+            ("torchvision googlenet channels-last bf16", 40.0),
+            ("ours googlenet_torchvision fused bf16", 60.0),
+        ]
+    ]
+    ratios = {m["path"]: m["ratio"] for m in map(ROW.match, _table(rows).splitlines()) if m}
+    assert ratios["ours googlenet_torchvision fused"] == "3.00"  # against fp32 eager
+    assert ratios["ours googlenet_torchvision fused bf16"] == "1.50"  # against torchvision bf16
