@@ -118,8 +118,13 @@ class BatchAugment:
         batch = _padded([images[i] for i in order])  # N x 3 x Hmax x Wmax, uint8
         params, nearest = _to(draws.params[order], device), _to(draws.nearest[order], device)
         back = _to(torch.tensor(order).argsort(), device)
-        cols = _taps(params[:, [0, 2, 4, 6]], nearest[:, 0], self.size, draws.kx)
-        rows = _taps(params[:, [1, 3, 5, 6]], nearest[:, 1], self.size, draws.ky)
+        kind = params[:, 6]  # (indexing a device tensor by a list would copy the list there)
+        cols = _taps(
+            params[:, 0], params[:, 2], params[:, 4], kind, nearest[:, 0], self.size, draws.kx
+        )
+        rows = _taps(
+            params[:, 1], params[:, 3], params[:, 5], kind, nearest[:, 1], self.size, draws.ky
+        )
         flipped = params[:, 7].bool()[:, None, None]
         cols = tuple(torch.where(flipped, t.flip(1), t) for t in cols)
         parts = []
@@ -213,16 +218,21 @@ def _filter_values(x: Tensor, kind: Tensor) -> Tensor:
     return values.gather(0, kind.long().expand_as(x)[None])[0]
 
 
-def _taps(box: Tensor, nearest: Tensor, size: int, k: int) -> tuple[Tensor, Tensor]:
-    """Pillow's `precompute_coeffs` for a batch along one axis. `box`: N x 4 (start, input
-    pixels per output pixel, the axis's length, filter); `nearest`: N x size, the pixels
-    nearest neighbour takes. For each image and output pixel, the `k` input indices and weights
-    (fixed-point, as Pillow rounds them for 8-bit images): N x size x k each."""
-    n = box.shape[0]
-    start, scale, length, kind = (box[:, i].view(n, 1, 1) for i in range(4))
-    support = torch.tensor([0.5, 0.5, 1.0, 2.0, 3.0], dtype=scale.dtype, device=scale.device)
+def _taps(
+    start: Tensor, scale: Tensor, length: Tensor, kind: Tensor, nearest: Tensor, size: int, k: int
+) -> tuple[Tensor, Tensor]:
+    """Pillow's `precompute_coeffs` for a batch along one axis. Per image (N each): the box's
+    `start`, its `scale` in input pixels per output pixel, the axis's `length`, the filter
+    `kind` (`_FILTERS`); `nearest`: N x size, the pixels nearest neighbour takes. For each
+    image and output pixel, the `k` input indices and weights (fixed-point, as Pillow rounds
+    them for 8-bit images): N x size x k each."""
+    n = start.shape[0]
+    start, scale, length, kind = (v.view(n, 1, 1) for v in (start, scale, length, kind))
+    support = torch.full_like(scale, 0.5)
+    for support_of, index in _FILTERS.values():  # scalars only: no copy from the host
+        support = torch.where(kind == index, support_of, support)
     stretch = scale.clamp(min=1.0)
-    reach = support[kind.long()] * stretch
+    reach = support * stretch
     outputs = torch.arange(size, dtype=scale.dtype, device=scale.device).view(1, size, 1)
     centre = start + (outputs + 0.5) * scale
     first = torch.floor(centre - reach + 0.5).clamp(min=0)
