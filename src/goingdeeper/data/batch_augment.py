@@ -141,7 +141,7 @@ class BatchAugment:
 
     def draw(self, sizes: Sequence[tuple[int, int]]) -> _Draws:
         """The draws for images of these (width, height), in the PIL recipe's order."""
-        rows, nearest, vertical_first, kx, ky = [], [], [], 1, 1
+        rows, vertical_first, kx, ky = [], [], 1, 1
         for width, height in sizes:
             left, top, w, h = self.crop.box(width, height)
             support, kind = _FILTERS[self.crop.interpolation()]
@@ -153,11 +153,10 @@ class BatchAugment:
             kx = max(kx, _ksize(support, sx))
             ky = max(ky, _ksize(support, sy))
             rows.append([left, top, sx, sy, width, height, kind, flip, *names, *factors])
-            nearest.append([_nearest(left, sx, self.size), _nearest(top, sy, self.size)])
             shrink = height - self.size
             vertical_first.append(shrink > 0 and shrink > 2 * (width - self.size))
         params = torch.tensor(rows, dtype=torch.float64)
-        return _Draws(params, torch.from_numpy(np.array(nearest)), vertical_first, kx, ky)
+        return _Draws(params, _nearest(params, self.size), vertical_first, kx, ky)
 
 
 @dataclass(frozen=True)
@@ -174,12 +173,18 @@ class _Draws:
     ky: int
 
 
-def _nearest(start: int, scale: float, size: int) -> np.ndarray:
-    """The input pixels Pillow's nearest neighbour takes: its sample points summed one step
-    at a time in float64 (`ImagingScaleAffine`), as `np.cumsum` sums them, then truncated."""
-    steps = np.full(size, scale)
-    steps[0] = start + scale * 0.5
-    return np.cumsum(steps).astype(np.int64)
+def _nearest(params: Tensor, size: int) -> Tensor:
+    """The input pixels Pillow's nearest neighbour takes (N x 2 x size: columns, rows; zeros
+    for the images of other filters): its sample points summed one step at a time in float64
+    (`ImagingScaleAffine`), as `np.cumsum` sums along a row, then truncated."""
+    out = np.zeros((len(params), 2, size), dtype=np.int64)
+    chosen = (params[:, 6] == _FILTERS["nearest"][1]).nonzero()[:, 0].numpy()
+    if len(chosen):
+        p = params[chosen].numpy()
+        steps = np.repeat(p[:, [2, 3], None], size, axis=2)  # x and y scale
+        steps[:, :, 0] = p[:, [0, 1]] + p[:, [2, 3]] * 0.5  # start + half a step
+        out[chosen] = np.cumsum(steps, axis=2).astype(np.int64)
+    return torch.from_numpy(out)
 
 
 def _to(t: Tensor, device: torch.device) -> Tensor:
