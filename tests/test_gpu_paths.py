@@ -73,6 +73,7 @@ def test_the_step_reads_its_figures_only_when_asked_and_a_nan_stops_the_epoch_la
         train_one_epoch(_Diverging(at=3), opt, batches, device=CPU, read_at=lambda b: False)
 
 
+@pytest.mark.slow  # inductor compiles two kernels: seconds to a minute of C++
 def test_the_fused_lrn_compiled_on_the_cpu_equals_the_reference():
     """The compiled LRN (the default on CUDA) forced on here, through torch.compile's CPU
     backend, against the eager path, forward and backward. Each output is a few dozen float32
