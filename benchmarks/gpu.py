@@ -242,6 +242,11 @@ ROWS = {
 
 
 def _child(job: dict, queue) -> None:
+    # a spawned process inherits "spawn" as its start method, and its loaders would then start
+    # each worker as a fresh interpreter that imports torch again (seconds per epoch); `train`
+    # runs in a process of its own whose loaders fork, as these now do
+    if "fork" in mp.get_all_start_methods():
+        mp.set_start_method("fork", force=True)
     try:
         result = ROWS[job["kind"]](job, torch.device(job["device"]))
         queue.put({"status": "ok", **result})
