@@ -215,7 +215,7 @@ def pipeline_row(job: dict, device: torch.device) -> dict:
         for x, _, _ in persistent or build():
             x.sum().item()
 
-    return _median_rate(epoch, n, 2 if job["quick"] else 3, device) | {"photos": len(files)}
+    return _median_rate(epoch, n, 2 if job["quick"] else 3, device) | {"photo_files": len(files)}
 
 
 def augment_row(job: dict, device: torch.device) -> dict:
@@ -229,7 +229,7 @@ def augment_row(job: dict, device: torch.device) -> dict:
     rate = _median_rate(
         lambda: augment(decode_batch(data, names, device)), batch, 2 if job["quick"] else 5, device
     )
-    return rate | {"photos": len(files)}
+    return rate | {"photo_files": len(files)}
 
 
 ROWS = {
