@@ -35,14 +35,15 @@ RESULTS = Path(__file__).parent / "results"
 CONVOLUTION_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward"}
 
 
-def build(name: str) -> torch.nn.Module:
+def build(name: str, **kwargs) -> torch.nn.Module:
     """A model by name; "+fused" stores each Inception module's 1x1 convolutions as one
     (`fuse_inception_1x1`, exact); "+unfused" turns off the fusion an Inception module does
-    in its training forward (`Inception.fuse_1x1`), so that each 1x1 runs on its own."""
+    in its training forward (`Inception.fuse_1x1`), so that each 1x1 runs on its own; keyword
+    arguments go to our models' constructors."""
     if name == "torchvision googlenet":
         return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
     base, _, option = name.partition("+")
-    model = gd.create_model(base)
+    model = gd.create_model(base, **kwargs)
     if option == "unfused":
         for module in model.modules():
             if isinstance(module, Inception):

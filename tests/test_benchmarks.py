@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import re
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -92,54 +96,128 @@ def test_cli_bench_with_no_matching_path_is_one_line_and_exit_2(capsys):
 
 
 @pytest.fixture
-def gpu_script(monkeypatch, tmp_path, shared_data):
-    """benchmarks/gpu.py with a few sample photos where `gpu_files.sh` would put them."""
+def gpu_script(monkeypatch):
     monkeypatch.syspath_prepend(str(BENCHMARKS))
-    gpu = importlib.import_module("gpu")
-    photos = tmp_path / "photos"
-    photos.mkdir()
-    for photo in sorted((shared_data / "imagenet-sample").glob("*.JPEG"))[:8]:
+    return importlib.import_module("gpu")
+
+
+def _wheel(folder: Path, name: str) -> Path:
+    """A one-module pure-Python wheel, as `pip download` would bring one."""
+    path = folder / f"{name}-1.0-py3-none-any.whl"
+    info = f"{name}-1.0.dist-info"
+    files = {
+        f"{name}.py": "VERSION = '1.0'\n",
+        f"{info}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+        f"{info}/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\n"
+        "Tag: py3-none-any\n",
+    }
+    files[f"{info}/RECORD"] = "".join(f"{f},,\n" for f in files) + f"{info}/RECORD,,\n"
+    with zipfile.ZipFile(path, "w") as z:
+        for member, text in files.items():
+            z.writestr(member, text)
+    return path
+
+
+@pytest.mark.slow
+def test_gpu_sh_rehearsed_on_the_cpu(tmp_path, shared_data):
+    """benchmarks/gpu.sh as the GPU machine runs it, here on the CPU with tiny inputs: the
+    carried wheels installed into a folder of their own that PYTHONPATH keeps, then rows (each
+    in its own process) written with their settings."""
+    photos, wheels, site = tmp_path / "photos", tmp_path / "wheels", tmp_path / "site"
+    photos.mkdir(), wheels.mkdir()
+    for photo in sorted((shared_data / "imagenet-sample").glob("*.JPEG"))[:4]:
         (photos / photo.name).symlink_to(photo)
-    monkeypatch.setattr(gpu, "PHOTOS", photos)
-    return gpu
-
-
-def test_gpu_benchmark_rows_run_on_the_cpu_and_report_like_with_like(gpu_script, tmp_path):
-    """The GPU benchmark's loader rows run (here on the CPU: the same code), a row over its
-    time limit is written as such, and the report's ratios come from rows of the run's batch."""
-    cpu = torch.device("cpu")
-    for row in (gpu_script.pipeline_row, gpu_script.pipeline_pil_row):
-        result = row(cpu, 8, True)
-        assert result["images_per_s"] > 0 and result["photos"] == 8
-    job = {"kind": "ceiling", "device": "cpu", "batch": 8, "quick": False}
-    assert gpu_script.run_job(job, 0.5)["status"] == "over its limit of 0 s"
-    kinds = {(j["kind"], j.get("how"), j["batch"]) for j in gpu_script.jobs("cpu", 256, True)}
-    assert ("infer", "eager bf16", 32) in kinds and ("pipeline", "pil", 256) in kinds
-    rows = [
-        {
-            "kind": "train",
-            "model": m,
-            "how": "eager",
-            "batch": 256,
-            "status": "ok",
-            "images_per_s": rate,
-        }
-        for m, rate in zip(gpu_script.TRAIN_MODELS, (100.0, 120.0, 160.0, 150.0), strict=True)
-    ]
-    rows.append({"kind": "pipeline", "batch": 256, "status": "ok", "images_per_s": 200.0})
-    rows.append(
-        {
-            "kind": "train",
-            "model": "googlenet",
-            "how": "eager",
-            "batch": 32,
-            "status": "ok",
-            "images_per_s": 999.0,
-        }
-    )  # another batch: not compared
-    text = gpu_script.render(
-        rows, {"device_name": "x", "command": "c", "when": "w", "torch": "t", "batch": 256}
+    _wheel(wheels, "gd_carried_probe")
+    # three rows: the script's machinery (wheels, PYTHONPATH, a process per row, the report);
+    # every row at once is `gpu.sh --device cpu --quick` by hand (minutes on two cores)
+    only = "ceiling,augment,train/eager/googlenet_torchvision"
+    out = tmp_path / "gpu.md"
+    env = {
+        **os.environ,
+        "PYTHON": sys.executable,
+        "GPU_WHEELS": str(wheels),
+        "GPU_SITE": str(site),
+        "PYTHONPATH": "",
+    }
+    args = ["--device", "cpu", "--quick", "--batch", "2", "--size", "96", "--workers", "1"]
+    args += ["--compile-backend", "eager", "--row-limit", "120", "--photos", str(photos)]
+    args += ["--only", only, "--out", str(out)]
+    done = subprocess.run(
+        ["bash", str(BENCHMARKS / "gpu.sh"), *args], env=env, capture_output=True, text=True
     )
-    assert "train googlenet_torchvision / torchvision googlenet: 1.60x" in text
-    assert "train googlenet / googlenet_torchvision: 0.94x" in text
-    assert "input pipeline / training step (googlenet): 1.33x" in text
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (site / "gd_carried_probe.py").is_file()  # installed into the target, not the venv
+    rows = [json.loads(line) for line in out.with_suffix(".jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["status"]) for r in rows] == [
+        ("ceiling", "ok"), ("augment", "ok"), ("train", "ok")
+    ], rows  # fmt: skip
+    assert all(r["images_per_s"] > 0 for r in rows[1:])
+    assert "| train | googlenet_torchvision | eager | bfloat16, 96 px, channels-last | 2 |" in (
+        out.read_text()
+    )  # the settings column
+
+
+def test_gpu_benchmark_ratios_are_like_for_like(gpu_script):
+    """Each ratio sets two rows of the same settings side by side (eager with eager, compiled
+    with compiled), at the run's batch, never ours at its best against torchvision eager."""
+    args = SimpleNamespace(
+        device="cuda", batch=256, size=224, quick=False, photos="p", workers=16,
+        compile_backend="inductor", compile_mode="default",
+    )  # fmt: skip
+    rows = gpu_script.jobs(args)
+    kinds = {(r["kind"], r.get("how"), r.get("dtype"), r["batch"]) for r in rows}
+    assert ("infer", "eager", "bfloat16", 32) in kinds and ("infer", "optimized", "float16", 256)
+    for how in ("eager", "optimized", "cuda graph", "compile"):
+        assert {"torchvision googlenet", "googlenet_torchvision+fused"} <= {
+            r.get("model") for r in rows if r["kind"] == "infer" and r.get("how") == how
+        }
+    assert all(r["mode"] == "default" for r in rows if r.get("how") == "compile")
+    rates = {
+        ("train", "eager", "torchvision googlenet"): 100.0,
+        ("train", "eager", "googlenet_torchvision"): 160.0,
+        ("train", "eager", "googlenet"): 150.0,
+        ("train", "compile", "torchvision googlenet"): 400.0,  # not set against eager ours
+        ("train", "compile", "googlenet_torchvision"): 300.0,
+        ("infer", "eager", "torchvision googlenet"): 1000.0,
+        ("infer", "compile", "googlenet_torchvision+fused"): 5000.0,
+        ("pipeline", "tensor", None): 450.0,
+    }
+    for r in rows:
+        r["status"] = "ok"
+        rate = rates.get((r["kind"], r.get("how"), r.get("model")))
+        if rate and r["batch"] == 256 and not (r["kind"] == "infer" and r["dtype"] == "bfloat16"):
+            r["images_per_s"] = rate
+    text = gpu_script.render(rows, {"device_name": "x", "command": "c", "when": "w", "torch": "t",
+                                    "batch": 256})  # fmt: skip
+    assert "train googlenet_torchvision / torchvision googlenet, eager: 1.60x" in text
+    assert "train googlenet_torchvision / torchvision googlenet, compile: 0.75x" in text
+    assert "train googlenet / googlenet_torchvision, eager: 0.94x" in text
+    assert "infer googlenet_torchvision / torchvision googlenet, eager: n/a" in text
+    assert "infer googlenet_torchvision / torchvision googlenet, compile: n/a" in text
+    assert "input pipeline (tensor loader) / fastest googlenet step: 3.00x" in text
+    assert (
+        "| train | googlenet | compile | bfloat16, 224 px, channels-last, inductor default |"
+        in text
+    )
+
+
+def test_cli_bench_sets_each_row_against_torchvision_in_its_own_precision():
+    from goingdeeper.cli.bench import _table, paths
+
+    names = set(paths(torch.device("cpu")))
+    assert {
+        "torchvision googlenet channels-last bf16",
+        "ours googlenet_torchvision fused bf16",
+    } < names
+    rows = [
+        {"path": p, "batch": 1, "median_s": 1 / rate, "images_per_s": rate}
+        for p, rate in [
+            ("torchvision googlenet eager", 10.0),
+            ("ours googlenet_torchvision fused", 30.0),
+            ("torchvision googlenet channels-last bf16", 40.0),
+            ("ours googlenet_torchvision fused bf16", 60.0),
+        ]
+    ]
+    ratios = {m["path"]: m["ratio"] for m in map(ROW.match, _table(rows).splitlines()) if m}
+    assert ratios["ours googlenet_torchvision fused"] == "3.00"  # against fp32 eager
+    assert ratios["ours googlenet_torchvision fused bf16"] == "1.50"  # against torchvision bf16

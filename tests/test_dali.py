@@ -328,3 +328,23 @@ def test_a_png_is_passed_on_as_pillow_decodes_it(tmp_path):
     (out,) = _epoch(_dataset([tmp_path / "a.png"]), _simple(8, interpolation="nearest"))
     pixels = BVLC.denormalize(out[0])[0].round()
     assert pixels[0, 0].tolist() == [200, 10, 10] and pixels[-1, 0].tolist() == [255, 255, 255]
+
+
+def test_a_second_pass_runs_on_the_pipeline_the_first_built(shared_data, monkeypatch):
+    """A loader read twice (a persistent pipeline, as the GPU benchmark runs DALI) builds its
+    pipeline once; the second pass's draws go on from the first's, so its crops differ."""
+    built = []
+    build = dali.build_pipeline
+
+    def counting(*args, **kwargs):
+        built.append(1)
+        return build(*args, **kwargs)
+
+    monkeypatch.setattr(dali, "build_pipeline", counting)
+    ds = _dataset(_photos(shared_data, 4))
+    batches = dali_batches(
+        ds, 4, DaliRecipe("googlenet", 32), None, torch.Generator().manual_seed(0), CPU, BVLC
+    )
+    first, second = list(batches), list(batches)
+    assert len(built) == 1 and len(first) == len(second) == 1
+    assert not torch.equal(first[0][0], second[0][0])

@@ -7,6 +7,7 @@ No model in this package hides an input transform: a weight set's card carries a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import asdict, dataclass, field, fields
 
@@ -177,9 +178,8 @@ class Preprocessing:
             x = x.flip(-1)
         x = x.movedim(-1, -3).to(torch.float32).contiguous()
         planes = x.shape[-3]
-        mean = torch.tensor(self.mean[:planes], dtype=torch.float32, device=x.device)
-        std = torch.tensor(self.std[:planes], dtype=torch.float32, device=x.device)
-        return (x * self.scale - mean.view(planes, 1, 1)) / std.view(planes, 1, 1)
+        mean, std = _on_device(tuple(self.mean[:planes]), tuple(self.std[:planes]), x.device)
+        return (x * self.scale - mean) / std
 
     def denormalize(self, x: Tensor) -> Tensor:
         """The inverse of `normalize` for three-plane inputs: N x 3 x H x W network input back
@@ -269,3 +269,14 @@ TORCHVISION_GOOGLENET = Preprocessing(
     std=(0.5, 0.5, 0.5),
     note="torchvision googlenet (transform_input=True): RGB, 0-1, (x - 0.5) / 0.5",
 )
+
+
+@functools.lru_cache(maxsize=16)
+def _on_device(mean: tuple, std: tuple, device: torch.device) -> tuple[Tensor, Tensor]:
+    """The normalisation's mean and std as C x 1 x 1 tensors on `device`, copied there once:
+    a batch normalised on a GPU then waits for no copy from the host."""
+    both = torch.tensor([mean, std], dtype=torch.float32).view(2, len(mean), 1, 1)
+    if device.type == "cuda":
+        both = both.pin_memory()
+    both = both.to(device, non_blocking=True)
+    return both[0], both[1]

@@ -9,6 +9,7 @@ OpenVINO, int8 calibration, accuracy, profiles, the results files) is
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib.util
 import json
 import tempfile
@@ -72,7 +73,7 @@ def paths(
         bvlc = create_model("googlenet", aux_logits=False)
         _load_same_weights(weights, tv, ours, bvlc)
     cuda = device.type == "cuda"
-    half = torch.float16 if cuda else torch.bfloat16
+    half, tag = (torch.float16, "fp16") if cuda else (torch.bfloat16, "bf16")
     out: dict[str, Callable[[], Callable[[torch.Tensor], object]]] = {
         REFERENCE: lambda: tv.to(device),
         "torchvision googlenet channels-last": lambda: _channels_last(tv, device),
@@ -81,8 +82,11 @@ def paths(
             bvlc if bvlc is not None else create_model("googlenet", aux_logits=False),
             device=device,
         ),
-        f"ours googlenet_torchvision fused {'fp16' if cuda else 'bf16'}": lambda: (
-            optimize_for_inference(ours, dtype=half, device=device)
+        # the lower precision on both sides: each row's ratio is against torchvision's row in
+        # its own precision (`_reference`)
+        f"torchvision googlenet channels-last {tag}": lambda: _channels_last(tv, device, half),
+        f"ours googlenet_torchvision fused {tag}": lambda: optimize_for_inference(
+            ours, dtype=half, device=device
         ),
     }
     if not cuda and importlib.util.find_spec("onnxruntime") is not None:
@@ -108,9 +112,17 @@ def _load_same_weights(weights: str, tv, ours, bvlc) -> None:
         )
 
 
-def _channels_last(model: torch.nn.Module, device: torch.device):
-    model = model.to(device=device, memory_format=torch.channels_last)
-    return lambda x: model(x.contiguous(memory_format=torch.channels_last))
+def _channels_last(model: torch.nn.Module, device: torch.device, dtype=torch.float32):
+    model = copy.deepcopy(model).to(device=device, dtype=dtype, memory_format=torch.channels_last)
+    return lambda x: model(x.to(dtype).contiguous(memory_format=torch.channels_last))
+
+
+def _reference(path: str) -> str:
+    """The torchvision row a path is compared with: the same precision."""
+    for tag in ("fp16", "bf16"):
+        if path.endswith(f" {tag}"):
+            return f"torchvision googlenet channels-last {tag}"
+    return REFERENCE
 
 
 def _onnxruntime(model: torch.nn.Module):
@@ -130,13 +142,14 @@ def run(args: argparse.Namespace) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    every = paths(device, args.weights)
     chosen = {
-        name: build
-        for name, build in paths(device, args.weights).items()
-        if not args.only or any(s.lower() in name.lower() for s in args.only)
+        name for name in every if not args.only or any(s.lower() in name.lower() for s in args.only)
     }
     if not chosen:
         raise UsageError(f"--only {' '.join(args.only)} matches no path; see `goingdeeper bench`")
+    chosen |= {_reference(name) for name in chosen}  # so that every row has its ratio
+    chosen = {name: build for name, build in every.items() if name in chosen}
     rows = []
     for name, build in chosen.items():
         model = build()
@@ -159,16 +172,14 @@ def _time(model, batch: int, device: torch.device, repeats: int, warmup: int) ->
 
 
 def _table(rows: list[dict]) -> str:
-    ref = {r["batch"]: r["images_per_s"] for r in rows if r["path"] == REFERENCE}
-    body = [
-        [
-            r["path"],
-            str(r["batch"]),
-            f"{r['images_per_s']:.1f}",
-            f"{1e3 * r['median_s']:.1f}",
-            f"{r['images_per_s'] / ref[r['batch']]:.2f}x" if r["batch"] in ref else "",
-        ]
-        for r in rows
-    ]
-    header = ["path", "batch", "images/s", "latency ms", "vs torchvision eager"]
+    rate = {(r["path"], r["batch"]): r["images_per_s"] for r in rows}
+    body = []
+    for r in rows:
+        ref = rate.get((_reference(r["path"]), r["batch"]))
+        ratio = f"{r['images_per_s'] / ref:.2f}x" if ref else ""
+        body.append(
+            [r["path"], str(r["batch"]), f"{r['images_per_s']:.1f}", f"{1e3 * r['median_s']:.1f}"]
+            + [ratio]
+        )
+    header = ["path", "batch", "images/s", "latency ms", "vs torchvision, same precision"]
     return render_table(header, body, 1)

@@ -13,13 +13,14 @@ as Pillow stores it: the result differs from the PIL path by at most a level or 
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
@@ -31,9 +32,6 @@ from ..preprocess import Preprocessing
 from .colour import PhotometricDistort
 from .transforms import GOOGLENET_INTERPOLATIONS, RandomSizedCrop
 
-# Pillow's resampling filters as tensor interpolation: its nearest neighbour samples pixel
-# centres ("nearest-exact"); its box filter is `_box`.
-_MODES = {"bilinear": "bilinear", "bicubic": "bicubic", "nearest": "nearest-exact", "area": "area"}
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
 
@@ -65,9 +63,25 @@ def _from_pil(img: Image.Image) -> Tensor:
     return torch.from_numpy(np.array(img)).permute(2, 0, 1)  # one copy of the pixels
 
 
-class BatchAugment:
-    """The `googlenet` recipe on a list of decoded images: N x C x size x size network input.
+# Pillow's resampling filters (Resample.c): name -> (support in input pixels at scale 1,
+# index into `_filter_values`); nearest neighbour takes the pixel under the sample point.
+_FILTERS = {"nearest": (0.5, 0), "area": (0.5, 1), "bilinear": (1.0, 2), "bicubic": (2.0, 3)}
+_FILTERS["lanczos"] = (3.0, 4)
+_PRECISION = 1 << 22  # Pillow's fixed-point coefficients for 8-bit images (PRECISION_BITS)
 
+
+class BatchAugment:
+    """The `googlenet` recipe on a list of decoded images: N x C x size x size network input,
+    the whole batch at once.
+
+    Per image, on the CPU and in the PIL recipe's order, the draws: the box and interpolation
+    (`transforms.RandomSizedCrop`, whose area and aspect ranges they are), the photometric
+    operations and factors (`colour.PhotometricDistort`), the flip. Then, for the batch in a
+    fixed number of device operations and no wait for the device: the images padded into one
+    tensor; each crop resized as Pillow resizes (`_taps`: a separable filter over the box,
+    horizontal pass then vertical, each cut to 8 bits), the flip folded into the horizontal
+    taps (the output columns taken in reverse); the photometric operations as batched
+    arithmetic with per-image factors (`enhance_batch`); the weights' normalisation.
     `photometric` and `flip` as in `transforms.train_transform`; `generator` (a CPU generator)
     makes the draws reproducible."""
 
@@ -83,73 +97,218 @@ class BatchAugment:
     ) -> None:
         self.size, self.preprocessing, self.flip = size, preprocessing, flip
         self.crop = RandomSizedCrop(size, interpolations=tuple(interpolations), generator=generator)
+        unknown = [name for name in self.crop.interpolations if name not in _FILTERS]
+        if unknown:
+            raise ImageError(f"the batch augmentation has no {unknown[0]!r} interpolation")
         self.distort = PhotometricDistort(generator=generator) if photometric else None
+        if self.distort is not None and self.distort.hue > 0:
+            raise ImageError("the batch augmentation has no hue shift; use loader=pil")
         self.generator = generator
 
     def __call__(self, images: Sequence[Tensor]) -> Tensor:
         if len(images) == 0:
             raise ImageError("an empty batch of images")
-        crops = torch.stack([self._one(image) for image in images])  # N x 3 x s x s, 0..255
+        device = images[0].device
+        draws = self.draw([(int(im.shape[-1]), int(im.shape[-2])) for im in images])
+        # Pillow resizes rows first where the height shrinks more than twice the width: the
+        # images that do come second, so that each order is one slice of the batch
+        order = [i for i, v in enumerate(draws.vertical_first) if not v]
+        first = len(order)
+        order += [i for i, v in enumerate(draws.vertical_first) if v]
+        batch = _padded([images[i] for i in order])  # N x 3 x Hmax x Wmax, uint8
+        params, nearest = _to(draws.params[order], device), _to(draws.nearest[order], device)
+        back = _to(torch.tensor(order).argsort(), device)
+        kind = params[:, 6]  # (indexing a device tensor by a list would copy the list there)
+        cols = _taps(
+            params[:, 0], params[:, 2], params[:, 4], kind, nearest[:, 0], self.size, draws.kx
+        )
+        rows = _taps(
+            params[:, 1], params[:, 3], params[:, 5], kind, nearest[:, 1], self.size, draws.ky
+        )
+        flipped = params[:, 7].bool()[:, None, None]
+        cols = tuple(torch.where(flipped, t.flip(1), t) for t in cols)
+        parts = []
+        if first:  # columns, then rows
+            h = [t[:first] for t in cols], [t[:first] for t in rows]
+            parts.append(_resample(_resample(batch[:first], *h[0], dim=3), *h[1], dim=2))
+        if first < len(order):  # rows, then columns
+            v = [t[first:] for t in rows], [t[first:] for t in cols]
+            parts.append(_resample(_resample(batch[first:], *v[0], dim=2), *v[1], dim=3))
+        crops = torch.cat(parts)[back].float()  # N x 3 x s x s, 0..255, in the images' order
+        if self.distort is not None:
+            crops = enhance_batch(crops, params[back, 8:11].long(), params[back, 11:14].float())
         return self.preprocessing.normalize(crops.permute(0, 2, 3, 1))
 
-    def _one(self, image: Tensor) -> Tensor:
-        left, top, w, h = self.crop.box(image.shape[-1], image.shape[-2])
-        mode = _MODES[self.crop.interpolation()]
-        patch = image[:, top : top + h, left : left + w].unsqueeze(0).float()
-        if mode == "area":
-            crop = _box(patch, self.size)[0]
-        else:
-            smooth = {"antialias": True, "align_corners": False} if mode != "nearest-exact" else {}
-            crop = F.interpolate(patch, size=(self.size, self.size), mode=mode, **smooth)[0]
-        crop = crop.clamp_(0, 255).round_()
-        if self.distort is not None:
-            crop = enhance(crop, self.distort.draw())
-        if self.flip and torch.rand((), generator=self.generator).item() < 0.5:
-            crop = crop.flip(-1)
-        return crop
+    def draw(self, sizes: Sequence[tuple[int, int]]) -> _Draws:
+        """The draws for images of these (width, height), in the PIL recipe's order."""
+        rows, vertical_first, kx, ky = [], [], 1, 1
+        for width, height in sizes:
+            left, top, w, h = self.crop.box(width, height)
+            support, kind = _FILTERS[self.crop.interpolation()]
+            ops = self.distort.draw() if self.distort is not None else []
+            flip = self.flip and torch.rand((), generator=self.generator).item() < 0.5
+            names = [_OPS.index(name) for name, _ in ops] + [0] * (3 - len(ops))
+            factors = [factor for _, factor in ops] + [1.0] * (3 - len(ops))  # 1: unchanged
+            sx, sy = w / self.size, h / self.size
+            kx = max(kx, _ksize(support, sx))
+            ky = max(ky, _ksize(support, sy))
+            rows.append([left, top, sx, sy, width, height, kind, flip, *names, *factors])
+            shrink = height - self.size
+            vertical_first.append(shrink > 0 and shrink > 2 * (width - self.size))
+        params = torch.tensor(rows, dtype=torch.float64)
+        return _Draws(params, _nearest(params, self.size), vertical_first, kx, ky)
 
 
-def _box(x: Tensor, size: int) -> Tensor:
-    """Pillow's box filter: each output pixel the mean of the input pixels whose centres lie
-    within half an output pixel of its own (one input pixel when enlarging), an axis at a time
-    as a small matrix product."""
-    rows = _box_weights(x.shape[-2], size, x.device)  # size x H
-    cols = _box_weights(x.shape[-1], size, x.device)  # size x W
-    return rows @ x @ cols.T
+@dataclass(frozen=True)
+class _Draws:
+    """One batch's draws, on the CPU: per image (left, top, x scale, y scale, width, height,
+    filter, flip, three operations, their three factors); the pixels nearest neighbour takes
+    (N x 2 x size: columns, rows); whether Pillow resizes its rows first; the taps each
+    resampling pass needs."""
+
+    params: Tensor  # N x 14, float64
+    nearest: Tensor  # N x 2 x size, int64
+    vertical_first: list[bool]
+    kx: int
+    ky: int
 
 
-def _box_weights(length: int, size: int, device: torch.device) -> Tensor:
-    scale = length / size
-    centres = (torch.arange(size, device=device, dtype=torch.float64) + 0.5) * scale
-    offsets = torch.arange(length, device=device, dtype=torch.float64) + 0.5 - centres[:, None]
-    reach = offsets / max(scale, 1.0)  # in output pixels when shrinking
-    inside = ((reach > -0.5) & (reach <= 0.5)).double()
-    return (inside / inside.sum(1, keepdim=True)).float()
+def _nearest(params: Tensor, size: int) -> Tensor:
+    """The input pixels Pillow's nearest neighbour takes (N x 2 x size: columns, rows; zeros
+    for the images of other filters): its sample points summed one step at a time in float64
+    (`ImagingScaleAffine`), as `np.cumsum` sums along a row, then truncated."""
+    out = np.zeros((len(params), 2, size), dtype=np.int64)
+    chosen = (params[:, 6] == _FILTERS["nearest"][1]).nonzero()[:, 0].numpy()
+    if len(chosen):
+        p = params[chosen].numpy()
+        steps = np.repeat(p[:, [2, 3], None], size, axis=2)  # x and y scale
+        steps[:, :, 0] = p[:, [0, 1]] + p[:, [2, 3]] * 0.5  # start + half a step
+        out[chosen] = np.cumsum(steps, axis=2).astype(np.int64)
+    return torch.from_numpy(out)
 
 
-def enhance(rgb: Tensor, ops: Sequence[tuple[str, float]]) -> Tensor:
-    """Pillow's `ImageEnhance` brightness, contrast and colour on a 3 x H x W tensor of 0..255
-    values, each result clipped and cut to 8 bits as Pillow's `Image.blend` stores it. (The
-    recipe's hue shift is off; this path refuses it rather than leave it out silently.)"""
-    for name, factor in ops:
-        if name == "brightness":
-            grey = torch.zeros_like(rgb)
-        elif name == "contrast":
-            mean = _luma(rgb).mean()
-            grey = torch.full_like(rgb, float(torch.floor(mean + 0.5)))
-        elif name == "saturation":
-            grey = _luma(rgb).expand_as(rgb)
-        else:
-            raise ImageError(f"the batch augmentation has no {name!r} operation")
+def _to(t: Tensor, device: torch.device) -> Tensor:
+    """`t` on `device` without waiting: from page-locked memory on a GPU."""
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+def _ksize(support: float, scale: float) -> int:
+    """Pillow's number of taps for a filter of `support` at `scale` input pixels per output."""
+    return math.ceil(support * max(scale, 1.0)) * 2 + 1
+
+
+def _padded(images: Sequence[Tensor]) -> Tensor:
+    """The images in one zero-padded N x 3 x Hmax x Wmax tensor (one copy each)."""
+    height = max(int(im.shape[-2]) for im in images)
+    width = max(int(im.shape[-1]) for im in images)
+    batch = images[0].new_zeros((len(images), 3, height, width))
+    for i, im in enumerate(images):
+        batch[i, :, : im.shape[-2], : im.shape[-1]] = im
+    return batch
+
+
+def _filter_values(x: Tensor, kind: Tensor) -> Tensor:
+    """Pillow's filters at `x` (in output pixels), each image's own by `kind`."""
+    ax = x.abs()
+    box = ((x > -0.5) & (x <= 0.5)).to(x.dtype)
+    triangle = (1 - ax).clamp(min=0)
+    a = -0.5
+    cubic = torch.where(
+        ax < 1,
+        ((a + 2) * ax - (a + 3)) * ax * ax + 1,
+        torch.where(ax < 2, (((ax - 5) * ax + 8) * ax - 4) * a, torch.zeros_like(ax)),
+    )
+    lanczos = torch.where(ax < 3, torch.sinc(x) * torch.sinc(x / 3), torch.zeros_like(ax))
+    values = torch.stack([box, box, triangle, cubic, lanczos])  # nearest: see `_taps`
+    return values.gather(0, kind.long().expand_as(x)[None])[0]
+
+
+def _taps(
+    start: Tensor, scale: Tensor, length: Tensor, kind: Tensor, nearest: Tensor, size: int, k: int
+) -> tuple[Tensor, Tensor]:
+    """Pillow's `precompute_coeffs` for a batch along one axis. Per image (N each): the box's
+    `start`, its `scale` in input pixels per output pixel, the axis's `length`, the filter
+    `kind` (`_FILTERS`); `nearest`: N x size, the pixels nearest neighbour takes. For each
+    image and output pixel, the `k` input indices and weights (fixed-point, as Pillow rounds
+    them for 8-bit images): N x size x k each."""
+    n = start.shape[0]
+    start, scale, length, kind = (v.view(n, 1, 1) for v in (start, scale, length, kind))
+    support = torch.full_like(scale, 0.5)
+    for support_of, index in _FILTERS.values():  # scalars only: no copy from the host
+        support = torch.where(kind == index, support_of, support)
+    stretch = scale.clamp(min=1.0)
+    reach = support * stretch
+    outputs = torch.arange(size, dtype=scale.dtype, device=scale.device).view(1, size, 1)
+    centre = start + (outputs + 0.5) * scale
+    first = torch.floor(centre - reach + 0.5).clamp(min=0)
+    last = torch.minimum(torch.floor(centre + reach + 0.5), length)
+    is_nearest = kind == 0
+    taken = nearest.view(n, size, 1).to(scale.dtype).clamp(max=length - 1)
+    first = torch.where(is_nearest, taken, first)
+    last = torch.where(is_nearest, first + 1, last)
+    index = first + torch.arange(k, dtype=scale.dtype, device=scale.device).view(1, 1, k)
+    inside = index < last
+    weights = _filter_values((index - centre + 0.5) / stretch, kind) * inside
+    weights = torch.where(is_nearest, (index == first).to(weights.dtype), weights)
+    total = weights.sum(-1, keepdim=True)
+    weights = weights / torch.where(total == 0, 1.0, total)
+    # Pillow's normalize_coeffs_8bpc: each weight rounded half away from zero to 1/2**22
+    fixed = torch.trunc(weights * _PRECISION + 0.5 * torch.sign(weights))
+    index = torch.where(inside, index, first).long()
+    return index, fixed.int()
+
+
+def _resample(x: Tensor, index: Tensor, weights: Tensor, *, dim: int) -> Tensor:
+    """One pass of Pillow's resampling along `dim` (3: columns, 2: rows) of N x C x H x W
+    8-bit values: each output the sum of its taps times their fixed-point weights, in 32-bit
+    integers as Pillow sums them, rounded half up and clipped to 0..255 (int32)."""
+    n, c, h, w = x.shape
+    size, k = index.shape[1:]
+    out_shape = (n, c, h, size) if dim == 3 else (n, c, size, w)
+    view = (n, 1, 1, size) if dim == 3 else (n, 1, size, 1)
+    total = torch.full(out_shape, _PRECISION // 2, dtype=torch.int32, device=x.device)
+    for j in range(k):
+        taken = x.gather(dim, index[:, :, j].view(view).expand(out_shape))
+        total += taken.int() * weights[:, :, j].view(view)
+    return total.bitwise_right_shift_(22).clamp_(0, 255)
+
+
+# the photometric operations by index, as `BatchAugment.draw` codes them
+_OPS = ("brightness", "contrast", "saturation")
+
+
+def enhance_batch(rgb: Tensor, ops: Tensor, factors: Tensor) -> Tensor:
+    """Pillow's `ImageEnhance` on a batch (N x 3 x H x W float, 0..255) with each image's own
+    operations: step t applies operation `ops[:, t]` (an index into `_OPS`) by `factors[:, t]`,
+    as batched arithmetic. Brightness blends with black, contrast with the image's mean grey,
+    colour with its grey image; each result clipped and cut to 8 bits as `Image.blend` stores
+    it (a float32 factor, truncation)."""
+    for t in range(ops.shape[1]):
+        luma = _luma(rgb)
+        mean = torch.floor(luma.double().mean((2, 3), keepdim=True) + 0.5).to(rgb.dtype)
+        op = ops[:, t].view(-1, 1, 1, 1)
+        grey = torch.where(op == 1, mean, torch.where(op == 2, luma, torch.zeros_like(mean)))
+        factor = factors[:, t].view(-1, 1, 1, 1).to(rgb.dtype)
         rgb = (grey + factor * (rgb - grey)).clamp_(0, 255).floor_()  # Pillow truncates
     return rgb
 
 
+def enhance(rgb: Tensor, ops: Sequence[tuple[str, float]]) -> Tensor:
+    """`enhance_batch` of one 3 x H x W image with the operations `PhotometricDistort.draw`
+    gives. (The recipe's hue shift is off; this path refuses it rather than leave it out.)"""
+    unknown = [name for name, _ in ops if name not in _OPS]
+    if unknown:
+        raise ImageError(f"the batch augmentation has no {unknown[0]!r} operation")
+    codes = torch.tensor([[_OPS.index(name) for name, _ in ops]], device=rgb.device)
+    factors = torch.tensor([[factor for _, factor in ops]], device=rgb.device)
+    return enhance_batch(rgb[None], codes, factors)[0]
+
+
 def _luma(rgb: Tensor) -> Tensor:
-    """Pillow's 8-bit `convert("L")` of 0..255 values: 1 x H x W."""
-    weights = torch.tensor([19595, 38470, 7471], dtype=torch.float64, device=rgb.device)
-    fixed = (rgb.to(torch.float64) * weights.view(3, 1, 1)).sum(0, keepdim=True)
-    return torch.floor((fixed + 0x8000) / 65536).to(rgb.dtype)
+    """Pillow's 8-bit `convert("L")` of N x 3 x H x W values 0..255: N x 1 x H x W. In float32
+    exactly: every product and sum is an integer below 2**24."""
+    r, g, b = rgb[:, 0:1], rgb[:, 1:2], rgb[:, 2:3]
+    return torch.floor((r * 19595 + g * 38470 + b * 7471 + 0x8000) / 65536)
 
 
 class EncodedImages(Dataset):

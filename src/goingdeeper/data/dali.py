@@ -185,6 +185,7 @@ def dali_batches(
         num_workers=workers,
         collate_fn=collate_prepared,
         generator=generator,
+        persistent_workers=workers > 0,  # for a loader read more than once
     )
     draws = torch.Generator().manual_seed(generator.initial_seed() + 1)
     seed = int(torch.randint(0, 2**31 - 1, (), generator=draws))
@@ -194,7 +195,9 @@ def dali_batches(
 
 class DaliBatches:
     """Batches of a loader of prepared bytes decoded and augmented by a DALI pipeline: (images
-    N x C x size x size float on `device`, labels on `device`, messages of skipped images)."""
+    N x C x size x size float on `device`, labels on `device`, messages of skipped images).
+    The pipeline is built at the first batch and kept: a second pass over the batches (another
+    epoch of a loader built once) runs on it, its draws going on where the first left them."""
 
     def __init__(
         self,
@@ -209,20 +212,20 @@ class DaliBatches:
         self.reader, self.recipe, self.device = reader, recipe, torch.device(device)
         self.preprocessing, self.seed, self.threads = preprocessing, seed, threads
         self.feed = require_dali().feed_ndarray
+        self._pipe = None
 
     def __len__(self) -> int:
         return len(self.reader)
 
     def __iter__(self):
-        pipe = None
         for k, (data, labels, names, skipped) in enumerate(self.reader):
             pixels = None
             if data:
-                pipe = pipe or self._pipeline(self.seed)
+                pipe = self._pipe = self._pipe or self._pipeline(self.seed)
                 try:
                     pixels = self._run(pipe, data)
                 except RuntimeError:  # a JPEG DALI cannot decode; the pipeline is spent
-                    pipe = self._pipeline(self.seed + k + 1)
+                    pipe = self._pipe = self._pipeline(self.seed + k + 1)
                     kept = _screen(data, names, skipped)
                     data, labels = [data[i] for i in kept], labels[kept]
                     pixels = self._run_again(pipe, data, [names[i] for i in kept])

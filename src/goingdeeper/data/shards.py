@@ -32,7 +32,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import NamedTuple
 
-import webdataset as wds
 from PIL import Image
 
 from ..errors import DataError
@@ -154,11 +153,23 @@ def read_manifest(folder: str | Path) -> ShardSet:
 # --- writing ---------------------------------------------------------------------------------
 
 
+def _webdataset():
+    """The webdataset module, imported when shards are written (reading needs only `tarfile`),
+    or a one-line `DataError` saying how to install it."""
+    try:
+        import webdataset
+    except ImportError:
+        raise DataError(
+            "writing shards needs the webdataset package; install it (pip install webdataset)"
+        ) from None
+    return webdataset
+
+
 class _Writer:
     """Shards of one split, each closed when the next sample would take it past `limit`."""
 
-    def __init__(self, folder: Path, split: str, limit: int) -> None:
-        self.folder, self.split, self.limit = folder, split, limit
+    def __init__(self, folder: Path, split: str, limit: int, wds) -> None:
+        self.folder, self.split, self.limit, self.wds = folder, split, limit, wds
         self.done: list[dict] = []
         self._tar = None
         self._file = None
@@ -172,7 +183,7 @@ class _Writer:
         if self._tar is None:
             name = f"{self.split}-{len(self.done):06d}.tar"
             self._file = open(self.folder / f".{name}.partial", "wb")  # noqa: SIM115
-            self._tar = wds.TarWriter(
+            self._tar = self.wds.TarWriter(
                 self._file, user="", group="", mtime=0, encoder=False, format=tarfile.USTAR_FORMAT
             )
             self._name, self._labels, self._bytes = name, [], 0
@@ -230,6 +241,7 @@ def write_shards(
 ) -> ShardSet:
     """Write each split's samples, in order, as shards of at most `shard_size` bytes (a shard
     holds one sample at least); the manifest last, so a folder with one is complete."""
+    wds = _webdataset()
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DataError(f"{out}: already holds shards ({MANIFEST}); give an empty or new folder")
@@ -239,7 +251,7 @@ def write_shards(
     out.mkdir(parents=True, exist_ok=True)
     entries = {}
     for split, ds in splits.items():
-        writer = _Writer(out, split, shard_size)
+        writer = _Writer(out, split, shard_size, wds)
         for i in range(len(ds)):
             image, ext, name = encoded(ds, i)
             label = ds.targets[i]

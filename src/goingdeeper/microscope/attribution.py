@@ -18,13 +18,25 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from captum.attr import IntegratedGradients, LayerAttribution, LayerGradCam
 from PIL import Image
 from torch import Tensor, nn
 
 from ..errors import VisualizeError
 from ..visualize import pictures
 from ..visualize.trace import evaluating, layer_names, unknown_layer
+
+
+def _captum_attr():
+    """captum's `attr` module, imported when an attribution is asked for, or a one-line
+    `VisualizeError` saying how to install it."""
+    try:
+        from captum import attr
+    except ImportError:
+        raise VisualizeError(
+            "Grad-CAM and integrated gradients need the captum package; install it "
+            "(pip install captum)"
+        ) from None
+    return attr
 
 
 def find_layer(model: nn.Module, layer: str) -> nn.Module:
@@ -44,31 +56,33 @@ def _check_targets(logits: Tensor, targets: list[int]) -> None:
 def grad_cam(model: nn.Module, x: Tensor, layer: str, targets: list[int]) -> Tensor:
     """Grad-CAM of one image `x` (C x H x W) for each class in `targets`: T x H x W, >= 0,
     at `layer`'s resolution scaled up bilinearly to the image's."""
+    attr = _captum_attr()
     module = find_layer(model, layer)
     device = next(model.parameters()).device
     batch = x.to(device).unsqueeze(0).expand(len(targets), *x.shape).contiguous()
     with evaluating(model):
         with torch.no_grad():
             _check_targets(model(batch[:1]), targets)
-        cam = LayerGradCam(model, module).attribute(batch, target=targets, relu_attributions=True)
+        cam = attr.LayerGradCam(model, module).attribute(
+            batch, target=targets, relu_attributions=True
+        )
     if cam.dim() != 4:
         raise VisualizeError(f"layer {layer!r} has no feature maps for Grad-CAM")
-    up = LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
+    up = attr.LayerAttribution.interpolate(cam, tuple(x.shape[-2:]), interpolate_mode="bilinear")
     return up[:, 0].detach().clamp(min=0).cpu()
 
 
 def integrated_gradients(model: nn.Module, x: Tensor, target: int, *, steps: int = 32) -> Tensor:
     """Integrated gradients of class `target` for one image `x` (C x H x W), from the mean-pixel
     (all-zero) baseline in `steps` steps: C x H x W."""
+    ig = _captum_attr().IntegratedGradients(model)
     device = next(model.parameters()).device
     batch = x.to(device).unsqueeze(0)
     with evaluating(model):
         with torch.no_grad():
             _check_targets(model(batch), [target])
-        attr = IntegratedGradients(model).attribute(
-            batch, baselines=torch.zeros_like(batch), target=target, n_steps=steps
-        )
-    return attr[0].detach().cpu()
+        found = ig.attribute(batch, baselines=torch.zeros_like(batch), target=target, n_steps=steps)
+    return found[0].detach().cpu()
 
 
 def heat_overlay(view: Image.Image, heat: Tensor | np.ndarray, alpha: float = 0.5) -> Image.Image:

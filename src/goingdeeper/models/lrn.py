@@ -13,9 +13,17 @@ beta = 0.75 is rsqrt(d) * sqrt(rsqrt(d)), and the gradient is written out:
 with d the bracket above and g = dL/db. Outputs agree with PyTorch's to float rounding; the
 speed against it is measured by `python benchmarks/lrn.py`. ONNX export keeps PyTorch's
 formulation.
+
+Fused (`fused=True`, the default on CUDA): the same arithmetic, forward and backward each
+compiled by `torch.compile` into a kernel or two that read the input once, compute d in
+float32 in registers and save only the input for the backward (which recomputes d). In eager
+mode each of the n - 1 additions, the powers and the products is a pass over memory: about 13
+passes forward and 16 backward at n = 5.
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -81,12 +89,56 @@ class _LRN(torch.autograd.Function):
         return grad_x.to(dtype), None, None, None, None
 
 
-def local_response_norm(
-    x: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0
+def _fused_forward(x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+    xf = x.float()
+    return (xf * _inverse_power(_bracket(xf, size, alpha, k), beta)).to(x.dtype)
+
+
+def _fused_backward(
+    grad: Tensor, x: Tensor, size: int, alpha: float, beta: float, k: float
 ) -> Tensor:
-    """`F.local_response_norm` for N x C x H x W inputs, computed as this module says."""
+    g, xf = grad.float(), x.float()
+    d = _bracket(xf, size, alpha, k)
+    scale = _inverse_power(d, beta)
+    inner = window_sum(g * xf * scale / d, size, transpose=True)
+    return (g * scale - (2.0 * alpha * beta / size) * xf * inner).to(grad.dtype)
+
+
+@functools.cache
+def _compiled(fn):
+    """`fn` compiled once per process, when a fused LRN first runs (not at import)."""
+    return torch.compile(fn, dynamic=False)
+
+
+class _FusedLRN(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: Tensor, size: int, alpha: float, beta: float, k: float) -> Tensor:
+        ctx.save_for_backward(x)
+        ctx.params = (size, alpha, beta, k)
+        return _compiled(_fused_forward)(x, size, alpha, beta, k)
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad: Tensor):
+        (x,) = ctx.saved_tensors
+        return _compiled(_fused_backward)(grad, x, *ctx.params), None, None, None, None
+
+
+def local_response_norm(
+    x: Tensor,
+    size: int,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 1.0,
+    *,
+    fused: bool | None = None,
+) -> Tensor:
+    """`F.local_response_norm` for N x C x H x W inputs, computed as this module says;
+    `fused`: compiled (None: on CUDA)."""
     if x.dim() != 4 or torch.onnx.is_in_onnx_export():
         return F.local_response_norm(x, size, alpha, beta, k)
+    if x.is_cuda if fused is None else fused:
+        return _FusedLRN.apply(x, size, alpha, beta, k)
     if torch.is_grad_enabled() and x.requires_grad:
         return _LRN.apply(x, size, alpha, beta, k)
     if x.dtype in _LOW:
@@ -95,7 +147,10 @@ def local_response_norm(
 
 
 class LocalResponseNorm(nn.LocalResponseNorm):
-    """`nn.LocalResponseNorm` (same arguments, same state, `isinstance` holds), faster."""
+    """`nn.LocalResponseNorm` (same arguments, same state, `isinstance` holds), faster.
+    `fused`: the compiled kernels (None, the default: on CUDA; True or False: always, never)."""
+
+    fused: bool | None = None
 
     def forward(self, x: Tensor) -> Tensor:
-        return local_response_norm(x, self.size, self.alpha, self.beta, self.k)
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, fused=self.fused)

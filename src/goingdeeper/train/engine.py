@@ -126,12 +126,44 @@ def _update(
         optimizer.step()
 
 
-def _add_up(totals: dict, loss: Tensor, main: Tensor, logits: Tensor, y: Tensor) -> None:
-    n = len(y)
-    totals["loss"] += loss.item() * n
-    totals["main_loss"] += main.item() * n
-    totals["correct"] += (logits.argmax(1) == y).sum().item()
-    totals["seen"] += n
+class _Running:
+    """The epoch's figures accumulated on the device, read to the host only when asked: the
+    step adds without waiting for the device. A non-finite loss is remembered (the image it
+    came at and its value) and raised at the next read."""
+
+    def __init__(self, device: torch.device) -> None:
+        # loss sum, main loss sum, correct, the last loss, 1 + the image of the first
+        # non-finite loss (0: none), its value
+        self.sums = torch.zeros(6, dtype=torch.float64, device=device)
+        self.seen = 0
+
+    def add(self, loss: Tensor, main: Tensor, logits: Tensor, y: Tensor) -> None:
+        n, loss = len(y), loss.detach().double()
+        bad = ~torch.isfinite(loss) & (self.sums[4] == 0)
+        finite = torch.nan_to_num(loss, nan=0.0, posinf=0.0, neginf=0.0)
+        step = torch.stack(
+            [
+                loss * n,
+                main.double() * n,
+                (logits.argmax(1) == y).sum().double(),
+                finite - torch.nan_to_num(self.sums[3]),  # holds the last loss, not a sum
+                torch.where(bad, self.seen + 1.0, 0.0),
+                torch.where(bad, loss, 0.0),
+            ]
+        )
+        self.sums += step
+        self.seen += n
+
+    def read(self) -> dict:
+        """The figures on the host (one wait for the device); a `NonFiniteLossError` if a loss
+        since the start of the epoch was NaN or infinite."""
+        loss, main, correct, last, bad_at, bad = self.sums.tolist()
+        if bad_at > 0:
+            raise NonFiniteLossError(
+                f"the loss became {bad} at image {int(bad_at) - 1} (noticed at image {self.seen})"
+            )
+        seen = max(self.seen, 1)
+        return {"loss": loss / seen, "main_loss": main / seen, "acc": correct / seen, "last": last}
 
 
 def train_one_epoch(
@@ -148,25 +180,36 @@ def train_one_epoch(
     grad_clip: float = 0.0,
     max_filter_rms: float = 0.0,
     on_batch: Callable[[dict], None] | None = None,
+    read_at: Callable[[int], bool] | None = None,
+    batch_size: int = 0,
 ) -> dict:
     """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files.
 
     After each optimiser step: the learning-rate schedule, ZFNet's filter renormalisation
-    (`max_filter_rms`), the Polyak average (`averaged`), then `on_batch` with the running
-    figures."""
+    (`max_filter_rms`), the Polyak average (`averaged`). The running figures stay on the device
+    and are read to the host after the batches for which `read_at(batches)` holds (every batch
+    when it is None) and at the end: then `on_batch` gets them, and a NaN or infinite loss
+    since the epoch began raises `NonFiniteLossError`, so it stops the run some steps after
+    it happened rather than at once.
+
+    `batch_size` > 0: only batches of exactly that many images train, so that a compiled step
+    sees one shape and compiles once; a shorter batch (the epoch's last, or one that lost
+    unreadable images) is dropped, not padded, and its images counted in "dropped"."""
     step.train()
-    totals = {"loss": 0.0, "main_loss": 0.0, "correct": 0, "seen": 0}
+    running = _Running(device)
     skipped: list[str] = []
+    told = dropped = 0  # images reported to on_batch; images of dropped batches
     start = time.perf_counter()
     model = step.module.model if hasattr(step, "module") else step.model
     for batches, batch in enumerate(loader, 1):
         if (xy := _batch(batch, device, channels_last, skipped)) is None:
             continue
         x, y = xy
+        if batch_size and len(y) != batch_size:
+            dropped += len(y)
+            continue
         with autocast_for(device, amp):
             loss, main, logits = step(x, y)
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(f"the loss became {loss.item()} at image {totals['seen']}")
         _update(step, optimizer, loss, scaler, grad_clip)
         if scheduler is not None:
             scheduler.step()
@@ -174,22 +217,25 @@ def train_one_epoch(
             renormalize_filters(model, max_filter_rms)
         if averaged is not None:
             averaged.update_parameters(model)
-        _add_up(totals, loss, main, logits, y)
-        if on_batch is not None:
-            rate = totals["seen"] / max(time.perf_counter() - start, 1e-9)
-            acc = totals["correct"] / totals["seen"]
-            info = {"loss": loss.item(), "acc": acc, "images_per_s": rate, "batches": batches}
-            on_batch({**info, "n": len(y)})
-    seen = max(totals["seen"], 1)
+        running.add(loss, main, logits, y)
+        if read_at is None or read_at(batches):
+            figures = running.read()
+            if on_batch is not None:
+                rate = running.seen / max(time.perf_counter() - start, 1e-9)
+                info = {"loss": figures["last"], "acc": figures["acc"], "images_per_s": rate}
+                on_batch({**info, "batches": batches, "n": running.seen - told})
+                told = running.seen
+    figures = running.read()
     elapsed = time.perf_counter() - start
     return {
-        "loss": totals["loss"] / seen,
-        "main_loss": totals["main_loss"] / seen,
-        "acc": totals["correct"] / seen,
-        "images": totals["seen"],
-        "images_per_s": totals["seen"] / max(elapsed, 1e-9),
+        "loss": figures["loss"],
+        "main_loss": figures["main_loss"],
+        "acc": figures["acc"],
+        "images": running.seen,
+        "images_per_s": running.seen / max(elapsed, 1e-9),
         "seconds": elapsed,
         "skipped": skipped,
+        "dropped": dropped,
     }
 
 

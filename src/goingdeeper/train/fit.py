@@ -186,6 +186,14 @@ def _check_runtime(c: cfg.TrainConfig, device: torch.device, d: Distributed) -> 
         raise ConfigError("amp=fp16 needs a CUDA device; use amp=bf16 on the CPU")
     if c.batch_size % d.world:
         raise ConfigError(f"batch_size {c.batch_size} does not split over {d.world} processes")
+    if c.deterministic and device.type == "cuda":
+        # refused rather than half kept: every model's head pools adaptively, whose CUDA
+        # backward adds with atomics in any order (torch raises for it in deterministic mode)
+        raise ConfigError(
+            "deterministic=true holds on the CPU only: on CUDA the adaptive average pool's "
+            "backward has no deterministic kernel; train on the CPU (device=cpu) for a "
+            "bit-exact run, or set deterministic=false"
+        )
     if c.deterministic:
         torch.use_deterministic_algorithms(True)
     if c.threads:
@@ -212,8 +220,8 @@ def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds)
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
-    if c.compile:
-        step = torch.compile(step)
+    if c.compile:  # one shape: train_one_epoch drops batches of other sizes (run_epoch)
+        step = torch.compile(step, dynamic=False)
     optimizer = build_optimizer(c, model)
     per_rank = c.batch_size // d.world
     steps_per_epoch = rank_batches(train_ds, d, per_rank)
@@ -261,6 +269,7 @@ def run_epoch(run: Run, epoch: int) -> dict:
     c, d = run.config, run.dist
     torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
     loader = _train_loader(run, epoch)
+    every = c.log_every or 50
     bar = None
     if run.progress and d.main and c.progress:
         total = rank_images(run.train_ds, d)
@@ -279,6 +288,10 @@ def run_epoch(run: Run, epoch: int) -> dict:
             grad_clip=c.grad_clip,
             max_filter_rms=c.max_filter_rms,
             on_batch=lambda info: _on_batch(run, epoch, info, bar),
+            # the figures (steps.csv's rows, the bar, the check for a NaN loss) read from the
+            # device every log_every steps and at the epoch's end, not at every step
+            read_at=lambda batches: (epoch * run.steps_per_epoch + batches) % every == 0,
+            batch_size=run.per_rank if c.compile else 0,
         )
     except NonFiniteLossError as e:
         kept = (
@@ -293,6 +306,12 @@ def run_epoch(run: Run, epoch: int) -> dict:
     finally:
         if bar is not None:
             bar.close()
+    if stats["images"] == 0 and stats["dropped"]:
+        raise TrainingError(
+            f"epoch {epoch + 1} trained on no image: with compile=true only whole batches of "
+            f"{run.per_rank} train, and its {stats['dropped']} images came in shorter ones; "
+            "lower batch_size or set compile=false"
+        )
     if stats["images"] == 0:  # nothing trained is not an epoch
         first = f" (first: {stats['skipped'][0]})" if stats["skipped"] else ""
         raise TrainingError(
