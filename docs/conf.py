@@ -100,9 +100,9 @@ def _is_table(block: list[str]) -> bool:
         if _LIST_ITEM.match(line):
             in_list = True
         elif line.startswith(" ") and not (in_list and line.startswith("  ")):
-            return True
-        elif re.search(r"\S {2,}\S", line):
-            return True
+            return True  # indented, not as an item's continuation
+        if re.search(r"\S {2,}\S", line):
+            return True  # columns
     return False
 
 
@@ -120,9 +120,9 @@ def _spaced_lists(block: list[str]) -> list[str]:
     """A blank line before a list that starts right after a sentence, as reST needs."""
     out: list[str] = []
     for line in block:
-        if _LIST_ITEM.match(line) and out and not _LIST_ITEM.match(out[-1]):
-            if not out[-1].startswith("  "):  # not the continuation of an item
-                out.append("")
+        item_starts = _LIST_ITEM.match(line) and out and not _LIST_ITEM.match(out[-1])
+        if item_starts and not out[-1].startswith("  "):  # not an item's continuation
+            out.append("")
         out.append(line)
     return out
 

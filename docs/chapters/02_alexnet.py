@@ -127,9 +127,8 @@ photo = DATA / "imagenet-sample" / "n02088094_Afghan_hound.JPEG"
 plain = Preprocessing(mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
 views = ten_crops(load_image(photo), plain)
 fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
-for ax, view, title in zip(
-    axes.flat, views, ["center", "top left", "top right", "bottom left", "bottom right"] * 2
-):
+titles = ["center", "top left", "top right", "bottom left", "bottom right"] * 2
+for ax, view, title in zip(axes.flat, views, titles, strict=True):
     ax.imshow(view.permute(1, 2, 0).numpy())
     ax.set_title(title, fontsize=9)
     ax.axis("off")
@@ -145,7 +144,7 @@ fig.tight_layout()
 # with ten. Eight photos are far too few for an error rate, so what is shown is the averaging
 # itself: the probability each view gives the true class, and their mean.
 
-for models, crops, cost, top5 in PAPER_TABLE3[:2]:
+for models, crops, _cost, top5 in PAPER_TABLE3[:2]:
     print(f"paper, {models} model, {crops:>2} crop(s): top-5 error {top5:.2f}%")
 
 model, card = import_bvlc(DATA / "bvlc-googlenet")
@@ -171,7 +170,8 @@ fig, ax = plt.subplots(figsize=(8, 3.8))
 for i, probs in enumerate(per_view):
     ax.scatter([i] * len(probs), probs, s=14, color="0.6", label="each view" if i == 0 else None)
     ax.scatter(i, probs[0], marker="s", color="C0", label="center view" if i == 0 else None)
-    ax.scatter(i, probs.mean(), marker="*", s=120, color="C3", label="mean of 10" if i == 0 else None)
+    mean_label = "mean of 10" if i == 0 else None
+    ax.scatter(i, probs.mean(), marker="*", s=120, color="C3", label=mean_label)
 ax.set_xticks(range(len(samples)), [p.name.split("_", 1)[1][:-5] for p, _ in samples], rotation=30)
 ax.set_ylabel("p(true class)")
 ax.legend(fontsize=8)

@@ -51,11 +51,11 @@ for cfg, cost in costs.items():
 fig, ax1 = plt.subplots(figsize=(7, 3.5))
 x = np.arange(len(costs))
 ax1.bar(x - 0.2, [c.params / 1e6 for c in costs.values()], 0.4, label="parameters (M)")
-ax1.scatter(x - 0.2, list(PAPER_MILLIONS.values()), color="k", marker="_", s=300, zorder=3,
-            label="Table 2")
+ax1.scatter(
+    x - 0.2, list(PAPER_MILLIONS.values()), color="k", marker="_", s=300, zorder=3, label="Table 2"
+)
 ax2 = ax1.twinx()
-ax2.bar(x + 0.2, [c.macs / 1e9 for c in costs.values()], 0.4, color="C1",
-        label="multiply-adds (G)")
+ax2.bar(x + 0.2, [c.macs / 1e9 for c in costs.values()], 0.4, color="C1", label="multiply-adds (G)")
 ax1.set_xticks(x, list(costs))
 ax1.set_ylabel("parameters (millions)")
 ax2.set_ylabel("multiply-adds at 224 (G)")
@@ -84,7 +84,8 @@ with torch.no_grad():
     plain = model(x)
     scores = dense(x)
 print(f"score map at 224: {tuple(scores.shape[-2:])}")
-print(f"largest difference from the network: {float((scores.flatten() - plain.flatten()).abs().max()):.2e}")
+difference = float((scores.flatten() - plain.flatten()).abs().max())
+print(f"largest difference from the network: {difference:.2e}")
 print(f"largest logit: {float(plain.abs().max()):.2e}")
 
 # %%
