@@ -66,7 +66,8 @@ print(f"{'layer':6} {'output':>10} {'params':>8} {'paper':>8} {'connections':>12
 for row in summary.rows:
     units = int(np.prod(row.output))
     connections = row.macs + units  # one bias connection per unit
-    paper_params, paper_conn = (f"{n:,}" for n in PAPER.get(row.name, ("-", "-")))
+    paper = PAPER.get(row.name)
+    paper_params, paper_conn = (f"{paper[0]:,}", f"{paper[1]:,}") if paper else ("-", "-")
     shape = "x".join(map(str, row.output))
     print(
         f"{row.name:6} {shape:>10} {row.params:>8,} {paper_params:>8} "
