@@ -33,9 +33,6 @@ source_suffix = {".rst": "restructuredtext", ".md": "markdown"}
 exclude_patterns = ["_build", "_templates", "chapters/README.txt"]
 root_doc = "index"
 templates_path = ["_templates"]
-# The guides toctree ends with `guides/*` for pages added later; while every page is listed
-# by name before it, the pattern matches nothing, which is no error.
-suppress_warnings = ["toc.empty_glob"]
 
 myst_heading_anchors = 3
 myst_enable_extensions = ["colon_fence"]
