@@ -53,6 +53,7 @@ sphinx_gallery_conf = {
     "abort_on_example_error": False,  # report every failing chapter, then fail the build
     "only_warn_on_example_error": False,
     "show_memory": False,
+    "write_computation_times": False,  # its pages load jQuery and DataTables from CDNs
     "plot_gallery": "True",
     "matplotlib_animations": False,
     "image_scrapers": ("matplotlib",),

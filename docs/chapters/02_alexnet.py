@@ -82,7 +82,7 @@ fig.tight_layout()
 # %%
 # Local response normalisation
 # ----------------------------
-# Section 3.3: :math:`b^i = a^i / (k + \alpha \sum_j (a^j)^2)^\beta`, the sum over the
+# Section 3.3: ``b[i] = a[i] / (k + alpha * sum_j a[j]**2) ** beta``, the sum over the
 # ``n = 5`` channels around ``i``, with ``k = 2``, ``alpha = 1e-4``, ``beta = 0.75``.
 # PyTorch (like Caffe) divides ``alpha`` by ``n``, so the module holds ``5e-4``. The
 # package's LRN (a faster computation of the same thing) against the formula, written out:
