@@ -64,6 +64,9 @@ html_theme = "furo"
 html_title = "goingdeeper"
 html_static_path: list[str] = []
 html_show_sourcelink = False
+# Search results without the text around the match: fetching each result page for it is
+# refused to pages opened from disk (file://), and the site must work opened that way.
+html_show_search_summary = False
 html_theme_options = {"navigation_with_keys": True}
 
 
