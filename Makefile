@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean install
+.PHONY: demo test lint format bench docs clean install
 
 install: $(STAMP)
 
@@ -19,19 +19,24 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	command -v chromium || (apt-get update && apt-get install -y chromium)
-	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) docs hubconf.py
 	$(PY) -m pytest -n 2 --durations=15
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) hubconf.py
-	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks) hubconf.py
+	$(VENV)/bin/ruff check src tests $(wildcard benchmarks) docs hubconf.py
+	$(VENV)/bin/ruff format --check src tests $(wildcard benchmarks) docs hubconf.py
 
 format: $(STAMP)
-	$(VENV)/bin/ruff format src tests $(wildcard benchmarks) hubconf.py
-	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks) hubconf.py
+	$(VENV)/bin/ruff format src tests $(wildcard benchmarks) docs hubconf.py
+	$(VENV)/bin/ruff check --fix src tests $(wildcard benchmarks) docs hubconf.py
+
+# The site, built afresh (every chapter runs) with warnings as errors, into docs/_build/html.
+docs: $(STAMP)
+	rm -rf docs/_build docs/generated
+	$(PY) -m sphinx -W --keep-going -b html docs docs/_build/html
 
 bench: $(STAMP)
 	$(PY) benchmarks/inference_bench.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache
+	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache docs/_build docs/generated

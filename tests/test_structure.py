@@ -187,22 +187,22 @@ def test_the_code_speaks_of_itself_only():
     assert found == []
 
 
-def test_the_readme_layout_matches_the_tree():
-    """Every file and folder the README's layout section names exists, and every module and
-    package of src/goingdeeper is named there."""
-    readme = (SRC.parents[1] / "README.md").read_text()
-    section = readme.split("## How the code is laid out", 1)[1].split("```")[1]
+def test_the_layout_guide_matches_the_tree():
+    """Every file and folder the code-layout guide (docs/guides/layout.md) names exists, and
+    every module and package of src/goingdeeper is named there."""
+    guide = (SRC.parents[1] / "docs" / "guides" / "layout.md").read_text()
+    section = guide.split("```")[1]
     named = set(re.findall(r"[\w./-]+\.py|\b[A-Za-z_][\w-]*/", section))
     package = {p.name for p in SRC.iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file()}
     package -= {"__init__.py", "__main__.py"}
     missing = {p if p.endswith(".py") else p + "/" for p in package} - named
-    assert missing == set(), f"not in the README's layout: {sorted(missing)}"
+    assert missing == set(), f"not in docs/guides/layout.md: {sorted(missing)}"
     root = SRC.parents[1]
     unknown = []
     for name in named:
         stem = name.rstrip("/")
         places = [root, SRC, *(d for d in SRC.iterdir() if d.is_dir()), root / "benchmarks"]
-        places += [root / "tests", SRC.parent]
+        places += [root / "tests", SRC.parent, root / "docs"]
         if not any((place / stem).exists() for place in places):
             unknown.append(name)
     assert unknown == []
