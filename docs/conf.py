@@ -42,6 +42,9 @@ autodoc_default_options = {"members": True, "show-inheritance": True}
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
 autodoc_mock_imports = ["nvidia", "openvino", "nncf"]  # optional runtimes, imported lazily
+# An annotation such as `type[nn.Module]` is looked up among the package's attributes too, and
+# dataclass fields named `type` make that lookup ambiguous; the builtin is meant.
+suppress_warnings = ["ref.python"]
 
 sphinx_gallery_conf = {
     "examples_dirs": ["chapters"],

@@ -17,6 +17,7 @@ as section 4.2 and the appendix list:
   Table 1 counts its own first layer;
 - no dropout (section 4.2.1: "Remove Dropout"), a global 7x7 average pool and one linear
   layer; no auxiliary classifiers.
+
 Single network, 144 crops: 21.99% top-1, 5.82% top-5 error on validation (Table 2); one crop
 25.2% / 7.82%; the ensemble of six: 4.9% top-5 on validation, 4.82% on test.
 

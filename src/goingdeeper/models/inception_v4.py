@@ -13,6 +13,7 @@ separated by the two reductions, a global average pool, dropout (keep 0.8) and t
 - Inception-ResNet-v2 (Fig. 15): the stem of Fig. 3, 5 x Inception-ResNet-A (Fig. 16),
   Reduction-A, 10 x Inception-ResNet-B (Fig. 17), Reduction-B (Fig. 18), 5 x
   Inception-ResNet-C (Fig. 19).
+
 Reduction-A is Fig. 7 with the k, l, m, n of Table 1. An Inception-ResNet module is its
 branches, concatenated, a linear 1x1 convolution back to the input width (no BatchNorm, no
 ReLU: "Linear"), scaled (section 3.3: "scaling down the residuals before adding them", by
