@@ -9,7 +9,7 @@ over the classes, He initialisation, AdamW at 1e-3 on batches of 32 with a cosin
 and the class maps without their ReLU (`class_map_relu=False`). Both prototxts put a ReLU on
 the class maps; once every map of every image is below zero, every score is 0 and no gradient
 comes back. Here that ended three short runs at chance: the prototxt's Gaussian 0.05 at SGD
-0.1 (all scores 0 from the first step), He initialisation with SGD warming up to 0.05 (dead
+0.1 (all scores 0 after its first 20 steps), He initialisation with SGD warming up to 0.05 (dead
 within the first epoch) and with AdamW at 1e-3 (dead by step 100; test loss ln 10 = 2.3026).
 The layers and their sizes are the paper's. It must learn well above chance (10%): the
 target is 25% top-1 on the test images. Data: ../shared/data/cifar10-jpg.tar.gz (or
@@ -112,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     }
     markdown = (
         "# Network in Network on CIFAR-10, on the CPU\n\n"
-        f"`{command}` on {_machine()}: `nin_cifar10` (the paper's network) from scratch, "
+        f"`{command}` on {_machine()}: `nin_cifar10` (the paper's layers, the class maps "
+        "without their ReLU) from scratch, "
         f"{args.epochs} epochs on {args.limit_train} training images spread over the classes, "
         f"tested on {args.limit_test} test images; {seconds / 60:.1f} min.\n\n"
         f"Test accuracy: **{last['test_acc']:.2%}** top-1 (chance: 10%; target "
