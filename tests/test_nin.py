@@ -128,6 +128,22 @@ def test_caffe_initialisation_and_kaiming_switch():
         gd.create_model("nin_cifar10", init="xavier")
 
 
+def test_class_maps_without_their_relu_keep_the_keys_and_can_go_negative():
+    torch.manual_seed(0)
+    plain = gd.create_model("nin_cifar10", init="kaiming", class_map_relu=False).eval()
+    published = gd.create_model("nin_cifar10", init="kaiming").eval()
+    assert list(plain.state_dict()) == list(published.state_dict())
+    published.load_state_dict(plain.state_dict())
+    x = torch.randn(4, 3, 32, 32)
+    with torch.no_grad():
+        maps = plain.cccp6.conv(plain.forward_features(x))
+        assert (maps < 0).any()  # He init: about half of the linear class maps are negative
+        torch.testing.assert_close(plain(x), maps.mean((2, 3)), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(published(x), maps.clamp(min=0).mean((2, 3)))
+    plain.reset_classifier(3)
+    assert isinstance(plain.cccp6.relu, nn.Identity)
+
+
 def test_reset_classifier_replaces_the_class_maps():
     m = gd.create_model("nin_cifar10").eval()
     before = m.cccp5.conv.weight.clone()

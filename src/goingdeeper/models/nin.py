@@ -84,10 +84,14 @@ CAFFE_INIT_STD = 0.05
 CAFFE_INIT_STD_EXCEPT = {"conv1": 0.01, "conv3": 0.01, "cccp8_1024": 0.01}
 
 
-def conv_relu(cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0) -> nn.Sequential:
-    """A convolution and its ReLU, as `conv` and `relu` (every NIN layer has one)."""
+def conv_relu(
+    cin: int, cout: int, kernel: int, stride: int = 1, padding: int = 0, *, relu: bool = True
+) -> nn.Sequential:
+    """A convolution and its ReLU, as `conv` and `relu` (every NIN layer has one; `relu=False`
+    leaves an identity in its place, the keys unchanged)."""
     conv = nn.Conv2d(cin, cout, kernel, stride=stride, padding=padding)
-    return nn.Sequential(OrderedDict(conv=conv, relu=nn.ReLU(inplace=True)))
+    act = nn.ReLU(inplace=True) if relu else nn.Identity()
+    return nn.Sequential(OrderedDict(conv=conv, relu=act))
 
 
 class NIN(Classifier):
@@ -103,6 +107,9 @@ class NIN(Classifier):
         dropout: probability of each dropout layer (0.5 in both releases).
         init: "caffe" (Gaussian weights of `CAFFE_INIT_STD`, zero biases, as the prototxts) or
             "kaiming" (He et al. 2015, fan-in, for the ReLUs; not in the paper).
+        class_map_relu: the ReLU both prototxts put on the class maps. Once every class map
+            of every image is below zero the scores are all 0 and no gradient comes back; off,
+            the class maps are linear (for short runs: see benchmarks/train_nin_cifar10.py).
     """
 
     def __init__(
@@ -112,6 +119,7 @@ class NIN(Classifier):
         blocks: list[MlpConv] = NIN_IMAGENET,
         dropout: float = 0.5,
         init: str = "caffe",
+        class_map_relu: bool = True,
     ) -> None:
         super().__init__()
         if init not in ("caffe", "kaiming"):
@@ -130,7 +138,8 @@ class NIN(Classifier):
         conv, (cccp, (head, _)), (pool_name, *_), _ = last
         self.num_features = self._add_convs(conv, (cccp,), channels)
         self.classifier_name, self.pool_name = head, pool_name
-        self.add_module(head, conv_relu(self.num_features, num_classes, 1))
+        self.class_map_relu = class_map_relu
+        self.add_module(head, conv_relu(self.num_features, num_classes, 1, relu=class_map_relu))
         # a global average pool: exactly the prototxt's last pool at the published size
         self.add_module(pool_name, nn.AdaptiveAvgPool2d(1))
         self.min_size = self._min_size()
@@ -196,7 +205,7 @@ class NIN(Classifier):
     def reset_classifier(self, num_classes: int) -> None:
         """New class maps: a fresh 1x1 layer of `num_classes` outputs on the same features."""
         self.num_classes = num_classes
-        head = conv_relu(self.num_features, num_classes, 1)
+        head = conv_relu(self.num_features, num_classes, 1, relu=self.class_map_relu)
         std = CAFFE_INIT_STD_EXCEPT.get(self.classifier_name, CAFFE_INIT_STD)
         nn.init.normal_(head.conv.weight, 0.0, std)
         nn.init.zeros_(head.conv.bias)
