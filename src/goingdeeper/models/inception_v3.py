@@ -286,8 +286,8 @@ class InceptionV3Outputs(NamedTuple):
 
 
 class AuxHead(nn.Module):
-    """BN-auxiliary (section 7, Fig. 8): avg pool 5x5/3 -> 1x1 conv 128 -> 5x5 conv 768 (the
-    "fully connected" layer, batch normalised like the convolutions) -> classifier."""
+    """BN-auxiliary (section 4, Fig. 8; Table 3): avg pool 5x5/3 -> 1x1 conv 128 -> 5x5 conv
+    768 (the "fully connected" layer, batch normalised like the convolutions) -> classifier."""
 
     summary_type = "aux head"
 
