@@ -128,6 +128,9 @@ INPUT_SIZE |= dict.fromkeys(
 )
 # fc6 and fc7 narrowed from 4096 to 16: the same layers and graph, a fraction of the cost
 NARROW = {"AlexNet": {"fc_width": 16}, "ZFNet": {"fc_width": 16}, "VGG": {"fc_width": 16}}
+# Inception-v4 and Inception-ResNet with one module of each kind in the A and B stages and two
+# in C (the release's last one is linear): every kind of module, a third of the work
+NARROW["Inception-v4"] = {"repeats": (1, 1, 2)}
 SMALL = 32  # the last stage of ResNet, DenseNet and Xception is then 1x1 (BatchNorm: batch 2)
 AUX_SIZE = 96  # the aux heads' 5x5/3 pool needs 79 pixels
 

@@ -35,7 +35,6 @@ Inception-v4 paper reuses (models/inception_v4.py): a module is its table of bra
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from typing import NamedTuple
 
 import torch
@@ -287,8 +286,8 @@ class InceptionV3Outputs(NamedTuple):
 
 
 class AuxHead(nn.Module):
-    """BN-auxiliary (section 7, Fig. 8): avg pool 5x5/3 -> 1x1 conv 128 -> 5x5 conv 768 (the
-    "fully connected" layer, batch normalised like the convolutions) -> classifier."""
+    """BN-auxiliary (section 4, Fig. 8; Table 3): avg pool 5x5/3 -> 1x1 conv 128 -> 5x5 conv
+    768 (the "fully connected" layer, batch normalised like the convolutions) -> classifier."""
 
     summary_type = "aux head"
 
@@ -594,20 +593,18 @@ def from_torchvision_key(key: str) -> str:
     return key  # fc
 
 
-def from_torchvision(
-    state: dict[str, Tensor], source: str = "inception_v3"
-) -> ImportedState | None:
+def from_torchvision(state: dict[str, Tensor]) -> ImportedState | None:
     """torchvision's `inception_v3` state dict as `inception_v3_torchvision`'s (its aux head
     kept when it has one); None for another architecture. timm's `inception_v3` has the same
     keys (`from_timm`)."""
     if "Mixed_5b.branch5x5_1.conv.weight" not in state:
         return None
-    ours = OrderedDict((from_torchvision_key(k), v) for k, v in state.items())
+    ours = {from_torchvision_key(k): v for k, v in state.items()}
     kwargs: dict = {"aux_logits": any(k.startswith("aux.") for k in ours)}
     if "fc.weight" in ours:
         kwargs["num_classes"] = ours["fc.weight"].shape[0]
     return ImportedState(
-        "inception_v3_torchvision", kwargs, dict(ours), TORCHVISION_INCEPTION_V3, source
+        "inception_v3_torchvision", kwargs, ours, TORCHVISION_INCEPTION_V3, "inception_v3"
     )
 
 
