@@ -39,6 +39,7 @@ TORCHVISION_MODELS = {
     **{f"{name}_bn": f"{name}_bn" for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
     **{f"resnet{depth}": f"resnet{depth}" for depth in (18, 34, 50, 101, 152)},
     **{f"densenet{depth}": f"densenet{depth}" for depth in (121, 169, 201)},
+    "inception_v3": "inception_v3_torchvision",
 }
 # torchvision's weight names in timm's tag form, as timm names its copies of them
 TORCHVISION_TAGS = {
@@ -57,6 +58,9 @@ TIMM_MODELS = {
     **{name: name for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
     **{f"{name}_bn": f"{name}_bn" for name in ("vgg11", "vgg13", "vgg16", "vgg19")},
     "legacy_xception": "xception",
+    "inception_v3": "inception_v3_torchvision",
+    "inception_v4": "inception_v4",
+    "inception_resnet_v2": "inception_resnet_v2_timm",
 }
 HF_FILE = "model.safetensors"  # what timm's hub repositories hold
 # the ends of weight files' names, which no name of the catalogue has
