@@ -18,6 +18,7 @@ import goingdeeper as gd
 from goingdeeper.cli import main
 from goingdeeper.errors import ModelArgumentError, WeightsError
 from goingdeeper.models.inception_v4 import REDUCTION_A_TABLE, ResidualMixed
+from goingdeeper.train import config as cfg
 from goingdeeper.weights import load_weights
 from goingdeeper.weights.timm import import_timm, recognise_timm
 from helpers import on_meta, randomise_batchnorm
@@ -150,3 +151,14 @@ def test_a_truncated_timm_state_is_refused():
     del state["repeat_1.19.conv2d.weight"]
     with pytest.raises(WeightsError, match="missing"):
         import_timm(state, tag="tf_in1k")
+
+
+def test_preset_is_section_4s_recipe():
+    c = cfg.resolve("inception-v4")
+    assert (c.model, c.input_size) == ("inception_v4", 299)
+    assert (c.optimizer, c.rms_decay, c.rms_eps, c.lr) == ("rmsprop", 0.9, 1.0, 0.045)
+    assert (c.lr_schedule, c.lr_step_epochs, c.lr_gamma) == ("step", 2.0, 0.94)
+    assert c.polyak and c.polyak_average == "ema"
+    assert gd.model_card(c.model).input_size == c.input_size
+    for model in ("inception_resnet_v1", "inception_resnet_v2"):  # the same recipe
+        assert cfg.resolve("inception-v4", model=model).model == model

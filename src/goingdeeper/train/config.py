@@ -7,7 +7,8 @@ paper with the values Caffe's replication filled in where the paper gives none; 
 rate 0.01 divided by 10 at each plateau of the validation error), `vgg` the last of VGG's four
 stages (`vgg_a`, `vgg_256`, `vgg_384`, `vgg`: section 3.1), each started from the one before;
 `inception-v3` is section 8 of "Rethinking the Inception Architecture" (RMSProp, exponential
-step decay, clipping).
+step decay, clipping), `inception-v4` section 4 of the Inception-v4 paper (the same optimiser
+and decay; also for the Inception-ResNets).
 """
 
 from __future__ import annotations
