@@ -3,16 +3,27 @@ lost run; each must now be one line and a non-zero exit, before any work is done
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import tarfile
+import time
+from contextlib import contextmanager
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from goingdeeper.cli import main
 from goingdeeper.data import digits
+from goingdeeper.data.cifar import cifar_batches
+from goingdeeper.data.labels import read_labels
+from goingdeeper.errors import DataError
 from goingdeeper.registry import build_model, model_card
 from goingdeeper.train.runfolder import LOCK
 from goingdeeper.weights import WeightsCard, save_weights
@@ -475,3 +486,204 @@ def test_weights_and_checkpoints_get_the_mode_of_every_other_run_file(tmp_path):
     modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir() if p.is_file()}
     assert modes["model.safetensors"] == modes["checkpoint.pt"] == modes["config.json"], modes
     assert len(set(modes.values())) == 1, modes
+
+
+# --- round two: nothing deleted before every check has passed and the lock is taken -----------
+
+
+def test_overwrite_into_a_folder_in_use_deletes_nothing(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    host = os.uname().nodename
+    (out / LOCK).write_text(json.dumps({"pid": os.getpid(), "host": host, "started": 0}))
+    capsys.readouterr()
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--overwrite"]) == 2
+    assert "is in use by process" in _one_line_error(capsys)
+    for name, data in before.items():
+        assert (out / name).read_bytes() == data, name
+
+
+@pytest.mark.parametrize("own", ["config.json", "model.json", "curves.png", "cat.jpg"])
+def test_a_folder_of_the_users_own_files_is_not_a_run_folder(tmp_path, capsys, own):
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / own).write_bytes(b"the user's own")
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 2
+    line = _one_line_error(capsys)
+    assert own in line and "--out" in line
+    assert [p.name for p in out.iterdir()] == [own]
+    assert (out / own).read_bytes() == b"the user's own"
+
+
+def test_an_empty_out_is_refused(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *SMALL_RUN, "--out", ""]) == 2
+    assert "--out is empty" in _one_line_error(capsys)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_temporary_files_of_a_killed_run_are_cleaned_on_the_next_start(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out)]) == 0
+    stale = [out / ".checkpoint.pt.k1ll3d.tmp", out / ".model.safetensors.x.tmp"]
+    for path in stale:
+        path.write_bytes(b"half a checkpoint")
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--resume", "--epochs", "2"]) == 0
+    assert not any(path.exists() for path in stale)
+
+
+# --- round two: every parser bounded, every loop makes progress ---------------------------------
+
+
+@contextmanager
+def _within(seconds: float):
+    """Fail (instead of hanging the suite) when the body runs longer than `seconds`."""
+
+    def stop(*_):
+        raise TimeoutError(f"still running after {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def _tar_header(name: bytes, size: int, kind: bytes) -> bytes:
+    block = bytearray(512)
+    block[: len(name)] = name
+    block[100:108] = b"0000644\0"
+    block[124:136] = f"{size:011o}\0".encode()
+    block[156:157] = kind
+    block[257:263] = b"ustar\0"
+    block[148:156] = b" " * 8
+    block[148:156] = f"{sum(block):06o}\0 ".encode()
+    return bytes(block)
+
+
+def test_a_pax_record_of_length_zero_does_not_loop(tmp_path, capsys):
+    record = b"0 path=x\n"
+    body = record + b"\0" * (512 - len(record))
+    photo = _tar_header(b"train/cat/a.jpg", 3, b"0") + b"abc".ljust(512, b"\0")
+    archive = tmp_path / "zero.tar.gz"
+    tar = _tar_header(b"pax", len(record), b"x") + body + photo + b"\0" * 1024
+    archive.write_bytes(gzip.compress(tar))
+    with _within(20):
+        code = main(["data", "info", str(archive)])
+    assert code == 2
+    assert str(archive) in _one_line_error(capsys)
+
+
+def test_an_endless_varint_is_cut_at_ten_bytes(tmp_path, capsys):
+    model = tmp_path / "ff.caffemodel"
+    model.write_bytes(b"\xff" * (1 << 20))
+    with _within(10):
+        code = main(["weights", "import", "bvlc", str(model), "--out", str(tmp_path / "w")])
+    assert code == 2
+    assert "varint" in _one_line_error(capsys)
+
+
+def test_a_devkit_archive_of_empty_headers_is_refused_by_its_member_count(tmp_path, capsys):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for i in range(30_000):
+            tar.addfile(tarfile.TarInfo(f"d/{i}"))
+    archive = tmp_path / "ILSVRC2012_devkit_t12.tar.gz"
+    archive.write_bytes(gzip.compress(raw.getvalue(), compresslevel=1))
+    with _within(20), pytest.raises(DataError, match="members"):
+        read_labels(archive)
+
+
+def test_a_cifar_pickle_cannot_declare_an_array_larger_than_its_bytes(tmp_path, capsys):
+    import pickle
+
+    class Huge:  # pickles as numpy's _reconstruct(ndarray, (2M, 3072), "B")
+        def __reduce__(self):
+            from numpy._core.multiarray import _reconstruct
+
+            return _reconstruct, (np.ndarray, (2_000_000, 3072), b"B")
+
+    folder = tmp_path / "cifar"
+    folder.mkdir()
+    (folder / "test_batch").write_bytes(pickle.dumps({b"data": Huge(), b"labels": [0]}, 2))
+    assert len((folder / "test_batch").read_bytes()) < 200
+    start = time.perf_counter()
+    with pytest.raises(DataError, match="test_batch"):
+        cifar_batches(folder, "test")
+    assert time.perf_counter() - start < 5
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--channels", "0-99999999"], "--channels"),
+        (["--fv-size", "100000"], "--fv-size"),
+        (["--fv-lr", "nan"], "--fv-lr"),
+        (["--fv-lr", "-1"], "--fv-lr"),
+    ],
+)
+def test_microscope_sizes_are_bounded_before_anything_is_built(tmp_path, capsys, argv, message):
+    weights = _lenet_weights(tmp_path)
+    (tmp_path / "photos").mkdir()
+    Image.new("RGB", (40, 40), "red").save(tmp_path / "photos" / "red.png")
+    out = tmp_path / "site"
+    with _within(20):
+        code = main(
+            [
+                "microscope",
+                "--weights",
+                str(weights),
+                "--data",
+                str(tmp_path / "photos"),
+                "--out",
+                str(out),
+                *argv,
+            ]
+        )
+    assert code == 2
+    assert message in _one_line_error(capsys)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("ILSVRC2012_validation_ground_truth.txt", "1\n²\n", "not a label file"),
+        ("val.txt", "ILSVRC2012_val_00000001.JPEG ²\n", "not a label file"),
+        ("LOC_val_solution.csv", "ImageId,PredictionString\na," + "x" * 140_000, "CSV"),
+        ("real.json", "[" * 100_000, "JSON"),
+    ],
+)
+def test_label_files_of_odd_digits_long_fields_and_deep_nesting_are_one_line(
+    tmp_path, name, text, message
+):
+    from goingdeeper.data.labels import real_labels
+
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(DataError, match=message):
+        (real_labels if name == "real.json" else read_labels)(path)
+
+
+def test_a_devkit_archive_of_junk_is_one_line(tmp_path):
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        for name, data in (
+            ("meta.mat", b"MATLAB junk" * 50),
+            ("ILSVRC2012_validation_ground_truth.txt", b"1\nabc\n"),
+        ):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "ILSVRC2012_devkit_t12.tar.gz"
+    archive.write_bytes(gzip.compress(raw.getvalue()))
+    with pytest.raises(DataError, match="'abc' where a number belongs"):
+        read_labels(archive)
+    truth_ok = tmp_path / "ILSVRC2012_validation_ground_truth.txt"
+    truth_ok.write_text("1\n2\n")
+    (tmp_path / "meta.mat").write_bytes(b"MATLAB junk" * 50)
+    with pytest.raises(DataError, match="not the ILSVRC2012 devkit's meta.mat"):
+        read_labels(truth_ok)

@@ -5,6 +5,7 @@ permissions any other file of the user's would get.
 
 from __future__ import annotations
 
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -42,12 +43,20 @@ def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False
         raise
 
 
+def temporary_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """The temporary files `atomic_write` leaves in `folder` for the files `names` when the
+    process is killed before its rename."""
+    return [p for name in names for p in folder.glob(f".{glob.escape(name)}.*.tmp") if p.is_file()]
+
+
 def writable(path: str | Path, option: str = "--out", *, folder: bool = False) -> Path:
     """`path` as the place a command will write a file (or, with `folder`, a folder of files):
     a `UsageError` naming `option` when it cannot be, found before any work is done. Folders
     that do not exist yet are not made here; a probe file in the nearest existing one tells
     whether they can be (a read-only disk, a folder without write permission, a file where a
     folder must be)."""
+    if not str(path).strip():
+        raise UsageError(f"{option} is empty; give a {'folder' if folder else 'file name'}")
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: exists and is not a folder")

@@ -104,8 +104,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+MAX_CHANNEL = 1 << 16  # wider than any layer of any model here, by far
+
+
 def parse_channels(text: str) -> list[int]:
-    """'0-3,8' -> [0, 1, 2, 3, 8]."""
+    """'0-3,8' -> [0, 1, 2, 3, 8]; each number below `MAX_CHANNEL`, checked before the list
+    is built."""
     out: list[int] = []
     try:
         for part in text.split(","):
@@ -114,9 +118,16 @@ def parse_channels(text: str) -> list[int]:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                out.extend(range(lo, hi + 1))
             elif part:
-                out.append(int(part))
+                lo = hi = int(part)
+            else:
+                continue
+            if hi >= MAX_CHANNEL:
+                raise VisualizeError(
+                    f"--channels {part}: channel {hi} is beyond any layer (they have under "
+                    f"{MAX_CHANNEL:,} channels)"
+                )
+            out.extend(range(lo, hi + 1))
     except ValueError:
         raise VisualizeError(
             f"--channels expects numbers and ranges such as 0-15 or 3,7,12; got {text!r}"

@@ -21,6 +21,7 @@ import yaml
 
 from ..data.dali import DALI_RECIPES
 from ..errors import ConfigError
+from ..files import atomic_write
 from ..limits import Limit
 
 PRESETS = Path(__file__).parent / "presets"
@@ -357,4 +358,5 @@ def resume_changes(saved: dict[str, Any], c: TrainConfig, done_epochs: int) -> l
 
 
 def save(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))

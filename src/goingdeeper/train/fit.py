@@ -32,6 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..data import ClassMap, LoadedImages
 from ..errors import ConfigError, TrainingError
 from ..evaluate import evaluate
+from ..files import atomic_write
 from ..preprocess import Preprocessing
 from ..registry import check_arguments
 from ..weights import WeightsCard, save_weights
@@ -114,8 +115,9 @@ def fit(
     check_device(c.device)  # before the run folder is touched
     check_arguments(c.model, c.model_args)
     if main:
-        runfolder.prepare(out, resume=resume, overwrite=overwrite)
-    with runfolder.locked(out) if main else nullcontext():
+        out = runfolder.prepare(c.out, resume=resume, overwrite=overwrite)
+    replace = overwrite and not resume
+    with runfolder.locked(out, replace=replace) if main else nullcontext():
         run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)
         for epoch in range(run.start_epoch, c.epochs):
             run_epoch(run, epoch)
@@ -457,7 +459,8 @@ def _final_outputs(run: Run) -> dict:
     if c.eval_views:
         final = [("Polyak average", run.averaged.module)] if run.averaged is not None else []
         views = evaluate_views(final or [("raw weights", run.model)], pre, run.test_ds, c)
-        (run.out / "views.json").write_text(json.dumps(views, indent=2) + "\n")
+        text = json.dumps(views, indent=2) + "\n"
+        atomic_write(run.out / "views.json", lambda tmp: Path(tmp).write_text(text))
         paths["views"] = str(run.out / "views.json")
     return {"final": last, "paths": paths, "views": views}
 

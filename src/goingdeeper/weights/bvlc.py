@@ -65,10 +65,13 @@ def caffe_layer_names() -> dict[str, str]:
 
 
 def _varint(buf: memoryview, pos: int) -> tuple[int, int]:
+    """A protobuf varint: 7 bits a byte, 10 bytes at most (64 bits)."""
     result = shift = 0
     while True:
         if pos >= len(buf):
             raise WeightsError("truncated protobuf (a varint runs past the end)")
+        if shift >= 70:
+            raise WeightsError(f"not a protobuf message (a varint longer than 10 bytes at {pos})")
         b = buf[pos]
         pos += 1
         result |= (b & 0x7F) << shift
