@@ -687,3 +687,48 @@ def test_a_devkit_archive_of_junk_is_one_line(tmp_path):
     (tmp_path / "meta.mat").write_bytes(b"MATLAB junk" * 50)
     with pytest.raises(DataError, match="not the ILSVRC2012 devkit's meta.mat"):
         read_labels(truth_ok)
+
+
+# --- round two: no silent wrong answer; what is printed is one line, and safe ------------------
+
+
+def test_predict_refuses_weights_whose_scores_are_not_finite(tmp_path, capsys):
+    model = build_model("lenet5")
+    with torch.no_grad():
+        for p in model.parameters():
+            p.fill_(float("nan"))
+    card = WeightsCard(
+        model="lenet5", num_classes=10, preprocessing=model_card("lenet5").preprocessing
+    )
+    weights = save_weights(model, card, tmp_path / "nan")
+    Image.new("L", (32, 32), 128).save(tmp_path / "grey.png")
+    assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(weights)]) == 2
+    out, err = capsys.readouterr()
+    assert "nan" not in out.lower()
+    assert "not finite" in err and str(weights) in err and len(err.strip().splitlines()) == 1
+
+
+def test_class_names_with_escapes_and_newlines_are_printed_escaped(tmp_path, capsys):
+    names = [f"digit{i}" for i in range(10)]
+    names[0] = "zero\x1b[2J\nFAKE 100.00% line"
+    model = build_model("lenet5")
+    card = WeightsCard(
+        model="lenet5",
+        num_classes=10,
+        preprocessing=model_card("lenet5").preprocessing,
+        class_names=names,
+    )
+    weights = save_weights(model, card, tmp_path / "w")
+    Image.new("L", (32, 32), 128).save(tmp_path / "grey.png")
+    top = ["--top", "10"]
+    assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(weights), *top]) == 0
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\nFAKE" not in out and "\\x1b[2J\\nFAKE" in out
+
+
+def test_a_huge_error_message_is_cut_to_one_readable_line(tmp_path, capsys):
+    freeze = ",".join(f"layer{i}" for i in range(200_000))
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--set", f"freeze=[{freeze}]"]) == 2
+    line = _one_line_error(capsys)
+    assert len(line) < 1200 and "more characters" in line
