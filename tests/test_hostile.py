@@ -12,6 +12,7 @@ import subprocess
 import sys
 import tarfile
 import time
+from collections import Counter
 from contextlib import contextmanager
 
 import numpy as np
@@ -732,3 +733,39 @@ def test_a_huge_error_message_is_cut_to_one_readable_line(tmp_path, capsys):
     assert main(["train", *SMALL_RUN, "--out", str(out), "--set", f"freeze=[{freeze}]"]) == 2
     line = _one_line_error(capsys)
     assert len(line) < 1200 and "more characters" in line
+
+
+def test_shard_labels_are_checked_against_each_samples_cls(tmp_path):
+    from goingdeeper.data.shards import MANIFEST, shard_dataset
+
+    out = tmp_path / "shards"
+    assert main(["data", "shard", "digits", "--out", str(out)]) == 0
+    manifest = json.loads((out / MANIFEST).read_text())
+    labels = manifest["splits"]["test"]["shards"][0]["labels"]
+    shifted = labels[1:] + labels[:1]  # shifted by one: each sample gets its neighbour's
+    assert shifted != labels
+    labels[:] = shifted
+    (out / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match=r"\.cls"):
+        shard_dataset(out, "test")
+
+
+def test_a_link_back_up_the_tree_is_not_followed(tmp_path):
+    from goingdeeper.data.folder import image_folder
+
+    root = tmp_path / "pets"
+    for cls, count in (("cat", 2), ("dog", 3)):
+        (root / cls).mkdir(parents=True)
+        for i in range(count):
+            Image.new("RGB", (8, 8)).save(root / cls / f"{i}.png")
+    (root / "cat" / "up").symlink_to("..")  # cat/up/dog/ would be dogs labelled cat
+    (root / "dog" / "self").symlink_to(".")
+    outside = tmp_path / "more_dogs"
+    outside.mkdir()
+    Image.new("RGB", (8, 8)).save(outside / "x.png")
+    (root / "dog" / "more").symlink_to(outside)  # a link out of the tree is followed
+    (root / "cat" / "sub").mkdir()  # and a plain subfolder, of course
+    Image.new("RGB", (8, 8)).save(root / "cat" / "sub" / "y.png")
+    with _within(20):
+        ds = image_folder(root)
+    assert sorted(Counter(label for _, label in ds.samples).items()) == [(0, 3), (1, 4)]

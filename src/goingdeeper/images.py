@@ -42,14 +42,28 @@ def image_files(
 ) -> list[Path]:
     """The image files in `folder` (and its subfolders when `recursive`), sorted by path.
 
-    Hidden files and folders are skipped. Files without an image extension are left out and,
-    when `ignored` is given, appended to it (so a caller can say how many it passed over).
+    Hidden files and folders are skipped, and so is a linked folder that leads back into the
+    tree or to a folder holding it (a loop, or images counted twice). Files without an image
+    extension are left out and, when `ignored` is given, appended to it (so a caller can say
+    how many it passed over).
     Files with an image extension are listed even when they cannot be decoded: readers skip
     and count those, so that a broken file is reported rather than silently left out.
     """
     found: list[Path] = []
+    root = os.path.realpath(folder)
+    seen = {root}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if recursive and not is_hidden(d))
+        kept = []
+        for d in sorted(dirnames):
+            if not recursive or is_hidden(d):
+                continue
+            path = os.path.join(dirpath, d)
+            real = os.path.realpath(path)
+            if real in seen or (os.path.islink(path) and _within_either(real, root)):
+                continue  # a loop, or a link back into the tree
+            seen.add(real)
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if is_hidden(name):
                 continue
@@ -59,6 +73,11 @@ def image_files(
             elif ignored is not None:
                 ignored.append(str(path))
     return sorted(found)
+
+
+def _within_either(a: str, b: str) -> bool:
+    """Whether folder `a` lies inside `b`, or `b` inside `a`."""
+    return os.path.commonpath([a, b]) in (a, b)
 
 
 def folder_images(folder: str | Path, what: str = "images") -> list[Path]:

@@ -332,13 +332,23 @@ def shard_dataset(
 
 def shard_images(archive: TarArchive, shard: Shard) -> list[TarMember]:
     """The image members of a shard in order (their labels are `shard.labels`), checked
-    against the manifest's count."""
-    images = [m for m in archive.members() if is_image_name(m.name)]
+    against the manifest's count, and each label against the sample's own `.cls`."""
+    members = archive.members()
+    images = [m for m in members if is_image_name(m.name)]
     if len(images) != shard.images:
         raise DataError(
             f"{archive.path}: {len(images)} images, the manifest says {shard.images}; "
             "the shard was changed or cut short"
         )
+    cls = {m.name[: -len(".cls")]: m for m in members if m.name.endswith(".cls")}
+    for image, label in zip(images, shard.labels, strict=True):
+        key = image.name.rsplit(".", 1)[0]
+        stated = archive.read(cls[key]).strip() if key in cls else b""
+        if stated != str(label).encode():
+            raise DataError(
+                f"{archive.path}: {key}.cls says {stated[:20].decode('latin-1')!r}, the manifest "
+                f"says {label}; the manifest or the shard was changed: write the shards again"
+            )
     return images
 
 
