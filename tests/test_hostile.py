@@ -769,3 +769,28 @@ def test_a_link_back_up_the_tree_is_not_followed(tmp_path):
     with _within(20):
         ds = image_folder(root)
     assert sorted(Counter(label for _, label in ds.samples).items()) == [(0, 3), (1, 4)]
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "message"),
+    [
+        ("list.yaml", b"- lr\n- 0.1\n", "holds a list"),
+        ("scalar.yaml", b"fast\n", "holds a str"),
+        ("null.json", b"null", "holds a NoneType"),
+        ("latin.toml", b'model = "caf\\xe9"\n'.replace(b"\\xe9", bytes([0xE9])), "cannot parse"),
+        ("deep.json", b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        ("deep.toml", b"a = " + b"[" * 100_000 + b"]" * 100_000, "nested too deep"),
+        ("folder.toml", None, "is a folder"),
+    ],
+)
+def test_config_files_that_are_no_table_are_one_line(tmp_path, capsys, name, content, message):
+    path = tmp_path / name
+    if content is None:
+        path.mkdir()
+    else:
+        path.write_bytes(content)
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--config", str(path)]) == 2
+    line = _one_line_error(capsys)
+    assert message in line and str(path) in line
+    assert not out.exists()
