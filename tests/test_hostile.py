@@ -794,3 +794,54 @@ def test_config_files_that_are_no_table_are_one_line(tmp_path, capsys, name, con
     line = _one_line_error(capsys)
     assert message in line and str(path) in line
     assert not out.exists()
+
+
+# --- round two: a full disk is one line, and leaves nothing half-written ------------------------
+
+_FULL_DISK = """
+import contextlib, io, json, resource, signal, sys, traceback
+from goingdeeper.cli import main
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.RLIM_INFINITY))
+results = {}
+for what, argv in json.loads(sys.argv[1]).items():
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        try:
+            code = main(argv)
+        except BaseException:
+            code, err = "traceback", io.StringIO(traceback.format_exc())
+    results[what] = [code, err.getvalue()]
+print(json.dumps(results))
+"""
+
+
+def test_every_command_that_writes_says_so_on_a_full_disk_and_leaves_no_part(tmp_path):
+    weights = _lenet_weights(tmp_path)
+    out = tmp_path / "out"
+    onnx = ["export", "onnx", "--weights", str(weights), "--out", str(out / "m.onnx")]
+    pictures = ["visualize", "filters", "--weights", str(weights), "--tile", "200"]
+    commands = {
+        "train": ["train", *SMALL_RUN, "--out", str(out / "run")],
+        "export": onnx,
+        "shard": ["data", "shard", "digits", "--out", str(out / "shards")],
+        "visualize": [*pictures, "--out", str(out / "pictures")],
+    }
+    r = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, json.dumps(commands)], capture_output=True, text=True
+    )
+    results = json.loads(r.stdout.strip().splitlines()[-1])
+    for what, (code, err) in results.items():
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1, (what, err[-2000:])
+        assert "File too large" in lines[0], (what, lines)
+    left = sorted(str(p.relative_to(out)) for p in out.rglob("*")) if out.exists() else []
+    assert left == []
+
+
+@pytest.mark.parametrize("device", ["meta", "mps"])
+def test_a_device_that_holds_no_numbers_or_is_not_supported_is_one_line(tmp_path, capsys, device):
+    out = tmp_path / "run"
+    assert main(["train", *SMALL_RUN, "--out", str(out), "--device", device]) == 2
+    assert f"device {device!r}" in _one_line_error(capsys)
+    assert not out.exists()

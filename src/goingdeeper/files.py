@@ -5,6 +5,7 @@ permissions any other file of the user's would get.
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import tempfile
@@ -27,7 +28,13 @@ _FILE_MODE = 0o666 & ~_umask()
 def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False) -> None:
     """`write(temporary path)` beside `path`, then a rename over it. The file gets the mode an
     ordinary `open` would give it (a temporary file is private to its owner); with `sync`, its
-    bytes reach the disk before the rename."""
+    bytes reach the disk before the rename. When the write fails (a full disk), the temporary
+    file and the folders made for it are removed."""
+    made = []  # the folders made here, deepest first: removed again if the write fails
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -40,6 +47,9 @@ def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: another file went there meanwhile
+                folder.rmdir()
         raise
 
 

@@ -36,6 +36,7 @@ import webdataset as wds
 from PIL import Image
 
 from ..errors import DataError
+from ..files import atomic_write
 from ..images import OpenedImage, decode_image, is_image_name
 from .dataset import ImageDataset
 from .tar import TarArchive, TarMember
@@ -207,6 +208,13 @@ class _Writer:
             self._close()
         return self.done
 
+    def abort(self) -> None:
+        """Close the shard being written without finishing it (its file is deleted after)."""
+        if self._tar is not None:
+            self._tar.tarstream.fileobj.closed = True  # tarfile writes nothing more, not even
+            self._file.close()  # when collected, where a full disk would fail it once more
+            self._tar = self._file = None
+
 
 def _member_bytes(size: int) -> int:
     """A tar member's share of the file: a 512-byte header and its data in 512-byte blocks."""
@@ -236,20 +244,45 @@ def write_shards(
     classes = next(iter(splits.values())).classes
     if any(ds.classes != classes for ds in splits.values()):
         raise DataError("the splits have different classes; shards keep one class list")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_splits(out, splits, shard_size, source, class_ids, progress)
+    except BaseException:  # a full disk, an interrupt: no half-written set is left behind
+        for split in splits:
+            for path in [*out.glob(f"{split}-*.tar"), *out.glob(f".{split}-*.tar.partial")]:
+                path.unlink(missing_ok=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _write_splits(
+    out: Path,
+    splits: dict[str, ImageDataset],
+    shard_size: int,
+    source: str,
+    class_ids: list[str] | tuple[str, ...],
+    progress: Callable[[int], None] | None,
+) -> ShardSet:
+    classes = next(iter(splits.values())).classes
     entries = {}
     for split, ds in splits.items():
         writer = _Writer(out, split, shard_size)
-        for i in range(len(ds)):
-            image, ext, name = encoded(ds, i)
-            label = ds.targets[i]
-            meta = {"class": classes[label], "source": name}
-            if class_ids:
-                meta["wnid"] = class_ids[label]
-            writer.add(f"{i:08d}", image, ext, label, meta)
-            if progress is not None:
-                progress(1)
-        shards = writer.finish()
+        try:
+            for i in range(len(ds)):
+                image, ext, name = encoded(ds, i)
+                label = ds.targets[i]
+                meta = {"class": classes[label], "source": name}
+                if class_ids:
+                    meta["wnid"] = class_ids[label]
+                writer.add(f"{i:08d}", image, ext, label, meta)
+                if progress is not None:
+                    progress(1)
+            shards = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
         entries[split] = {"images": len(ds), "shards": shards}
     manifest = {
         "format": FORMAT,
@@ -260,7 +293,7 @@ def write_shards(
         "splits": entries,
     }
     text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
-    (out / MANIFEST).write_text(text + "\n")
+    atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(text + "\n"))
     return read_manifest(out)
 
 
