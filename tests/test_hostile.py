@@ -845,3 +845,12 @@ def test_a_device_that_holds_no_numbers_or_is_not_supported_is_one_line(tmp_path
     assert main(["train", *SMALL_RUN, "--out", str(out), "--device", device]) == 2
     assert f"device {device!r}" in _one_line_error(capsys)
     assert not out.exists()
+
+
+def test_a_tile_of_zero_pixels_is_refused_instead_of_a_blank_picture(tmp_path, capsys):
+    weights = _lenet_weights(tmp_path)
+    out = tmp_path / "pictures"
+    argv = ["visualize", "filters", "--weights", str(weights), "--out", str(out), "--tile", "0"]
+    assert main(argv) == 2
+    assert "--tile must be at least 1" in _one_line_error(capsys)
+    assert not out.exists()

@@ -30,7 +30,7 @@ from ..visualize import (
     top_activations,
 )
 from ..weights import WeightsCard, import_bvlc, open_weights
-from .common import HELP_FORMAT, add_image_limit, bar
+from .common import HELP_FORMAT, add_image_limit, bar, positive
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
 
@@ -284,6 +284,8 @@ ACTION_FUNCTIONS = {
 def run_visualize(args: argparse.Namespace) -> int:
     """Run one `visualize` action; print the files written."""
     writable(args.out, folder=True)
+    for option in ("tile", "square", "stride", "batch_size"):
+        positive(getattr(args, option), "--" + option.replace("_", "-"))
     model, card = load_model(args)
     for path in ACTION_FUNCTIONS[args.action](args, model, card):
         print(f"wrote {path}")
