@@ -854,3 +854,33 @@ def test_a_tile_of_zero_pixels_is_refused_instead_of_a_blank_picture(tmp_path, c
     assert main(argv) == 2
     assert "--tile must be at least 1" in _one_line_error(capsys)
     assert not out.exists()
+
+
+def _proto_varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _proto_field(number: int, payload: bytes) -> bytes:  # length-delimited (wire type 2)
+    return _proto_varint(number << 3 | 2) + _proto_varint(len(payload)) + payload
+
+
+@pytest.mark.parametrize(
+    ("blob", "message"),
+    [
+        (_proto_field(5, b"\0\0\0"), "length that does not fit"),  # 3 bytes of float32 data
+        (_proto_field(7, _proto_field(1, _proto_varint(1 << 32) * 2)), "holds 0 values"),
+    ],
+)
+def test_caffemodel_fields_of_wrong_length_or_wrapping_dims_are_one_line(
+    tmp_path, capsys, blob, message
+):
+    layer = _proto_field(1, b"conv1/7x7_s2") + _proto_field(7, blob)
+    model = tmp_path / "odd.caffemodel"
+    model.write_bytes(_proto_field(100, layer))
+    assert main(["weights", "import", "bvlc", str(model), "--out", str(tmp_path / "w")]) == 2
+    assert message in _one_line_error(capsys)

@@ -16,6 +16,7 @@ stored out x kh x kw x in) is how the BVLC weights are often shared without Caff
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +90,8 @@ def iter_fields(buf: memoryview):
         number, wire = key >> 3, key & 7
         if wire == 0:
             value, pos = _varint(buf, pos)
+        elif wire in (1, 5) and pos + (8 if wire == 1 else 4) > len(buf):
+            raise WeightsError("truncated protobuf (a fixed-width field runs past the end)")
         elif wire == 1:
             value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
@@ -113,6 +116,13 @@ def _packed_ints(wire: int, value) -> list[int]:
     return out
 
 
+def _numbers(value, dtype: str) -> np.ndarray:
+    """Packed floats or doubles: a field whose length is not a whole number of them is bad."""
+    if not isinstance(value, memoryview) or len(value) % np.dtype(dtype).itemsize:
+        raise WeightsError(f"a blob's {np.dtype(dtype).name} data has a length that does not fit")
+    return np.frombuffer(bytes(value), dtype=dtype)
+
+
 def _blob(buf: memoryview) -> np.ndarray:
     legacy: dict[int, int] = {}
     dims: list[int] = []
@@ -122,9 +132,9 @@ def _blob(buf: memoryview) -> np.ndarray:
         if number in (1, 2, 3, 4) and wire == 0:
             legacy[number] = value
         elif number == 5:  # data: packed (wire 2) or one float per field (wire 5)
-            floats.append(np.frombuffer(bytes(value), dtype="<f4"))
+            floats.append(_numbers(value, "<f4"))
         elif number == 8:
-            doubles.append(np.frombuffer(bytes(value), dtype="<f8"))
+            doubles.append(_numbers(value, "<f8"))
         elif number == 7 and wire == 2:
             for n, w, v in iter_fields(value):
                 if n == 1:
@@ -136,7 +146,7 @@ def _blob(buf: memoryview) -> np.ndarray:
     )
     if not dims:
         dims = [legacy.get(i, 1) for i in (1, 2, 3, 4)]
-    if int(np.prod(dims)) != data.size:
+    if math.prod(dims) != data.size:  # Python's integers: a product cannot wrap round
         raise WeightsError(f"a blob of shape {dims} holds {data.size} values")
     return data.reshape(dims)
 
