@@ -884,3 +884,25 @@ def test_caffemodel_fields_of_wrong_length_or_wrapping_dims_are_one_line(
     model.write_bytes(_proto_field(100, layer))
     assert main(["weights", "import", "bvlc", str(model), "--out", str(tmp_path / "w")]) == 2
     assert message in _one_line_error(capsys)
+
+
+def test_weights_whose_card_and_tensors_disagree_or_are_integers_are_one_line(tmp_path, capsys):
+    from safetensors.torch import load_file, save_file
+
+    weights = _lenet_weights(tmp_path)  # a 10-class LeNet-5
+    card = json.loads(weights.with_suffix(".json").read_text())
+    card["num_classes"], card["model_kwargs"], card["class_names"] = 5, {}, []
+    weights.with_suffix(".json").write_text(json.dumps(card))
+    save_file(
+        load_file(str(weights)), str(weights), metadata={"goingdeeper.card": json.dumps(card)}
+    )
+    Image.new("L", (32, 32), 128).save(tmp_path / "grey.png")
+    assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(weights)]) == 2
+    assert "the card says 5 classes but its tensors give 10" in _one_line_error(capsys)
+    state = {k: v.to(torch.int8) for k, v in build_model("lenet5").state_dict().items()}
+    ints = _lenet_weights(tmp_path / "ints")
+    save_file(
+        state, str(ints), metadata={"goingdeeper.card": ints.with_suffix(".json").read_text()}
+    )
+    assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(ints)]) == 2
+    assert "torch.int8" in _one_line_error(capsys)
