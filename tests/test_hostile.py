@@ -906,3 +906,15 @@ def test_weights_whose_card_and_tensors_disagree_or_are_integers_are_one_line(tm
     )
     assert main(["predict", str(tmp_path / "grey.png"), "--weights", str(ints)]) == 2
     assert "torch.int8" in _one_line_error(capsys)
+
+
+def test_a_fine_tune_says_whether_it_built_a_new_head(tmp_path, caplog):
+    weights = _lenet_weights(tmp_path)
+    start = ["--set", f"init_weights={weights}"]
+    caplog.set_level("INFO", logger="goingdeeper.train.build")
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "kept"), *start]) == 0
+    assert "its own 10-way classifier kept (new_head=false)" in caplog.text
+    caplog.clear()
+    new = [*start, "--set", "new_head=true"]
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "new"), *new]) == 0
+    assert "a new 10-way classifier (its 10-way one dropped)" in caplog.text
