@@ -918,3 +918,10 @@ def test_a_fine_tune_says_whether_it_built_a_new_head(tmp_path, caplog):
     new = [*start, "--set", "new_head=true"]
     assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "new"), *new]) == 0
     assert "a new 10-way classifier (its 10-way one dropped)" in caplog.text
+
+
+def test_a_short_run_warns_that_its_polyak_average_is_still_the_start(tmp_path, caplog):
+    caplog.set_level("WARNING", logger="goingdeeper.train.fit")
+    views = ["--set", 'eval_views=["1"]', "--set", "eval_limit=16"]
+    assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "run"), *views]) == 0
+    assert "fewer than its horizon of 1000" in caplog.text
