@@ -925,3 +925,12 @@ def test_a_short_run_warns_that_its_polyak_average_is_still_the_start(tmp_path, 
     views = ["--set", 'eval_views=["1"]', "--set", "eval_limit=16"]
     assert main(["train", *SMALL_RUN, "--out", str(tmp_path / "run"), *views]) == 0
     assert "fewer than its horizon of 1000" in caplog.text
+
+
+def test_train_takes_weights_as_eval_and_predict_do(tmp_path, caplog):
+    weights = _lenet_weights(tmp_path)
+    caplog.set_level("INFO", logger="goingdeeper.train.build")
+    assert (
+        main(["train", *SMALL_RUN, "--out", str(tmp_path / "run"), "--weights", str(weights)]) == 0
+    )
+    assert f"init_weights {weights}" in caplog.text

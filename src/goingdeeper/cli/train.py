@@ -38,6 +38,11 @@ def add_parser(sub) -> None:
     p.add_argument("--lr", type=float)
     p.add_argument("--input-size", type=int)
     p.add_argument("--out", help="run folder: checkpoint, logs, curves, weights")
+    p.add_argument(
+        "--weights",
+        help="start from these weights (the setting init_weights; add --set new_head=true for "
+        "a new classifier on the data's classes)",
+    )
     p.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     p.add_argument("--amp", choices=["none", "bf16", "fp16"])
     p.add_argument("--seed", type=int)
@@ -68,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "out": args.out,
         "device": args.device,
+        "init_weights": args.weights,
         "amp": args.amp,
         "seed": args.seed,
         "workers": args.workers,
