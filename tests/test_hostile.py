@@ -934,3 +934,17 @@ def test_train_takes_weights_as_eval_and_predict_do(tmp_path, caplog):
         main(["train", *SMALL_RUN, "--out", str(tmp_path / "run"), "--weights", str(weights)]) == 0
     )
     assert f"init_weights {weights}" in caplog.text
+
+
+def test_a_fifo_and_a_link_loop_are_named_as_what_they_are(tmp_path):
+    from goingdeeper.errors import ImageError
+    from goingdeeper.images import load_image
+
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    with _within(10), pytest.raises(ImageError, match="not a regular file"):
+        load_image(fifo)
+    loop = tmp_path / "loop.png"
+    loop.symlink_to(loop)
+    with pytest.raises(ImageError, match="many levels of symbolic links"):
+        load_image(loop)

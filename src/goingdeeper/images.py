@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -188,11 +189,15 @@ class OpenedImage:
 def open_file(path: str | Path) -> OpenedImage:
     """An image file opened (`OpenedImage`), or `ImageError` with a message for a person."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        info = path.stat()  # follows links: a loop or no permission is said as such
+    except OSError as e:
+        raise ImageError(f"{path}: {e.strerror or 'cannot be read'}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise ImageError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)")
+    if info.st_size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     with _pillow_errors(str(path)):
         return OpenedImage(Image.open(path), str(path))
