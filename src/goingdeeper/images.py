@@ -191,6 +191,8 @@ def open_file(path: str | Path) -> OpenedImage:
     path = Path(path)
     try:
         info = path.stat()  # follows links: a loop or no permission is said as such
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
     except OSError as e:
         raise ImageError(f"{path}: {e.strerror or 'cannot be read'}") from None
     if stat.S_ISDIR(info.st_mode):
