@@ -3,16 +3,21 @@ lost run; each must now be one line and a non-zero exit, before any work is done
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import subprocess
 import sys
+import tarfile
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from goingdeeper.cli import main
 from goingdeeper.data import digits
+from goingdeeper.errors import DataError
 from goingdeeper.registry import build_model, model_card
 from goingdeeper.train.runfolder import LOCK
 from goingdeeper.weights import WeightsCard, save_weights
@@ -163,7 +168,6 @@ def test_evaluating_nothing_or_nan_is_not_a_result(tmp_path, capsys):
 def test_a_tiny_file_of_a_long_thin_image_is_refused_without_the_memory(tmp_path):
     """A 138-byte 20000 x 1 PNG once took 6 GB: resized to a shorter side of 256 it is
     5,120,000 x 256 pixels. It is refused from its header, in a process that stays small."""
-    from PIL import Image
 
     thin = tmp_path / "thin.png"
     Image.new("RGB", (20000, 1)).save(thin)
@@ -268,7 +272,6 @@ def _card(**changes) -> str:
 def test_broken_weight_cards_are_one_line_before_anything_is_built(tmp_path, capsys, text, message):
     path = _card_file(tmp_path, "w", text)
     image = tmp_path / "x.png"
-    from PIL import Image
 
     Image.new("RGB", (32, 32)).save(image)
     assert main(["predict", str(image), "--weights", str(path)]) == 2
@@ -337,7 +340,6 @@ def test_a_large_16_bit_image_is_converted_within_its_own_size(tmp_path):
     """An 8000 x 8000 16-bit PNG (a few hundred KB) holds 128 MB of pixels; converting it to
     8 bits through float copies once took 2 GB. Band by band it takes about its 8-bit copies;
     with --max-image-pixels below its size it is refused from its header."""
-    import numpy as np
     from PIL import Image
 
     pixels = np.zeros((8000, 8000), np.uint16)
@@ -361,8 +363,6 @@ def test_a_large_16_bit_image_is_converted_within_its_own_size(tmp_path):
 def test_a_decompression_bomb_is_stopped_as_it_grows(tmp_path):
     """128 MB of zeros in a 130 KB .tar.gz: stopped once it outgrows 20 times its file, not
     held in memory (twice) up to the 4 GiB limit first."""
-    import gzip
-    import tarfile
 
     bomb = tmp_path / "bomb.tar.gz"
     with gzip.open(bomb, "wb") as f:
@@ -384,12 +384,10 @@ def test_a_decompression_bomb_is_stopped_as_it_grows(tmp_path):
 def test_an_idx_file_is_read_no_further_than_its_header_says(tmp_path):
     """64 MB of zeros after two 28 x 28 images in a 70 KB .gz: refused, having read a byte past
     what the header declares (Python's allocations are what `tracemalloc` counts)."""
-    import gzip
     import struct
     import tracemalloc
 
     from goingdeeper.data.mnist import read_idx
-    from goingdeeper.errors import DataError
 
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:

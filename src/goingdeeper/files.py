@@ -5,6 +5,8 @@ permissions any other file of the user's would get.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import os
 import tempfile
 from collections.abc import Callable
@@ -32,7 +34,13 @@ def give_ordinary_mode(path: str | Path) -> None:
 def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False) -> None:
     """`write(temporary path)` beside `path`, then a rename over it. The file gets the mode an
     ordinary `open` would give it (a temporary file is private to its owner); with `sync`, its
-    bytes reach the disk before the rename."""
+    bytes reach the disk before the rename. When the write fails (a full disk), the temporary
+    file and the folders made for it are removed."""
+    made = []  # the folders made here, deepest first: removed again if the write fails
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        made.append(folder)
+        folder = folder.parent
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -45,7 +53,16 @@ def atomic_write(path: Path, write: Callable[[str], None], *, sync: bool = False
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: another file went there meanwhile
+                folder.rmdir()
         raise
+
+
+def temporary_files(folder: Path, names: tuple[str, ...]) -> list[Path]:
+    """The temporary files `atomic_write` leaves in `folder` for the files `names` when the
+    process is killed before its rename."""
+    return [p for name in names for p in folder.glob(f".{glob.escape(name)}.*.tmp") if p.is_file()]
 
 
 def writable(path: str | Path, option: str = "--out", *, folder: bool = False) -> Path:
@@ -54,6 +71,8 @@ def writable(path: str | Path, option: str = "--out", *, folder: bool = False) -
     that do not exist yet are not made here; a probe file in the nearest existing one tells
     whether they can be (a read-only disk, a folder without write permission, a file where a
     folder must be)."""
+    if not str(path).strip():
+        raise UsageError(f"{option} is empty; give a {'folder' if folder else 'file name'}")
     path = Path(path)
     if folder and path.exists() and not path.is_dir():
         raise UsageError(f"{option} {path}: exists and is not a folder")

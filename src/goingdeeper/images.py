@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import stat
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,14 +43,28 @@ def image_files(
 ) -> list[Path]:
     """The image files in `folder` (and its subfolders when `recursive`), sorted by path.
 
-    Hidden files and folders are skipped. Files without an image extension are left out and,
-    when `ignored` is given, appended to it (so a caller can say how many it passed over).
+    Hidden files and folders are skipped, and so is a linked folder that leads back into the
+    tree or to a folder holding it (a loop, or images counted twice). Files without an image
+    extension are left out and, when `ignored` is given, appended to it (so a caller can say
+    how many it passed over).
     Files with an image extension are listed even when they cannot be decoded: readers skip
     and count those, so that a broken file is reported rather than silently left out.
     """
     found: list[Path] = []
+    root = os.path.realpath(folder)
+    seen = {root}
     for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if recursive and not is_hidden(d))
+        kept = []
+        for d in sorted(dirnames):
+            if not recursive or is_hidden(d):
+                continue
+            path = os.path.join(dirpath, d)
+            real = os.path.realpath(path)
+            if real in seen or (os.path.islink(path) and _within_either(real, root)):
+                continue  # a loop, or a link back into the tree
+            seen.add(real)
+            kept.append(d)
+        dirnames[:] = kept
         for name in sorted(filenames):
             if is_hidden(name):
                 continue
@@ -59,6 +74,11 @@ def image_files(
             elif ignored is not None:
                 ignored.append(str(path))
     return sorted(found)
+
+
+def _within_either(a: str, b: str) -> bool:
+    """Whether folder `a` lies inside `b`, or `b` inside `a`."""
+    return os.path.commonpath([a, b]) in (a, b)
 
 
 def folder_images(folder: str | Path, what: str = "images") -> list[Path]:
@@ -169,11 +189,17 @@ class OpenedImage:
 def open_file(path: str | Path) -> OpenedImage:
     """An image file opened (`OpenedImage`), or `ImageError` with a message for a person."""
     path = Path(path)
-    if not path.exists():
-        raise ImageError(f"{path}: no such file")
-    if path.is_dir():
+    try:
+        info = path.stat()  # follows links: a loop or no permission is said as such
+    except FileNotFoundError:
+        raise ImageError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageError(f"{path}: {e.strerror or 'cannot be read'}") from None
+    if stat.S_ISDIR(info.st_mode):
         raise ImageError(f"{path}: is a folder, not an image file")
-    if path.stat().st_size == 0:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block or never end
+        raise ImageError(f"{path}: not a regular file (a pipe or a device?)")
+    if info.st_size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     with _pillow_errors(str(path)):
         return OpenedImage(Image.open(path), str(path))

@@ -26,6 +26,7 @@ from . import (
     visualize,
     weights,
 )
+from .common import printable
 
 EXAMPLES = """\
 examples:
@@ -80,11 +81,26 @@ def main(argv: list[str] | None = None) -> int:
         with image_pixel_limit(getattr(args, "max_image_pixels", None)):
             return args.func(args)
     except GoingDeeperError as e:
-        print(f"goingdeeper: error: {e}", file=sys.stderr)
-        return 2
+        return _error(str(e))
+    except OSError as e:  # the disk or the file system (full, read-only, no permission)
+        where = f"{e.filename}: " if e.filename else ""
+        return _error(f"{where}{e.strerror or e}; nothing was finished")
     except KeyboardInterrupt:
         print("goingdeeper: interrupted", file=sys.stderr)
         return 130
+
+
+MAX_MESSAGE = 1000  # characters: a message naming a million settings is cut short
+
+
+def _error(message: str) -> int:
+    """Print `message` as the one line of an error (control characters escaped, a very long
+    one cut) and give the exit code of a mistake, 2."""
+    line = printable(message)
+    if len(line) > MAX_MESSAGE:
+        line = f"{line[:MAX_MESSAGE]}... ({len(line) - MAX_MESSAGE:,} more characters)"
+    print(f"goingdeeper: error: {line}", file=sys.stderr)
+    return 2
 
 
 __all__ = ["build_parser", "main"]

@@ -51,6 +51,14 @@ def add_image_limit(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def printable(text: object) -> str:
+    """`text` (a class name, a path: read from a user's file) safe to print on one line of a
+    terminal: control characters (an ANSI escape, a newline) shown as escapes."""
+    return "".join(
+        c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text)
+    )
+
+
 def positive(value: int | None, option: str) -> None:
     if value is not None and value < 1:
         raise UsageError(f"{option} must be at least 1, got {value}")

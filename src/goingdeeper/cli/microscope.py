@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import time
 from pathlib import Path
 
@@ -12,6 +13,8 @@ from ..microscope.site import SiteConfig, build_site, plan_site
 from ..visualize.top9 import image_files
 from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar, load_any_weights, positive
 from .visualize import parse_channels
+
+MAX_FV_SIZE = 1024  # px: a 1024x1024 picture already takes minutes per channel
 
 EXAMPLES = """\
 examples:
@@ -62,6 +65,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def site_config(args: argparse.Namespace, layers: list[str]) -> SiteConfig:
     for option in ("fv_size", "fv_steps", "batch_size", "square", "stride"):
         positive(getattr(args, option), "--" + option.replace("_", "-"))
+    if args.fv_size > MAX_FV_SIZE:
+        raise UsageError(f"--fv-size must be at most {MAX_FV_SIZE} px, got {args.fv_size}")
+    if not (math.isfinite(args.fv_lr) and 0 < args.fv_lr <= 10):
+        raise UsageError(f"--fv-lr must lie in (0, 10], got {args.fv_lr}")
     return SiteConfig(
         layers=layers,
         channels=parse_channels(args.channels) if args.channels else None,
@@ -82,12 +89,12 @@ def run_microscope(args: argparse.Namespace) -> int:
     positive(args.limit, "--limit")
     if args.photos < 0:
         raise UsageError(f"--photos must be 0 or more, got {args.photos}")
+    layers = [name.strip() for name in (args.layers or "").split(",") if name.strip()]
+    config = site_config(args, layers)
     data = image_files(args.data, args.limit)
     photos = image_files(args.data, args.photos) if args.photos else []
     model, card = load_any_weights(args.weights, device=args.device)
     model.eval()
-    layers = [name.strip() for name in (args.layers or "").split(",") if name.strip()]
-    config = site_config(args, layers)
     plan_site(model, card, config)  # every name and number checked before the long work
     start = time.perf_counter()
     report = build_site(

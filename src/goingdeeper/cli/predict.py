@@ -11,10 +11,10 @@ import torch
 
 from ..data.classes import ClassMap
 from ..data.samples import labelled_images
-from ..errors import ImageError, UsageError
+from ..errors import EvalError, ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
-from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, load_any_weights, positive
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, load_any_weights, positive, printable
 
 
 def add_parser(sub) -> None:
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     if args.labels is not None and args.data is None:
         raise UsageError("--labels labels a --data folder; give --data too")
     model, card = load_any_weights(args.weights, runtime=args.runtime)
-    names = card.class_names or [str(i) for i in range(card.num_classes)]
+    names = [printable(n) for n in card.class_names or range(card.num_classes)]
     items = [(str(path), lambda p=path: load_image(p), None) for path in args.images]
     if args.data is not None:
         found = labelled_images(args.data, ClassMap.for_card(card), args.labels)
@@ -77,9 +77,17 @@ def run(args: argparse.Namespace) -> int:
             failed += 1
             continue
         with torch.inference_mode():  # section 7: softmax averaged over the views
-            probs = torch.cat([torch.softmax(model(v), dim=1) for v in x.split(48)]).mean(0)
+            scores = torch.cat([model(v) for v in x.split(48)])
+        if not torch.isfinite(scores).all():
+            raise EvalError(
+                f"{args.weights} gives scores that are not finite (NaN or infinity) for "
+                f"{printable(path)}: its weights or its preprocessing (a zero std?) are broken, "
+                "so no class it names would mean anything"
+            )
+        probs = torch.softmax(scores, dim=1).mean(0)
         top = probs.topk(min(args.top, probs.numel()))
-        print(path if truth is None else f"{path}  (true class {truth} {names[truth]})")
+        shown = printable(path)
+        print(shown if truth is None else f"{shown}  (true class {truth} {names[truth]})")
         for p, i in zip(top.values.tolist(), top.indices.tolist(), strict=True):
             print(f"  {p:7.2%}  {i:4d}  {names[i]}" + ("  <- true" if i == truth else ""))
         if truth is not None:

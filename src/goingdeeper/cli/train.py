@@ -35,7 +35,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--weights",
         metavar="W",
-        help="the initial weights (config init_weights): " + WEIGHTS_HELP,
+        help="the initial weights (config init_weights; --set new_head=true for a new "
+        "classifier on the data's classes): " + WEIGHTS_HELP,
     )
     add_image_limit(p)
     p.add_argument("--data", help="digits, a folder, a .tar(.gz), an MNIST/CIFAR folder")
@@ -74,13 +75,13 @@ def run(args: argparse.Namespace) -> int:
         "lr": args.lr,
         "out": args.out,
         "device": args.device,
+        "init_weights": args.weights,
         "amp": args.amp,
         "seed": args.seed,
         "workers": args.workers,
         "input_size": args.input_size,
         "loader": args.loader,
         "compile": args.compile,
-        "init_weights": args.weights,
     }
     config = cfg.resolve(args.preset, args.config, args.set, **direct)
     result = fit(

@@ -30,7 +30,7 @@ from ..visualize import (
     top_activations,
 )
 from ..weights import WeightsCard, import_bvlc, open_weights
-from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar
+from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar, positive
 
 ACTIONS = ("deconv", "top9", "filters", "maps", "occlusion")
 
@@ -105,8 +105,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
 # --- helpers -----------------------------------------------------------------------------------
 
 
+MAX_CHANNEL = 1 << 16  # wider than any layer of any model here, by far
+
+
 def parse_channels(text: str) -> list[int]:
-    """'0-3,8' -> [0, 1, 2, 3, 8]."""
+    """'0-3,8' -> [0, 1, 2, 3, 8]; each number below `MAX_CHANNEL`, checked before the list
+    is built."""
     out: list[int] = []
     try:
         for part in text.split(","):
@@ -115,9 +119,16 @@ def parse_channels(text: str) -> list[int]:
                 lo, hi = (int(v) for v in part.split("-", 1))
                 if hi < lo:
                     raise ValueError
-                out.extend(range(lo, hi + 1))
             elif part:
-                out.append(int(part))
+                lo = hi = int(part)
+            else:
+                continue
+            if hi >= MAX_CHANNEL:
+                raise VisualizeError(
+                    f"--channels {part}: channel {hi} is beyond any layer (they have under "
+                    f"{MAX_CHANNEL:,} channels)"
+                )
+            out.extend(range(lo, hi + 1))
     except ValueError:
         raise VisualizeError(
             f"--channels expects numbers and ranges such as 0-15 or 3,7,12; got {text!r}"
@@ -275,6 +286,8 @@ ACTION_FUNCTIONS = {
 def run_visualize(args: argparse.Namespace) -> int:
     """Run one `visualize` action; print the files written."""
     writable(args.out, folder=True)
+    for option in ("tile", "square", "stride", "batch_size"):
+        positive(getattr(args, option), "--" + option.replace("_", "-"))
     model, card = load_model(args)
     for path in ACTION_FUNCTIONS[args.action](args, model, card):
         print(f"wrote {path}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import codecs
 import importlib
+import math
 import pickle
 from collections.abc import Callable
 from pathlib import Path
@@ -81,14 +82,43 @@ def _unpickle(path: Path) -> Any:
         raise DataError(f"{path}: not a CIFAR batch ({e})") from None
 
 
+class _Array(np.ndarray):
+    """An ndarray as numpy pickles one, its state checked before it is set: a shape larger
+    than the bytes that come with it is refused, never allocated."""
+
+    def __setstate__(self, state: tuple) -> None:
+        shape, dtype, data = state[-4], state[-3], state[-1]
+        if not (isinstance(dtype, np.dtype) and isinstance(data, bytes | bytearray)):
+            raise pickle.UnpicklingError("an array that is not one of plain numbers")
+        if not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise pickle.UnpicklingError(f"an array of shape {shape}")
+        if math.prod(shape) * dtype.itemsize != len(data):
+            raise pickle.UnpicklingError(
+                f"an array of shape {tuple(shape)} stored in {len(data):,} bytes"
+            )
+        super().__setstate__(state)
+
+
+def _reconstruct(cls: type, shape: tuple, dtype: Any) -> np.ndarray:
+    """numpy's `_reconstruct`, which pickles write with an empty shape; its shape is set by
+    the state that follows (checked by `_Array`), never allocated from the pickle's word."""
+    if not (
+        isinstance(shape, tuple) and math.prod(n if isinstance(n, int) else 1 for n in shape) == 0
+    ):
+        raise pickle.UnpicklingError(f"an array pickled with the shape {shape!r}")
+    return np.ndarray.__new__(_Array, (0,), dtype)
+
+
 class _NumpyUnpickler(pickle.Unpickler):
     """`pickle.load(encoding="bytes")` that builds only numpy arrays and plain Python data."""
 
-    _NUMPY = {("multiarray", "_reconstruct"), ("multiarray", "scalar"), ("numeric", "_frombuffer")}
+    _NUMPY = {("multiarray", "scalar"), ("numeric", "_frombuffer")}
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "numpy" and name in ("ndarray", "dtype"):
             return getattr(np, name)
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name == "_reconstruct":
+            return _reconstruct
         if (module, name) == ("_codecs", "encode"):  # protocol 2 writes bytes this way
             return codecs.encode
         base, _, leaf = module.rpartition(".")

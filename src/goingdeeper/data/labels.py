@@ -38,6 +38,7 @@ from .classes import WNID, imagenet_class_ids
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")
 VAL_IMAGES = 50_000
 MAX_LABEL_FILE_BYTES = 64 << 20  # label files and the devkit's members: kilobytes to a few MB
+MAX_DEVKIT_MEMBERS = 10_000
 LABEL_FILE_NAMES = (
     "LOC_val_solution.csv",
     "ILSVRC2012_validation_ground_truth.txt",
@@ -75,11 +76,11 @@ def read_labels(path: str | Path) -> dict[str, str]:
     lines = [fields for fields in lines if fields]
     if not lines:
         raise DataError(f"{path}: empty label file")
-    if all(len(f) == 1 and f[0].isdigit() for f in lines):
+    if all(len(f) == 1 and _digits(f[0]) for f in lines):
         return _numbered(_devkit_order_beside(path), [int(f[0]) for f in lines], path)
     if all(len(f) == 1 and WNID.fullmatch(f[0]) for f in lines):
         return {val_stem(i): f[0] for i, f in enumerate(lines, 1)}
-    if all(len(f) == 2 and f[1].isdigit() for f in lines):
+    if all(len(f) == 2 and _digits(f[1]) for f in lines):
         return _from_indexed_list(lines, path)
     raise DataError(
         f"{path}: not a label file this reads (LOC_val_solution.csv, the devkit's "
@@ -88,8 +89,19 @@ def read_labels(path: str | Path) -> dict[str, str]:
     )
 
 
+def _digits(text: str) -> bool:
+    """0-9 only (`str.isdigit` also takes "²", which `int` refuses)."""
+    return text.isascii() and text.isdigit()
+
+
 def _from_loc_csv(text: str, path: Path) -> dict[str, str]:
-    rows = csv.reader(io.StringIO(text))
+    try:
+        return _loc_rows(csv.reader(io.StringIO(text)), path)
+    except csv.Error as e:
+        raise DataError(f"{path}: not a readable CSV file ({e})") from None
+
+
+def _loc_rows(rows, path: Path) -> dict[str, str]:
     header = next(rows, None)
     if header is None or [h.strip() for h in header[:2]] != ["ImageId", "PredictionString"]:
         raise DataError(f"{path}: expected the header 'ImageId,PredictionString'")
@@ -142,8 +154,11 @@ def devkit_class_order(mat: bytes, where: Path | str) -> list[str]:
     try:
         synsets = loadmat(io.BytesIO(mat), squeeze_me=True)["synsets"]
         rows = [(int(s["ILSVRC2012_ID"]), str(s["WNID"]), int(s["num_children"])) for s in synsets]
-    except (KeyError, ValueError, TypeError, IndexError) as e:
-        raise DataError(f"{where}: not the ILSVRC2012 devkit's meta.mat ({e})") from None
+    except Exception as e:  # noqa: BLE001 - scipy's reader fails on junk in many ways
+        first = (str(e).splitlines() or [""])[0][:120]
+        raise DataError(
+            f"{where}: not the ILSVRC2012 devkit's meta.mat ({type(e).__name__}: {first})"
+        ) from None
     leaves = sorted((number, wnid) for number, wnid, children in rows if children == 0)
     if [number for number, _ in leaves] != list(range(1, len(leaves) + 1)) or not leaves:
         raise DataError(f"{where}: its leaf synsets are not numbered 1..N")
@@ -158,7 +173,15 @@ def _clsloc_order(text: str) -> list[str]:
 def _from_devkit_archive(path: Path) -> dict[str, str]:
     try:
         with tarfile.open(path) as tar:
-            members = {Path(m.name).name: m for m in tar.getmembers() if m.isfile()}
+            members = {}
+            for count, member in enumerate(tar, 1):  # read no further than a devkit reaches
+                if count > MAX_DEVKIT_MEMBERS:
+                    raise DataError(
+                        f"{path}: more than {MAX_DEVKIT_MEMBERS:,} members; the ILSVRC2012 "
+                        "devkit holds a few dozen"
+                    )
+                if member.isfile():
+                    members.setdefault(Path(member.name).name, member)
             need = ("meta.mat", "ILSVRC2012_validation_ground_truth.txt")
             if missing := [n for n in need if n not in members]:
                 raise DataError(f"{path}: not the ILSVRC2012 devkit (no {missing[0]} inside)")
@@ -170,7 +193,10 @@ def _from_devkit_archive(path: Path) -> dict[str, str]:
             mat, truth = (tar.extractfile(members[n]).read() for n in need)
     except (tarfile.TarError, OSError, EOFError) as e:
         raise DataError(f"{path}: cannot read the archive ({e})") from None
-    numbers = [int(v) for v in truth.split()]
+    words = truth.decode("latin-1").split()
+    if bad := next((w for w in words if not _digits(w)), None):
+        raise DataError(f"{path}: its ground truth holds {bad[:20]!r} where a number belongs")
+    numbers = [int(w) for w in words]
     return _numbered(devkit_class_order(mat, f"{path}:meta.mat"), numbers, path)
 
 
@@ -183,6 +209,8 @@ def real_labels(path: str | Path) -> list[list[str]]:
         raw = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise DataError(f"{path}: not JSON ({e})") from None
+    except RecursionError:
+        raise DataError(f"{path}: JSON nested too deep to be ReaL's real.json") from None
     ids = imagenet_class_ids()
     ok = isinstance(raw, list) and all(
         isinstance(r, list) and all(isinstance(c, int) and 0 <= c < len(ids) for c in r)

@@ -35,6 +35,7 @@ from typing import NamedTuple
 from PIL import Image
 
 from ..errors import DataError
+from ..files import atomic_write
 from ..images import OpenedImage, decode_image, is_image_name
 from .dataset import ImageDataset
 from .tar import TarArchive, TarMember
@@ -218,6 +219,13 @@ class _Writer:
             self._close()
         return self.done
 
+    def abort(self) -> None:
+        """Close the shard being written without finishing it (its file is deleted after)."""
+        if self._tar is not None:
+            self._tar.tarstream.fileobj.closed = True  # tarfile writes nothing more, not even
+            self._file.close()  # when collected, where a full disk would fail it once more
+            self._tar = self._file = None
+
 
 def _member_bytes(size: int) -> int:
     """A tar member's share of the file: a 512-byte header and its data in 512-byte blocks."""
@@ -248,20 +256,46 @@ def write_shards(
     classes = next(iter(splits.values())).classes
     if any(ds.classes != classes for ds in splits.values()):
         raise DataError("the splits have different classes; shards keep one class list")
+    made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
+    try:
+        return _write_splits(out, splits, shard_size, source, class_ids, progress, wds)
+    except BaseException:  # a full disk, an interrupt: no half-written set is left behind
+        for split in splits:
+            for path in [*out.glob(f"{split}-*.tar"), *out.glob(f".{split}-*.tar.partial")]:
+                path.unlink(missing_ok=True)
+        if made and not any(out.iterdir()):
+            out.rmdir()
+        raise
+
+
+def _write_splits(
+    out: Path,
+    splits: dict[str, ImageDataset],
+    shard_size: int,
+    source: str,
+    class_ids: list[str] | tuple[str, ...],
+    progress: Callable[[int], None] | None,
+    wds,
+) -> ShardSet:
+    classes = next(iter(splits.values())).classes
     entries = {}
     for split, ds in splits.items():
         writer = _Writer(out, split, shard_size, wds)
-        for i in range(len(ds)):
-            image, ext, name = encoded(ds, i)
-            label = ds.targets[i]
-            meta = {"class": classes[label], "source": name}
-            if class_ids:
-                meta["wnid"] = class_ids[label]
-            writer.add(f"{i:08d}", image, ext, label, meta)
-            if progress is not None:
-                progress(1)
-        shards = writer.finish()
+        try:
+            for i in range(len(ds)):
+                image, ext, name = encoded(ds, i)
+                label = ds.targets[i]
+                meta = {"class": classes[label], "source": name}
+                if class_ids:
+                    meta["wnid"] = class_ids[label]
+                writer.add(f"{i:08d}", image, ext, label, meta)
+                if progress is not None:
+                    progress(1)
+            shards = writer.finish()
+        except BaseException:
+            writer.abort()
+            raise
         entries[split] = {"images": len(ds), "shards": shards}
     manifest = {
         "format": FORMAT,
@@ -272,7 +306,7 @@ def write_shards(
         "splits": entries,
     }
     text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
-    (out / MANIFEST).write_text(text + "\n")
+    atomic_write(out / MANIFEST, lambda tmp: Path(tmp).write_text(text + "\n"))
     return read_manifest(out)
 
 
@@ -344,13 +378,23 @@ def shard_dataset(
 
 def shard_images(archive: TarArchive, shard: Shard) -> list[TarMember]:
     """The image members of a shard in order (their labels are `shard.labels`), checked
-    against the manifest's count."""
-    images = [m for m in archive.members() if is_image_name(m.name)]
+    against the manifest's count, and each label against the sample's own `.cls`."""
+    members = archive.members()
+    images = [m for m in members if is_image_name(m.name)]
     if len(images) != shard.images:
         raise DataError(
             f"{archive.path}: {len(images)} images, the manifest says {shard.images}; "
             "the shard was changed or cut short"
         )
+    cls = {m.name[: -len(".cls")]: m for m in members if m.name.endswith(".cls")}
+    for image, label in zip(images, shard.labels, strict=True):
+        key = image.name.rsplit(".", 1)[0]
+        stated = archive.read(cls[key]).strip() if key in cls else b""
+        if stated != str(label).encode():
+            raise DataError(
+                f"{archive.path}: {key}.cls says {stated[:20].decode('latin-1')!r}, the manifest "
+                f"says {label}; the manifest or the shard was changed: write the shards again"
+            )
     return images
 
 

@@ -213,6 +213,8 @@ def scan_tar_headers(read_at: Callable[[int, int], bytes]) -> list[TarMember] | 
                 if kind in (b"0", b"\0", b"7"):  # regular (and contiguous) files
                     name = pax.get(b"path") or long_name or _header_name(block)
                     size = int(pax.get(b"size", size))
+                    if size < 0:
+                        raise ValueError(f"a member of {size} bytes")
                     name = _member_name(name.decode("utf-8", "surrogateescape"))
                     members.append(TarMember(name, data, size))
                 long_name, pax = b"", {}
@@ -249,6 +251,8 @@ def _pax_records(data: bytes) -> dict[bytes, bytes]:
     while pos < len(data) and data[pos] != 0:
         space = data.index(b" ", pos)
         length = int(data[pos:space])
+        if length <= space - pos:  # a record holds its own length: it would not move on
+            raise ValueError(f"a pax record of length {length}")
         key, _, value = data[space + 1 : pos + length - 1].partition(b"=")
         records[key] = value
         pos += length

@@ -9,6 +9,7 @@ Inception 1x1s fused), the writers here serialise it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import tempfile
 import warnings
@@ -18,11 +19,14 @@ import torch
 from torch import nn
 
 from ..errors import ArgumentError
+from ..files import atomic_write
 from ..models.base import example_input
 from ..preprocess import Preprocessing
 from .optimize import deployable, for_inference
 from .quantize import image_batches, quantize_onnx
 from .runtime import OnnxRuntimeModel
+
+log = logging.getLogger(__name__)
 
 
 def export_program(model: nn.Module, input_size: int = 224) -> torch.export.ExportedProgram:
@@ -46,8 +50,8 @@ def torchscript(model: nn.Module, input_size: int = 224) -> torch.jit.ScriptModu
 def write_torchscript(model: nn.Module, out: str | Path, input_size: int = 224) -> Path:
     """Save `torchscript(model)` to `out` (load with torch.jit.load, no goingdeeper needed)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torchscript(model, input_size).save(str(out))
+    traced = torchscript(model, input_size)
+    atomic_write(out, lambda tmp: traced.save(tmp))
     return out
 
 
@@ -75,10 +79,8 @@ def export_onnx(
 ) -> Path:
     """Write an ONNX file of the inference graph; the batch dimension is dynamic by default."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    onnx_program(model, input_size, dynamic_batch=dynamic_batch).save(
-        str(path), external_data=False
-    )
+    program = onnx_program(model, input_size, dynamic_batch=dynamic_batch)
+    atomic_write(path, lambda tmp: program.save(tmp, external_data=False))
     return path
 
 
@@ -110,9 +112,9 @@ def write_program(
 ) -> Path:
     """Save a `torch.export` program of the inference graph (load with torch.export.load)."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     net = deployable(model, input_size, fused=fused, fuse_1x1=fuse_1x1)
-    torch.export.save(export_program(net, input_size), str(out))
+    program = export_program(net, input_size)
+    atomic_write(out, lambda tmp: torch.export.save(program, tmp))
     return out
 
 
@@ -142,9 +144,10 @@ def onnxruntime_model(
     key = f"{_fingerprint(model)}|{input_size}|folded|{torch.__version__}"
     digest = hashlib.sha256(key.encode()).hexdigest()[:32]
     path = cache_dir() / f"{type(model).__name__.lower()}-{input_size}-{digest}.onnx"
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{os.getpid()}.tmp")
-        write_onnx(model, partial, input_size, fused=True)
-        partial.replace(path)  # atomic: a concurrent run sees the whole file or none
+    if path.is_file():
+        try:
+            return OnnxRuntimeModel(path, threads=threads)
+        except Exception as e:  # noqa: BLE001 - a cached file ONNX Runtime cannot load
+            log.warning("%s: cannot be loaded (%s); exporting it again", path, type(e).__name__)
+    write_onnx(model, path, input_size, fused=True)  # atomic: a concurrent run sees all or none
     return OnnxRuntimeModel(path, threads=threads)

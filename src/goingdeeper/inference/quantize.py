@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..errors import ArgumentError
+from ..files import atomic_write
 from ..images import folder_images, load_image
 from ..preprocess import Preprocessing
 
@@ -77,23 +78,25 @@ def quantize_onnx(
     if method not in methods:
         raise ArgumentError(f"calibration method must be one of {sorted(methods)}, got {method!r}")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     input_name = onnx.load(str(source), load_external_data=False).graph.input[0].name
     with tempfile.TemporaryDirectory() as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         # shape inference and constant folding first, as ONNX Runtime's docs ask
         quant_pre_process(str(source), str(prepared), skip_symbolic_shape=True)
-        quantize_static(
-            str(prepared),
-            str(out),
-            _Batches(input_name, calibration),
-            quant_format=QuantFormat.QDQ,
-            per_channel=per_channel,
-            reduce_range=reduce_range,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            calibrate_method=methods[method],
-            op_types_to_quantize=list(OP_TYPES if op_types is None else op_types),
+        atomic_write(
+            out,
+            lambda partial: quantize_static(
+                str(prepared),
+                partial,
+                _Batches(input_name, calibration),
+                quant_format=QuantFormat.QDQ,
+                per_channel=per_channel,
+                reduce_range=reduce_range,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+                calibrate_method=methods[method],
+                op_types_to_quantize=list(OP_TYPES if op_types is None else op_types),
+            ),
         )
     return out
 

@@ -273,6 +273,18 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
                     f"{num_classes}: set new_head=true to fine-tune with a new classifier"
                 )
             model.reset_classifier(num_classes)
+            log.info(
+                "init_weights %s: a new %d-way classifier (its %d-way one dropped)",
+                c.init_weights,
+                num_classes,
+                wcard.num_classes,
+            )
+        else:
+            log.info(
+                "init_weights %s: its own %d-way classifier kept (new_head=false)",
+                c.init_weights,
+                wcard.num_classes,
+            )
         kwargs["num_classes"] = num_classes
         return model, kwargs, wcard.preprocessing
     kwargs["num_classes"] = num_classes

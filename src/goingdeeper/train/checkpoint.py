@@ -8,6 +8,7 @@ are unpickled.
 
 from __future__ import annotations
 
+import io
 import random
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,12 @@ def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     path = Path(path)
 
     def write(tmp: str) -> None:
+        # serialised in memory first: torch.save turns a failed write (a full disk) into a
+        # RuntimeError of its own, where writing the bytes raises the OSError that says so
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
         with open(tmp, "wb") as f:
-            torch.save(state, f)
+            f.write(buffer.getbuffer())
 
     atomic_write(path, write, sync=True)
     return path

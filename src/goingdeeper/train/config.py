@@ -25,6 +25,7 @@ import yaml
 
 from ..data.dali import DALI_RECIPES
 from ..errors import ConfigError
+from ..files import atomic_write
 from ..limits import Limit
 
 PRESETS = Path(__file__).parent / "presets"
@@ -151,22 +152,39 @@ def from_dict(values: dict[str, Any]) -> TrainConfig:
     return TrainConfig(**values)
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a few dozen lines
+
+
 def load_file(path: str | Path) -> dict[str, Any]:
     """Read a TOML, YAML or JSON config file into a dict."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder; give a .toml, .yaml or .json config file")
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file")
-    text = path.read_text()
+    if path.suffix not in (".toml", ".yaml", ".yml", ".json"):
+        raise ConfigError(f"{path}: config files are .toml, .yaml or .json")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {path.stat().st_size:,} bytes is not a config file")
     try:
+        text = path.read_text(encoding="utf-8")
         if path.suffix == ".toml":
-            return tomllib.loads(text)
-        if path.suffix in (".yaml", ".yml"):
-            return yaml.safe_load(text) or {}
-        if path.suffix == ".json":
-            return json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError, yaml.YAMLError, ValueError) as e:
-        raise ConfigError(f"{path}: cannot parse ({e})") from None
-    raise ConfigError(f"{path}: config files are .toml, .yaml or .json")
+            values = tomllib.loads(text)
+        elif path.suffix == ".json":
+            values = json.loads(text)
+        else:
+            values = yaml.safe_load(text)
+            values = {} if values is None else values
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, ValueError) as e:  # JSON's, UTF-8's too
+        first = (str(e).splitlines() or [""])[0][:200]
+        raise ConfigError(f"{path}: cannot parse ({first})") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deep to be a config") from None
+    if not isinstance(values, dict):
+        raise ConfigError(
+            f"{path}: holds a {type(values).__name__}, expected a table of settings (key = value)"
+        )
+    return values
 
 
 def list_presets() -> list[str]:
@@ -394,4 +412,5 @@ def resume_changes(saved: dict[str, Any], c: TrainConfig, done_epochs: int) -> l
 
 
 def save(config: TrainConfig, path: str | Path) -> None:
-    Path(path).write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    text = json.dumps(config.to_dict(), indent=2) + "\n"
+    atomic_write(Path(path), lambda tmp: Path(tmp).write_text(text))

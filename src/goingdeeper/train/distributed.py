@@ -46,6 +46,8 @@ def check_device(name: str) -> None:
         device = torch.device(name if name != "auto" else "cpu")
     except RuntimeError:
         raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N") from None
+    if device.type not in ("cpu", "cuda"):  # meta holds no numbers; mps is not supported here
+        raise ConfigError(f"device {name!r}: expected auto, cpu, cuda or cuda:N")
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r}: this machine has no CUDA GPU; use cpu or auto")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():

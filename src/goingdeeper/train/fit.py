@@ -32,6 +32,7 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from ..data import ClassMap, LoadedImages
 from ..errors import ConfigError, TrainingError, WeightsError
 from ..evaluate import dense_scales, evaluate
+from ..files import atomic_write
 from ..preprocess import Preprocessing
 from ..registry import check_arguments
 from ..weights import WeightsCard, read_card, save_weights
@@ -122,8 +123,9 @@ def fit(
                 f"init_from: {e}; train that net first (VGG: the vgg_a preset)"
             ) from None
     if main:
-        runfolder.prepare(out, resume=resume, overwrite=overwrite)
-    with runfolder.locked(out) if main else nullcontext():
+        out = runfolder.prepare(c.out, resume=resume, overwrite=overwrite)
+    replace = overwrite and not resume
+    with runfolder.locked(out, replace=replace) if main else nullcontext():
         run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)
         for epoch in range(run.start_epoch, c.epochs):
             run_epoch(run, epoch)
@@ -493,10 +495,30 @@ def _final_outputs(run: Run) -> dict:
     views = []
     if c.eval_views:
         final = [("Polyak average", run.averaged.module)] if run.averaged is not None else []
+        _warn_young_average(run, c)
         views = evaluate_views(final or [("raw weights", run.model)], pre, run.test_ds, c)
-        (run.out / "views.json").write_text(json.dumps(views, indent=2) + "\n")
+        text = json.dumps(views, indent=2) + "\n"
+        atomic_write(run.out / "views.json", lambda tmp: Path(tmp).write_text(text))
         paths["views"] = str(run.out / "views.json")
     return {"final": last, "paths": paths, "views": views}
+
+
+def _warn_young_average(run: Run, c: cfg.TrainConfig) -> None:
+    """An exponential average over fewer steps than its horizon, 1 / (1 - decay), is still
+    mostly the weights it started from: say so where it is scored."""
+    if run.averaged is None or c.polyak_average != "ema":
+        return
+    steps = (c.epochs - c.polyak_start_epoch) * run.steps_per_epoch
+    horizon = 1 / (1 - c.polyak_decay)
+    if steps < horizon:
+        log.warning(
+            "the test protocol scores the Polyak average (EMA, decay %g), which has seen %d "
+            "steps, fewer than its horizon of %.0f: it is still close to the starting weights; "
+            "compare the raw weights' row, or lower polyak_decay",
+            c.polyak_decay,
+            steps,
+            horizon,
+        )
 
 
 def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:

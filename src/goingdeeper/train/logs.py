@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import csv
 import logging
-import os
 from pathlib import Path
 
 from matplotlib.figure import Figure
+
+from ..files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -31,10 +32,14 @@ class StepLog:
         if start and path.is_file():
             with path.open(newline="") as f:
                 kept = [r for r in list(csv.reader(f))[1:] if r and int(r[0]) <= start]
-        with path.open("w", newline="") as f:
-            writer = csv.writer(f)
-            writer.writerow(self.FIELDS)
-            writer.writerows(kept)
+
+        def write(tmp: str) -> None:
+            with open(tmp, "w", newline="") as f:
+                writer = csv.writer(f)
+                writer.writerow(self.FIELDS)
+                writer.writerows(kept)
+
+        atomic_write(path, write)
 
     def record(self, step: int, epoch: float, info: dict, lr: float) -> None:
         if self.every <= 0 or step % self.every:
@@ -57,12 +62,14 @@ def write_csv(history: list[dict], path: Path) -> None:
     keys = list(history[0])
     for row in history[1:]:
         keys += [k for k in row if k not in keys]
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys)
-        writer.writeheader()
-        writer.writerows(history)
-    os.replace(tmp, path)
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys)
+            writer.writeheader()
+            writer.writerows(history)
+
+    atomic_write(path, write)
 
 
 def plot_curves(history: list[dict], path: Path) -> None:
@@ -86,7 +93,7 @@ def plot_curves(history: list[dict], path: Path) -> None:
     ax2.set_title("accuracy")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=100, format="png"))
 
 
 def tensorboard_writer(folder: Path):

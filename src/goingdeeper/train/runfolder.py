@@ -4,7 +4,9 @@
 A second run into the same folder stops with one line naming the owner; a lock left by a
 process that no longer runs (on this host) is reported as stale, never taken over silently.
 A folder that holds a finished or interrupted run is continued (`resume`), replaced
-(`overwrite`: its run files are deleted first, so old and new never mix), or refused.
+(`overwrite`: its run files are deleted once the lock is held, so old and new never mix, and a
+run in progress loses nothing), or refused; a folder holding anything else (the user's own
+files, a data set) is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import TrainingError
-from ..files import writable
+from ..files import temporary_files, writable
 
 LOCK = "run.lock"
 RUN_FILES = (
@@ -43,26 +45,45 @@ def run_files(out: Path, names: tuple[str, ...] = (*RUN_FILES, *RUN_FOLDERS)) ->
     return [n for n in names if (out / n).exists()]
 
 
-def prepare(out: Path, *, resume: bool, overwrite: bool) -> None:
-    """Check that `out` may take this run; with `overwrite`, remove the earlier run's files."""
-    writable(out, folder=True)
-    found = run_files(out, RESULTS) if out.is_dir() else []
-    if resume or not found:
-        return
-    if not overwrite:
+def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+    """Check that `out` may take this run, deleting nothing: it is empty or new, or holds a run
+    that is continued (`resume`) or replaced (`overwrite`, done by `locked` once it holds the
+    lock). A folder holding anything that is not a run's is refused whatever the flags."""
+    out = writable(out, folder=True)
+    if not out.is_dir():
+        return out
+    ours = {*RUN_FILES, *RUN_FOLDERS, LOCK}
+    temporary = {p.name for p in temporary_files(out, RUN_FILES)}
+    foreign = sorted(p.name for p in out.iterdir() if p.name not in ours | temporary)
+    found = run_files(out, RESULTS)
+    if foreign and not (resume and found):
         raise TrainingError(
-            f"{out} holds a run ({', '.join(found[:3])}); continue it with --resume, replace it "
-            "with --overwrite, or give another --out"
+            f"--out {out} holds files that are not a run's ({', '.join(foreign[:3])}); give an "
+            "empty or new folder as --out"
         )
-    for name in run_files(out):
+    found = found or run_files(out)
+    if resume or overwrite or not found:
+        return out
+    raise TrainingError(
+        f"{out} holds a run ({', '.join(found[:3])}); continue it with --resume, replace it "
+        "with --overwrite, or give another --out"
+    )
+
+
+def _replace(out: Path, names: list[str] | None = None) -> None:
+    """Delete the run files `names` (all of them by default), with the lock held."""
+    for name in run_files(out) if names is None else names:
         path = out / name
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 @contextmanager
-def locked(out: Path):
-    """Hold `out/run.lock` while the body runs (created atomically; removed at the end). A
-    folder made here is removed again when the run leaves nothing in it (it failed at once)."""
+def locked(out: Path, *, replace: bool = False):
+    """Hold `out/run.lock` while the body runs (created atomically; removed at the end). With
+    the lock held, the temporary files of a killed run are removed, and with `replace` the
+    earlier run's files. A run that fails before any result removes the files it wrote (a
+    config, the first steps), and a folder made here is removed again when that leaves it
+    empty."""
     made = not out.exists()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -75,7 +96,17 @@ def locked(out: Path):
     with os.fdopen(fd, "w") as f:
         json.dump(owner, f)
     try:
-        yield
+        for path in temporary_files(out, RUN_FILES):
+            path.unlink(missing_ok=True)
+        if replace:
+            _replace(out)
+        before = set(run_files(out))
+        try:
+            yield
+        except BaseException:
+            if not run_files(out, RESULTS):  # it failed before any result: nothing to keep
+                _replace(out, [n for n in run_files(out) if n not in before])
+            raise
     finally:
         (out / LOCK).unlink(missing_ok=True)
         if made and not any(out.iterdir()):

@@ -12,6 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from ..files import atomic_write
+
 BACKGROUND = (255, 255, 255)
 FRAME = (24, 24, 24)  # behind tiles: where a patch runs past the image edge
 TEXT = (0, 0, 0)
@@ -151,12 +153,11 @@ def save_png(
 ) -> Path:
     """Write a PNG (folders created); optionally downscaled and reduced to a palette."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if max_side and max(img.size) > max_side:
         scale = max_side / max(img.size)
         size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
         img = img.resize(size, Image.Resampling.LANCZOS)
     if colors:
         img = img.quantize(colors, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
-    img.save(path, optimize=True)
+    atomic_write(path, lambda tmp: img.save(tmp, format="PNG", optimize=True))
     return path

@@ -169,4 +169,10 @@ def load_weights(
         model = load_checked(card.model, kwargs, state)
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
+    outputs = getattr(model, "num_classes", card.num_classes)  # what the model declares
+    if outputs != card.num_classes:
+        raise WeightsError(
+            f"{path}: the card says {card.num_classes} classes but its tensors give {outputs} "
+            "outputs; give the card model_kwargs num_classes, or the right num_classes"
+        )
     return model, card

@@ -75,6 +75,11 @@ def check_fit(
             raise WeightsError(
                 f"{key} has shape {tuple(state[key].shape)}, {what} expects {tuple(tensor.shape)}"
             )
+        if key in state and state[key].is_floating_point() != tensor.is_floating_point():
+            raise WeightsError(  # int8 weights are quantized: a cast would change every value
+                f"{key} holds {state[key].dtype}, {what} expects {tensor.dtype}; quantized "
+                "weights cannot be loaded as floats"
+            )
 
 
 def load_checked(
