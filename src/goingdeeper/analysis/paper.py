@@ -420,8 +420,6 @@ def format_figures(summary: Summary, figures: PaperFigures, fmt: str = "table") 
     return "\n".join(lines)
 
 
-
-
 # --- Inception v3: Table 1 of "Rethinking the Inception Architecture" (arXiv:1512.00567) -------
 
 # Table 1 as printed: type, patch size / stride or remarks, input size; and the modules of
