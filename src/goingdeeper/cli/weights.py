@@ -23,6 +23,7 @@ from ..weights import (
     get_entry,
     import_bvlc,
     import_caffe,
+    import_pretrainedmodels,
     import_timm,
     import_torchvision,
     place_file,
@@ -34,7 +35,7 @@ from ..weights import (
 )
 from .common import HELP_FORMAT, on_terminal, parameter_count
 
-KINDS = ("caffe", "bvlc", "torchvision", "timm")
+KINDS = ("caffe", "bvlc", "torchvision", "timm", "pretrainedmodels")
 
 
 def add_parser(sub) -> None:
@@ -66,7 +67,7 @@ def add_parser(sub) -> None:
     q.set_defaults(func=run_get)
     q = wsub.add_parser(
         "import",
-        help="convert Caffe, torchvision or timm weights to our format",
+        help="convert Caffe, torchvision, timm or pretrainedmodels weights to our format",
         epilog="examples:\n"
         "  goingdeeper weights import caffe deploy.prototxt bvlc_alexnet.caffemodel --out alexnet\n"
         "  goingdeeper weights import caffe VGG_ILSVRC_16_layers_deploy.prototxt "
@@ -78,6 +79,8 @@ def add_parser(sub) -> None:
         "  goingdeeper weights import torchvision resnet50-11ad3fa6.pth --tag IMAGENET1K_V2 "
         "--out resnet50_v2\n"
         "  goingdeeper weights import timm seresnet50.safetensors --tag a1_in1k --out seresnet50\n"
+        "  goingdeeper weights import pretrainedmodels bn_inception-52deb4733.pth "
+        "--out bn_inception\n"
         "  goingdeeper weights import torchvision download --out tv_googlenet  # needs internet\n"
         "  goingdeeper weights import googlenet.bvlc_in1k bvlc_googlenet.caffemodel  # the cache",
         formatter_class=HELP_FORMAT,
@@ -85,8 +88,9 @@ def add_parser(sub) -> None:
     q.add_argument(
         "kind",
         metavar="KIND",
-        help="caffe, bvlc, torchvision or timm; or a name of `weights list`: the file, fetched "
-        "elsewhere, is checked against its published hash and placed in the cache",
+        help="caffe, bvlc, torchvision, timm or pretrainedmodels; or a name of `weights list`: "
+        "the file, fetched elsewhere, is checked against its published hash and placed in the "
+        "cache",
     )
     q.add_argument(
         "source",
@@ -169,8 +173,8 @@ def run_import(args: argparse.Namespace) -> int:
     if args.kind not in KINDS:
         if find_entry(args.kind) is None:
             raise UsageError(
-                f"{args.kind!r} is neither caffe, bvlc, torchvision, timm nor a name of "
-                "`goingdeeper weights list`"
+                f"{args.kind!r} is neither caffe, bvlc, torchvision, timm, pretrainedmodels nor a "
+                "name of `goingdeeper weights list`"
             )
         if args.out or args.aux or args.tag or args.caffemodel:
             raise UsageError("a file placed by name takes one file and no --out, --aux or --tag")
@@ -178,16 +182,21 @@ def run_import(args: argparse.Namespace) -> int:
         return 0
     if not args.out:
         raise UsageError(f"weights import {args.kind} needs --out (the .safetensors to write)")
-    if args.kind in ("caffe", "bvlc") and args.tag:
-        raise UsageError("--tag names torchvision's or timm's weights; Caffe's have one transform")
+    if args.kind in ("caffe", "bvlc", "pretrainedmodels") and args.tag:
+        raise UsageError(
+            f"--tag names torchvision's or timm's weights; {args.kind}'s have one transform"
+        )
     if (args.kind == "caffe") != (args.caffemodel is not None):
         raise UsageError(
             "give a .caffemodel after the .prototxt for `import caffe`, and only for it"
             if args.kind == "caffe"
             else f"`import {args.kind}` takes one source; the second is for `import caffe`"
         )
-    if args.kind == "caffe" and args.aux:
-        raise UsageError("--aux is for `import bvlc`: a Caffe deploy graph has no aux heads")
+    if args.kind in ("caffe", "pretrainedmodels") and args.aux:
+        raise UsageError(
+            f"--aux is for `import bvlc` and `import torchvision`: {args.kind}'s network has no "
+            "aux heads"
+        )
     writable(weights_path(args.out))
     if args.kind == "caffe":
         model, card = import_caffe(args.source, args.caffemodel)
@@ -195,6 +204,8 @@ def run_import(args: argparse.Namespace) -> int:
         model, card = import_bvlc(args.source, aux_logits=args.aux)
     elif args.kind == "timm":
         model, card = import_timm(args.source, tag=args.tag)
+    elif args.kind == "pretrainedmodels":
+        model, card = import_pretrainedmodels(args.source)
     else:
         source = args.source
         if source == "download":  # needs internet: torchvision fetches its published weights

@@ -34,6 +34,7 @@ Where this code departs from the paper, and why:
 
 from __future__ import annotations
 
+import re
 from collections import OrderedDict
 from functools import partial
 from typing import NamedTuple
@@ -44,7 +45,7 @@ from torch import Tensor, nn
 from ..errors import InputError, ModelArgumentError
 from ..preprocess import IMAGENET_RGB, mean_subtracted
 from ..registry import ModelCard, register_model
-from .base import Classifier, new_linear, out_size
+from .base import Classifier, ImportedState, new_linear, out_size
 from .inception import ConvFactory, ConvReLU, SeparableConv1
 
 
@@ -280,6 +281,60 @@ def _min_size() -> int:
         if n >= 1 and stride2_grids(size) is None:
             return size
     raise AssertionError("unreachable")
+
+
+# --- pretrainedmodels' keys ------------------------------------------------------------------
+
+# its layer names (Caffe's) that are not a module's: the stem, the classifier
+_PRETRAINEDMODELS_STEM = {
+    "conv1_7x7_s2": "conv1",
+    "conv2_3x3_reduce": "conv2_reduce",
+    "conv2_3x3": "conv2",
+}
+# a module's layers, `inception_3a_<layer>`, in our branches
+_PRETRAINEDMODELS_BRANCHES = {
+    "1x1": "branch1x1",
+    "3x3_reduce": "branch3x3.reduce",
+    "3x3": "branch3x3.conv",
+    "double_3x3_reduce": "branch3x3dbl.reduce",
+    "double_3x3_1": "branch3x3dbl.conv1",
+    "double_3x3_2": "branch3x3dbl.conv2",
+    "pool_proj": "branch_pool.proj",
+}
+_PRETRAINEDMODELS_KEY = re.compile(r"^(?:inception_(\d[a-e])_)?(\w+?)(_bn)?\.(\w+)$")
+
+
+def from_pretrainedmodels_key(key: str) -> str:
+    """One of pretrainedmodels' bninception keys under our name (`inception_3a_double_3x3_1`
+    -> `inception3a.branch3x3dbl.conv1.conv`, its `_bn` -> `.bn`, `last_linear` -> `fc`); a key
+    it does not know comes back as it is, for the loader to name."""
+    if key.startswith("last_linear."):
+        return "fc." + key.removeprefix("last_linear.")
+    m = _PRETRAINEDMODELS_KEY.match(key)
+    if m is None:
+        return key
+    module, layer, bn, tensor = m.groups()
+    if module is None:
+        ours = _PRETRAINEDMODELS_STEM.get(layer)
+    else:
+        branch = _PRETRAINEDMODELS_BRANCHES.get(layer)
+        ours = f"inception{module}.{branch}" if branch else None
+    if ours is None:
+        return key
+    return f"{ours}.{'bn' if bn else 'conv'}.{tensor}"
+
+
+def from_pretrainedmodels(state: dict[str, Tensor]) -> ImportedState | None:
+    """Cadene's `pretrainedmodels` bninception (a Caffe port) as `bn_inception_caffe`, its
+    keys made ours; None for another network. Its published file predates BatchNorm's
+    `num_batches_tracked` (which eval never reads): absent, it starts at 0."""
+    if "conv1_7x7_s2.weight" not in state or "inception_3a_double_3x3_1.weight" not in state:
+        return None
+    ours = {from_pretrainedmodels_key(k): v for k, v in state.items()}
+    for key in [k for k in ours if k.endswith(".bn.running_mean")]:
+        ours.setdefault(key.replace("running_mean", "num_batches_tracked"), torch.tensor(0))
+    kwargs = {"num_classes": ours["fc.weight"].shape[0]} if "fc.weight" in ours else {}
+    return ImportedState("bn_inception_caffe", kwargs, ours, BNINCEPTION_CAFFE_BGR, "bninception")
 
 
 # --- presets ---------------------------------------------------------------------------------

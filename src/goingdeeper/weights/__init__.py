@@ -1,5 +1,5 @@
 """Weights: our safetensors format with its card, one checked loader, one importer per source
-(torchvision, timm, Caffe), the forms people keep weights in (`open_weights`, hub
+(torchvision, timm, pretrainedmodels, Caffe), the forms people keep weights in (`open_weights`, hub
 folders), and the catalogue of published weights, fetched by name (`load_pretrained`)."""
 
 from ..data.classes import imagenet_class_ids, imagenet_class_names
@@ -25,6 +25,7 @@ from .pretrained import (
     pretrained_path,
     weights_file,
 )
+from .pretrainedmodels import import_pretrainedmodels, recognise_pretrainedmodels
 from .timm import import_timm, recognise_timm
 from .torchvision import import_torchvision, recognise, torchvision_preprocessing
 
@@ -48,6 +49,7 @@ __all__ = [
     "imagenet_class_names",
     "import_bvlc",
     "import_caffe",
+    "import_pretrainedmodels",
     "import_timm",
     "import_torchvision",
     "load_checked",
@@ -58,6 +60,7 @@ __all__ = [
     "read_card",
     "read_state_dict",
     "recognise",
+    "recognise_pretrainedmodels",
     "recognise_state",
     "recognise_timm",
     "save_weights",

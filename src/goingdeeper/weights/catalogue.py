@@ -2,7 +2,7 @@
 
 Names follow timm's `model.tag` form, with our registry's model name before the dot:
 `googlenet.bvlc_in1k`, `googlenet_torchvision.tv_in1k`, `resnet50.tv2_in1k`, `resnet50.a1_in1k`.
-Three publishers, each read from what it publishes rather than retyped:
+Four publishers, each read from what it publishes rather than retyped:
 
 - torchvision: its weight enums (`torchvision.models.get_model_weights`) give each file's URL,
   whose name ends in the first 8 hex digits of its SHA-256 (`googlenet-1378be20.pth`, the
@@ -11,6 +11,8 @@ Three publishers, each read from what it publishes rather than retyped:
   (or the release URL of older files), the licence and the transform. timm states no hash for
   them: such an entry says so, and a fetch records the SHA-256 it got.
 - The Caffe model zoo: BVLC GoogLeNet, with the SHA-1 its model page states.
+- Cadene's `pretrainedmodels`: its BN-Inception (a Caffe port), at the URL its settings give,
+  the file's name ending in the first digits of its SHA-256 as torch.hub checks them.
 
 `register_weights(entry)` adds an entry (weights a site publishes for itself, or a test's).
 """
@@ -66,6 +68,9 @@ HF_FILE = "model.safetensors"  # what timm's hub repositories hold
 # the ends of weight files' names, which no name of the catalogue has
 FILE_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".caffemodel", ".json", ".onnx")
 
+# the importers a catalogue entry's file can go through
+SOURCES = ("bvlc", "torchvision", "timm", "pretrainedmodels")
+
 _HASH_IN_NAME = re.compile(r"-([a-f0-9]{8,})\.[a-z]+$")  # torch.hub's convention
 
 
@@ -75,7 +80,7 @@ class WeightsEntry:
 
     model: str  # the registered model it loads into
     tag: str  # timm's form: publisher or recipe, then the data set ("bvlc_in1k")
-    source: str  # the importer that reads the file: "bvlc", "torchvision" or "timm"
+    source: str  # the importer that reads the file: one of SOURCES
     url: str  # the publisher's own address of the file
     hash_algorithm: str  # "sha256", "sha1"; "" when the publisher states no hash
     hash_value: str  # hex, as published: a whole digest or its first digits
@@ -95,8 +100,8 @@ class WeightsEntry:
             raise WeightsError(f"tag {self.tag!r}: letters, digits and underscores only")
         if not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]*", self.filename):
             raise WeightsError(f"{self.url}: the URL must end in a file name")
-        if self.source not in ("bvlc", "torchvision", "timm"):
-            raise WeightsError(f"{self.name}: source must be bvlc, torchvision or timm")
+        if self.source not in SOURCES:
+            raise WeightsError(f"{self.name}: source must be one of {', '.join(SOURCES)}")
         if self.hash_algorithm not in ("", "sha256", "sha1"):
             raise WeightsError(f"{self.name}: hash_algorithm must be sha256, sha1 or empty")
         if self.hash_algorithm and not re.fullmatch(r"[0-9a-f]{8,}", self.hash_value):
@@ -140,6 +145,23 @@ BVLC_GOOGLENET = WeightsEntry(
     protocol="one center crop, ILSVRC 2012 val (BVLC model zoo)",
     upstream="bvlc_googlenet",
     note="imported with the main head; `weights import bvlc FILE --aux` keeps the aux heads",
+)
+
+# pretrainedmodels' settings for bninception; accuracy from its README's table
+CADENE_BN_INCEPTION = WeightsEntry(
+    model="bn_inception_caffe",
+    tag="cadene_in1k",
+    source="pretrainedmodels",
+    url="http://data.lip6.fr/cadene/pretrainedmodels/bn_inception-52deb4733.pth",
+    hash_algorithm="sha256",  # torch.hub's check: the digits in the file's name
+    hash_value="52deb4733",
+    licence="BSD-3-Clause (Cadene/pretrained-models.pytorch)",
+    transform="BGR 0-255 minus the mean (104, 117, 128); shorter side 256, center crop 224",
+    top1=73.524,
+    top5=91.562,
+    protocol="ImageNet-1k val, one center crop (pretrainedmodels README)",
+    upstream="bninception",
+    note="a port of a Caffe BN-Inception: plain 7x7 conv1, conv biases",
 )
 
 _registered: dict[str, WeightsEntry] = {}
@@ -249,10 +271,20 @@ def bvlc_entries() -> tuple[WeightsEntry, ...]:
     return (BVLC_GOOGLENET,)
 
 
+def pretrainedmodels_entries() -> tuple[WeightsEntry, ...]:
+    return (CADENE_BN_INCEPTION,)
+
+
 def all_entries() -> list[WeightsEntry]:
-    """The whole catalogue: registered entries, BVLC's, torchvision's, timm's (by name)."""
+    """The whole catalogue: registered entries, BVLC's, pretrainedmodels', torchvision's,
+    timm's (by name)."""
     found: dict[str, WeightsEntry] = {}
-    for entry in (*bvlc_entries(), *torchvision_entries(), *timm_entries()):
+    for entry in (
+        *bvlc_entries(),
+        *pretrainedmodels_entries(),
+        *torchvision_entries(),
+        *timm_entries(),
+    ):
         found.setdefault(entry.name, entry)
     found.update(_registered)
     return sorted(found.values(), key=lambda e: e.name)
@@ -260,10 +292,12 @@ def all_entries() -> list[WeightsEntry]:
 
 def default_entry(model: str) -> WeightsEntry | None:
     """The weights `pretrained=True` gives `model`: the paper's own where they were published
-    (BVLC's GoogLeNet), else torchvision's `DEFAULT`, else timm's default tag; None when no
-    publisher has weights for it."""
-    if model == BVLC_GOOGLENET.model:
-        return _registered.get(BVLC_GOOGLENET.name, BVLC_GOOGLENET)
+    (BVLC's GoogLeNet), the one file of a layout (pretrainedmodels' BN-Inception), else
+    torchvision's `DEFAULT`, else timm's default tag; None when no publisher has weights for
+    it."""
+    for fixed in (*bvlc_entries(), *pretrainedmodels_entries()):
+        if model == fixed.model:
+            return _registered.get(fixed.name, fixed)
     for architecture, ours in TORCHVISION_MODELS.items():
         if ours == model:
             default = torchvision.models.get_model_weights(architecture).DEFAULT.name
@@ -289,7 +323,7 @@ def find_entry(name: str) -> WeightsEntry | None:
         return None
     if "." not in name:
         return default_entry(name) if name in list_models() else None
-    for entries in (bvlc_entries, torchvision_entries, timm_entries):
+    for entries in (bvlc_entries, pretrainedmodels_entries, torchvision_entries, timm_entries):
         for entry in entries():
             if entry.name == name:
                 return entry

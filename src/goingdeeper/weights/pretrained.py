@@ -42,6 +42,7 @@ from ..files import give_ordinary_mode
 from .bvlc import import_bvlc
 from .catalogue import WeightsEntry, find_entry, get_entry
 from .format import WeightsCard, load_weights, save_weights
+from .pretrainedmodels import import_pretrainedmodels
 from .timm import import_timm
 from .torchvision import import_torchvision
 
@@ -185,6 +186,8 @@ def import_file(entry: WeightsEntry, path: Path, sha256: str) -> tuple[nn.Module
         model, card = import_bvlc(path)
     elif entry.source == "torchvision":
         model, card = import_torchvision(path, tag=entry.upstream or None)
+    elif entry.source == "pretrainedmodels":
+        model, card = import_pretrainedmodels(path)
     else:
         model, card = import_timm(path, tag=entry.tag)
     if card.model != entry.model:
