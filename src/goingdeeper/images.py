@@ -159,9 +159,11 @@ class OpenedImage:
         self._img = img
         with _pillow_errors(name):
             _check_shape(img.size, name)  # from the header, before decoding
-            turned = hasattr(img, "getexif") and img.getexif().get(0x0112) in _QUARTER_TURNS
-        self._turned = turned
-        self.size: tuple[int, int] = img.size[::-1] if turned else img.size
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+        # its EXIF orientation (1 upright, 2-8 a mirror or a turn), which `decode` applies
+        self.orientation: int = orientation if orientation in range(1, 9) else 1
+        self._turned = self.orientation in _QUARTER_TURNS
+        self.size: tuple[int, int] = img.size[::-1] if self._turned else img.size
 
     def __enter__(self) -> OpenedImage:
         return self
