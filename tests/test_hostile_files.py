@@ -493,3 +493,70 @@ def test_a_fifo_and_a_link_loop_are_named_as_what_they_are(tmp_path):
     loop.symlink_to(loop)
     with pytest.raises(ImageError, match="many levels of symbolic links"):
         load_image(loop)
+
+
+def test_a_shard_changed_in_place_is_refused_by_its_sha256(tmp_path):
+    from goingdeeper.data.shards import MANIFEST, read_manifest, shard_dataset
+    from goingdeeper.data.stream import ShardStream
+
+    out = tmp_path / "shards"
+    assert main(["data", "shard", "digits", "--out", str(out)]) == 0
+    shard = read_manifest(out).shards("test")[0]
+    path = out / shard.name
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the tar's closing zero blocks: same size, every member still reads
+    path.write_bytes(bytes(data))
+    assert (out / MANIFEST).is_file()
+    with pytest.raises(DataError, match=rf"{shard.name}: SHA-256"):
+        shard_dataset(out, "test")
+    with pytest.raises(DataError, match=rf"{shard.name}: SHA-256"):
+        ShardStream(out, "test")
+
+
+def test_the_tensor_loader_turns_photos_by_their_exif_orientation_as_pillow_does():
+    from goingdeeper.data.batch_augment import decode_batch
+    from goingdeeper.images import decode_image
+
+    pixels = np.zeros((32, 48, 3), np.uint8)  # no turn or mirror maps this onto itself
+    pixels[:, 24:] = 255
+    pixels[:8, :12] = (255, 0, 0)
+    photos = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+        photos.append(buffer.getvalue())
+    names = [f"turned{o}.jpg" for o in range(1, 9)]
+    tensors = decode_batch(photos, names, torch.device("cpu"))
+    pillow = [
+        np.asarray(decode_image(data, name)) for data, name in zip(photos, names, strict=True)
+    ]
+    # both decode with libjpeg: what they may differ by is what they differ by untouched
+    upright = np.abs(tensors[0].permute(1, 2, 0).numpy().astype(int) - pillow[0]).max()
+    assert upright <= 2
+    for name, tensor, expected in zip(names, tensors, pillow, strict=True):
+        got = tensor.permute(1, 2, 0).numpy()
+        assert got.shape == expected.shape, name
+        assert np.abs(got.astype(int) - expected).max() <= upright, name
+
+
+def test_only_the_base_row_is_labelled_base_not_one_that_merely_equals_it():
+    from goingdeeper.evaluate.grid import format_grid, grid_rows
+
+    def result(views: str, top5: float) -> dict:
+        return {
+            "models": 1,
+            "model_names": ["m"],
+            "views": views,
+            "crops": int(views),
+            "cost": int(views),
+            "top1_error": 0.3,
+            "top5_error": top5,
+            "images": 100,
+            "skipped": 0,
+        }
+
+    rows = grid_rows([result("1", 0.1), result("10", 0.1), result("144", 0.09)])
+    cells = [line.split("|")[-3].strip() for line in format_grid(rows, "markdown").splitlines()]
+    assert cells[2:] == ["base", "+0.00%", "-1.00%"]
