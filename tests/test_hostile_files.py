@@ -560,3 +560,33 @@ def test_only_the_base_row_is_labelled_base_not_one_that_merely_equals_it():
     rows = grid_rows([result("1", 0.1), result("10", 0.1), result("144", 0.09)])
     cells = [line.split("|")[-3].strip() for line in format_grid(rows, "markdown").splitlines()]
     assert cells[2:] == ["base", "+0.00%", "-1.00%"]
+
+
+def _jpeg(pixels: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_a_jpeg_cut_short_under_a_huge_header_is_not_predicted_as_if_whole(tmp_path, capsys):
+    from goingdeeper.images import load_image
+
+    rng = np.random.default_rng(0)
+    data = bytearray(_jpeg(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), quality=90))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (13000).to_bytes(2, "big") * 2  # height, width
+    scan = data.index(b"\xff\xda")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(bytes(data[: scan + 1500]) + b"\xff\xd9")  # 1.5 kB of scan, then its end
+    good = tmp_path / "good.png"
+    Image.new("L", (32, 32), 128).save(good)
+    weights = _lenet_weights(tmp_path)
+    assert main(["predict", str(cut), str(good), "--weights", str(weights)]) == 1
+    out, err = capsys.readouterr()
+    assert "good.png" in out and "cut.jpg" not in out
+    assert "cut.jpg" in err and "cut short" in err
+    # the bound is one bit a block: flat photos, baseline or progressive, are well above it
+    flat = np.full((2048, 2048, 3), 128, np.uint8)
+    for options in ({"optimize": True}, {"progressive": True, "optimize": True}):
+        (tmp_path / "flat.jpg").write_bytes(_jpeg(flat, quality=50, **options))
+        assert load_image(tmp_path / "flat.jpg").size == (2048, 2048)
