@@ -590,3 +590,19 @@ def test_a_jpeg_cut_short_under_a_huge_header_is_not_predicted_as_if_whole(tmp_p
     for options in ({"optimize": True}, {"progressive": True, "optimize": True}):
         (tmp_path / "flat.jpg").write_bytes(_jpeg(flat, quality=50, **options))
         assert load_image(tmp_path / "flat.jpg").size == (2048, 2048)
+
+
+def test_an_out_inside_the_data_folder_is_refused_before_any_work(tmp_path, capsys):
+    data = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        for split in ("train", "val"):
+            (data / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(data / split / cls / f"{i}.png")
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+    run = ["--preset", "mnist-lenet5", "--data", str(data), "--epochs", "1", "--set", "workers=0"]
+    for out in (data / "train" / "cat", data / "runs" / "new", data):
+        assert main(["train", *run, "--out", str(out)]) == 2
+        line = _one_line_error(capsys)
+        assert "inside the data folder" in line and str(out) in line
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before
