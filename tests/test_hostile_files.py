@@ -362,15 +362,22 @@ print(json.dumps(results))
 
 
 def test_every_command_that_writes_says_so_on_a_full_disk_and_leaves_no_part(tmp_path):
+    import torchvision
+
     weights = _lenet_weights(tmp_path)
+    source = tmp_path / "googlenet.pth"  # torchvision's layout, untrained
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    torch.save(net.state_dict(), source)
     out = tmp_path / "out"
     onnx = ["export", "onnx", "--weights", str(weights), "--out", str(out / "m.onnx")]
     pictures = ["visualize", "filters", "--weights", str(weights), "--tile", "200"]
+    imported = ["weights", "import", "torchvision", str(source)]
     commands = {
         "train": ["train", *SMALL_RUN, "--out", str(out / "run")],
         "export": onnx,
         "shard": ["data", "shard", "digits", "--out", str(out / "shards")],
         "visualize": [*pictures, "--out", str(out / "pictures")],
+        "weights import": [*imported, "--out", str(out / "imported" / "g.safetensors")],
     }
     r = subprocess.run(
         [sys.executable, "-c", _FULL_DISK, json.dumps(commands)], capture_output=True, text=True
