@@ -14,7 +14,14 @@ from ..data.samples import labelled_images
 from ..errors import EvalError, ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
-from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, load_any_weights, positive, printable
+from .common import (
+    HELP_FORMAT,
+    WEIGHTS_HELP,
+    add_image_limit,
+    load_any_weights,
+    positive,
+    printable,
+)
 
 
 def add_parser(sub) -> None:
