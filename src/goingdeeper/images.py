@@ -259,8 +259,8 @@ def _check_jpeg_length(img: Image.Image, name: str, file_bytes: int) -> None:
     if img.format != "JPEG" or not getattr(img, "layer", None):
         return
     w, h = img.size
-    hmax = max(layer[1] for layer in img.layer)
-    vmax = max(layer[2] for layer in img.layer)
+    hmax = max(1, *(layer[1] for layer in img.layer))  # 0 in a damaged header
+    vmax = max(1, *(layer[2] for layer in img.layer))
     mcus = -(-w // (8 * hmax)) * -(-h // (8 * vmax))
     blocks = mcus * sum(layer[1] * layer[2] for layer in img.layer)
     if file_bytes * 8 >= blocks:
