@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import tarfile
 from collections import Counter
@@ -42,6 +43,7 @@ from .tar import TarArchive, TarMember
 
 FORMAT = "goingdeeper.shards/1"
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1}
 for _power, _letter in enumerate("kmgt", 1):
@@ -110,6 +112,14 @@ class ShardSet:
                     f"{path}: {size:,} bytes, the manifest says {shard.bytes:,}; the shard was "
                     "cut short or replaced: write the shards again"
                 )
+        total = sum(shard.bytes for shard in shards)
+        if total > 1 << 30:  # a few seconds a GB: said before it starts
+            log.info(
+                "%s: checking the SHA-256 of %d shards (%.1f GB)",
+                self.folder,
+                len(shards),
+                total / 1e9,
+            )
         for shard in shards:  # hashed once every file is known to be there
             if file_sha256(self.path(shard)) != shard.sha256:
                 raise DataError(
