@@ -362,15 +362,22 @@ print(json.dumps(results))
 
 
 def test_every_command_that_writes_says_so_on_a_full_disk_and_leaves_no_part(tmp_path):
+    import torchvision
+
     weights = _lenet_weights(tmp_path)
+    source = tmp_path / "googlenet.pth"  # torchvision's layout, untrained
+    net = torchvision.models.googlenet(weights=None, aux_logits=False, init_weights=False)
+    torch.save(net.state_dict(), source)
     out = tmp_path / "out"
     onnx = ["export", "onnx", "--weights", str(weights), "--out", str(out / "m.onnx")]
     pictures = ["visualize", "filters", "--weights", str(weights), "--tile", "200"]
+    imported = ["weights", "import", "torchvision", str(source)]
     commands = {
         "train": ["train", *SMALL_RUN, "--out", str(out / "run")],
         "export": onnx,
         "shard": ["data", "shard", "digits", "--out", str(out / "shards")],
         "visualize": [*pictures, "--out", str(out / "pictures")],
+        "weights import": [*imported, "--out", str(out / "imported" / "g.safetensors")],
     }
     r = subprocess.run(
         [sys.executable, "-c", _FULL_DISK, json.dumps(commands)], capture_output=True, text=True
@@ -493,3 +500,116 @@ def test_a_fifo_and_a_link_loop_are_named_as_what_they_are(tmp_path):
     loop.symlink_to(loop)
     with pytest.raises(ImageError, match="many levels of symbolic links"):
         load_image(loop)
+
+
+def test_a_shard_changed_in_place_is_refused_by_its_sha256(tmp_path):
+    from goingdeeper.data.shards import MANIFEST, read_manifest, shard_dataset
+    from goingdeeper.data.stream import ShardStream
+
+    out = tmp_path / "shards"
+    assert main(["data", "shard", "digits", "--out", str(out)]) == 0
+    shard = read_manifest(out).shards("test")[0]
+    path = out / shard.name
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF  # the tar's closing zero blocks: same size, every member still reads
+    path.write_bytes(bytes(data))
+    assert (out / MANIFEST).is_file()
+    with pytest.raises(DataError, match=rf"{shard.name}: SHA-256"):
+        shard_dataset(out, "test")
+    with pytest.raises(DataError, match=rf"{shard.name}: SHA-256"):
+        ShardStream(out, "test")
+
+
+def test_the_tensor_loader_turns_photos_by_their_exif_orientation_as_pillow_does():
+    from goingdeeper.data.batch_augment import decode_batch
+    from goingdeeper.images import decode_image
+
+    pixels = np.zeros((32, 48, 3), np.uint8)  # no turn or mirror maps this onto itself
+    pixels[:, 24:] = 255
+    pixels[:8, :12] = (255, 0, 0)
+    photos = []
+    for orientation in range(1, 9):
+        exif = Image.Exif()
+        exif[0x0112] = orientation
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).save(buffer, "JPEG", quality=95, exif=exif.tobytes())
+        photos.append(buffer.getvalue())
+    names = [f"turned{o}.jpg" for o in range(1, 9)]
+    tensors = decode_batch(photos, names, torch.device("cpu"))
+    pillow = [
+        np.asarray(decode_image(data, name)) for data, name in zip(photos, names, strict=True)
+    ]
+    # both decode with libjpeg: what they may differ by is what they differ by untouched
+    upright = np.abs(tensors[0].permute(1, 2, 0).numpy().astype(int) - pillow[0]).max()
+    assert upright <= 2
+    for name, tensor, expected in zip(names, tensors, pillow, strict=True):
+        got = tensor.permute(1, 2, 0).numpy()
+        assert got.shape == expected.shape, name
+        assert np.abs(got.astype(int) - expected).max() <= upright, name
+
+
+def test_only_the_base_row_is_labelled_base_not_one_that_merely_equals_it():
+    from goingdeeper.evaluate.grid import format_grid, grid_rows
+
+    def result(views: str, top5: float) -> dict:
+        return {
+            "models": 1,
+            "model_names": ["m"],
+            "views": views,
+            "crops": int(views),
+            "cost": int(views),
+            "top1_error": 0.3,
+            "top5_error": top5,
+            "images": 100,
+            "skipped": 0,
+        }
+
+    rows = grid_rows([result("1", 0.1), result("10", 0.1), result("144", 0.09)])
+    cells = [line.split("|")[-3].strip() for line in format_grid(rows, "markdown").splitlines()]
+    assert cells[2:] == ["base", "+0.00%", "-1.00%"]
+
+
+def _jpeg(pixels: np.ndarray, **options) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, "JPEG", **options)
+    return buffer.getvalue()
+
+
+def test_a_jpeg_cut_short_under_a_huge_header_is_not_predicted_as_if_whole(tmp_path, capsys):
+    from goingdeeper.images import load_image
+
+    rng = np.random.default_rng(0)
+    data = bytearray(_jpeg(rng.integers(0, 255, (256, 256, 3), dtype=np.uint8), quality=90))
+    frame = data.index(b"\xff\xc0")
+    data[frame + 5 : frame + 9] = (13000).to_bytes(2, "big") * 2  # height, width
+    scan = data.index(b"\xff\xda")
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(bytes(data[: scan + 1500]) + b"\xff\xd9")  # 1.5 kB of scan, then its end
+    good = tmp_path / "good.png"
+    Image.new("L", (32, 32), 128).save(good)
+    weights = _lenet_weights(tmp_path)
+    assert main(["predict", str(cut), str(good), "--weights", str(weights)]) == 1
+    out, err = capsys.readouterr()
+    assert "good.png" in out and "cut.jpg" not in out
+    assert "cut.jpg" in err and "cut short" in err
+    # the bound is one bit a block: flat photos, baseline or progressive, are well above it
+    flat = np.full((2048, 2048, 3), 128, np.uint8)
+    for options in ({"optimize": True}, {"progressive": True, "optimize": True}):
+        (tmp_path / "flat.jpg").write_bytes(_jpeg(flat, quality=50, **options))
+        assert load_image(tmp_path / "flat.jpg").size == (2048, 2048)
+
+
+def test_an_out_inside_the_data_folder_is_refused_before_any_work(tmp_path, capsys):
+    data = tmp_path / "pets"
+    for cls in ("cat", "dog"):
+        for split in ("train", "val"):
+            (data / split / cls).mkdir(parents=True)
+            for i in range(2):
+                Image.new("RGB", (8, 8), (40 * i, 0, 0)).save(data / split / cls / f"{i}.png")
+    before = sorted(str(p.relative_to(data)) for p in data.rglob("*"))
+    run = ["--preset", "mnist-lenet5", "--data", str(data), "--epochs", "1", "--set", "workers=0"]
+    for out in (data / "train" / "cat", data / "runs" / "new", data):
+        assert main(["train", *run, "--out", str(out)]) == 2
+        line = _one_line_error(capsys)
+        assert "inside the data folder" in line and str(out) in line
+    assert sorted(str(p.relative_to(data)) for p in data.rglob("*")) == before

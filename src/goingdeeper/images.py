@@ -154,14 +154,17 @@ class OpenedImage:
     `decode` for no more pixels than it needs. A JPEG is then decoded at 1/2, 1/4 or 1/8 of
     its size in the DCT (Pillow's draft mode), the smallest of these at least `at_least`."""
 
-    def __init__(self, img: Image.Image, name: str) -> None:
+    def __init__(self, img: Image.Image, name: str, file_bytes: int) -> None:
         self.name = name
         self._img = img
         with _pillow_errors(name):
             _check_shape(img.size, name)  # from the header, before decoding
-            turned = hasattr(img, "getexif") and img.getexif().get(0x0112) in _QUARTER_TURNS
-        self._turned = turned
-        self.size: tuple[int, int] = img.size[::-1] if turned else img.size
+            _check_jpeg_length(img, name, file_bytes)
+            orientation = img.getexif().get(0x0112, 1) if hasattr(img, "getexif") else 1
+        # its EXIF orientation (1 upright, 2-8 a mirror or a turn), which `decode` applies
+        self.orientation: int = orientation if orientation in range(1, 9) else 1
+        self._turned = self.orientation in _QUARTER_TURNS
+        self.size: tuple[int, int] = img.size[::-1] if self._turned else img.size
 
     def __enter__(self) -> OpenedImage:
         return self
@@ -202,7 +205,7 @@ def open_file(path: str | Path) -> OpenedImage:
     if info.st_size == 0:
         raise ImageError(f"{path}: empty file (0 bytes)")
     with _pillow_errors(str(path)):
-        return OpenedImage(Image.open(path), str(path))
+        return OpenedImage(Image.open(path), str(path), info.st_size)
 
 
 def open_encoded(data: bytes, name: str) -> OpenedImage:
@@ -210,7 +213,7 @@ def open_encoded(data: bytes, name: str) -> OpenedImage:
     if not data:
         raise ImageError(f"{name}: empty file (0 bytes)")
     with _pillow_errors(name):
-        return OpenedImage(Image.open(io.BytesIO(data)), name)
+        return OpenedImage(Image.open(io.BytesIO(data)), name, len(data))
 
 
 @contextlib.contextmanager
@@ -241,6 +244,36 @@ def _check_shape(size: tuple[int, int], name: str) -> None:
         raise ImageError(
             f"{name}: a {w} x {h} image; sides more unequal than {MAX_ASPECT}:1 are not taken "
             "(resized for a network it would take gigabytes)"
+        )
+
+
+# start-of-frame markers of arithmetic-coded JPEGs, which may spend less than a bit on a block
+_ARITHMETIC_FRAMES = tuple(bytes([0xFF, m]) for m in (0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF))
+
+
+def _check_jpeg_length(img: Image.Image, name: str, file_bytes: int) -> None:
+    """A Huffman-coded JPEG spends at least one bit on each 8 x 8 block of each component (its
+    DC coefficient's code), in baseline and progressive files alike. A file shorter than that
+    was cut short: libjpeg would fill what is missing with grey, without an error, and a
+    13000 x 13000 header over 1.5 kB of data would be classified as if whole."""
+    if img.format != "JPEG" or not getattr(img, "layer", None):
+        return
+    w, h = img.size
+    hmax = max(1, *(layer[1] for layer in img.layer))  # 0 in a damaged header
+    vmax = max(1, *(layer[2] for layer in img.layer))
+    mcus = -(-w // (8 * hmax)) * -(-h // (8 * vmax))
+    blocks = mcus * sum(layer[1] * layer[2] for layer in img.layer)
+    if file_bytes * 8 >= blocks:
+        return
+    fp, start = img.fp, img.tile[0][2] if img.tile else 0
+    at = fp.tell()
+    fp.seek(0)
+    header = fp.read(start)
+    fp.seek(at)
+    if not any(marker in header for marker in _ARITHMETIC_FRAMES):
+        raise ImageError(
+            f"{name}: a {w} x {h} JPEG needs at least {-(-blocks // 8):,} bytes of image "
+            f"data but the file holds {file_bytes:,}; it was cut short or damaged"
         )
 
 

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import ImageReadMode, decode_jpeg
 
 from ..errors import DataError, ImageError
-from ..images import decode_image
+from ..images import decode_image, open_encoded
 from ..preprocess import Preprocessing
 from .colour import PhotometricDistort
 from .transforms import GOOGLENET_INTERPOLATIONS, RandomSizedCrop
@@ -39,7 +39,8 @@ def decode_batch(images: Sequence[bytes], names: Sequence[str], device: torch.de
     """Each image as a 3 x H x W uint8 tensor on `device`. JPEGs are decoded together by
     torchvision (nvJPEG on a GPU, libjpeg-turbo on the CPU); any other format, or a JPEG that
     torchvision cannot read (CMYK, damaged), goes through `images.decode_image`, so that every
-    file a data set holds is read and a bad one fails with its usual message."""
+    file a data set holds is read and a bad one fails with its usual message. A JPEG's EXIF
+    orientation is applied as Pillow applies it: every path shows a photo the same way up."""
     out: list[Tensor | None] = [None] * len(images)
     jpegs = [i for i, data in enumerate(images) if data[:3] == _JPEG_MAGIC]
     if jpegs:
@@ -51,12 +52,35 @@ def decode_batch(images: Sequence[bytes], names: Sequence[str], device: torch.de
         except RuntimeError:  # one unreadable JPEG fails the call: each on its own below
             decoded = [None] * len(jpegs)
         for i, image in zip(jpegs, decoded, strict=True):
-            out[i] = image
+            if image is not None:
+                with open_encoded(images[i], names[i]) as opened:
+                    out[i] = upright(image, opened.orientation)
     for i, image in enumerate(out):
         if image is None:
             pil = decode_image(images[i], names[i])
             out[i] = _from_pil(pil).to(device)
     return out
+
+
+def upright(image: Tensor, orientation: int) -> Tensor:
+    """A decoded C x H x W image as shown under its EXIF `orientation` (Pillow's
+    `ImageOps.exif_transpose`): 2-4 mirror or turn it half way, 5-8 swap its sides."""
+    h, w = -2, -1
+    if orientation == 2:
+        return image.flip(w)
+    if orientation == 3:
+        return image.flip(h, w)
+    if orientation == 4:
+        return image.flip(h)
+    if orientation == 5:  # mirrored about the main diagonal
+        return image.transpose(h, w)
+    if orientation == 6:  # a quarter turn clockwise
+        return image.rot90(-1, (h, w))
+    if orientation == 7:  # mirrored about the other diagonal
+        return image.transpose(h, w).flip(h, w)
+    if orientation == 8:  # a quarter turn anticlockwise
+        return image.rot90(1, (h, w))
+    return image
 
 
 def _from_pil(img: Image.Image) -> Tensor:

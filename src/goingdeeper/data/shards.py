@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import logging
 import re
 import tarfile
 from collections import Counter
@@ -42,6 +43,7 @@ from .tar import TarArchive, TarMember
 
 FORMAT = "goingdeeper.shards/1"
 MANIFEST = "manifest.json"
+log = logging.getLogger(__name__)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "b": 1}
 for _power, _letter in enumerate("kmgt", 1):
@@ -96,8 +98,9 @@ class ShardSet:
         return self.folder / shard.name
 
     def check_files(self, split: str) -> tuple[Shard, ...]:
-        """The split's shards, each file present and of the size the manifest states (a
-        shard cut short or replaced is one error before reading, not a failure mid-epoch)."""
+        """The split's shards, each file present, of the size and SHA-256 the manifest states
+        (a shard cut short, replaced or changed in place is one error before reading, not a
+        failure or a wrong label mid-epoch). Each file is hashed once, streamed."""
         shards = self.shards(split)
         for shard in shards:
             path = self.path(shard)
@@ -109,7 +112,30 @@ class ShardSet:
                     f"{path}: {size:,} bytes, the manifest says {shard.bytes:,}; the shard was "
                     "cut short or replaced: write the shards again"
                 )
+        total = sum(shard.bytes for shard in shards)
+        if total > 1 << 30:  # a few seconds a GB: said before it starts
+            log.info(
+                "%s: checking the SHA-256 of %d shards (%.1f GB)",
+                self.folder,
+                len(shards),
+                total / 1e9,
+            )
+        for shard in shards:  # hashed once every file is known to be there
+            if file_sha256(self.path(shard)) != shard.sha256:
+                raise DataError(
+                    f"{self.path(shard)}: SHA-256 differs from the manifest's; the shard was "
+                    "changed: write the shards again"
+                )
         return shards
+
+
+def file_sha256(path: Path) -> str:
+    """The SHA-256 of a file, read in 1 MiB pieces."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def is_shard_folder(path: Path) -> bool:
@@ -198,17 +224,14 @@ class _Writer:
         self._tar.close()
         self._file.close()
         partial = self.folder / f".{self._name}.partial"
-        digest = hashlib.sha256()
-        with open(partial, "rb") as f:
-            while chunk := f.read(1 << 20):
-                digest.update(chunk)
+        sha256 = file_sha256(partial)
         partial.replace(self.folder / self._name)
         self.done.append(
             {
                 "name": self._name,
                 "images": len(self._labels),
                 "bytes": (self.folder / self._name).stat().st_size,
-                "sha256": digest.hexdigest(),
+                "sha256": sha256,
                 "labels": self._labels,
             }
         )
@@ -407,11 +430,7 @@ def verify_shards(manifest: ShardSet, progress: Callable[[int], None] | None = N
             if not path.is_file() or path.stat().st_size != shard.bytes:
                 bad.append(f"{shard.name}: {'missing' if not path.is_file() else 'size differs'}")
                 continue
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            if digest.hexdigest() != shard.sha256:
+            if file_sha256(path) != shard.sha256:
                 bad.append(f"{shard.name}: SHA-256 differs")
             if progress is not None:
                 progress(shard.images)

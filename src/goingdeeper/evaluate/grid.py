@@ -64,7 +64,8 @@ def _crops_label(result: dict) -> int | str:
 
 def grid_rows(results: list[dict]) -> list[dict]:
     """One row per `evaluate` result, errors in percent; the base row is the first with one
-    model and one crop (else the first row), as in Table 3."""
+    model and one crop (else the first row), as in Table 3; `is_base` marks it, so that a
+    row whose top-5 merely equals the base's reads +0.00%, not "base"."""
     base = next((r for r in results if r["models"] == 1 and r["views"] == "1"), None)
     base = base or (results[0] if results else None)
     rows = []
@@ -81,6 +82,7 @@ def grid_rows(results: list[dict]) -> list[dict]:
                     100.0 * r["real_top1_error"] if "real_top1_error" in r else None
                 ),
                 "compared_to_base": 100.0 * (r["top5_error"] - base["top5_error"]),
+                "is_base": r is base,
                 "images": r["images"],
                 "skipped": r["skipped"],
             }
@@ -101,18 +103,20 @@ def paper_rows() -> list[dict]:
             "top5_error": top5,
             "real_top1_error": None,
             "compared_to_base": top5 - base,
+            "is_base": i == 0,
             "images": 50_000,
             "skipped": 0,
         }
-        for models, crops, cost, top5 in PAPER_TABLE3
+        for i, (models, crops, cost, top5) in enumerate(PAPER_TABLE3)
     ]
 
 
-def _cell(key: str, value) -> str:
+def _cell(row: dict, key: str) -> str:
+    value = row[key]
     if value is None:
         return "-"
     if key == "compared_to_base":
-        return "base" if abs(value) < 5e-9 else f"{value:+.2f}%"
+        return "base" if row.get("is_base") else f"{value:+.2f}%"
     if key in ("top1_error", "top5_error", "real_top1_error"):
         return f"{value:.2f}%"
     if isinstance(value, int):
@@ -136,7 +140,7 @@ def format_grid(rows: list[dict], fmt: str = "table") -> str:
             writer.writerow(["" if r[k] is None else r[k] for k in [*keys, "skipped"]])
         return buf.getvalue().rstrip("\n")
     header = [title for _, title in columns]
-    body = [[_cell(k, r[k]) for k in keys] for r in rows]
+    body = [[_cell(r, k) for k in keys] for r in rows]
     if fmt == "markdown":
         return render_markdown(header, body)
     return render_table(header, body, right_from=1)

@@ -123,7 +123,7 @@ def fit(
                 f"init_from: {e}; train that net first (VGG: the vgg_a preset)"
             ) from None
     if main:
-        out = runfolder.prepare(c.out, resume=resume, overwrite=overwrite)
+        out = runfolder.prepare(c.out, resume=resume, overwrite=overwrite, data=c.data)
     replace = overwrite and not resume
     with runfolder.locked(out, replace=replace) if main else nullcontext():
         run = setup_run(c, resume=resume, progress=progress, on_epoch=on_epoch)

@@ -45,11 +45,13 @@ def run_files(out: Path, names: tuple[str, ...] = (*RUN_FILES, *RUN_FOLDERS)) ->
     return [n for n in names if (out / n).exists()]
 
 
-def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
+def prepare(out: str | Path, *, resume: bool, overwrite: bool, data: str = "") -> Path:
     """Check that `out` may take this run, deleting nothing: it is empty or new, or holds a run
     that is continued (`resume`) or replaced (`overwrite`, done by `locked` once it holds the
-    lock). A folder holding anything that is not a run's is refused whatever the flags."""
+    lock). A folder holding anything that is not a run's is refused whatever the flags, and so
+    is a folder inside the data folder `data` trains on."""
     out = writable(out, folder=True)
+    _outside_data(out, data)
     if not out.is_dir():
         return out
     ours = {*RUN_FILES, *RUN_FOLDERS, LOCK}
@@ -68,6 +70,20 @@ def prepare(out: str | Path, *, resume: bool, overwrite: bool) -> Path:
         f"{out} holds a run ({', '.join(found[:3])}); continue it with --resume, replace it "
         "with --overwrite, or give another --out"
     )
+
+
+def _outside_data(out: Path, data: str) -> None:
+    """Refuse an `out` that is the data folder or inside it: the run's files (curves.png, say)
+    would be read as training images the next time the data is opened."""
+    folder = Path(data).expanduser() if data else None
+    if folder is None or not folder.is_dir():
+        return
+    root, target = folder.resolve(), out.expanduser().resolve()
+    if target == root or root in target.parents:
+        raise TrainingError(
+            f"--out {out} is inside the data folder {data}; the run's files would become "
+            "training images: give an --out outside it"
+        )
 
 
 def _replace(out: Path, names: list[str] | None = None) -> None:

@@ -8,6 +8,8 @@ JSON and raw tensors only: nothing is ever unpickled.
 from __future__ import annotations
 
 import json
+import os
+import re
 from dataclasses import asdict, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,9 +124,26 @@ def save_weights(model: nn.Module, card: WeightsCard, path: str | Path) -> Path:
     card.provenance.setdefault("saved", datetime.now(UTC).isoformat(timespec="seconds"))
     tensors = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     text = json.dumps(card.to_dict(), indent=2)
-    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={CARD_KEY: text}))
+    atomic_write(path, lambda tmp: _save_file(tensors, tmp, {CARD_KEY: text}, path))
     atomic_write(card_path(path), lambda tmp: Path(tmp).write_text(text + "\n"))
     return path
+
+
+_OS_ERROR = re.compile(r"I/O error: .*\(os error (\d+)\)")
+
+
+def _save_file(tensors: dict, path: str, metadata: dict[str, str], named: Path) -> None:
+    """safetensors' `save_file` to `path` (the temporary file for `named`), whose failure to
+    write (a full disk) is the `OSError` it was, naming `named`, not a `SafetensorError`
+    that no caller expects."""
+    try:
+        save_file(tensors, path, metadata=metadata)
+    except SafetensorError as e:
+        found = _OS_ERROR.search(str(e))
+        if found is None:
+            raise
+        code = int(found.group(1))
+        raise OSError(code, os.strerror(code), str(named)) from None
 
 
 def _check_file(path: Path) -> None:
