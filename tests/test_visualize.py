@@ -499,7 +499,7 @@ def test_visualize_command(tmp_path, image_folder):
         run("deconv", "--weights", str(weights), "--layer", "inception4z", "--image", image)
     with pytest.raises(VisualizeError, match="needs --layer; the layers of this model are"):
         run("top9", "--weights", str(weights), "--data", str(image_folder))
-    with pytest.raises(VisualizeError, match="--weights FILE.safetensors or --bvlc"):
+    with pytest.raises(VisualizeError, match="give the weights: --weights googlenet.bvlc_in1k"):
         run("filters")
 
 
