@@ -5,6 +5,7 @@ where a skipped test would prove nothing."""
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,29 @@ def shared_data() -> Path:
             pytest.fail(message)
         pytest.skip(message)
     return DATA
+
+
+def need(reason: str):
+    """Fail where the data and tools are required (CI), else skip with `reason`."""
+    if _data_required():
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless chromium (the system's: Playwright's own download needs the internet)."""
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        need("playwright is not installed (pip install -e '.[dev]')")
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        need("no chromium on PATH (apt-get install chromium; `make test` does)")
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield chromium
+        chromium.close()
 
 
 if os.environ.get("PYTEST_XDIST_WORKER"):  # one thread per worker: -n 2 fills both cores

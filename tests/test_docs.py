@@ -25,16 +25,6 @@ README = REPO / "README.md"
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _required() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("GOINGDEEPER_REQUIRE_DATA") == "1"
-
-
-def _need(reason: str):
-    if _required():
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
 def test_the_readme_is_a_front_page():
     lines = README.read_text().splitlines()
     assert len(lines) <= 200, f"README.md has {len(lines)} lines; move sections into docs/guides"
@@ -69,22 +59,6 @@ def site(shared_data, tmp_path_factory) -> Path:
     )
     assert done.returncode == 0, (done.stdout + done.stderr)[-6000:]
     return html
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless chromium (the system's: Playwright's own download needs the internet)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright is not installed (pip install -e '.[dev]')")
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        _need("no chromium on PATH (apt-get install chromium; `make test` does)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def _open(browser, url: str):

@@ -4,8 +4,6 @@ where the shared data is (CI, or GOINGDEEPER_REQUIRE_DATA=1): a missing one fail
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import pytest
@@ -13,32 +11,6 @@ import pytest
 from goingdeeper.cli import main
 
 PHOTOS = ("n01440764_tench.JPEG", "n02102040_English_springer.JPEG", "n03417042_garbage_truck.JPEG")
-
-
-def _required() -> bool:
-    return bool(os.environ.get("CI")) or os.environ.get("GOINGDEEPER_REQUIRE_DATA") == "1"
-
-
-def _need(reason: str):
-    if _required():
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """Headless chromium (the system's: Playwright's own download needs the internet)."""
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _need("playwright is not installed (pip install -e '.[dev]')")
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        _need("no chromium on PATH (apt-get install chromium; `make test` does)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield chromium
-        chromium.close()
 
 
 def _argv(shared: Path, photos: Path, out: Path) -> list[str]:
