@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -141,3 +142,20 @@ def test_weights_show(bvlc_weights):
     assert out.returncode == 0
     card = json.loads(out.stdout)
     assert card["preprocessing"]["channel_order"] == "BGR" and card["model"] == "googlenet"
+
+
+def test_a_reader_that_stops_early_ends_the_command_quietly():
+    """`goingdeeper weights list | head -1`: the reader is gone before the table is written;
+    the command ends with the shell's SIGPIPE status and says nothing on stderr."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # no reader: the first write fails with EPIPE
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-m", "goingdeeper", "weights", "list"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+    finally:
+        os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (141, "")

@@ -9,6 +9,7 @@ and returns 2. Any other exception is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from ..errors import GoingDeeperError
@@ -82,12 +83,26 @@ def main(argv: list[str] | None = None) -> int:
             return args.func(args)
     except GoingDeeperError as e:
         return _error(str(e))
+    except BrokenPipeError:  # the reader stopped early (`| head`): not a failure of ours
+        _silence_stdout()
+        return SIGPIPE_EXIT
     except OSError as e:  # the disk or the file system (full, read-only, no permission)
         where = f"{e.filename}: " if e.filename else ""
         return _error(f"{where}{e.strerror or e}; nothing was finished")
     except KeyboardInterrupt:
         print("goingdeeper: interrupted", file=sys.stderr)
         return 130
+
+
+SIGPIPE_EXIT = 141  # what a shell reports for a program ended by SIGPIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's last flush writes nowhere instead
+    of printing a second broken-pipe error."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 MAX_MESSAGE = 1000  # characters: a message naming a million settings is cut short
