@@ -18,8 +18,9 @@ from PIL import Image, ImageEnhance
 from torch.utils.data import DistributedSampler, Subset
 
 from goingdeeper.cli import main
-from goingdeeper.data import dali
-from goingdeeper.data.dali import (
+from goingdeeper.data.dataset import ImageDataset
+from goingdeeper.data.pipelines import dali
+from goingdeeper.data.pipelines.dali import (
     MISSING,
     DaliBatches,
     DaliRecipe,
@@ -28,7 +29,6 @@ from goingdeeper.data.dali import (
     photometric,
     require_dali,
 )
-from goingdeeper.data.dataset import ImageDataset
 from goingdeeper.errors import ConfigError, DataError
 from goingdeeper.images import decode_image, image_pixel_limit
 from goingdeeper.preprocess import INTERPOLATIONS

@@ -12,7 +12,7 @@ from PIL import Image
 from torch import nn
 
 from goingdeeper import create_model
-from goingdeeper.data.transforms import FixedSubCrops, RandomHorizontalFlip, train_transform
+from goingdeeper.data.pipelines.pillow import FixedSubCrops, RandomHorizontalFlip, train_transform
 from goingdeeper.errors import ConfigError
 from goingdeeper.evaluate import dense_scales, evaluate, ten_crops
 from goingdeeper.models.vgg import FROM_NET_A
