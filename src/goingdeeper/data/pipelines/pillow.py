@@ -406,9 +406,14 @@ class PhotometricDistort:
         return self.apply(img, self.draw())
 
 
+# Pillow's HSV hue: one turn in the 8 bits of a channel
+_HUE_LEVELS = np.iinfo(np.uint8).max + 1
+
+
 def _shift_hue(img: Image.Image, turns: float) -> Image.Image:
     hsv = np.array(img.convert("HSV"))
-    hsv[..., 0] = ((hsv[..., 0].astype(np.int32) + round(turns * 256)) % 256).astype(np.uint8)
+    shifted = hsv[..., 0].astype(np.int32) + round(turns * _HUE_LEVELS)
+    hsv[..., 0] = (shifted % _HUE_LEVELS).astype(np.uint8)
     return Image.fromarray(hsv, "HSV").convert("RGB")
 
 
