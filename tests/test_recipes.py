@@ -18,7 +18,9 @@ from torch import nn
 
 from goingdeeper import create_model
 from goingdeeper.data import pipelines
+from goingdeeper.data.pipelines.held import WholeImageAugment
 from goingdeeper.data.pipelines.pillow import FixedSubCrops, RandomHorizontalFlip, train_transform
+from goingdeeper.data.pipelines.tensor import BatchAugment
 from goingdeeper.data.recipes import (
     GOOGLENET_CROP,
     GOOGLENET_INTERPOLATIONS,
@@ -459,6 +461,15 @@ def test_every_recipe_is_declared_once_and_read_by_the_pillow_pipeline():
     assert crop.interpolations == GOOGLENET_INTERPOLATIONS
     alexnet = train_transform("alexnet", 224, pre).transforms[-1]
     assert alexnet.lighting.eigval == RECIPES["alexnet"].lighting.eigval
+    tensor = BatchAugment(32, pre)  # the tensor loader's draws come from the same spec
+    assert (tensor.crop.area, tensor.crop.ratio, tensor.crop.attempts) == (
+        GOOGLENET_CROP.area,
+        GOOGLENET_CROP.ratio,
+        GOOGLENET_CROP.attempts,
+    )
+    assert tensor.distort.brightness == RECIPES["googlenet"].photometric.brightness
+    assert tensor.flip_p == RECIPES["googlenet"].flip.p
+    assert WholeImageAugment(32, pre).flip_p == RECIPES["simple"].flip.p
     assert VGG_SCALES.for_size(112) == (128, 256)
     with pytest.raises(PreprocessingError, match="unknown recipe 'inception'; choose one of"):
         recipe("inception")

@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from ...errors import ConfigError
 from ...preprocess import Preprocessing
 from ..dataset import ArrayReader, collate_skip
-from ..recipes.catalogue import TENSOR_RECIPES
+from ..recipes.catalogue import RECIPES, TENSOR_RECIPES
 from ..stream import ShardStream
 from .dali import DaliRecipe, dali_batches, require_dali
 from .held import HeldBatches, WholeImageAugment, held
@@ -87,10 +87,16 @@ def make_loader(
         sampler.set_epoch(epoch)
     generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
     kind = loader_kind(c, ds, device) if train else "pil"
-    if kind in ("tensor", "dali"):
-        batches = _device_batches(
-            kind, ds, batch_size, c, sampler, generator, device, preprocessing
-        )
+    if kind in ("tensor", "dali"):  # batches made in the training process, on its device
+        if kind == "tensor":
+            batches = _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
+        else:
+            recipe = DaliRecipe.of(
+                c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
+            )
+            batches = dali_batches(
+                ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
+            )
         # on a GPU, the next batches are made in a thread while the step runs
         on_gpu = device is not None and device.type == "cuda"
         return Prefetched(batches, device) if on_gpu else batches
@@ -113,40 +119,29 @@ def make_loader(
     return loader
 
 
-def _device_batches(kind, ds, batch_size, c, sampler, generator, device, preprocessing):
-    """The batches of the loaders that work in the training process, on its device."""
-    if kind == "tensor":
-        return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
-    recipe = DaliRecipe.of(
-        c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
-    )
-    return dali_batches(
-        ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
-    )
-
-
 def _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing):
     """The tensor loader's epoch: batches cut from the set held decoded on `device` when it is
     small and of one image size (CIFAR, MNIST, the digits), else read by the workers as stored
     and decoded on `device` batch by batch; augmented there with draws from the run's seed."""
     draws = torch.Generator().manual_seed(generator.initial_seed() + 1)
-    if c.recipe == "simple":
+    spec = RECIPES[c.recipe]  # googlenet or simple (`TENSOR_RECIPES`)
+    if spec.whole_image:
         augment = WholeImageAugment(c.input_size, preprocessing, flip=c.flip, generator=draws)
     else:
         augment = BatchAugment(
             c.input_size,
             preprocessing,
             flip=c.flip,
-            photometric=c.photometric is not False,
+            photometric=spec.photometric_on if c.photometric is None else c.photometric,
             interpolations=tuple(c.interpolations),
             generator=draws,
         )
     data = held(ds, device)
     if data is not None:
         return HeldBatches(data, list(sampler), batch_size, augment)
-    if c.recipe == "simple":
+    if spec.whole_image:
         raise ConfigError(
-            f"loader=tensor runs the simple recipe on sets held decoded, and {c.data} is too "
+            f"loader=tensor runs the {c.recipe} recipe on sets held decoded, and {c.data} is too "
             "large or of mixed sizes for that; use loader=pil"
         )
     reader = DataLoader(
