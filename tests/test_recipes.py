@@ -445,7 +445,7 @@ def test_the_check_passes_what_is_no_recipe_number():
     assert restated_recipe_numbers(source) == []
 
 
-def test_every_recipe_is_declared_once_and_read_by_the_pillow_pipeline():
+def test_every_recipe_is_declared_once_and_read_by_the_pipelines():
     """The recipe names, the whole-image recipes and those the tensor and DALI loaders run all
     derive from the specs; the Pillow steps take their numbers from them."""
     assert tuple(RECIPES) == cfg.CHOICES["recipe"]

@@ -15,7 +15,7 @@ from ..data import check_splits, open_dataset, spread
 from ..data.classes import ClassMap, imagenet_names_of
 from ..data.pipelines.loader import loader_kind
 from ..data.pipelines.pillow import eval_transform, train_transform, vgg_scales
-from ..data.recipes import WHOLE_IMAGE_RECIPES
+from ..data.recipes import RECIPES, WHOLE_IMAGE_RECIPES, ScaleRange, SquareCrops
 from ..data.stream import ShardStream
 from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
@@ -204,10 +204,11 @@ def training_scale(c: cfg.TrainConfig, card_pre: Preprocessing) -> list[int]:
     says the weights expect): [S_min, S_max] for the vgg recipe's jittering or [S] for a fixed
     S, [S] for the 256 x 256 squares of alexnet and zfnet (scaled with the crop); [] for
     recipes of no one scale (random-sized crops, whole small images)."""
-    if c.recipe == "vgg":
-        low, high = vgg_scales(c.input_size, c.scale_jitter)
+    geometry = RECIPES[c.recipe].geometry
+    if isinstance(geometry, ScaleRange):
+        low, high = vgg_scales(c.input_size, c.scale_jitter, geometry)
         return [low] if low == high else [low, high]
-    if c.recipe in ("alexnet", "zfnet"):
+    if isinstance(geometry, SquareCrops):
         return [card_pre.resize]
     return []
 
