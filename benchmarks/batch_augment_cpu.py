@@ -1,4 +1,4 @@
-"""The batched augmentation on the CPU, images/s at one batch: `data.batch_augment` (the whole
+"""The batched augmentation on the CPU, images/s at one batch: `data.pipelines.tensor` (the whole
 batch in one call) against the per-image loop it replaced (that module as of `--old`, loaded
 from git) and against the Pillow pipeline (`train_transform`, what a loader worker runs), on
 whole decoded images and with the draft decoding train's workers use. All from the same JPEG
@@ -22,12 +22,13 @@ from pathlib import Path
 import torch
 
 from goingdeeper.data import train_transform
-from goingdeeper.data.batch_augment import BatchAugment, decode_batch
+from goingdeeper.data.pipelines import pillow
+from goingdeeper.data.pipelines.tensor import BatchAugment, decode_batch
 from goingdeeper.images import decode_image, open_encoded
 from goingdeeper.registry import model_card
 
 HERE = Path(__file__).parent
-# the commit whose data/batch_augment.py still worked image by image
+# the commit whose data/batch_augment.py (now data/pipelines/tensor.py) still worked image by image
 OLD = "1cf8a54"
 
 
@@ -40,6 +41,9 @@ def _old_module(ref: str):
     path = Path(tempfile.mkdtemp()) / "batch_augment_old.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("goingdeeper.data.batch_augment_old", path)
+    # it imports the Pillow steps from where they lived then (data/transforms.py, colour.py)
+    for moved in ("transforms", "colour"):
+        sys.modules.setdefault(f"goingdeeper.data.{moved}", pillow)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     old = _old_module(args.old).BatchAugment(224, pre, generator=torch.Generator().manual_seed(0))
     pil = train_transform("googlenet", 224, pre)
     rows = {
-        "batched (data.batch_augment)": lambda: batched(decode_batch(data, names, cpu)),
+        "batched (data.pipelines.tensor)": lambda: batched(decode_batch(data, names, cpu)),
         f"per-image loop (as of {args.old})": lambda: old(decode_batch(data, names, cpu)),
         "Pillow, whole decode (train_transform)": lambda: [
             pil(decode_image(d, n)) for d, n in zip(data, names, strict=True)

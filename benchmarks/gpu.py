@@ -11,7 +11,7 @@ limit, written as soon as it finishes (a row that runs out of time is written as
   compiled: every way on both sides; our `googlenet` (fused) in bf16 beside fp16, at the run's
   batch and at 32;
 - augment: the batched augmentation alone (JPEG bytes in memory -> augmented batch on the
-  device, `data.batch_augment`);
+  device, `data.pipelines.tensor`);
 - pipeline: an epoch of each loader as `train` builds it (`make_loader`: tensor, the Pillow
   loader with a worker per CPU core and pinned memory, and DALI where it is installed).
 
@@ -43,10 +43,10 @@ from pathlib import Path
 import torch
 
 from goingdeeper.data import ImageDataset, train_transform
-from goingdeeper.data.batch_augment import BatchAugment, decode_batch
+from goingdeeper.data.pipelines.loader import make_loader
+from goingdeeper.data.pipelines.tensor import BatchAugment, decode_batch
 from goingdeeper.registry import list_models, model_card
 from goingdeeper.train import TrainStep
-from goingdeeper.train.build import make_loader
 from goingdeeper.train.config import TrainConfig
 from goingdeeper.train.distributed import Distributed
 from train_throughput import TorchvisionRecord, build
@@ -188,10 +188,10 @@ def _photos(job: dict) -> list[Path]:
 
 def pipeline_row(job: dict, device: torch.device) -> dict:
     """An epoch of the loader `job["how"]` (pil, tensor, dali) as `train` builds it
-    (`train.build.make_loader`: its workers, pinned memory on a GPU, prefetching for the loaders
-    that work in the training process), JPEG files to normalised batches on `device`; DALI's
-    built once and kept (a persistent pipeline). The epoch has two batches per worker, so that
-    every worker is busy."""
+    (`data.pipelines.loader.make_loader`: its workers, pinned memory on a GPU, prefetching for
+    the loaders that work in the training process), JPEG files to normalised batches on
+    `device`; DALI's built once and kept (a persistent pipeline). The epoch has two batches
+    per worker, so that every worker is busy."""
     files, batch, workers = _photos(job), job["batch"], job["workers"]
     preprocessing = model_card("googlenet").preprocessing
     c = TrainConfig(loader=job["how"], workers=workers, input_size=job["size"])
@@ -220,7 +220,7 @@ def pipeline_row(job: dict, device: torch.device) -> dict:
 
 def augment_row(job: dict, device: torch.device) -> dict:
     """The batched augmentation alone: JPEG bytes already in memory to an augmented batch on
-    `device` (`data.batch_augment`), what the tensor loader adds to reading the files."""
+    `device` (`data.pipelines.tensor`), what the tensor loader adds to reading the files."""
     files, batch = _photos(job), job["batch"]
     data = [f.read_bytes() for f in files]
     data = (data * (batch // len(data) + 1))[:batch]

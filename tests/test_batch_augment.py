@@ -11,13 +11,13 @@ import pytest
 import torch
 from PIL import Image, ImageEnhance
 
-from goingdeeper.data.batch_augment import BatchAugment, decode_batch, enhance
-from goingdeeper.data.colour import PhotometricDistort
-from goingdeeper.data.transforms import (
+from goingdeeper.data.pipelines.pillow import (
+    PhotometricDistort,
     RandomHorizontalFlip,
     RandomSizedCrop,
     ToModelInput,
 )
+from goingdeeper.data.pipelines.tensor import BatchAugment, decode_batch, enhance
 from goingdeeper.errors import ImageError
 from goingdeeper.images import decode_image
 from goingdeeper.preprocess import INTERPOLATIONS
@@ -218,7 +218,7 @@ def test_a_small_set_is_held_decoded_and_cut_into_batches_where_it_trains(tmp_pa
     from PIL import Image
 
     from goingdeeper.data import open_dataset
-    from goingdeeper.data.held import held
+    from goingdeeper.data.pipelines.held import held
 
     digits = open_dataset("digits", "train")
     data = held(digits, CPU)

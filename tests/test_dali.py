@@ -18,8 +18,9 @@ from PIL import Image, ImageEnhance
 from torch.utils.data import DistributedSampler, Subset
 
 from goingdeeper.cli import main
-from goingdeeper.data import dali
-from goingdeeper.data.dali import (
+from goingdeeper.data.dataset import ImageDataset
+from goingdeeper.data.pipelines import dali
+from goingdeeper.data.pipelines.dali import (
     MISSING,
     DaliBatches,
     DaliRecipe,
@@ -28,7 +29,7 @@ from goingdeeper.data.dali import (
     photometric,
     require_dali,
 )
-from goingdeeper.data.dataset import ImageDataset
+from goingdeeper.data.recipes import RECIPES
 from goingdeeper.errors import ConfigError, DataError
 from goingdeeper.images import decode_image, image_pixel_limit
 from goingdeeper.preprocess import INTERPOLATIONS
@@ -301,6 +302,12 @@ def test_what_dali_cannot_run_is_one_line(shared_data, tmp_path, capsys):
     """Recipes the pipeline does not run, PCA lighting, and data not stored as image files:
     pixel arrays (the digits) and shards."""
     assert cfg.DALI_RECIPES == dali.DALI_RECIPES  # the config's check, the pipeline's own
+    for name in RECIPES:  # and the recipes' declared backends, which both read
+        if name in cfg.DALI_RECIPES:
+            assert DaliRecipe(name, 32).spec is RECIPES[name]
+        else:
+            with pytest.raises(ConfigError, match=f"loader=dali runs .*, got '{name}'"):
+                DaliRecipe(name, 32)
     for recipe in ("vgg", "alexnet", "lenet", "none"):
         with pytest.raises(ConfigError, match=f"loader=dali runs .*; recipe '{recipe}' runs"):
             cfg.resolve(overrides=["loader=dali", f"recipe={recipe}"])

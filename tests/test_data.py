@@ -44,13 +44,9 @@ from goingdeeper.data import (
     torchvision_dataset,
     train_transform,
 )
-from goingdeeper.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC
+from goingdeeper.data.pipelines.pillow import ToModelInput, to_unit_tensor
+from goingdeeper.data.recipes import IMAGENET_EIGVAL, IMAGENET_EIGVEC, RECIPES
 from goingdeeper.data.tar import scan_tar_headers
-from goingdeeper.data.transforms import (
-    RECIPES,
-    ToModelInput,
-    to_unit_tensor,
-)
 from goingdeeper.errors import DataError
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 

@@ -521,7 +521,7 @@ def test_a_shard_changed_in_place_is_refused_by_its_sha256(tmp_path):
 
 
 def test_the_tensor_loader_turns_photos_by_their_exif_orientation_as_pillow_does():
-    from goingdeeper.data.batch_augment import decode_batch
+    from goingdeeper.data.pipelines.tensor import decode_batch
     from goingdeeper.images import decode_image
 
     pixels = np.zeros((32, 48, 3), np.uint8)  # no turn or mirror maps this onto itself

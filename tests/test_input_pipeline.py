@@ -18,14 +18,15 @@ from PIL import Image
 from torch.utils.data import DataLoader
 
 from goingdeeper.data import ImageDataset, collate_skip, train_transform
-from goingdeeper.data.batch_augment import PixelBatches
-from goingdeeper.data.prefetch import Prefetched
-from goingdeeper.data.transforms import RandomSizedCrop
+from goingdeeper.data.pipelines.loader import make_loader
+from goingdeeper.data.pipelines.pillow import RandomSizedCrop
+from goingdeeper.data.pipelines.prefetch import Prefetched
+from goingdeeper.data.pipelines.tensor import PixelBatches
 from goingdeeper.errors import ImageError
 from goingdeeper.images import OpenedImage, load_image, open_encoded, open_file
 from goingdeeper.registry import model_card
 from goingdeeper.train import config as cfg
-from goingdeeper.train.build import build_data, make_loader
+from goingdeeper.train.build import build_data
 from goingdeeper.train.distributed import Distributed
 
 PREPROCESSING = model_card("googlenet").preprocessing

@@ -1,9 +1,14 @@
 """The papers' recipes where they go beyond one preset: VGG's nets B-E started from a trained
 net A (section 3.1) and its staged scales, dense evaluation at the scales the training scale
-calls for (sections 4.1-4.2), ZFNet's ten fixed training sub-crops (section 3), and a plateau
-schedule that stops after the papers' three divisions."""
+calls for (sections 4.1-4.2), ZFNet's ten fixed training sub-crops (section 3), a plateau
+schedule that stops after the papers' three divisions; and every recipe number declared once,
+in data/recipes, never restated by a pipeline."""
 
 from __future__ import annotations
+
+import ast
+import dataclasses
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,8 +17,20 @@ from PIL import Image
 from torch import nn
 
 from goingdeeper import create_model
-from goingdeeper.data.transforms import FixedSubCrops, RandomHorizontalFlip, train_transform
-from goingdeeper.errors import ConfigError
+from goingdeeper.data import pipelines
+from goingdeeper.data.pipelines.held import WholeImageAugment
+from goingdeeper.data.pipelines.pillow import FixedSubCrops, RandomHorizontalFlip, train_transform
+from goingdeeper.data.pipelines.tensor import BatchAugment
+from goingdeeper.data.recipes import (
+    GOOGLENET_CROP,
+    GOOGLENET_INTERPOLATIONS,
+    RECIPES,
+    VGG_SCALES,
+    WHOLE_IMAGE_RECIPES,
+    Photometric,
+    recipe,
+)
+from goingdeeper.errors import ConfigError, PreprocessingError
 from goingdeeper.evaluate import dense_scales, evaluate, ten_crops
 from goingdeeper.models.vgg import FROM_NET_A
 from goingdeeper.preprocess import Preprocessing
@@ -271,3 +288,188 @@ def test_zfnet_recipe_draws_among_the_ten_and_nothing_else():
         torch.manual_seed(0)
         drawn = {recipe(image).numpy().tobytes() for _ in range(200)}
         assert drawn == want  # 200 draws miss one of ten with probability < 1e-8
+
+
+# --- every recipe number has one home: data/recipes -------------------------------------------
+
+PIPELINES = Path(pipelines.__file__).parent
+# values too common to mean a recipe (bounds, indices, counts): never counted
+COMMON = {0.0, 1.0, 2.0}
+# a half (the flip's probability, Howard's spreads) is everywhere in rounding; it counts only
+# where a parameter is set, as a keyword (`probability=0.5`), a default (`p: float = 0.5`) or a
+# coin flip (`torch.rand(...) < 0.5`)
+HALF = 0.5
+
+
+def _leaves(value) -> tuple[set[float], set[tuple]]:
+    """The numbers and the tuples a spec holds, however deep, with the ranges they imply."""
+    numbers, tuples = set(), set()
+    if dataclasses.is_dataclass(value):
+        for f in dataclasses.fields(value):
+            more = _leaves(getattr(value, f.name))
+            numbers |= more[0]
+            tuples |= more[1]
+        if isinstance(value, Photometric):
+            for name in ("brightness", "contrast", "saturation"):
+                low, high = value.factors(name)
+                numbers |= {_key(low), _key(high)}
+                tuples.add(_key((low, high)))
+    elif isinstance(value, tuple):
+        tuples.add(_key(value))
+        for item in value:
+            more = _leaves(item)
+            numbers |= more[0]
+            tuples |= more[1]
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        numbers.add(_key(value))
+    return numbers, tuples
+
+
+def _key(value):
+    """Numbers rounded so that 4 / 3 written as 1.3333333333 still matches; tuples likewise."""
+    if isinstance(value, tuple):
+        return tuple(_key(v) for v in value)
+    return round(float(value), 6) if isinstance(value, int | float) else value
+
+
+def _constant(node: ast.AST):
+    """The value of a literal expression (`0.08`, `-0.5675`, `3 / 4`, `(256, 512)`), or None."""
+    if isinstance(node, ast.Constant) and not isinstance(node.value, bool):
+        return node.value if isinstance(node.value, int | float | str) else None
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+        inner = _constant(node.operand)
+        return -inner if isinstance(node.op, ast.USub) and _is_number(inner) else inner
+    if isinstance(node, ast.BinOp):
+        left, right = _constant(node.left), _constant(node.right)
+        if _is_number(left) and _is_number(right):
+            try:
+                return eval(compile(ast.Expression(node), "<literal>", "eval"))  # numbers only
+            except ZeroDivisionError:
+                return None
+    if isinstance(node, ast.Tuple | ast.List):
+        items = [_constant(item) for item in node.elts]
+        return tuple(items) if items and all(item is not None for item in items) else None
+    return None
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _where_parameters_are_set(tree: ast.AST) -> set[int]:
+    """ids of the nodes that set a parameter: keyword values, defaults, coin flips."""
+    found = set()
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.keyword)
+            or isinstance(node, ast.AnnAssign)
+            and node.value is not None
+        ):
+            found.add(id(node.value))
+        elif isinstance(node, ast.arguments):
+            found |= {id(d) for d in [*node.defaults, *node.kw_defaults] if d is not None}
+        elif isinstance(node, ast.Compare) and any(_draws(n) for n in ast.walk(node.left)):
+            found |= {id(c) for c in node.comparators}
+    return found
+
+
+def _draws(node: ast.AST) -> bool:
+    """Whether `node` calls a uniform draw (`torch.rand`, `random.random`, `np.random.uniform`)."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = getattr(node.func, "attr", getattr(node.func, "id", ""))
+    return name in ("rand", "random", "uniform")
+
+
+def restated_recipe_numbers(source: str) -> list[str]:
+    """Each literal in `source` that equals a number or a tuple of a recipe in `RECIPES`:
+    '<line>: <literal>'."""
+    numbers, tuples = set(), set()
+    for spec in RECIPES.values():
+        more = _leaves(spec)
+        numbers |= more[0]
+        tuples |= more[1]
+    tree = ast.parse(source)
+    setting = _where_parameters_are_set(tree)
+    found = []
+    for node in ast.walk(tree):
+        value = _constant(node)
+        if value is None or isinstance(value, str):
+            continue
+        key = _key(value)
+        if isinstance(value, tuple):
+            hit = key in tuples
+        else:
+            hit = key in numbers and key not in COMMON and (key != HALF or id(node) in setting)
+        if hit:
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_no_pipeline_restates_a_recipe_number():
+    """The backends (Pillow, tensor, held, DALI, the loader) read every number of a recipe
+    from its spec: no literal in data/pipelines equals one (an area range, an aspect ratio, a
+    PCA eigenvalue, a scale range, a photometric range, the interpolations, a flip's
+    probability set as a parameter)."""
+    modules = sorted(PIPELINES.glob("*.py"))
+    assert {p.stem for p in modules} >= {"pillow", "tensor", "held", "dali", "prefetch", "loader"}
+    found = {p.name: restated_recipe_numbers(p.read_text()) for p in modules}
+    assert {name: hits for name, hits in found.items() if hits} == {}
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "crop(random_area=[0.08, 1.0])",  # GoogLeNet's area range
+        "crop(random_aspect_ratio=[3 / 4, 4 / 3])",  # its aspect ratios, as fractions
+        "ratio = 1.3333333333",  # 4/3 written out
+        "EIGVAL = (0.2175, 0.0188, 0.0045)",  # AlexNet's PCA eigenvalues
+        "v = -0.5836",  # one eigenvector entry
+        "scales = (256, 512)",  # VGG's training scales
+        "factors = uniform(range=[0.5, 1.5])",  # Howard's factor range
+        "coin = coin_flip(probability=0.5)",  # the flip's probability, set as a parameter
+        "flip = torch.rand(()) < 0.5",  # the same as a coin flip
+        "flip = torch.rand((), generator=g).item() < 0.5",  # and through .item()
+        "names = ('bilinear', 'area', 'nearest', 'bicubic')",  # GoogLeNet's interpolations
+        "class Flip:\n    p: float = 0.5",  # a default
+    ],
+)
+def test_the_check_finds_a_restated_number(line):
+    """The check above is real: each of these, written in a backend, fails it."""
+    assert restated_recipe_numbers(line) != []
+
+
+def test_the_check_passes_what_is_no_recipe_number():
+    """Halves for rounding, 8-bit limits and filter supports are not recipe numbers."""
+    source = "x = floor(v + 0.5)\ny = clamp(v, 0, 255)\nbox = (x > -0.5) & (x <= 0.5)\nz = f(dim=2)"
+    assert restated_recipe_numbers(source) == []
+
+
+def test_every_recipe_is_declared_once_and_read_by_the_pipelines():
+    """The recipe names, the whole-image recipes and those the tensor and DALI loaders run all
+    derive from the specs; the Pillow steps take their numbers from them."""
+    assert tuple(RECIPES) == cfg.CHOICES["recipe"]
+    assert WHOLE_IMAGE_RECIPES == ("simple", "lenet", "none")
+    assert cfg.TENSOR_RECIPES == cfg.DALI_RECIPES == ("googlenet", "simple")
+    pre = model_card("googlenet").preprocessing
+    crop = train_transform("googlenet", 224, pre).transforms[0]
+    assert (crop.area, crop.ratio, crop.attempts) == (
+        GOOGLENET_CROP.area,
+        GOOGLENET_CROP.ratio,
+        GOOGLENET_CROP.attempts,
+    )
+    assert crop.interpolations == GOOGLENET_INTERPOLATIONS
+    alexnet = train_transform("alexnet", 224, pre).transforms[-1]
+    assert alexnet.lighting.eigval == RECIPES["alexnet"].lighting.eigval
+    tensor = BatchAugment(32, pre)  # the tensor loader's draws come from the same spec
+    assert (tensor.crop.area, tensor.crop.ratio, tensor.crop.attempts) == (
+        GOOGLENET_CROP.area,
+        GOOGLENET_CROP.ratio,
+        GOOGLENET_CROP.attempts,
+    )
+    assert tensor.distort.brightness == RECIPES["googlenet"].photometric.brightness
+    assert tensor.flip_p == RECIPES["googlenet"].flip.p
+    assert WholeImageAugment(32, pre).flip_p == RECIPES["simple"].flip.p
+    assert VGG_SCALES.for_size(112) == (128, 256)
+    with pytest.raises(PreprocessingError, match="unknown recipe 'inception'; choose one of"):
+        recipe("inception")

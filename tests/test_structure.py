@@ -125,6 +125,32 @@ def test_the_registry_is_a_leaf():
         assert ours == allowed, name
 
 
+def test_data_has_its_recipes_and_pipelines():
+    """Augmentation recipes declared as data (data/recipes) and the backends that run them
+    (data/pipelines) are subpackages of data/; neither imports train/ when it runs (the run's
+    types only for annotations), so the loaders build on data alone."""
+    data = SRC / "data"
+    packages = {p.name for p in data.iterdir() if (p / "__init__.py").is_file()}
+    assert {"recipes", "pipelines"} <= packages
+    upward = {}
+    for path in sorted([*(data / "recipes").glob("*.py"), *(data / "pipelines").glob("*.py")]):
+        package = ("goingdeeper", *path.relative_to(SRC).parent.parts)
+        tree = ast.parse(path.read_text())
+        annotating = {
+            id(inner)
+            for node in ast.walk(tree)
+            if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+            for inner in ast.walk(node)
+        }
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.level and id(node) not in annotating:
+                base = package[: len(package) - node.level + 1]
+                module = ".".join((*base, *(node.module or "").split(".")))
+                if module.startswith("goingdeeper.train"):
+                    upward[f"{path.relative_to(SRC)}:{node.lineno}"] = module
+    assert upward == {}
+
+
 def test_no_file_over_800_lines_and_no_function_over_100():
     # A tripwire, not a law: past these sizes a file or function usually holds a second concept.
     long_files = {

@@ -1,9 +1,9 @@
 """Data sets and augmentation: every source is an `ImageDataset` of (image, label), one module
-per source format; bad images are skipped and reported through `collate_skip`."""
+per source format; bad images are skipped and reported through `collate_skip`. Augmentation
+recipes are declared once in `recipes` and run by the backends of `pipelines`."""
 
 from .cifar import cifar_batches
 from .classes import ClassMap, imagenet_class_ids, imagenet_class_names
-from .colour import PCALighting, PhotometricDistort
 from .dataset import (
     ArrayReader,
     FileReader,
@@ -19,14 +19,10 @@ from .folder import image_folder
 from .labels import read_labels, real_labels
 from .mnist import mnist_idx, read_idx
 from .open import open_dataset
-from .samples import Labelled, labelled_images
-from .tar import scan_tar_headers, tar_images
-from .torchvision_sets import torchvision_dataset
-from .transforms import (
-    GOOGLENET_INTERPOLATIONS,
-    RECIPES,
-    WHOLE_IMAGE_RECIPES,
+from .pipelines.pillow import (
     AffineDistort,
+    PCALighting,
+    PhotometricDistort,
     RandomCrop,
     RandomHorizontalFlip,
     RandomSizedCrop,
@@ -35,6 +31,10 @@ from .transforms import (
     eval_transform,
     train_transform,
 )
+from .recipes import GOOGLENET_INTERPOLATIONS, RECIPES, WHOLE_IMAGE_RECIPES
+from .samples import Labelled, labelled_images
+from .tar import scan_tar_headers, tar_images
+from .torchvision_sets import torchvision_dataset
 
 __all__ = [
     "GOOGLENET_INTERPOLATIONS",

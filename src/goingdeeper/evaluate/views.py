@@ -30,7 +30,7 @@ import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from ..data.transforms import five_crop_boxes
+from ..data.pipelines.pillow import five_crop_boxes
 from ..preprocess import INTERPOLATIONS, Preprocessing, add_border, check_resized
 from .dense import DENSE_SCALES
 
@@ -44,7 +44,7 @@ def crop_offsets(width: int, height: int, size: int) -> list[tuple[int, int]]:
 
     The center offset rounds down exactly like `preprocess.center_crop`, so the center view
     equals the one-crop view. The same boxes as ZFNet's ten training sub-crops
-    (`data.transforms.five_crop_boxes`).
+    (`data.pipelines.pillow.five_crop_boxes`).
     """
     return [(left, top) for left, top, _, _ in five_crop_boxes(width, height, size)]
 

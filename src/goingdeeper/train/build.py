@@ -5,43 +5,25 @@ take."""
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler, Subset
+from torch.utils.data import Subset
 
-from ..data import (
-    WHOLE_IMAGE_RECIPES,
-    check_splits,
-    collate_skip,
-    eval_transform,
-    open_dataset,
-    spread,
-    train_transform,
-)
-from ..data.batch_augment import (
-    BatchAugment,
-    DeviceBatches,
-    EncodedImages,
-    PixelBatches,
-    collate_encoded,
-)
+from ..data import check_splits, open_dataset, spread
 from ..data.classes import ClassMap, imagenet_names_of
-from ..data.dali import DaliRecipe, dali_batches, require_dali
-from ..data.dataset import ArrayReader
-from ..data.held import HeldBatches, WholeImageAugment, held
-from ..data.prefetch import Prefetched
+from ..data.pipelines.loader import loader_kind
+from ..data.pipelines.pillow import eval_transform, train_transform, vgg_scales
+from ..data.recipes import RECIPES, WHOLE_IMAGE_RECIPES, ScaleRange, SquareCrops
 from ..data.stream import ShardStream
-from ..data.transforms import vgg_scales
 from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
 from ..preprocess import Preprocessing
 from ..registry import model_card
 from ..weights import load_weights, read_card, weights_file
 from . import config as cfg
-from .distributed import Distributed, epoch_seed
+from .distributed import Distributed
 from .engine import lr_factor
 
 log = logging.getLogger(__name__)
@@ -51,7 +33,7 @@ def build_data(
     c: cfg.TrainConfig, preprocessing: Preprocessing, d: Distributed, *, pixels: bool = False
 ):
     """The training and test sets and the run's classes; with `pixels`, the training
-    transform ends in 8-bit pixels that the batch is normalised from (`Recipe.pixels`)."""
+    transform ends in 8-bit pixels that the batch is normalised from (`RecipeSteps.pixels`)."""
     train_tf = train_transform(
         c.recipe,
         c.input_size,
@@ -114,142 +96,6 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
         return known, {i: index[name] for i, name in enumerate(found)}
     names = imagenet_names_of(found)
     return (ClassMap(names, found) if names else ClassMap(found)), None
-
-
-def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
-    """Which loader trains (`TrainConfig.loader`), "pil", "tensor" or "dali": auto takes the
-    tensor loader on a CUDA device for the recipes it runs, over images stored as files or tar
-    members or held as arrays; dali needs DALI installed and images stored encoded."""
-    base = getattr(ds, "dataset", ds)
-    stored = getattr(base, "stores_encoded", False)
-    fed = stored or isinstance(getattr(base, "reader", None), ArrayReader)
-    if c.loader == "tensor" and not fed:
-        raise ConfigError(
-            f"loader=tensor cuts batches from images as stored or held in arrays, and {c.data} "
-            f"is {'streamed from shards' if isinstance(ds, ShardStream) else 'neither'}; use "
-            "loader=pil"
-        )
-    if c.loader == "dali":
-        require_dali()  # one line when it is missing, before any work
-        if not stored:
-            raise ConfigError(
-                f"loader=dali decodes images as stored (files, tar members), and {c.data} is "
-                f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held as arrays'}"
-                "; use loader=pil"
-            )
-    if c.loader == "auto":
-        on_gpu = device is not None and device.type == "cuda"
-        return "tensor" if on_gpu and fed and c.recipe in cfg.TENSOR_RECIPES else "pil"
-    return c.loader
-
-
-def make_loader(
-    ds,
-    batch_size: int,
-    c: cfg.TrainConfig,
-    d: Distributed,
-    *,
-    train: bool,
-    epoch: int = 0,
-    device: torch.device | None = None,
-    preprocessing: Preprocessing | None = None,
-):
-    """The loader of one epoch: a training loader (`train`) in the order of the run's seed,
-    every process its share; with the tensor or DALI loader, batches decoded and augmented on
-    `device` (with `preprocessing`)."""
-    sampler = None
-    if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
-        ds.configure(world=d.world, rank=d.rank, workers=c.workers, epoch=epoch)
-    elif train:  # the same sampler for 1 or N processes: the same global order of samples
-        sampler = DistributedSampler(
-            ds, num_replicas=d.world, rank=d.rank, shuffle=c.shuffle, seed=c.seed, drop_last=False
-        )
-        sampler.set_epoch(epoch)
-    generator = torch.Generator().manual_seed(epoch_seed(c.seed, epoch, d.rank))
-    kind = loader_kind(c, ds, device) if train else "pil"
-    if kind in ("tensor", "dali"):
-        batches = _device_batches(
-            kind, ds, batch_size, c, sampler, generator, device, preprocessing
-        )
-        # on a GPU, the next batches are made in a thread while the step runs
-        on_gpu = device is not None and device.type == "cuda"
-        return Prefetched(batches, device) if on_gpu else batches
-    loader = DataLoader(
-        ds,
-        batch_size=batch_size,
-        sampler=sampler,
-        shuffle=False,
-        num_workers=c.workers,
-        collate_fn=collate_skip,
-        generator=generator,
-        persistent_workers=False,
-        # to a GPU from page-locked memory: the copy can overlap the step (non_blocking)
-        pin_memory=device is not None and device.type == "cuda",
-        drop_last=False,
-    )
-    transform = getattr(getattr(ds, "dataset", ds), "transform", None)
-    if getattr(transform, "pixels", False):  # 8-bit pixels: normalised on the device
-        return PixelBatches(loader, preprocessing, device)
-    return loader
-
-
-def _device_batches(kind, ds, batch_size, c, sampler, generator, device, preprocessing):
-    """The batches of the loaders that work in the training process, on its device."""
-    if kind == "tensor":
-        return _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing)
-    recipe = DaliRecipe.of(
-        c.recipe, c.input_size, preprocessing, c.flip, c.photometric, c.interpolations
-    )
-    return dali_batches(
-        ds, batch_size, recipe, sampler, generator, device, preprocessing, c.workers
-    )
-
-
-def _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing):
-    """The tensor loader's epoch: batches cut from the set held decoded on `device` when it is
-    small and of one image size (CIFAR, MNIST, the digits), else read by the workers as stored
-    and decoded on `device` batch by batch; augmented there with draws from the run's seed."""
-    draws = torch.Generator().manual_seed(generator.initial_seed() + 1)
-    if c.recipe == "simple":
-        augment = WholeImageAugment(c.input_size, preprocessing, flip=c.flip, generator=draws)
-    else:
-        augment = BatchAugment(
-            c.input_size,
-            preprocessing,
-            flip=c.flip,
-            photometric=c.photometric is not False,
-            interpolations=tuple(c.interpolations),
-            generator=draws,
-        )
-    data = held(ds, device)
-    if data is not None:
-        return HeldBatches(data, list(sampler), batch_size, augment)
-    if c.recipe == "simple":
-        raise ConfigError(
-            f"loader=tensor runs the simple recipe on sets held decoded, and {c.data} is too "
-            "large or of mixed sizes for that; use loader=pil"
-        )
-    reader = DataLoader(
-        EncodedImages(ds),
-        batch_size=batch_size,
-        sampler=sampler,
-        num_workers=c.workers,
-        collate_fn=collate_encoded,
-        generator=generator,
-    )
-    return DeviceBatches(reader, augment, device)
-
-
-def rank_images(ds, d: Distributed) -> int:
-    """The training images one process reads in an epoch."""
-    return len(ds) if isinstance(ds, ShardStream) else math.ceil(len(ds) / d.world)
-
-
-def rank_batches(ds, d: Distributed, per_rank: int) -> int:
-    """The optimizer steps of an epoch."""
-    if isinstance(ds, ShardStream):
-        return ds.batches(per_rank)
-    return math.ceil(rank_images(ds, d) / per_rank)
 
 
 def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, Any]:
@@ -358,10 +204,11 @@ def training_scale(c: cfg.TrainConfig, card_pre: Preprocessing) -> list[int]:
     says the weights expect): [S_min, S_max] for the vgg recipe's jittering or [S] for a fixed
     S, [S] for the 256 x 256 squares of alexnet and zfnet (scaled with the crop); [] for
     recipes of no one scale (random-sized crops, whole small images)."""
-    if c.recipe == "vgg":
-        low, high = vgg_scales(c.input_size, c.scale_jitter)
+    geometry = RECIPES[c.recipe].geometry
+    if isinstance(geometry, ScaleRange):
+        low, high = vgg_scales(c.input_size, c.scale_jitter, geometry)
         return [low] if low == high else [low, high]
-    if c.recipe in ("alexnet", "zfnet"):
+    if isinstance(geometry, SquareCrops):
         return [card_pre.resize]
     return []
 

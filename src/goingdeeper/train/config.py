@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from ..data.dali import DALI_RECIPES
+from ..data.recipes import DALI_RECIPES, GOOGLENET_INTERPOLATIONS, RECIPES, TENSOR_RECIPES
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..limits import Limit
@@ -55,9 +55,7 @@ class TrainConfig:
     recipe: str = "googlenet"  # googlenet | vgg | alexnet | zfnet | simple | lenet | none
     flip: bool = True
     photometric: bool | None = None  # None: what the recipe's paper did (googlenet: on)
-    interpolations: list[str] = field(
-        default_factory=lambda: ["bilinear", "area", "nearest", "bicubic"]
-    )
+    interpolations: list[str] = field(default_factory=lambda: list(GOOGLENET_INTERPOLATIONS))
     # vgg recipe: the training scale, [S] fixed or [S_min, S_max] jittered; [] = [256, 512]
     # x size/224 (section 3.1). Recorded in the weights' card (training_scale).
     scale_jitter: list[int] = field(default_factory=list)
@@ -283,9 +281,8 @@ LIMITS = {
 # AlexNet's 10 crops, GoogLeNet's 144, VGG's 150 and dense evaluation (VGG section 3.2) and
 # both averaged (VGG Table 5): the protocols of `goingdeeper.evaluate.VIEWS` the papers used
 EVAL_VIEWS = ("1", "10", "144", "150", "dense", "dense+150")
-TENSOR_RECIPES = ("googlenet", "simple")  # the recipes the tensor loader runs on the device
 CHOICES = {
-    "recipe": ("googlenet", "vgg", "alexnet", "zfnet", "simple", "lenet", "none"),
+    "recipe": tuple(RECIPES),
     "optimizer": ("sgd", "adamw", "rmsprop"),
     "lr_schedule": ("step", "cosine", "constant", "plateau"),
     "polyak_average": ("ema", "uniform"),

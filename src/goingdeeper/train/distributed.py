@@ -66,8 +66,3 @@ def pick_device(name: str, d: Distributed) -> torch.device:
     if name == "cuda" and d.world > 1:
         return torch.device(f"cuda:{d.local_rank}")
     return torch.device(name)
-
-
-def epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Every epoch starts from a seed of its own, so a resumed run repeats it exactly."""
-    return (seed * 1_000_003 + epoch * 7919 + rank) % (2**63)

@@ -30,6 +30,7 @@ from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from ..data import ClassMap, LoadedImages
+from ..data.pipelines.loader import epoch_seed, make_loader, rank_batches, rank_images
 from ..errors import ConfigError, TrainingError, WeightsError
 from ..evaluate import dense_scales, evaluate
 from ..files import atomic_write
@@ -45,14 +46,11 @@ from .build import (
     build_scheduler,
     card_preprocessing,
     input_preprocessing,
-    make_loader,
-    rank_batches,
-    rank_images,
     training_scale,
 )
 from .cache import FrozenPrefixCache
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .distributed import Distributed, check_device, epoch_seed, pick_device, setup_distributed
+from .distributed import Distributed, check_device, pick_device, setup_distributed
 from .engine import (
     NonFiniteLossError,
     TrainStep,

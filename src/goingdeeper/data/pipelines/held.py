@@ -21,9 +21,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Subset
 
-from ..errors import ImageError
-from ..preprocess import Preprocessing
-from .dataset import ArrayReader
+from ...errors import ImageError
+from ...preprocess import Preprocessing
+from ..dataset import ArrayReader
+from ..recipes.catalogue import RECIPES
 
 MAX_HELD_BYTES = 4 << 30
 # decoded sets, kept while their data set lives, on each device they were asked for: one
@@ -130,7 +131,7 @@ def _planes(images: Tensor) -> Tensor:
 
 class WholeImageAugment:
     """The `simple` recipe on a batch: each image resized to size - 2 x pad (bilinear), the
-    card's black border, a mirror with probability 1/2, the weights' normalisation."""
+    card's black border, a mirror with the recipe's probability, the weights' normalisation."""
 
     def __init__(
         self,
@@ -142,7 +143,7 @@ class WholeImageAugment:
     ) -> None:
         self.pad = preprocessing.pad_for(size)
         self.size, self.preprocessing, self.flip = size, preprocessing, flip
-        self.generator = generator
+        self.generator, self.flip_p = generator, RECIPES["simple"].flip.p
 
     def __call__(self, images: Tensor | Sequence[Tensor]) -> Tensor:
         x = torch.stack(list(images)) if not isinstance(images, Tensor) else images
@@ -154,7 +155,7 @@ class WholeImageAugment:
         if self.pad:
             x = F.pad(x, (self.pad,) * 4)
         if self.flip:
-            mirror = torch.rand(len(x), generator=self.generator) < 0.5
+            mirror = torch.rand(len(x), generator=self.generator) < self.flip_p
             x[mirror.to(x.device)] = x[mirror.to(x.device)].flip(-1)
         return self.preprocessing.normalize(x.permute(0, 2, 3, 1))
 

@@ -5,23 +5,25 @@ that trains ("mixed" decoding: nvJPEG and the hardware decoder) or on the CPU. L
 our data sets, read beside the bytes, never from a DALI reader listing folders.
 
 Section 6 of the paper (Szegedy et al. 2014, arXiv:1409.4842) as the PIL recipe runs it
-(`transforms.train_transform("googlenet")`), and where DALI departs from it:
+(`pillow.train_transform("googlenet")`), from the same spec (`recipes.RECIPES`), and where
+DALI departs from it:
 
-- crops: `decoders.image_random_crop`, 8%..100% of the area, aspect ratio 3/4..4/3, 10
-  attempts, as DALI draws them: the ratio log-uniform (the PIL recipe's is uniform), and when
-  no attempt fits, the largest patch the ratio allows at a random place (the PIL recipe's is
-  central).
+- crops: `decoders.image_random_crop` with the recipe's `AreaCrop` (8%..100% of the area, aspect
+  ratio 3/4..4/3, 10 attempts), as DALI draws them: the ratio log-uniform (the PIL recipe's is
+  uniform), and when no attempt fits, the largest patch the ratio allows at a random place (the
+  PIL recipe's is central).
 - interpolation: one drawn per image with equal probability, as `resize` takes a filter per
   sample. Bilinear, cubic and nearest are DALI's linear, cubic and nearest filters (antialiased
   when shrinking, as Pillow's are). DALI has no box filter ("area"); its Gaussian filter is the
   closest to Pillow's box of the ones it has (a mean difference of 2.1 levels per pixel on
   ImageNet photos, against 2.6 for its triangular filter), so "area" draws that.
 - Howard's photometric distortions (arXiv:1312.5402, section 2.1): contrast, brightness and
-  colour, each by a factor uniform in [0.5, 1.5], computed as Pillow's `ImageEnhance` computes
-  them (contrast blends with the mean grey, colour with the grey image, each result clipped
-  and cut to 8 bits; to the bit, colour within a level), but in one fixed order, Howard's
-  (contrast, brightness, colour), where the PIL recipe draws a random order for each image.
-- flips: horizontal with probability 1/2 (`flip`).
+  colour, each by a factor uniform in the recipe's `Photometric` range ([0.5, 1.5]), computed as
+  Pillow's `ImageEnhance` computes them (contrast blends with the mean grey, colour with the
+  grey image, each result clipped and cut to 8 bits; to the bit, colour within a level), but in
+  one fixed order, Howard's (contrast, brightness, colour), where the PIL recipe draws a random
+  order for each image.
+- flips: horizontal with the recipe's `Flip` probability, 1/2 (`flip`).
 
 The `simple` recipe (whole image resized to size x size in the weights' interpolation, the
 card's black border, flips) runs too. The pipeline's seed comes from the epoch's generator, so
@@ -46,13 +48,13 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import DataLoader, Sampler
 
-from ..errors import ConfigError, DataError, ImageError
-from ..images import decode_image, open_encoded
-from ..preprocess import Preprocessing
-from .batch_augment import EncodedImages
-from .transforms import GOOGLENET_INTERPOLATIONS
+from ...errors import ConfigError, DataError, ImageError
+from ...images import decode_image, open_encoded
+from ...preprocess import Preprocessing
+from ..recipes.catalogue import DALI_RECIPES, GOOGLENET_INTERPOLATIONS, RECIPES
+from ..recipes.specs import Recipe
+from .tensor import EncodedImages
 
-DALI_RECIPES = ("googlenet", "simple")
 MISSING = "loader=dali needs NVIDIA DALI: pip install 'goingdeeper[dali]'"
 # Pillow's filters (`preprocess.INTERPOLATIONS`) as DALI's; "area": the closest (see above)
 DALI_FILTERS = {
@@ -63,6 +65,8 @@ DALI_FILTERS = {
     "lanczos": "INTERP_LANCZOS3",
 }
 _JPEG_MAGIC, _JPEG_END = b"\xff\xd8\xff", b"\xff\xd9"
+# the order of Howard's distortions, which `photometric` applies (the spec's names)
+_HOWARD_ORDER = ("contrast", "brightness", "saturation")
 
 
 def require_dali() -> SimpleNamespace:
@@ -83,7 +87,7 @@ def require_dali() -> SimpleNamespace:
 @dataclass(frozen=True)
 class DaliRecipe:
     """What the pipeline does to each image: `recipe` (googlenet or simple) at `size` x `size`;
-    `photometric` and `flip` as in `transforms.train_transform`; `interpolations`: googlenet's
+    `photometric` and `flip` as in `pillow.train_transform`; `interpolations`: googlenet's
     choices; `interpolation` and `pad`: simple's resize and border (the weights' card)."""
 
     recipe: str
@@ -104,17 +108,24 @@ class DaliRecipe:
         photometric: bool | None = None,
         interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS,
     ) -> DaliRecipe:
-        """A training recipe as `transforms.train_transform` takes it (`photometric` None:
+        """A training recipe as `pillow.train_transform` takes it (`photometric` None:
         what the recipe's paper did), with simple's resize and border from `preprocessing`."""
+        if photometric is None:
+            photometric = recipe in RECIPES and RECIPES[recipe].photometric_on
         return cls(
             recipe,
             size,
             flip=flip,
-            photometric=recipe == "googlenet" if photometric is None else photometric,
+            photometric=photometric,
             interpolations=tuple(interpolations),
             interpolation=preprocessing.interpolation,
             pad=preprocessing.pad_for(size),
         )
+
+    @property
+    def spec(self) -> Recipe:
+        """The recipe's declared numbers (`recipes.RECIPES`)."""
+        return RECIPES[self.recipe]
 
     def __post_init__(self) -> None:
         if self.recipe not in DALI_RECIPES:
@@ -307,13 +318,14 @@ def build_pipeline(
             images = _crop(dali, encoded, recipe, "mixed" if on_gpu else "cpu")
         else:
             images = _whole(dali, encoded, recipe, "mixed" if on_gpu else "cpu")
-        if recipe.photometric:
-            factors = [dali.fn.random.uniform(range=[0.5, 1.5]) for _ in range(3)]
+        if recipe.photometric:  # Howard's order: contrast, brightness, colour
+            ranges = [recipe.spec.photometric.factors(name) for name in _HOWARD_ORDER]
+            factors = [dali.fn.random.uniform(range=list(r)) for r in ranges]
             if on_gpu:  # the factors join GPU arithmetic
                 factors = [f.gpu() for f in factors]
             images = photometric(dali, images, *factors)
         if recipe.flip:
-            coin = dali.fn.random.coin_flip(probability=0.5)
+            coin = dali.fn.random.coin_flip(probability=recipe.spec.flip.p)
             images = dali.fn.flip(images, horizontal=coin)
         pipe.set_outputs(images)
     pipe.build()
@@ -321,14 +333,16 @@ def build_pipeline(
 
 
 def _crop(dali, encoded, recipe: DaliRecipe, decoder: str):
-    """GoogLeNet section 6: a random patch decoded, resized with a filter drawn per image."""
+    """The recipe's `AreaCrop` (GoogLeNet section 6): a random patch decoded, resized with a
+    filter drawn per image."""
+    crop = recipe.spec.geometry
     images = dali.fn.decoders.image_random_crop(
         encoded,
         device=decoder,
         output_type=dali.types.RGB,
-        random_area=[0.08, 1.0],
-        random_aspect_ratio=[3 / 4, 4 / 3],
-        num_attempts=10,
+        random_area=list(crop.area),
+        random_aspect_ratio=list(crop.ratio),
+        num_attempts=crop.attempts,
     )
     filters = [getattr(dali.types, DALI_FILTERS[name]) for name in recipe.interpolations]
     interp = dali.fn.random.choice(filters) if len(filters) > 1 else filters[0]

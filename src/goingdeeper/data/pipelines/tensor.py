@@ -3,9 +3,10 @@ JPEG bytes decoded in one call (`torchvision.io.decode_jpeg`, on the GPU when th
 there), then per image the random-sized crop, its interpolation, the flip and Howard's
 photometric distortions, and the weights' normalisation, without a trip through Pillow.
 
-The draws are the PIL recipe's (`transforms.RandomSizedCrop.box`, the same area and aspect
-ranges, the same interpolations with equal probability, the same factor ranges in a random
-order), from one `torch.Generator` on the CPU, so a seed gives the same crops on any device.
+The draws are the PIL recipe's (`pillow.RandomSizedCrop.box`), from the same spec
+(`recipes.RECIPES["googlenet"]`: the area and aspect ranges, the interpolations with equal
+probability, the factor ranges in a random order, the flip's probability), from one
+`torch.Generator` on the CPU, so a seed gives the same crops on any device.
 The photometric operations compute what Pillow's `ImageEnhance` computes (brightness scales,
 contrast blends with the mean grey, colour with the grey image), cut to 8 bits after each
 as Pillow stores it: the result differs from the PIL path by at most a level or two per pixel.
@@ -26,11 +27,11 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision.io import ImageReadMode, decode_jpeg
 
-from ..errors import DataError, ImageError
-from ..images import decode_image, open_encoded
-from ..preprocess import Preprocessing
-from .colour import PhotometricDistort
-from .transforms import GOOGLENET_INTERPOLATIONS, RandomSizedCrop
+from ...errors import DataError, ImageError
+from ...images import decode_image, open_encoded
+from ...preprocess import Preprocessing
+from ..recipes.catalogue import GOOGLENET_INTERPOLATIONS, RECIPES
+from .pillow import PhotometricDistort, RandomSizedCrop
 
 _JPEG_MAGIC = b"\xff\xd8\xff"
 
@@ -99,15 +100,15 @@ class BatchAugment:
     the whole batch at once.
 
     Per image, on the CPU and in the PIL recipe's order, the draws: the box and interpolation
-    (`transforms.RandomSizedCrop`, whose area and aspect ranges they are), the photometric
-    operations and factors (`colour.PhotometricDistort`), the flip. Then, for the batch in a
-    fixed number of device operations and no wait for the device: the images padded into one
-    tensor; each crop resized as Pillow resizes (`_taps`: a separable filter over the box,
-    horizontal pass then vertical, each cut to 8 bits), the flip folded into the horizontal
-    taps (the output columns taken in reverse); the photometric operations as batched
+    (`pillow.RandomSizedCrop` of the recipe's `AreaCrop`), the photometric operations and
+    factors (`pillow.PhotometricDistort` of its `Photometric`), the flip (its `Flip`). Then, for
+    the batch in a fixed number of device operations and no wait for the device: the images
+    padded into one tensor; each crop resized as Pillow resizes (`_taps`: a separable filter
+    over the box, horizontal pass then vertical, each cut to 8 bits), the flip folded into the
+    horizontal taps (the output columns taken in reverse); the photometric operations as batched
     arithmetic with per-image factors (`enhance_batch`); the weights' normalisation.
-    `photometric` and `flip` as in `transforms.train_transform`; `generator` (a CPU generator)
-    makes the draws reproducible."""
+    `photometric` and `flip` as in `pillow.train_transform`; `generator` (a CPU generator) makes
+    the draws reproducible."""
 
     def __init__(
         self,
@@ -119,12 +120,19 @@ class BatchAugment:
         interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS,
         generator: torch.Generator | None = None,
     ) -> None:
+        spec = RECIPES["googlenet"]
         self.size, self.preprocessing, self.flip = size, preprocessing, flip
-        self.crop = RandomSizedCrop(size, interpolations=tuple(interpolations), generator=generator)
+        area, ratio, attempts = spec.geometry.area, spec.geometry.ratio, spec.geometry.attempts
+        self.crop = RandomSizedCrop(
+            size, area, ratio, tuple(interpolations), attempts, generator=generator
+        )
+        self.flip_p = spec.flip.p
         unknown = [name for name in self.crop.interpolations if name not in _FILTERS]
         if unknown:
             raise ImageError(f"the batch augmentation has no {unknown[0]!r} interpolation")
-        self.distort = PhotometricDistort(generator=generator) if photometric else None
+        self.distort = None
+        if photometric:
+            self.distort = PhotometricDistort.of(spec.photometric, generator=generator)
         if self.distort is not None and self.distort.hue > 0:
             raise ImageError("the batch augmentation has no hue shift; use loader=pil")
         self.generator = generator
@@ -170,7 +178,7 @@ class BatchAugment:
             left, top, w, h = self.crop.box(width, height)
             support, kind = _FILTERS[self.crop.interpolation()]
             ops = self.distort.draw() if self.distort is not None else []
-            flip = self.flip and torch.rand((), generator=self.generator).item() < 0.5
+            flip = self.flip and torch.rand((), generator=self.generator).item() < self.flip_p
             names = [_OPS.index(name) for name, _ in ops] + [0] * (3 - len(ops))
             factors = [factor for _, factor in ops] + [1.0] * (3 - len(ops))  # 1: unchanged
             sx, sy = w / self.size, h / self.size
@@ -394,7 +402,7 @@ class DeviceBatches:
 
 
 class PixelBatches:
-    """Batches of a loader whose workers hand over 8-bit pixels (`Recipe.pixels`: N x H x W x 3
+    """Batches of a loader whose workers hand over 8-bit pixels (`RecipeSteps.pixels`: N x H x W x 3
     uint8, a quarter of float32's bytes), moved to `device` and normalised there."""
 
     def __init__(self, loader: DataLoader, preprocessing: Preprocessing, device: torch.device):

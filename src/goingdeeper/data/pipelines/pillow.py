@@ -1,21 +1,10 @@
-"""Training augmentation as the papers describe it, and the evaluation transform.
+"""The Pillow pipeline: the training recipes (`recipes.catalogue`) as transforms of one image,
+run in the loader workers, and the evaluation transform.
 
-Recipes (`train_transform`), each ending in the model's stated input transform (`Preprocessing`:
-channel order, scale, mean, std), so that no transform is hidden:
-
-- googlenet: GoogLeNet section 6: random-sized crops (8%..100% of the area, aspect ratio in
-  [3/4, 4/3]), Howard's photometric distortions, a random interpolation, horizontal flips.
-- vgg: VGG section 3.1: scale jittering (shorter side S ~ U[256, 512]), random crop, flips and
-  AlexNet's RGB colour shift (PCA lighting).
-- alexnet: AlexNet sections 2 and 4.1: 256 x 256 center square, random 227 crops (the paper
-  says 224), flips, PCA lighting noise.
-- zfnet: ZFNet section 3: 256 x 256 center square, then one of its 10 fixed 224 x 224
-  sub-crops (the four corners and the center, each as it is or mirrored) drawn at random.
-- simple: resize to size x size and flip (tiny images: digits, MNIST, CIFAR); with a card
-  that pads (LeNet-5), resize to size - 2 x pad and add the black border.
-- lenet: simple's geometry, then LeNet-5's distortions (LeCun et al. 1998, section III.C):
-  a random planar affine map of translation, scaling, squeezing and horizontal shearing.
-- none: resize to size x size only.
+`train_transform` builds a recipe's steps from its spec, each ending in the model's stated
+input transform (`Preprocessing`: channel order, scale, mean, std), so that no transform is
+hidden. The colour steps are Howard's photometric distortions (brightness, contrast and
+saturation with Pillow's ImageEnhance, in a random order) and AlexNet's PCA lighting noise.
 
 All randomness comes from torch's generator (`torch.rand`, `torch.randint`, or a
 `torch.Generator` given to a transform), never from `random` or numpy: `torch.manual_seed`
@@ -30,13 +19,13 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageEnhance
 from torch import Tensor
 from torchvision.transforms import Compose
 
-from ..errors import PreprocessingError
-from ..images import OpenedImage, to_rgb
-from ..preprocess import (
+from ...errors import PreprocessingError
+from ...images import OpenedImage, to_rgb
+from ...preprocess import (
     INTERPOLATIONS,
     Preprocessing,
     add_border,
@@ -44,13 +33,25 @@ from ..preprocess import (
     check_resized,
     shorter_side,
 )
-from .colour import PCALighting, PhotometricDistort
-
-# GoogLeNet section 6: "bilinear, area, nearest neighbor and cubic, with equal probability"
-GOOGLENET_INTERPOLATIONS = ("bilinear", "area", "nearest", "bicubic")
-RECIPES = ("googlenet", "vgg", "alexnet", "zfnet", "simple", "lenet", "none")
-# recipes that train on the whole (small) image and so evaluate on it, resized, as well
-WHOLE_IMAGE_RECIPES = ("simple", "lenet", "none")
+from ..recipes import catalogue
+from ..recipes.catalogue import (
+    ALEXNET_LIGHTING,
+    FLIP,
+    GOOGLENET_CROP,
+    GOOGLENET_INTERPOLATIONS,
+    HOWARD,
+    LENET_AFFINE,
+    VGG_SCALES,
+)
+from ..recipes.specs import (
+    Affine,
+    AreaCrop,
+    Lighting,
+    Photometric,
+    Recipe,
+    ScaleRange,
+    SquareCrops,
+)
 
 
 def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
@@ -83,7 +84,7 @@ def _decoded(img: Image.Image | OpenedImage, at_least: tuple[int, int]) -> Image
     return img.decode(at_least) if isinstance(img, OpenedImage) else img
 
 
-class Recipe(Compose):
+class RecipeSteps(Compose):
     """A training transform: its steps in order, the first of which may receive the image
     opened but not decoded (`takes_opened`), so that a JPEG is decoded only as large as the
     first resize needs (`ImageDataset` passes it so)."""
@@ -100,14 +101,15 @@ class Recipe(Compose):
 
 @dataclass
 class RandomSizedCrop:
-    """GoogLeNet section 6: a patch of 8%..100% of the image area (uniform) with aspect ratio
-    uniform in [3/4, 4/3], resized to size x size with an interpolation drawn at random."""
+    """An `AreaCrop`: a patch of a random share of the image area (uniform) with a random
+    aspect ratio (uniform), resized to size x size with an interpolation drawn at random;
+    GoogLeNet section 6's by default (`GOOGLENET_CROP`)."""
 
     size: int
-    area: tuple[float, float] = (0.08, 1.0)
-    ratio: tuple[float, float] = (3 / 4, 4 / 3)
-    interpolations: Sequence[str] = GOOGLENET_INTERPOLATIONS
-    attempts: int = 10
+    area: tuple[float, float] = GOOGLENET_CROP.area
+    ratio: tuple[float, float] = GOOGLENET_CROP.ratio
+    interpolations: Sequence[str] = GOOGLENET_CROP.interpolations
+    attempts: int = GOOGLENET_CROP.attempts
     generator: torch.Generator | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -170,9 +172,9 @@ class RandomCrop:
 
 @dataclass
 class RandomHorizontalFlip:
-    """Mirror left-right with probability p (AlexNet section 4.1, GoogLeNet, VGG)."""
+    """Mirror left-right with probability p (`FLIP`: AlexNet section 4.1, GoogLeNet, VGG)."""
 
-    p: float = 0.5
+    p: float = FLIP.p
     generator: torch.Generator | None = field(default=None, repr=False)
 
     def __call__(self, img: Image.Image) -> Image.Image:
@@ -183,11 +185,12 @@ class RandomHorizontalFlip:
 
 @dataclass
 class ScaleJitter:
-    """VGG section 3.1 (multi-scale training): rescale so the shorter side is S, drawn
-    uniformly from [s_min, s_max] = [256, 512] for each image, then a random size x size crop."""
+    """A `ScaleRange` (VGG section 3.1, multi-scale training: `VGG_SCALES`): rescale so the
+    shorter side is S, drawn uniformly from [s_min, s_max] for each image, then a random
+    size x size crop."""
 
-    size: int = 224
-    scale: tuple[int, int] = (256, 512)
+    size: int = VGG_SCALES.at
+    scale: tuple[int, int] = VGG_SCALES.scales
     interpolation: str = "bilinear"
     generator: torch.Generator | None = field(default=None, repr=False)
 
@@ -270,17 +273,16 @@ class Border:
 
 @dataclass
 class AffineDistort:
-    """LeNet-5's training distortions (LeCun et al. 1998, section III.C: 0.95% -> 0.8% test
-    error): "horizontal and vertical translations, scaling, squeezing (simultaneous horizontal
-    compression and vertical elongation, or the reverse), and horizontal shearing", combined
-    into one affine map about the image centre. The paper gives no ranges; these defaults
-    (shifts in pixels of a 32 x 32 field, scaled with the image) keep a digit inside the field.
-    Uncovered pixels are black, the background of the digits."""
+    """An `Affine` distortion, LeNet-5's by default (`LENET_AFFINE`; LeCun et al. 1998, section
+    III.C: "horizontal and vertical translations, scaling, squeezing (simultaneous horizontal
+    compression and vertical elongation, or the reverse), and horizontal shearing"), combined
+    into one affine map about the image centre. Uncovered pixels are black, the background of
+    the digits."""
 
-    shift: float = 2.0  # pixels of a 32-pixel image, each direction, uniform in [-shift, shift]
-    scale: float = 0.1  # factor uniform in [1 - scale, 1 + scale]
-    squeeze: float = 0.1  # x times s, y divided by s, s uniform in [1 - squeeze, 1 + squeeze]
-    shear: float = 0.15  # x += k * y, k uniform in [-shear, shear]
+    shift: float = LENET_AFFINE.shift  # pixels of a 32-pixel image, each way, uniform
+    scale: float = LENET_AFFINE.scale  # factor uniform in [1 - scale, 1 + scale]
+    squeeze: float = LENET_AFFINE.squeeze  # x times s, y divided by s, s within 1 +- squeeze
+    shear: float = LENET_AFFINE.shear  # x += k * y, k uniform in [-shear, shear]
     interpolation: str = "bilinear"
     generator: torch.Generator | None = field(default=None, repr=False)
 
@@ -289,13 +291,12 @@ class AffineDistort:
             raise PreprocessingError(
                 f"interpolation must be nearest, bilinear or bicubic, got {self.interpolation!r}"
             )
-        for name in ("scale", "squeeze"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise PreprocessingError(f"{name} must lie in [0, 1), got {getattr(self, name)}")
-        if self.shift < 0 or self.shear < 0:
-            raise PreprocessingError(
-                f"shift and shear must be >= 0, got {self.shift} and {self.shear}"
-            )
+        Affine(self.shift, self.scale, self.squeeze, self.shear)  # its ranges checked
+
+    @classmethod
+    def of(cls, spec: Affine, **kwargs) -> AffineDistort:
+        """The distortion a recipe's `Affine` spec declares."""
+        return cls(spec.shift, spec.scale, spec.squeeze, spec.shear, **kwargs)
 
     def scaled(self, factor: float) -> AffineDistort:
         """The same distortion with every range times `factor` (shift, shear, and the distance
@@ -352,6 +353,98 @@ class Resize:
         return img.resize((self.size, self.size), INTERPOLATIONS[self.interpolation])
 
 
+_ENHANCERS = {
+    "brightness": ImageEnhance.Brightness,
+    "contrast": ImageEnhance.Contrast,
+    "saturation": ImageEnhance.Color,  # Pillow's "color" enhancement is saturation
+}
+
+
+@dataclass
+class PhotometricDistort:
+    """A `Photometric` spec with PIL's ImageEnhance, Howard's by default (`HOWARD`: the
+    "photometric distortions" GoogLeNet section 6 cites, arXiv:1312.5402 section 2.1, which
+    change contrast, brightness and color in a random order, each by a factor within 1 +- its
+    spread; 1 leaves the image unchanged). `hue` (not in Howard, off by default) also shifts
+    the hue by up to +-hue of a turn."""
+
+    brightness: float = HOWARD.brightness
+    contrast: float = HOWARD.contrast
+    saturation: float = HOWARD.saturation
+    hue: float = HOWARD.hue
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        Photometric(self.brightness, self.contrast, self.saturation, self.hue)  # checked
+
+    @classmethod
+    def of(cls, spec: Photometric, **kwargs) -> PhotometricDistort:
+        """The distortions a recipe's `Photometric` spec declares."""
+        return cls(spec.brightness, spec.contrast, spec.saturation, spec.hue, **kwargs)
+
+    def draw(self) -> list[tuple[str, float]]:
+        """The operations of one application, in order, with their factors (hue: its shift)."""
+        spreads = [(name, getattr(self, name)) for name in (*_ENHANCERS, "hue")]
+        spreads = [(name, s) for name, s in spreads if s > 0]
+        order = torch.randperm(len(spreads), generator=self.generator).tolist()
+        ops = []
+        for name, s in (spreads[i] for i in order):
+            low, high = (-s, s) if name == "hue" else (1.0 - s, 1.0 + s)
+            ops.append((name, low + (high - low) * torch.rand((), generator=self.generator).item()))
+        return ops
+
+    @staticmethod
+    def apply(img: Image.Image, ops: Sequence[tuple[str, float]]) -> Image.Image:
+        for name, factor in ops:
+            if name == "hue":
+                img = _shift_hue(img, factor)
+            else:
+                img = _ENHANCERS[name](img).enhance(factor)
+        return img
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return self.apply(img, self.draw())
+
+
+# Pillow's HSV hue: one turn in the 8 bits of a channel
+_HUE_LEVELS = np.iinfo(np.uint8).max + 1
+
+
+def _shift_hue(img: Image.Image, turns: float) -> Image.Image:
+    hsv = np.array(img.convert("HSV"))
+    shifted = hsv[..., 0].astype(np.int32) + round(turns * _HUE_LEVELS)
+    hsv[..., 0] = (shifted % _HUE_LEVELS).astype(np.uint8)
+    return Image.fromarray(hsv, "HSV").convert("RGB")
+
+
+@dataclass
+class PCALighting:
+    """A `Lighting` spec, AlexNet section 4.1's by default (`ALEXNET_LIGHTING`): add
+    sum_i alpha_i * eigval_i * eigvec_i to every pixel, with alpha_i ~ N(0, std) drawn once per
+    image, from ImageNet's RGB eigen-decomposition. Works on a 3 x H x W tensor of RGB values
+    in 0..1, before normalisation; no clipping (the paper does not clip)."""
+
+    std: float = ALEXNET_LIGHTING.std
+    eigval: tuple[float, float, float] = ALEXNET_LIGHTING.eigval
+    eigvec: tuple[tuple[float, float, float], ...] = ALEXNET_LIGHTING.eigvec
+    generator: torch.Generator | None = field(default=None, repr=False)
+
+    @classmethod
+    def of(cls, spec: Lighting, **kwargs) -> PCALighting:
+        """The noise a recipe's `Lighting` spec declares."""
+        return cls(spec.std, spec.eigval, spec.eigvec, **kwargs)
+
+    def offset(self, alpha: Tensor | None = None) -> Tensor:
+        """The RGB offset eigvec @ (alpha * eigval); alpha drawn ~ N(0, std) when not given."""
+        if alpha is None:
+            alpha = torch.randn(3, generator=self.generator) * self.std
+        eigvec = torch.tensor(self.eigvec, dtype=torch.float32)
+        return eigvec @ (alpha.float() * torch.tensor(self.eigval, dtype=torch.float32))
+
+    def __call__(self, rgb: Tensor) -> Tensor:
+        return rgb + self.offset().to(rgb.dtype).view(3, 1, 1)
+
+
 def to_unit_tensor(img: Image.Image) -> Tensor:
     """An RGB image as a 3 x H x W float tensor of values in 0..1."""
     return torch.from_numpy(np.asarray(img, dtype=np.float32) / 255.0).permute(2, 0, 1)
@@ -395,44 +488,44 @@ def train_transform(
     distortion: float = 1.0,
     draft: bool = True,
     pixels: bool = False,
-) -> Recipe:
-    """The training transform of a recipe (see the module docstring), PIL image -> tensor.
+) -> RecipeSteps:
+    """The training transform of a recipe (`recipes.RECIPES`), PIL image -> tensor.
 
-    `photometric` and `pca_lighting` default (None) to what the recipe's paper did:
-    photometric for googlenet, PCA lighting for alexnet and vgg; True or False forces them.
+    `photometric` and `pca_lighting` default (None) to what the recipe's paper did
+    (`Recipe.photometric_on`, `Recipe.lighting_on`); True or False forces them.
     `scale_jitter`: vgg's (s_min, s_max), or one int for a fixed S; default (256, 512) scaled
     by size / 224. `interpolations`: googlenet's choices. `distortion`: lenet's AffineDistort
     ranges times this factor (0 turns it off). "none" ignores every option.
     Pass flip=False for data whose mirror image changes its meaning (digits).
     `draft`: the first step may take the image opened, not decoded, and decode a JPEG at 1/2,
-    1/4 or 1/8 of its size when its resize will shrink it at least that much (`Recipe`).
+    1/4 or 1/8 of its size when its resize will shrink it at least that much (`RecipeSteps`).
     `pixels`: end in 8-bit H x W x 3 pixels, normalised later on the whole batch
-    (`Preprocessing.normalize`), where no lighting noise needs values (`Recipe.pixels`).
+    (`Preprocessing.normalize`), where no lighting noise needs values (`RecipeSteps.pixels`).
     """
-    if recipe not in RECIPES:
-        raise PreprocessingError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
+    spec = catalogue.recipe(recipe)
     if size <= 0:
         raise PreprocessingError(f"size must be positive, got {size}")
     if distortion < 0:
         raise PreprocessingError(f"distortion must be >= 0, got {distortion}")
-    steps = _geometry(recipe, size, preprocessing, interpolations, scale_jitter, distortion, flip)
-    if recipe == "none":
-        return Recipe([*steps, ToModelInput(preprocessing, pixels=pixels)], takes_opened=draft)
+    steps = _geometry(spec, size, preprocessing, interpolations, scale_jitter, distortion, flip)
+    if not spec.options:
+        return RecipeSteps([*steps, ToModelInput(preprocessing, pixels=pixels)], takes_opened=draft)
     if photometric is None:
-        photometric = recipe == "googlenet"
+        photometric = spec.photometric_on
     if pca_lighting is None:
-        pca_lighting = recipe in ("alexnet", "vgg")  # VGG 3.1 uses AlexNet's RGB colour shift
+        pca_lighting = spec.lighting_on
     if photometric:
-        steps.append(PhotometricDistort())
-    if flip and recipe != "zfnet":  # zfnet's ten sub-crops hold their mirrors
-        steps.append(RandomHorizontalFlip())
-    lighting = PCALighting() if pca_lighting else None
+        steps.append(PhotometricDistort.of(spec.photometric))
+    sub_crops = isinstance(spec.geometry, SquareCrops) and spec.geometry.fixed
+    if flip and not sub_crops:  # zfnet's ten sub-crops hold their mirrors
+        steps.append(RandomHorizontalFlip(spec.flip.p))
+    lighting = PCALighting.of(spec.lighting) if pca_lighting else None
     steps.append(ToModelInput(preprocessing, lighting, pixels=pixels and lighting is None))
-    return Recipe(steps, takes_opened=draft)
+    return RecipeSteps(steps, takes_opened=draft)
 
 
 def _geometry(
-    recipe: str,
+    spec: Recipe,
     size: int,
     preprocessing: Preprocessing,
     interpolations: Sequence[str],
@@ -440,29 +533,32 @@ def _geometry(
     distortion: float = 1.0,
     flip: bool = True,
 ) -> list[Callable]:
-    interpolation = preprocessing.interpolation
-    if recipe == "googlenet":
-        return [RandomSizedCrop(size, interpolations=tuple(interpolations))]
-    if recipe == "vgg":
-        return [ScaleJitter(size, vgg_scales(size, scale_jitter), interpolation)]
-    if recipe in ("alexnet", "zfnet"):  # 256 x 256 squares, scaled with the crop size
+    interpolation, geometry = preprocessing.interpolation, spec.geometry
+    if isinstance(geometry, AreaCrop):
+        area, ratio, attempts = geometry.area, geometry.ratio, geometry.attempts
+        return [RandomSizedCrop(size, area, ratio, tuple(interpolations), attempts)]
+    if isinstance(geometry, ScaleRange):
+        return [ScaleJitter(size, vgg_scales(size, scale_jitter, geometry), interpolation)]
+    if isinstance(geometry, SquareCrops):  # the weights' resize: 256, scaled with the crop
         square = eval_transform(size, preprocessing).resize
-        crops = RandomCrop(size) if recipe == "alexnet" else FixedSubCrops(size, flip)
+        crops = FixedSubCrops(size, flip) if geometry.fixed else RandomCrop(size)
         return [CenterSquare(square, interpolation), crops]
     pad = preprocessing.pad_for(size)  # LeNet-5: 28x28 + 2 -> 32x32
     steps: list[Callable] = [Resize(size - 2 * pad, interpolation)]
     if pad:
         steps.append(Border(pad))
-    if recipe == "lenet" and distortion > 0:
-        steps.append(AffineDistort().scaled(distortion))
+    if geometry.distortion is not None and distortion > 0:
+        steps.append(AffineDistort.of(geometry.distortion).scaled(distortion))
     return steps
 
 
-def vgg_scales(size: int, scale_jitter: Sequence[int] | int | None = None) -> tuple[int, int]:
+def vgg_scales(
+    size: int, scale_jitter: Sequence[int] | int | None = None, default: ScaleRange = VGG_SCALES
+) -> tuple[int, int]:
     """The vgg recipe's (S_min, S_max): `scale_jitter` as given (one int or one value: a fixed
-    S), or by default section 3.1's [256, 512] scaled by size / 224."""
+    S), or by default the recipe's range (section 3.1's [256, 512]) scaled by size / 224."""
     if scale_jitter is None or (not isinstance(scale_jitter, int) and not scale_jitter):
-        return round(256 * size / 224), round(512 * size / 224)
+        return default.for_size(size)
     if isinstance(scale_jitter, int):
         return scale_jitter, scale_jitter
     return scale_jitter[0], scale_jitter[-1]

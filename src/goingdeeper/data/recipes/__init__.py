@@ -1,0 +1,56 @@
+"""Augmentation recipes as data: each recipe declared once as a frozen spec (`specs`), the
+papers' recipes by name (`catalogue`); the backends in `data.pipelines` read them."""
+
+from .catalogue import (
+    ALEXNET_LIGHTING,
+    DALI_RECIPES,
+    FLIP,
+    GOOGLENET_CROP,
+    GOOGLENET_INTERPOLATIONS,
+    HOWARD,
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
+    LENET_AFFINE,
+    RECIPES,
+    TENSOR_RECIPES,
+    VGG_SCALES,
+    WHOLE_IMAGE_RECIPES,
+    recipe,
+)
+from .specs import (
+    Affine,
+    AreaCrop,
+    Flip,
+    Lighting,
+    Photometric,
+    Recipe,
+    ScaleRange,
+    SquareCrops,
+    WholeImage,
+)
+
+__all__ = [
+    "ALEXNET_LIGHTING",
+    "DALI_RECIPES",
+    "FLIP",
+    "GOOGLENET_CROP",
+    "GOOGLENET_INTERPOLATIONS",
+    "HOWARD",
+    "IMAGENET_EIGVAL",
+    "IMAGENET_EIGVEC",
+    "LENET_AFFINE",
+    "RECIPES",
+    "TENSOR_RECIPES",
+    "VGG_SCALES",
+    "WHOLE_IMAGE_RECIPES",
+    "Affine",
+    "AreaCrop",
+    "Flip",
+    "Lighting",
+    "Photometric",
+    "Recipe",
+    "ScaleRange",
+    "SquareCrops",
+    "WholeImage",
+    "recipe",
+]
