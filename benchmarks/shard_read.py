@@ -29,8 +29,8 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from goingdeeper.data import collate_skip, open_dataset, train_transform
-from goingdeeper.data.shards import parse_size, write_shards
-from goingdeeper.data.stream import ShardStream
+from goingdeeper.data.sources.shards import parse_size, write_shards
+from goingdeeper.data.sources.stream import ShardStream
 from goingdeeper.preprocess import Preprocessing
 
 ROOT = Path(__file__).resolve().parent.parent

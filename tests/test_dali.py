@@ -28,7 +28,7 @@ from goingdeeper.data.dali import (
     photometric,
     require_dali,
 )
-from goingdeeper.data.dataset import ImageDataset
+from goingdeeper.data.sources.dataset import ImageDataset
 from goingdeeper.errors import ConfigError, DataError
 from goingdeeper.images import decode_image, image_pixel_limit
 from goingdeeper.preprocess import INTERPOLATIONS

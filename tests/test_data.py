@@ -45,7 +45,7 @@ from goingdeeper.data import (
     train_transform,
 )
 from goingdeeper.data.colour import IMAGENET_EIGVAL, IMAGENET_EIGVEC
-from goingdeeper.data.tar import scan_tar_headers
+from goingdeeper.data.sources.tar import scan_tar_headers
 from goingdeeper.data.transforms import (
     RECIPES,
     ToModelInput,

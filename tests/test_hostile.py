@@ -387,7 +387,7 @@ def test_an_idx_file_is_read_no_further_than_its_header_says(tmp_path):
     import struct
     import tracemalloc
 
-    from goingdeeper.data.mnist import read_idx
+    from goingdeeper.data.sources.mnist import read_idx
 
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:

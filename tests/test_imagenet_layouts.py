@@ -13,7 +13,7 @@ import torch
 
 from goingdeeper.cli import main
 from goingdeeper.data import ClassMap, imagenet_class_ids, imagenet_class_names, labelled_images
-from goingdeeper.data.labels import devkit_class_order, read_labels
+from goingdeeper.data.imagenet.labels import devkit_class_order, read_labels
 from goingdeeper.errors import DataError
 from goingdeeper.images import load_image
 from goingdeeper.weights import import_bvlc, save_weights

@@ -18,8 +18,8 @@ from torch.utils.data import DataLoader
 
 from goingdeeper.cli import main
 from goingdeeper.data import digits, open_dataset
-from goingdeeper.data.shards import parse_size, read_manifest, shard_dataset, verify_shards
-from goingdeeper.data.stream import ShardStream
+from goingdeeper.data.sources.shards import parse_size, read_manifest, shard_dataset, verify_shards
+from goingdeeper.data.sources.stream import ShardStream
 from goingdeeper.errors import DataError
 from goingdeeper.train import fit
 from goingdeeper.weights import load_weights
@@ -164,7 +164,7 @@ DDP_READ = textwrap.dedent("""
     import json, os, sys
     import torch.distributed as dist
     from torch.utils.data import DataLoader
-    from goingdeeper.data.stream import ShardStream
+    from goingdeeper.data.sources.stream import ShardStream
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     folder, out, equal = sys.argv[1], sys.argv[2], sys.argv[3] == "equal"

@@ -1,27 +1,29 @@
-"""Data sets and augmentation: every source is an `ImageDataset` of (image, label), one module
-per source format; bad images are skipped and reported through `collate_skip`."""
+"""Data sets and augmentation: `discover` opens any source as a `Source` whose splits are
+`ImageDataset`s of (image, label), one module per format in `sources/`; ImageNet's classes and
+label files in `imagenet/`; bad images are `Skipped` and reported through `collate_skip`."""
 
-from .cifar import cifar_batches
-from .classes import ClassMap, imagenet_class_ids, imagenet_class_names
 from .colour import PCALighting, PhotometricDistort
-from .dataset import (
+from .imagenet import ClassMap, imagenet_class_ids, imagenet_class_names, read_labels, real_labels
+from .sources import (
     ArrayReader,
     FileReader,
     ImageDataset,
-    LoadedImages,
+    Skipped,
+    Source,
     check_splits,
+    cifar_batches,
     collate_skip,
+    digits,
+    discover,
+    image_folder,
+    mnist_idx,
+    read_idx,
+    scan_tar_headers,
     spread,
     stratified_split,
+    tar_images,
+    torchvision_dataset,
 )
-from .digits import digits
-from .folder import image_folder
-from .labels import read_labels, real_labels
-from .mnist import mnist_idx, read_idx
-from .open import open_dataset
-from .samples import Labelled, labelled_images
-from .tar import scan_tar_headers, tar_images
-from .torchvision_sets import torchvision_dataset
 from .transforms import (
     GOOGLENET_INTERPOLATIONS,
     RECIPES,
@@ -45,8 +47,8 @@ __all__ = [
     "ClassMap",
     "FileReader",
     "ImageDataset",
-    "Labelled",
-    "LoadedImages",
+    "Skipped",
+    "Source",
     "PCALighting",
     "PhotometricDistort",
     "RandomCrop",
@@ -58,13 +60,12 @@ __all__ = [
     "cifar_batches",
     "collate_skip",
     "digits",
+    "discover",
     "eval_transform",
     "image_folder",
     "imagenet_class_ids",
     "imagenet_class_names",
-    "labelled_images",
     "mnist_idx",
-    "open_dataset",
     "read_idx",
     "read_labels",
     "real_labels",
