@@ -126,7 +126,7 @@ def _digit_folder(root, unreadable: bool) -> None:
             if unreadable and split == "train":
                 (folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
             else:
-                source.load(i).save(folder / f"{i}.png")
+                source.decode(i).save(folder / f"{i}.png")
 
 
 def test_training_on_unreadable_images_fails_instead_of_saving_untrained_weights(tmp_path, capsys):

@@ -383,7 +383,7 @@ def encoded(ds: ImageDataset, i: int) -> tuple[bytes, str, str]:
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e})") from None
     buffer = io.BytesIO()
-    ds.load(i).save(buffer, format="PNG")
+    ds.decode(i).save(buffer, format="PNG")
     return buffer.getvalue(), "png", ds.describe(i)
 
 
@@ -434,9 +434,9 @@ def shard_dataset(
     )
 
 
-def shard_images(archive: TarArchive, shard: Shard, cls: Sequence[int]) -> list[TarMember]:
+def shard_images(archive: TarArchive, shard: Shard, known: Sequence[int]) -> list[TarMember]:
     """The image members of a shard in order (their labels are `shard.labels`), checked
-    against the manifest's count, and each label against the sample's own `.cls` (`cls`:
+    against the manifest's count, and each label against the sample's own `.cls` (`known`:
     each class's `.cls` value)."""
     members = archive.members()
     images = [m for m in members if is_image_name(m.name)]
@@ -449,10 +449,10 @@ def shard_images(archive: TarArchive, shard: Shard, cls: Sequence[int]) -> list[
     for image, label in zip(images, shard.labels, strict=True):
         key = image.name.rsplit(".", 1)[0]
         stated = archive.read(cls[key]).strip() if key in cls else b""
-        if stated != str(cls[label]).encode():
+        if stated != str(known[label]).encode():
             raise DataError(
                 f"{archive.path}: {key}.cls says {stated[:20].decode('latin-1')!r}, the manifest "
-                f"says {cls[label]}; the manifest or the shard was changed: write the shards again"
+                f"says {known[label]}; the manifest or the shard was changed: write the shards again"
             )
     return images
 
