@@ -281,7 +281,8 @@ def test_tar_header_scanner_agrees_with_tarfile(tmp_path, fmt):
 @pytest.mark.parametrize("name", ["data.tar.gz", "data.tar"])
 def test_dataloader_workers_run_to_the_end_and_name_bad_files(tree, tmp_path, name):
     ds = tar_images(_tar(tree, tmp_path / name), "train", transform=TINY)
-    assert not isinstance(ds[len(ds) - 1], Skipped)  # the parent reads first: workers need own handles
+    # the parent reads first: workers need their own handles
+    assert not isinstance(ds[len(ds) - 1], Skipped)
     loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_skip)
     seen, skipped = 0, []
     for images, labels, bad in loader:

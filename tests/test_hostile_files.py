@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from goingdeeper.cli import main
-from goingdeeper.data.sources.cifar import cifar_batches
 from goingdeeper.data.imagenet.labels import read_labels
+from goingdeeper.data.sources.cifar import cifar_batches
 from goingdeeper.errors import DataError
 from goingdeeper.registry import build_model, model_card
 from goingdeeper.train.runfolder import LOCK

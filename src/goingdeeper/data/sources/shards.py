@@ -452,7 +452,8 @@ def shard_images(archive: TarArchive, shard: Shard, known: Sequence[int]) -> lis
         if stated != str(known[label]).encode():
             raise DataError(
                 f"{archive.path}: {key}.cls says {stated[:20].decode('latin-1')!r}, the manifest "
-                f"says {known[label]}; the manifest or the shard was changed: write the shards again"
+                f"says {known[label]}; the manifest or the shard was changed: write the shards "
+                "again"
             )
     return images
 
