@@ -9,7 +9,7 @@ from pathlib import Path
 from ..data.imagenet.classes import ClassMap
 from ..data.imagenet.labels import real_labels, val_number
 from ..data.sources import Source, discover
-from ..data.sources.discover import ALL
+from ..data.sources.discover import SHARDS
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
@@ -151,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     classes = ClassMap.for_card(card)
     source = discover(args.data, args.labels, known=classes)
     split = source.scored_split()
-    if len(source.splits) > 1 or split != ALL:
+    if source.layout == SHARDS or len(source.splits) > 1:  # say which one is scored
         print(
             f"goingdeeper: scoring the '{split}' split of {source.path} "
             f"(splits: {', '.join(source.splits)})",

@@ -73,8 +73,9 @@ def build_data(
     if c.holdout:
         source = source.with_holdout(c.holdout)
         log.info("%s", source.holdout)
+    test = _test_split(source)
     train_ds = source.split("train", train_tf, stream=True)
-    test_ds = source.split(_test_split(source), eval_tf)
+    test_ds = source.split(test, eval_tf)
     check_splits(train_ds, test_ds)
     classes, relabel = run_classes(c, train_ds.classes)
     if relabel is not None:
