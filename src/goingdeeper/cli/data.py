@@ -90,7 +90,7 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def open_source(args: argparse.Namespace) -> Source:
+def source_of(args: argparse.Namespace) -> Source:
     """The source the arguments name, with its held-out split when asked for (said on
     stderr)."""
     source = discover(args.source, args.labels, as_split=args.as_split)
@@ -101,7 +101,7 @@ def open_source(args: argparse.Namespace) -> Source:
 
 
 def run_info(args: argparse.Namespace) -> int:
-    source = open_source(args)
+    source = source_of(args)
     splits = {name: source.split(name) for name in source.splits}
     bad = {} if args.no_check else _check(splits)
     if args.format == "json":
@@ -201,7 +201,7 @@ def run_shard(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()):
         what = "already holds shards" if (out / MANIFEST).exists() else "is not empty"
         raise UsageError(f"--out {out}: {what}; give a new or empty folder")
-    source = open_source(args)
+    source = source_of(args)
     splits = {name: source.split(name) for name in source.splits}
     total = sum(len(ds) for ds in splits.values())
     with tqdm(total=total, desc="writing shards", unit="img", disable=not on_terminal()) as shown:

@@ -32,7 +32,7 @@ from ..data.dali import DaliRecipe, dali_batches, require_dali
 from ..data.held import HeldBatches, WholeImageAugment, held
 from ..data.imagenet.classes import ClassMap, imagenet_names_of
 from ..data.prefetch import Prefetched
-from ..data.sources import ShardStream, Source
+from ..data.sources import Source
 from ..data.sources.dataset import ArrayReader
 from ..data.transforms import vgg_scales
 from ..errors import ConfigError, DataError, ModelArgumentError
@@ -81,7 +81,7 @@ def build_data(
     if relabel is not None:
         train_ds = train_ds.relabelled(classes.names, relabel)
         test_ds = test_ds.relabelled(classes.names, relabel)
-    if isinstance(train_ds, ShardStream):
+    if train_ds.streamed:
         if c.limit_train:
             raise ConfigError(
                 f"limit_train picks images across the set, and {c.data} is streamed from "
@@ -149,7 +149,7 @@ def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
     if c.loader == "tensor" and not fed:
         raise ConfigError(
             f"loader=tensor cuts batches from images as stored or held in arrays, and {c.data} "
-            f"is {'streamed from shards' if isinstance(ds, ShardStream) else 'neither'}; use "
+            f"is {'streamed from shards' if getattr(ds, 'streamed', False) else 'neither'}; use "
             "loader=pil"
         )
     if c.loader == "dali":
@@ -157,7 +157,7 @@ def loader_kind(c: cfg.TrainConfig, ds, device: torch.device | None) -> str:
         if not stored:
             raise ConfigError(
                 f"loader=dali decodes images as stored (files, tar members), and {c.data} is "
-                f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held as arrays'}"
+                f"{'streamed from shards' if getattr(ds, 'streamed', False) else 'held as arrays'}"
                 "; use loader=pil"
             )
     if c.loader == "auto":
@@ -181,7 +181,7 @@ def make_loader(
     every process its share; with the tensor or DALI loader, batches decoded and augmented on
     `device` (with `preprocessing`)."""
     sampler = None
-    if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
+    if getattr(ds, "streamed", False):  # split by shard across the processes and the workers
         ds.configure(world=d.world, rank=d.rank, workers=c.workers, epoch=epoch)
     elif train:  # the same sampler for 1 or N processes: the same global order of samples
         sampler = DistributedSampler(
@@ -265,12 +265,12 @@ def _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing
 
 def rank_images(ds, d: Distributed) -> int:
     """The training images one process reads in an epoch."""
-    return len(ds) if isinstance(ds, ShardStream) else math.ceil(len(ds) / d.world)
+    return len(ds) if getattr(ds, "streamed", False) else math.ceil(len(ds) / d.world)
 
 
 def rank_batches(ds, d: Distributed, per_rank: int) -> int:
     """The optimizer steps of an epoch."""
-    if isinstance(ds, ShardStream):
+    if getattr(ds, "streamed", False):
         return ds.batches(per_rank)
     return math.ceil(rank_images(ds, d) / per_rank)
 

@@ -65,6 +65,8 @@ class ImageDataset(Dataset):
     no more pixels than it needs.
     """
 
+    streamed = False  # read at random (a `ShardStream` is read front to back)
+
     def __init__(
         self,
         samples: Sequence[tuple[Any, int]],

@@ -50,6 +50,8 @@ class ShardStream(IterableDataset):
     """Samples `(transform(image), label)`, or a `Skipped` record for an image that cannot be
     decoded (for `collate_skip`), of one split of a shard folder."""
 
+    streamed = True  # read front to back, split across the readers (not at random)
+
     def __init__(
         self,
         folder: str | Path,
