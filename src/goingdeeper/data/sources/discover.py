@@ -174,13 +174,14 @@ def discover(
     if labels is not None or _is_folder(spec):
         return _folder_source(Path(spec).expanduser(), labels, known, as_split)
     layout, splits, opener = _format(spec, download)
+    opener = _cached(opener, streams=layout == SHARDS)
     first = opener(splits[0], False)
     ids = list(first.classes) if all(wnid_prefix(c) == c for c in first.classes) else []
     if layout == SHARDS:
         manifest = read_manifest(Path(spec).expanduser())
         ids = list(manifest.class_ids)
     classes = ClassMap(first.classes, ids)
-    return _named(Source(spec, layout, classes, splits, _cached(opener), known=known), as_split)
+    return _named(Source(spec, layout, classes, splits, opener, known=known), as_split)
 
 
 def _is_folder(spec: str) -> bool:
@@ -239,13 +240,13 @@ def _format(spec: str, download: bool) -> tuple[str, tuple[str, ...], Opener]:
     return CIFAR, ("train", "test"), lambda split, _: cifar_batches(path, split)
 
 
-def _cached(opener: Opener) -> Opener:
-    """Each split opened once (a folder listed, an archive indexed, shards hashed); streams
-    are made anew, since each is configured for its readers."""
+def _cached(opener: Opener, streams: bool = False) -> Opener:
+    """Each split opened once (a folder listed, an archive indexed, shards hashed); a source
+    that `streams` makes each stream anew, since each is configured for its readers."""
     opened: dict[str, ImageDataset] = {}
 
     def open_split(name: str, stream: bool) -> ImageDataset | ShardStream:
-        if stream:
+        if stream and streams:
             return opener(name, True)
         if name not in opened:
             opened[name] = opener(name, False)
@@ -262,9 +263,8 @@ def _folder_source(
     if not root.is_dir():
         raise DataError(f"{root}: not a folder; give a folder of images")
     if labels is None and (present := split_folders(root)):
-        first = image_folder(root / present[0])
         opener = _cached(lambda split, _: image_folder(root / split))
-        classes = _classes(first.classes, str(root), known)
+        classes = _classes(opener(present[0], False).classes, str(root), known)
         source = Source(str(root), SPLIT_FOLDERS, classes, tuple(present), opener, known=known)
         return _named(source, as_split)
     layout, ds = _one_split(root, labels)
