@@ -95,8 +95,11 @@ class Source:
         else:
             ds = ds.with_transform(transform)
         if self.known is not None and list(self.known.names) != ds.classes:
-            index = self.known.resolve_all(ds.classes, f"{self.path}:{name}")
-            ds = ds.relabelled(self.known.names, {i: index[c] for i, c in enumerate(ds.classes)})
+            tokens = ds.classes  # by WordNet id when both sides know them, else as named
+            if self.known.ids and self.classes.ids and list(self.classes.names) == ds.classes:
+                tokens = list(self.classes.ids)
+            index = self.known.resolve_all(tokens, f"{self.path}:{name}")
+            ds = ds.relabelled(self.known.names, {i: index[t] for i, t in enumerate(tokens)})
         return ds
 
     def scored_split(self) -> str:
