@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from goingdeeper.data import labelled_images
+from goingdeeper.data import discover
 from goingdeeper.evaluate import crops_144, evaluate, format_grid, grid_rows, paper_rows
 from goingdeeper.images import load_image
 from goingdeeper.inference import onnxruntime_model
@@ -154,7 +154,8 @@ def main(argv: list[str] | None = None) -> int:
     model.to(args.device)
     if args.runtime == "onnxruntime":  # the folded graph, exported once and cached
         model = onnxruntime_model(model, card.preprocessing.crop, threads=args.threads)
-    samples = labelled_images(args.data / "imagenet-sample").samples[: args.limit]
+    photos = discover(args.data / "imagenet-sample").split("all")
+    samples = [(path, label) for path, label in photos.samples[: args.limit]]
     runs = [(views, samples, "BVLC GoogLeNet") for views in args.views.split(",")]
     if args.subset_144:
         n = min(args.subset_144, len(samples))

@@ -32,7 +32,7 @@ from bench_report import write_results
 from bench_rows import BenchOptions, Config, configs
 from goingdeeper import create_model, model_card
 from goingdeeper.analysis import count_params_macs, training_step_macs
-from goingdeeper.data import labelled_images
+from goingdeeper.data import discover
 from goingdeeper.evaluate import one_crop
 from goingdeeper.images import load_image
 from goingdeeper.inference import (
@@ -70,7 +70,7 @@ def our_model(options: BenchOptions):
 
 def sample_images(options: BenchOptions, preprocessing) -> tuple[torch.Tensor, torch.Tensor]:
     """imagenet-sample, one center crop each, with `preprocessing`: (images, labels)."""
-    samples = labelled_images(Path(options.data) / "imagenet-sample").samples
+    samples = discover(Path(options.data) / "imagenet-sample").split("all").samples
     samples = samples[: options.accuracy_images]
     images = torch.cat([one_crop(load_image(p), preprocessing) for p, _ in samples])
     return images, torch.tensor([label for _, label in samples])

@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-from goingdeeper.data import collate_skip, open_dataset, train_transform
-from goingdeeper.data.shards import parse_size, write_shards
-from goingdeeper.data.stream import ShardStream
+from goingdeeper.data import collate_skip, discover, train_transform
+from goingdeeper.data.sources.shards import parse_size, write_shards
+from goingdeeper.data.sources.stream import ShardStream
 from goingdeeper.preprocess import Preprocessing
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,7 +79,7 @@ def main() -> None:
     transform = _decoded if args.decode_only else train_transform("googlenet", 224, Preprocessing())
     with tempfile.TemporaryDirectory() as tmp:
         tree = _tree(photos, Path(tmp) / "tree")
-        folder = open_dataset(str(tree), "train", transform=transform)
+        folder = discover(tree).split("train", transform)
         write_shards({"train": folder}, Path(tmp) / "shards", parse_size(args.shard_size))
         rates = _measure(folder, Path(tmp) / "shards", transform, args)
     _report(rates, len(folder), args)
@@ -89,7 +89,7 @@ def _measure(folder, shards: Path, transform, args) -> dict[str, list[float]]:
     n = len(folder)
     common = dict(batch_size=32, num_workers=args.workers, collate_fn=collate_skip)
     rates: dict[str, list[float]] = {"folder": [], "shards, streamed": [], "shards, in place": []}
-    in_place = open_dataset(str(shards), "train", transform=transform)
+    in_place = discover(shards).split("train", transform)
     for repeat in range(args.repeats):
         loaders = {
             "folder": DataLoader(folder, sampler=_order(folder, repeat), **common),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from goingdeeper.data import LoadedImages, open_dataset
+from goingdeeper.data import ImageDataset, discover
 from goingdeeper.evaluate import evaluate
 from goingdeeper.train import config as cfg
 from goingdeeper.train import fit
@@ -335,9 +335,12 @@ def _steps_table(lines: list[str], every: int) -> str:
     return "\n".join(out)
 
 
-def result_test_set(c: cfg.TrainConfig) -> LoadedImages:
-    train = open_dataset(c.data, "train")
-    return LoadedImages(open_dataset(c.data, "test", classes=train.classes))
+def result_test_set(c: cfg.TrainConfig) -> ImageDataset:
+    """The split the run was tested on, its images as stored (the test protocols crop them)."""
+    source = discover(c.data)
+    if c.holdout:
+        source = source.with_holdout(c.holdout)
+    return source.split(source.scored_split())
 
 
 def main(argv: list[str] | None = None) -> int:

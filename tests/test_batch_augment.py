@@ -217,13 +217,13 @@ def test_a_small_set_is_held_decoded_and_cut_into_batches_where_it_trains(tmp_pa
 
     from PIL import Image
 
-    from goingdeeper.data import open_dataset
+    from goingdeeper.data import discover
     from goingdeeper.data.pipelines.held import held
 
-    digits = open_dataset("digits", "train")
+    digits = discover("digits").split("train")
     data = held(digits, CPU)
     assert data.pixels.shape == (len(digits), 3, 8, 8) and data.readable.all()
-    assert torch.equal(data.pixels[5].permute(1, 2, 0), _pixels(digits.load(5)).permute(1, 2, 0))
+    assert torch.equal(data.pixels[5].permute(1, 2, 0), _pixels(digits.decode(5)).permute(1, 2, 0))
     first = _tiny_run(tmp_path, "digits", "tensor", "a")
     assert first == _tiny_run(tmp_path, "digits", "tensor", "b") | {
         k: first[k] for k in ("images_per_s", "seconds")

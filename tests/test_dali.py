@@ -18,7 +18,6 @@ from PIL import Image, ImageEnhance
 from torch.utils.data import DistributedSampler, Subset
 
 from goingdeeper.cli import main
-from goingdeeper.data.dataset import ImageDataset
 from goingdeeper.data.pipelines import dali
 from goingdeeper.data.pipelines.dali import (
     MISSING,
@@ -30,6 +29,7 @@ from goingdeeper.data.pipelines.dali import (
     require_dali,
 )
 from goingdeeper.data.recipes import RECIPES
+from goingdeeper.data.sources.dataset import ImageDataset
 from goingdeeper.errors import ConfigError, DataError
 from goingdeeper.images import decode_image, image_pixel_limit
 from goingdeeper.preprocess import INTERPOLATIONS

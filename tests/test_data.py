@@ -26,19 +26,21 @@ from torch.utils.data import DataLoader
 from goingdeeper import images as images_module
 from goingdeeper.data import (
     AffineDistort,
+    ClassMap,
     ImageDataset,
     PCALighting,
     PhotometricDistort,
     RandomSizedCrop,
     ScaleJitter,
+    Skipped,
     check_splits,
     cifar_batches,
     collate_skip,
     digits,
+    discover,
     eval_transform,
     image_folder,
     mnist_idx,
-    open_dataset,
     read_idx,
     tar_images,
     torchvision_dataset,
@@ -46,7 +48,7 @@ from goingdeeper.data import (
 )
 from goingdeeper.data.pipelines.pillow import ToModelInput, to_unit_tensor
 from goingdeeper.data.recipes import IMAGENET_EIGVAL, IMAGENET_EIGVEC, RECIPES
-from goingdeeper.data.tar import scan_tar_headers
+from goingdeeper.data.sources.tar import scan_tar_headers
 from goingdeeper.errors import DataError
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 
@@ -127,9 +129,10 @@ def _skipped(dataset: ImageDataset) -> dict[str, str]:
     out = {}
     for i in range(len(dataset)):
         item = dataset[i]
-        if item[0] is None:
-            assert len(item) == 3 and item[1] == dataset.targets[i]
-            out[Path(dataset.describe(i)).name] = item[2]
+        if isinstance(item, Skipped):
+            assert item.index == i and item.name == dataset.describe(i)
+            assert isinstance(dataset.load(i), Skipped)  # the item protocol, untransformed
+            out[Path(dataset.describe(i)).name] = str(item)
     return out
 
 
@@ -153,12 +156,14 @@ def test_image_folder_converts_odd_images_and_skips_bad_ones(tree):
             x, label = ds[i]
             assert x.shape == (3, 8, 8) and x.dtype == torch.float32 and label == ds.targets[i]
     good = [i for i in range(len(ds)) if Path(ds.describe(i)).name not in BAD]
-    pixel = {Path(ds.describe(i)).name: ds.load(i).getpixel((0, 0)) for i in good}
+    pixel = {Path(ds.describe(i)).name: ds.decode(i).getpixel((0, 0)) for i in good}
     assert pixel["rgba.png"] == (255, 255, 255)  # transparent on white
     assert pixel["gray16.png"] == (255, 255, 255)  # 65535 of 16 bits
     assert pixel["gray.png"] == (77, 77, 77)
     assert pixel["cmyk.jpg"][0] > 200 and max(pixel["cmyk.jpg"][1:]) < 60
-    assert ds.load(names.index("palette.png")).mode == "RGB"
+    assert ds.decode(names.index("palette.png")).mode == "RGB"
+    image, label = ds.load(names.index("palette.png"))
+    assert image.mode == "RGB" and label == ds.targets[names.index("palette.png")]
 
 
 def test_decompression_limit_is_the_one_in_images(tree, tmp_path, monkeypatch):
@@ -196,10 +201,10 @@ def test_image_folder_takes_the_given_class_order(tree):
 
 def test_collate_skip():
     good = (torch.ones(3, 2, 2), 1)
-    images, labels, skipped = collate_skip([good, (None, 0, "a.jpg: bad"), good])
+    images, labels, skipped = collate_skip([good, Skipped(1, "a.jpg", "bad"), good])
     assert images.shape == (2, 3, 2, 2) and labels.tolist() == [1, 1]
     assert skipped == ["a.jpg: bad"]
-    images, labels, skipped = collate_skip([(None, 0, "a: bad"), (None, 1, "b: bad")])
+    images, labels, skipped = collate_skip([Skipped(0, "a", "bad"), Skipped(1, "b", "bad")])
     assert len(labels) == 0 and images.numel() == 0 and skipped == ["a: bad", "b: bad"]
 
 
@@ -220,7 +225,7 @@ def test_tar_images_reads_in_place_like_the_folder(tree, tmp_path, name, top):
         ]
         assert set(_skipped(packed)) == set(_skipped(folder))
         for i in range(len(folder)):
-            if folder[i][0] is not None:
+            if not isinstance(folder[i], Skipped):
                 assert torch.equal(packed[i][0], folder[i][0])
     assert sorted(tmp_path.rglob("*")) == before  # nothing unpacked
 
@@ -272,7 +277,8 @@ def test_tar_header_scanner_agrees_with_tarfile(tmp_path, fmt):
 @pytest.mark.parametrize("name", ["data.tar.gz", "data.tar"])
 def test_dataloader_workers_run_to_the_end_and_name_bad_files(tree, tmp_path, name):
     ds = tar_images(_tar(tree, tmp_path / name), "train", transform=TINY)
-    assert ds[len(ds) - 1][0] is not None  # the parent reads first: workers need own handles
+    # the parent reads first: workers need their own handles
+    assert not isinstance(ds[len(ds) - 1], Skipped)
     loader = DataLoader(ds, batch_size=3, num_workers=2, collate_fn=collate_skip)
     seen, skipped = 0, []
     for images, labels, bad in loader:
@@ -320,7 +326,7 @@ def test_mnist_idx(tmp_path):
     train, test = mnist_idx(tmp_path, "train"), mnist_idx(tmp_path, "test")
     assert len(train) == 7 and len(test) == 3 and train.targets == labels.tolist()
     assert train.classes == [str(d) for d in range(10)] and test.classes == train.classes
-    image = np.asarray(train.load(4))
+    image = np.asarray(train.decode(4))
     assert image.shape == (5, 4, 3) and (image == images[4][..., None]).all()
     np.testing.assert_array_equal(read_idx(tmp_path / "t10k-images-idx3-ubyte"), images[:3])
 
@@ -369,7 +375,7 @@ def test_cifar_batches(tmp_path):
     assert train.targets[:4] == [0, 1, 1, 2] and test.targets == [5, 6, 7]
     # row layout: 1024 red, then 1024 green, then 1024 blue values, each 32 x 32 row-major
     row = rows["data_batch_2"][1]
-    image = train.load(3)
+    image = train.decode(3)
     for x, y in ((0, 0), (31, 0), (5, 17)):
         expected = tuple(int(row[c * 1024 + y * 32 + x]) for c in range(3))
         assert image.getpixel((x, y)) == expected
@@ -400,7 +406,7 @@ def test_cifar_100_and_errors(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# digits, torchvision, open_dataset, check_splits
+# digits, torchvision, discover, check_splits
 
 
 def test_digits_split_is_stratified_and_deterministic():
@@ -414,7 +420,7 @@ def test_digits_split_is_stratified_and_deterministic():
         assert abs(held_out[c] - 0.2 * n) <= 1
     assert digits("test").samples == test.samples
     assert digits("test", seed=1).samples != test.samples
-    image = np.asarray(test.load(0))
+    image = np.asarray(test.decode(0))
     assert image.shape == (8, 8, 3) and (image[..., 0] == image[..., 2]).all()
     assert test.reader.images.max() == 255  # 16 ink strokes of 16
 
@@ -433,26 +439,31 @@ def test_torchvision_dataset_needs_its_files(tmp_path):
     with pytest.raises(DataError, match="download=True"):
         torchvision_dataset("MNIST", tmp_path, "train")
     with pytest.raises(DataError, match="download=True"):
-        open_dataset(f"torchvision:cifar10:{tmp_path}", "test")
+        discover(f"torchvision:cifar10:{tmp_path}").split("test")
     with pytest.raises(DataError, match="unknown torchvision data set 'ImageNet21k'"):
         torchvision_dataset("ImageNet21k", tmp_path, "train")
 
 
-def test_open_dataset_finds_each_kind(tree, tmp_path):
-    assert len(open_dataset("digits", "test")) == len(digits("test"))
-    assert open_dataset(str(tree), "test").origin == str(tree / "test")
+def test_discover_finds_each_kind(tree, tmp_path):
+    assert len(discover("digits").split("test")) == len(digits("test"))
+    assert discover(str(tree)).split("test").origin == str(tree / "test")
     archive = _tar(tree, tmp_path / "a.tgz")
-    assert open_dataset(str(archive), "test").origin == f"{archive}:test"
+    assert discover(str(archive)).split("test").origin == f"{archive}:test"
+    assert discover(archive).splits == ("train", "test")
     _mnist_folder(tmp_path / "mnist")
-    assert len(open_dataset(str(tmp_path / "mnist"), "train")) == 7
+    assert len(discover(str(tmp_path / "mnist")).split("train")) == 7
     _cifar_folder(tmp_path / "cifar" / "cifar-10-batches-py")
-    assert len(open_dataset(str(tmp_path / "cifar"), "test")) == 3
-    flat = tmp_path / "flat"  # one class tree, no split folders: a stratified fifth is 'test'
+    assert len(discover(str(tmp_path / "cifar")).split("test")) == 3
+    flat = tmp_path / "flat"  # one class tree, no split folders: one split until asked
     for c in ("a", "b"):
         for i in range(10):
             _write(flat / c / f"{i}.png", _encode(Image.new("L", (2, 2), i), "PNG"))
-    train, test = open_dataset(str(flat), "train"), open_dataset(str(flat), "test")
+    source = discover(str(flat))
+    assert source.splits == ("all",) and source.holdout == ""
+    held = source.with_holdout(0.2)  # a stratified fifth is 'test', and it is said
+    train, test = held.split("train"), held.split("test")
     assert len(train) == 16 and collections.Counter(test.targets) == {0: 2, 1: 2}
+    assert "held out a stratified 0.2 of each class of 'all'" in held.holdout
 
 
 @pytest.mark.parametrize(
@@ -460,20 +471,22 @@ def test_open_dataset_finds_each_kind(tree, tmp_path):
     [
         ("nowhere/at/all", "train", "no such file or folder"),
         ("{tree}/train/cat/text.jpg", "train", "unknown format"),
-        ("{tree}", "val", r"no 'val' folder \(found: train, test\)"),
+        ("{tree}", "val", r"no 'val' split \(found: train, test\)"),
         ("torchvision:MNIST", "train", "expected torchvision:<Name>:<root>"),
-        ("digits", "val", "splits 'train' and 'test'"),
+        ("digits", "val", r"no 'val' split \(found: train, test\)"),
     ],
 )
-def test_open_dataset_errors(tree, spec, split, message):
+def test_discover_errors(tree, spec, split, message):
     with pytest.raises(DataError, match=message):
-        open_dataset(spec.format(tree=tree), split)
+        discover(spec.format(tree=tree)).split(split)
 
 
-def test_open_dataset_checks_the_given_classes(tree):
-    with pytest.raises(DataError, match="has 10 classes, the expected list has 9"):
-        open_dataset("digits", "train", classes=[str(d) for d in range(9)])
-    assert open_dataset(str(tree), "train", classes=["dog", "cat"]).classes == ["dog", "cat"]
+def test_discover_labels_splits_in_the_known_classes(tree):
+    nine = ClassMap([str(d) for d in range(9)])
+    with pytest.raises(DataError, match="'9' is not one of the 9 classes"):
+        discover("digits", known=nine).split("train")
+    ds = discover(str(tree), known=ClassMap(["dog", "cat"])).split("train")
+    assert ds.classes == ["dog", "cat"] and ds.targets == [1] * 10 + [0] * 2
 
 
 def test_check_splits(tree):
@@ -497,7 +510,7 @@ def test_real_mnist_archive(shared_data):
     assert len(ds) == 10_000 and ds.classes == [str(d) for d in range(10)]
     assert sorted(collections.Counter(ds.targets)) == list(range(10))
     for i in (0, 1, len(ds) - 1):
-        image = ds.load(i)
+        image = ds.decode(i)
         assert image.size == (28, 28) and image.mode == "RGB"
 
 
@@ -508,7 +521,7 @@ def test_real_cifar_archive_index_takes_seconds(shared_data):
     seconds = time.perf_counter() - start
     assert len(ds) == 50_000 and len(ds.classes) == 10 and ds.classes[0] == "airplane"
     assert collections.Counter(ds.targets) == {c: 5_000 for c in range(10)}
-    assert ds.load(0).size == (32, 32)
+    assert ds.decode(0).size == (32, 32)
     assert seconds < 20, f"index took {seconds:.1f} s"  # ~1.5 s on an idle 2-core machine
 
 

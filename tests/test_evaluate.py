@@ -8,6 +8,7 @@ import argparse
 import csv
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,7 +17,8 @@ from PIL import Image
 from torch import nn
 
 from goingdeeper.cli.evaluate import add_parser
-from goingdeeper.data import ClassMap, labelled_images
+from goingdeeper.data import ClassMap, discover
+from goingdeeper.data.imagenet import imagenet_classes
 from goingdeeper.errors import DataError, EvalError
 from goingdeeper.evaluate import (
     PAPER_TABLE3,
@@ -444,10 +446,11 @@ def test_unreadable_files_are_skipped_counted_and_named_once(tmp_path, caplog):
     (root / "a" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
     (root / "b" / "empty.png").write_bytes(b"")
     (root / "b" / "notes.txt").write_text("not an image, not listed")
-    samples = labelled_images(root).samples
+    split = discover(root).split("all")
+    samples = split.samples
     assert len(samples) == 6 and {label for _, label in samples} == {0, 1}
     members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
-    r = evaluate(members, samples, "10", per_model=True)
+    r = evaluate(members, split, "10", per_model=True)
     assert r["images"] == 4 and r["skipped"] == 2
     assert sorted(p.rsplit("/", 1)[1] for p in r["skipped_files"]) == ["broken.jpg", "empty.png"]
     assert all(m["images"] == 4 for m in r["members"])
@@ -462,29 +465,29 @@ def test_all_unreadable_gives_an_empty_result(tmp_path):
 
 def test_folder_layouts(tmp_path):
     root = _write_tree(tmp_path / "tree", classes=("x", "y", "z"), per_class=1)
-    found = labelled_images(root)
+    found = discover(root)
     assert found.classes.names == ("x", "y", "z") and found.layout == "class folders"
-    assert [label for _, label in found.samples] == [0, 1, 2]
-    mapped = labelled_images(root, ClassMap(("q", "z", "r", "y", "s", "x")))
+    assert [label for _, label in found.split("all").samples] == [0, 1, 2]
+    mapped = discover(root, known=ClassMap(("q", "z", "r", "y", "s", "x"))).split("all")
     assert [label for _, label in mapped.samples] == [5, 3, 1]
     flat = tmp_path / "flat"
     flat.mkdir()
     for name in ("n01443537_goldfish.JPEG", "n01440764_tench.JPEG", "n01484850_x.png"):
         photos(1)[0][0].save(flat / name, format="PNG")
-    found = labelled_images(flat)
+    found = discover(flat)
     assert found.layout == "flat, WordNet-id file names"
-    assert [(p.name, label) for p, label in found.samples] == [
+    assert [(Path(p).name, label) for p, label in found.split("all").samples] == [
         ("n01440764_tench.JPEG", 0),
         ("n01443537_goldfish.JPEG", 1),
         ("n01484850_x.png", 2),
     ]
-    with pytest.raises(DataError, match="no such folder"):
-        labelled_images(tmp_path / "missing")
+    with pytest.raises(DataError, match="no such file or folder"):
+        discover(tmp_path / "missing")
     with pytest.raises(DataError, match="'y' is not one of the 1 classes"):
-        labelled_images(root, ClassMap(("x",)))
+        discover(root, known=ClassMap(("x",))).split("all")
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images"):
-        labelled_images(tmp_path / "empty")
+        discover(tmp_path / "empty")
 
 
 # --- VGG dense evaluation --------------------------------------------------------------------
@@ -701,7 +704,8 @@ def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
     """BVLC GoogLeNet on 60 imagenet-sample photos (every 16th class): 10 crops (AlexNet's
     protocol, Table 3's second row) must not lose against 1 crop by more than one image in
     top-5."""
-    samples = labelled_images(shared_data / "imagenet-sample").samples[::16][:60]
+    photos = discover(shared_data / "imagenet-sample", known=imagenet_classes()).split("all")
+    samples = photos.samples[::16][:60]
     one = evaluate([bvlc], samples, "1", keep_scores=True)
     ten = evaluate([bvlc], samples, "10")
     # the 1-view path is the weights' own transform, fed to the model directly

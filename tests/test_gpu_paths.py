@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from goingdeeper.data import digits
-from goingdeeper.data.shards import write_shards
+from goingdeeper.data.sources.shards import write_shards
 from goingdeeper.errors import ConfigError, DataError, VisualizeError
 from goingdeeper.microscope import grad_cam, integrated_gradients
 from goingdeeper.models.lrn import local_response_norm

@@ -126,7 +126,7 @@ def _digit_folder(root, unreadable: bool) -> None:
             if unreadable and split == "train":
                 (folder / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n but nothing after")
             else:
-                source.load(i).save(folder / f"{i}.png")
+                source.decode(i).save(folder / f"{i}.png")
 
 
 def test_training_on_unreadable_images_fails_instead_of_saving_untrained_weights(tmp_path, capsys):
@@ -387,7 +387,7 @@ def test_an_idx_file_is_read_no_further_than_its_header_says(tmp_path):
     import struct
     import tracemalloc
 
-    from goingdeeper.data.mnist import read_idx
+    from goingdeeper.data.sources.mnist import read_idx
 
     path = tmp_path / "t10k-images-idx3-ubyte.gz"
     with gzip.open(path, "wb") as f:

@@ -24,8 +24,8 @@ import torch
 from PIL import Image
 
 from goingdeeper.cli import main
-from goingdeeper.data.cifar import cifar_batches
-from goingdeeper.data.labels import read_labels
+from goingdeeper.data.imagenet.labels import read_labels
+from goingdeeper.data.sources.cifar import cifar_batches
 from goingdeeper.errors import DataError
 from goingdeeper.registry import build_model, model_card
 from goingdeeper.train.runfolder import LOCK
@@ -206,7 +206,7 @@ def test_microscope_sizes_are_bounded_before_anything_is_built(tmp_path, capsys,
 def test_label_files_of_odd_digits_long_fields_and_deep_nesting_are_one_line(
     tmp_path, name, text, message
 ):
-    from goingdeeper.data.labels import real_labels
+    from goingdeeper.data.imagenet.labels import real_labels
 
     path = tmp_path / name
     path.write_text(text)
@@ -281,7 +281,7 @@ def test_a_huge_error_message_is_cut_to_one_readable_line(tmp_path, capsys):
 
 
 def test_shard_labels_are_checked_against_each_samples_cls(tmp_path):
-    from goingdeeper.data.shards import MANIFEST, shard_dataset
+    from goingdeeper.data.sources.shards import MANIFEST, shard_dataset
 
     out = tmp_path / "shards"
     assert main(["data", "shard", "digits", "--out", str(out)]) == 0
@@ -296,7 +296,7 @@ def test_shard_labels_are_checked_against_each_samples_cls(tmp_path):
 
 
 def test_a_link_back_up_the_tree_is_not_followed(tmp_path):
-    from goingdeeper.data.folder import image_folder
+    from goingdeeper.data.sources.folder import image_folder
 
     root = tmp_path / "pets"
     for cls, count in (("cat", 2), ("dog", 3)):
@@ -503,8 +503,8 @@ def test_a_fifo_and_a_link_loop_are_named_as_what_they_are(tmp_path):
 
 
 def test_a_shard_changed_in_place_is_refused_by_its_sha256(tmp_path):
-    from goingdeeper.data.shards import MANIFEST, read_manifest, shard_dataset
-    from goingdeeper.data.stream import ShardStream
+    from goingdeeper.data.sources.shards import MANIFEST, read_manifest, shard_dataset
+    from goingdeeper.data.sources.stream import ShardStream
 
     out = tmp_path / "shards"
     assert main(["data", "shard", "digits", "--out", str(out)]) == 0

@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from goingdeeper.cli import main
-from goingdeeper.data import ClassMap, imagenet_class_ids, imagenet_class_names, labelled_images
-from goingdeeper.data.labels import devkit_class_order, read_labels
+from goingdeeper.data import ClassMap, discover, imagenet_class_ids, imagenet_class_names
+from goingdeeper.data.imagenet import imagenet_classes
+from goingdeeper.data.imagenet.labels import devkit_class_order, read_labels
 from goingdeeper.errors import DataError
 from goingdeeper.images import load_image
 from goingdeeper.weights import import_bvlc, save_weights
@@ -161,10 +162,13 @@ def test_flat_sample_layout_keeps_every_label_when_a_file_is_missing(shared_data
         _link(f, tmp_path / f.name)
     (tmp_path / files[3].name).unlink()  # one photo gone: the ones after it keep their class
     (tmp_path / "._n01440764_tench.JPEG").write_bytes(b"macOS resource fork")
-    found = labelled_images(tmp_path)
+    found = discover(tmp_path, known=imagenet_classes()).split("all")
     assert len(found.samples) == 39
-    assert all(label == wnid_to_class[_wnid(p)] for p, label in found.samples)
+    assert all(label == wnid_to_class[_wnid(Path(p))] for p, label in found.samples)
     assert [label for _, label in found.samples][3] == 4
+    own = discover(tmp_path)  # without a model: the 39 classes present, by WordNet id
+    assert own.layout == "flat, WordNet-id file names" and len(own.classes) == 39
+    assert list(own.classes.ids) == sorted({_wnid(Path(p)) for p, _ in found.samples})
 
 
 def _devkit_meta(path: Path, order: list[str]) -> None:
@@ -265,12 +269,12 @@ def test_flat_folders_that_cannot_be_labelled_are_refused(shared_data, tmp_path,
     for n, f in enumerate(files):
         _link(f, tmp_path / "plain" / f"photo{n}.jpg")
     with pytest.raises(DataError, match="cannot tell the class of 'photo0.jpg'"):
-        labelled_images(tmp_path / "plain")
+        discover(tmp_path / "plain")
     _flat_val(files, tmp_path / "val")
     partial = tmp_path / "partial.csv"
     partial.write_text("ImageId,PredictionString\nILSVRC2012_val_00000001,n01440764 1 1 2 2\n")
     with pytest.raises(DataError, match="2 images have no label in"):
-        labelled_images(tmp_path / "val", labels=partial)
+        discover(tmp_path / "val", labels=partial)
     bad = tmp_path / "labels.txt"
     bad.write_text("hello world again\n")
     with pytest.raises(DataError, match="not a label file this reads"):

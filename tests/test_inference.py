@@ -471,11 +471,13 @@ def test_cli_predict_views_average_the_softmax_over_the_paper_views(tmp_path, ca
 
 @pytest.fixture(scope="module")
 def bvlc(shared_data):
-    from goingdeeper.data import labelled_images
+    from goingdeeper.data import discover
+    from goingdeeper.data.imagenet import imagenet_classes
     from goingdeeper.weights import import_bvlc
 
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
-    samples = labelled_images(shared_data / "imagenet-sample").samples
+    photos = discover(shared_data / "imagenet-sample", known=imagenet_classes())
+    samples = photos.split("all").samples
     return model.eval(), card, samples
 
 

@@ -17,7 +17,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from goingdeeper.data import ImageDataset, collate_skip, train_transform
+from goingdeeper.data import ImageDataset, Skipped, collate_skip, train_transform
 from goingdeeper.data.pipelines.loader import make_loader
 from goingdeeper.data.pipelines.pillow import RandomSizedCrop
 from goingdeeper.data.pipelines.prefetch import Prefetched
@@ -145,8 +145,9 @@ def test_a_broken_file_is_still_skipped_with_its_name(tmp_path, shared_data):
         [(str(good), 0), (str(broken), 0)], ["x"], train_transform("googlenet", 224, PREPROCESSING)
     )
     assert ds[0][0].shape == (3, 224, 224)
-    image, label, message = ds[1]
-    assert image is None and message.startswith(str(broken))
+    skipped = ds[1]
+    assert isinstance(skipped, Skipped) and skipped.index == 1
+    assert str(skipped).startswith(str(broken)) and skipped.name == str(broken)
 
 
 def test_eight_bit_batches_normalised_on_the_device_equal_images_normalised_one_by_one(

@@ -17,9 +17,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from goingdeeper.cli import main
-from goingdeeper.data import digits, open_dataset
-from goingdeeper.data.shards import parse_size, read_manifest, shard_dataset, verify_shards
-from goingdeeper.data.stream import ShardStream
+from goingdeeper.data import digits, discover
+from goingdeeper.data.sources.shards import parse_size, read_manifest, shard_dataset, verify_shards
+from goingdeeper.data.sources.stream import ShardStream
 from goingdeeper.errors import DataError
 from goingdeeper.train import fit
 from goingdeeper.weights import load_weights
@@ -62,7 +62,7 @@ def test_shards_hold_the_source_images_in_order(digit_shards):
     shards = shard_dataset(digit_shards, "test")
     assert shards.targets == source.targets
     for i in (0, 1, 100, len(source) - 1):
-        assert shards.load(i).tobytes() == source.load(i).tobytes()
+        assert shards.decode(i).tobytes() == source.decode(i).tobytes()
 
 
 def test_the_webdataset_library_reads_our_shards(digit_shards):
@@ -152,7 +152,7 @@ def test_training_from_shards_equals_training_from_the_source(digit_shards, tmp_
     same = dict(epochs=2, lr=0.002, limit_train=0, limit_test=0, shuffle=False, polyak=False)
     a = fit(tiny(tmp_path / "a", data="digits", **same))
     b = fit(tiny(tmp_path / "b", data=str(digit_shards), **same))
-    assert isinstance(open_dataset(str(digit_shards), "train", stream=True), ShardStream)
+    assert isinstance(discover(str(digit_shards)).split("train", stream=True), ShardStream)
     assert a["final"]["test_acc"] == b["final"]["test_acc"] > 0.5
     wa, _ = load_weights(a["paths"]["weights"])
     wb, _ = load_weights(b["paths"]["weights"])
@@ -164,7 +164,7 @@ DDP_READ = textwrap.dedent("""
     import json, os, sys
     import torch.distributed as dist
     from torch.utils.data import DataLoader
-    from goingdeeper.data.stream import ShardStream
+    from goingdeeper.data.sources.stream import ShardStream
     dist.init_process_group("gloo")
     rank, world = dist.get_rank(), dist.get_world_size()
     folder, out, equal = sys.argv[1], sys.argv[2], sys.argv[3] == "equal"
@@ -208,7 +208,7 @@ def test_data_info_names_the_layout_counts_and_unreadable_files(tmp_path, capsys
     for i in range(12):
         folder = tmp_path / "tree" / "val" / source.classes[source.targets[i]]
         folder.mkdir(parents=True, exist_ok=True)
-        source.load(i).save(folder / f"{i}.png")
+        source.decode(i).save(folder / f"{i}.png")
     (tmp_path / "tree" / "val" / source.classes[0] / "broken.png").write_bytes(b"not a png")
     assert (
         main(
@@ -253,7 +253,7 @@ def test_a_corrupt_image_in_a_shard_is_skipped_and_counted(tmp_path):
         for i in range(40):
             folder = tmp_path / "tree" / split / source.classes[source.targets[i]]
             folder.mkdir(parents=True, exist_ok=True)
-            source.load(i).save(folder / f"{i}.png")
+            source.decode(i).save(folder / f"{i}.png")
     broken = next((tmp_path / "tree" / "train").rglob("*.png"))
     broken.write_bytes(b"\x89PNG\r\n\x1a\n damaged after the signature")
     shards = tmp_path / "shards"

@@ -227,8 +227,52 @@ def test_the_layout_guide_matches_the_tree():
     unknown = []
     for name in named:
         stem = name.rstrip("/")
-        places = [root, SRC, *(d for d in SRC.iterdir() if d.is_dir()), root / "benchmarks"]
+        places = [root, SRC, *(d for d in SRC.rglob("*") if d.is_dir()), root / "benchmarks"]
         places += [root / "tests", SRC.parent, root / "docs"]
         if not any((place / stem).exists() for place in places):
             unknown.append(name)
     assert unknown == []
+
+
+def test_data_has_its_source_and_imagenet_subpackages():
+    for name in ("sources", "imagenet"):
+        assert (SRC / "data" / name / "__init__.py").is_file(), name
+
+
+def test_one_discover_opens_every_data_set():
+    defined = [
+        f"{path.relative_to(SRC)}:{node.lineno}"
+        for path in FILES
+        for node in _functions(ast.parse(path.read_text()))
+        if node.name == "discover"
+    ]
+    assert defined == ["data/sources/discover.py:" + defined[0].split(":")[1]], defined
+    retired = ("open_dataset", "labelled_images", "open_source", "LoadedImages", "Labelled")
+    for path in FILES:
+        names = {
+            node.id if isinstance(node, ast.Name) else node.attr
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, ast.Name | ast.Attribute)
+        }
+        assert not names & set(retired), (path.relative_to(SRC), names & set(retired))
+
+
+def test_no_isinstance_on_a_dataset_class_outside_data_sources():
+    """The data set's type is data/sources/'s business: others use its protocol (`load`,
+    `decode`, `Skipped`) and its declared attributes (`streamed`, `stores_encoded`)."""
+    classes = {"ImageDataset", "ShardStream"}
+    found = []
+    for path in FILES:
+        if path.relative_to(SRC).parts[:2] == ("data", "sources"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.Call) and getattr(node.func, "id", "") == "isinstance"):
+                continue
+            checked = node.args[1] if len(node.args) > 1 else None
+            named = {
+                n.id if isinstance(n, ast.Name) else getattr(n, "attr", "")
+                for n in ast.walk(checked)
+            }
+            if named & classes:
+                found.append(f"{path.relative_to(SRC)}:{node.lineno}")
+    assert found == []

@@ -556,7 +556,7 @@ def _digit_tree(root, folders: dict[str, int], per_class: int = 6) -> None:
             (root / split / folder).mkdir(parents=True)
             picked = [i for i, t in enumerate(source.targets) if t == digit][:per_class]
             for i in picked:
-                source.load(i).save(root / split / folder / f"{i}.png")
+                source.decode(i).save(root / split / folder / f"{i}.png")
 
 
 def test_fine_tuning_keeps_the_weights_classes_found_by_name(tmp_path):

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 import goingdeeper as gd
-from goingdeeper.data import labelled_images
+from goingdeeper.data import discover
+from goingdeeper.data.imagenet import imagenet_classes
 from goingdeeper.errors import WeightsError
 from goingdeeper.images import load_image
 from goingdeeper.weights import (
@@ -184,7 +185,8 @@ def test_bvlc_accuracy_on_real_photos(shared_data):
     ImageNet sample photos (one per class), each labelled by the WordNet id in its name.
     The whole sample's figures are benchmarks/results/eval_imagenet_sample.md's."""
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
-    samples = labelled_images(shared_data / "imagenet-sample").samples
+    photos = discover(shared_data / "imagenet-sample", known=imagenet_classes())
+    samples = photos.split("all").samples
     assert len(samples) == 1000
     samples = samples[::2]
     top1 = top5 = 0

@@ -7,12 +7,14 @@ import argparse
 import json
 import sys
 from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tqdm import tqdm
 
-from ..data.shards import MANIFEST, parse_size, verify_shards, write_shards
-from ..data.sources import Source, open_source, unreadable
+from ..data.sources import ImageDataset, Skipped, Source, discover
+from ..data.sources.shards import MANIFEST, parse_size, verify_shards, write_shards
 from ..errors import UsageError
 from ..files import writable
 from ..tables import render_markdown, render_table
@@ -24,6 +26,7 @@ examples:
   goingdeeper data info ILSVRC2012_img_val/ --labels LOC_val_solution.csv
   goingdeeper data shard ~/imagenet --out ~/imagenet-shards --shard-size 1GB
   goingdeeper data shard ~/imagenet/val --as-split val --out ~/imagenet-shards-val
+  goingdeeper data shard ~/photos --holdout 0.2 --out ~/photo-shards  # train + test
   goingdeeper train --data ~/imagenet-shards    # the train split streamed, test read in place
 """
 
@@ -77,21 +80,40 @@ def _source_arguments(p: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="take the whole folder as one split NAME, its classes found as `eval` finds them",
     )
+    p.add_argument(
+        "--holdout",
+        type=float,
+        default=0.0,
+        metavar="F",
+        help="divide a source of one split into 'train' and 'test', a stratified fraction F "
+        "of each class held out as 'test' (seed 0); said when done",
+    )
+
+
+def source_of(args: argparse.Namespace) -> Source:
+    """The source the arguments name, with its held-out split when asked for (said on
+    stderr)."""
+    source = discover(args.source, args.labels, as_split=args.as_split)
+    if args.holdout:
+        source = source.with_holdout(args.holdout)
+        print(f"goingdeeper: {source.holdout}", file=sys.stderr)
+    return source
 
 
 def run_info(args: argparse.Namespace) -> int:
-    source = open_source(args.source, args.labels, args.as_split)
-    bad = {} if args.no_check else _check(source)
+    source = source_of(args)
+    splits = {name: source.split(name) for name in source.splits}
+    bad = {} if args.no_check else _check(splits)
     if args.format == "json":
-        print(json.dumps(_summary(source, bad), indent=2))
+        print(json.dumps(_summary(source, splits, bad), indent=2))
         return 0
-    print(f"source   {source.spec}")
+    print(f"source   {source.path}")
     print(f"layout   {source.layout}")
     print(f"classes  {len(source.classes)}")
-    for split, ds in source.splits.items():
+    for split, ds in splits.items():
         state = "not checked" if args.no_check else f"{len(bad[split])} unreadable"
         print(f"{split:<8} {len(ds):,} images ({state})")
-    header, body = _per_class_table(source)
+    header, body = _per_class_table(source, splits)
     print()
     print(
         render_markdown(header, body)
@@ -106,9 +128,9 @@ def run_info(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check(source: Source) -> dict[str, list[str]]:
+def _check(splits: dict[str, ImageDataset]) -> dict[str, list[str]]:
     bad = {}
-    for split, ds in source.splits.items():
+    for split, ds in splits.items():
         with tqdm(
             total=len(ds), desc=f"checking {split}", unit="img", disable=not on_terminal()
         ) as shown:
@@ -116,14 +138,36 @@ def _check(source: Source) -> dict[str, list[str]]:
     return bad
 
 
-def _per_class_table(source: Source) -> tuple[list[str], list[list[str]]]:
-    counts = {split: Counter(ds.targets) for split, ds in source.splits.items()}
-    header = ["index", "class", "wordnet id", *source.splits]
+def unreadable(
+    ds: ImageDataset, progress: Callable[[int], None] | None = None, threads: int = 8
+) -> list[str]:
+    """The samples that cannot be decoded, each as one line (source: what is wrong)."""
+
+    def check(i: int) -> str | None:
+        item = ds.load(i)
+        return str(item) if isinstance(item, Skipped) else None
+
+    bad = []
+    with ThreadPoolExecutor(threads) as pool:
+        for message in pool.map(check, range(len(ds)), chunksize=64):
+            if message is not None:
+                bad.append(message)
+            if progress is not None:
+                progress(1)
+    return bad
+
+
+def _per_class_table(
+    source: Source, splits: dict[str, ImageDataset]
+) -> tuple[list[str], list[list[str]]]:
+    counts = {split: Counter(ds.targets) for split, ds in splits.items()}
+    header = ["index", "class", "wordnet id", *splits]
     body = []
+    ids = source.classes.ids
     for i, name in enumerate(source.readable_names()):
-        wnid = source.class_ids[i] if source.class_ids else "-"
-        body.append([str(i), name, wnid, *(f"{counts[s].get(i, 0):,}" for s in source.splits)])
-    total = [f"{len(ds):,}" for ds in source.splits.values()]
+        wnid = ids[i] if ids else "-"
+        body.append([str(i), name, wnid, *(f"{counts[s].get(i, 0):,}" for s in splits)])
+    total = [f"{len(ds):,}" for ds in splits.values()]
     body.append(["", "all", "", *total])
     return header, body
 
@@ -133,19 +177,20 @@ def _per_class(ds, classes: int) -> list[int]:
     return [counts[i] for i in range(classes)]
 
 
-def _summary(source: Source, bad: dict[str, list[str]]) -> dict:
+def _summary(source: Source, splits: dict[str, ImageDataset], bad: dict[str, list[str]]) -> dict:
     return {
-        "source": source.spec,
+        "source": source.path,
         "layout": source.layout,
-        "classes": source.classes,
-        "class_ids": source.class_ids,
+        "holdout": source.holdout,
+        "classes": list(source.classes.names),
+        "class_ids": list(source.classes.ids),
         "splits": {
             split: {
                 "images": len(ds),
                 "per_class": _per_class(ds, len(source.classes)),
                 "unreadable": bad.get(split),
             }
-            for split, ds in source.splits.items()
+            for split, ds in splits.items()
         },
     }
 
@@ -156,14 +201,15 @@ def run_shard(args: argparse.Namespace) -> int:
     if out.is_dir() and any(out.iterdir()):
         what = "already holds shards" if (out / MANIFEST).exists() else "is not empty"
         raise UsageError(f"--out {out}: {what}; give a new or empty folder")
-    source = open_source(args.source, args.labels, args.as_split)
-    total = sum(len(ds) for ds in source.splits.values())
+    source = source_of(args)
+    splits = {name: source.split(name) for name in source.splits}
+    total = sum(len(ds) for ds in splits.values())
     with tqdm(total=total, desc="writing shards", unit="img", disable=not on_terminal()) as shown:
         manifest = write_shards(
-            source.splits,
+            splits,
             out,
             size,
-            class_ids=source.class_ids,
+            classes=source.classes,
             source=str(args.source),
             progress=shown.update,
         )

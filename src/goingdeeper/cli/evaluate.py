@@ -6,9 +6,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..data.classes import ClassMap
-from ..data.labels import real_labels, val_number
-from ..data.samples import Labelled, labelled_images
+from ..data.imagenet.classes import ClassMap
+from ..data.imagenet.labels import real_labels, val_number
+from ..data.sources import Source, discover
+from ..data.sources.discover import SHARDS
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, VIEWS, evaluate, member_results
 from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
@@ -148,9 +149,18 @@ def run(args: argparse.Namespace) -> int:
     loaded = [load_any_weights(w, device=args.device, runtime=args.runtime) for w in args.weights]
     card = loaded[0][1]
     classes = ClassMap.for_card(card)
-    labelled = labelled_images(args.data, classes, args.labels).head(args.limit)
-    real = _real_sets(args.real_labels, labelled, classes) if args.real_labels else None
-    samples = labelled.samples
+    source = discover(args.data, args.labels, known=classes)
+    split = source.scored_split()
+    if source.layout == SHARDS or len(source.splits) > 1:  # say which one is scored
+        print(
+            f"goingdeeper: scoring the '{split}' split of {source.path} "
+            f"(splits: {', '.join(source.splits)})",
+            file=sys.stderr,
+        )
+    samples = source.split(split)
+    if args.limit is not None:
+        samples = samples.subset(range(min(args.limit, len(samples))))
+    real = _real_sets(args.real_labels, source, split, len(samples), classes)
     names = [Path(w).stem if Path(w).exists() else w for w in args.weights]
     options = dict(
         aggregate=args.aggregate,
@@ -203,9 +213,14 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _real_sets(path: Path, labelled: Labelled, classes: ClassMap) -> list[list[int]]:
-    """For each image, its ReaL classes as the model's class indices."""
-    names = labelled.file_names()
+def _real_sets(
+    path: Path | None, source: Source, split: str, images: int, classes: ClassMap
+) -> list[list[int]] | None:
+    """For each of the split's first `images` images, its ReaL classes as the model's class
+    indices; None without `--real-labels`."""
+    if path is None:
+        return None
+    names = source.file_names(split)
     if names is None:
         raise UsageError(
             "--real-labels follows the validation photos' file names; give the folder of "
@@ -213,7 +228,7 @@ def _real_sets(path: Path, labelled: Labelled, classes: ClassMap) -> list[list[i
         )
     by_photo = real_labels(path)
     sets = []
-    for name in names:
+    for name in names[:images]:
         number = val_number(name)
         if number is None or not 1 <= number <= len(by_photo):
             raise UsageError(

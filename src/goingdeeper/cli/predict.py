@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from ..data.classes import ClassMap
-from ..data.samples import labelled_images
+from ..data.imagenet.classes import ClassMap
+from ..data.sources import discover
 from ..errors import EvalError, ImageError, UsageError
 from ..evaluate import VIEW_FUNCTIONS
 from ..images import load_image
@@ -70,10 +70,11 @@ def run(args: argparse.Namespace) -> int:
     names = [printable(n) for n in card.class_names or range(card.num_classes)]
     items = [(str(path), lambda p=path: load_image(p), None) for path in args.images]
     if args.data is not None:
-        found = labelled_images(args.data, ClassMap.for_card(card), args.labels)
+        source = discover(args.data, args.labels, known=ClassMap.for_card(card))
+        found = source.split(source.scored_split())
         items += [
-            (found.name(i), lambda i=i: found.image(i), found.label(i))
-            for i in range(len(found.samples))
+            (found.describe(i), lambda i=i: found.decode(i), found.targets[i])
+            for i in range(len(found))
         ]
     failed, hits = 0, [0, 0, 0]  # labelled images scored, top-1 and top-5 hits
     for path, image, truth in items:

@@ -40,6 +40,13 @@ def add_parser(sub) -> None:
     )
     add_image_limit(p)
     p.add_argument("--data", help="digits, a folder, a .tar(.gz), an MNIST/CIFAR folder")
+    p.add_argument(
+        "--holdout",
+        type=float,
+        metavar="F",
+        help="data of one split (a class tree): hold out a stratified fraction F of each class "
+        "as 'test' (seed 0), e.g. 0.2",
+    )
     p.add_argument("--epochs", type=int)
     p.add_argument("--batch-size", type=int, help="global batch size")
     p.add_argument("--lr", type=float)
@@ -70,6 +77,7 @@ def run(args: argparse.Namespace) -> int:
     direct = {
         "model": args.model,
         "data": args.data,
+        "holdout": args.holdout,
         "epochs": args.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,

@@ -1,24 +1,10 @@
-"""Data sets and augmentation: every source is an `ImageDataset` of (image, label), one module
-per source format; bad images are skipped and reported through `collate_skip`. Augmentation
-recipes are declared once in `recipes` and run by the backends of `pipelines`."""
+"""Data in four layers: `sources` (where images come from: `discover` opens any source as a
+`Source` whose splits are `ImageDataset`s of (image, label), one module per format; bad images
+are `Skipped` and reported through `collate_skip`), `imagenet` (its classes and label files),
+`recipes` (each augmentation declared once as a frozen spec) and `pipelines` (the backends that
+run the recipes and make the loaders)."""
 
-from .cifar import cifar_batches
-from .classes import ClassMap, imagenet_class_ids, imagenet_class_names
-from .dataset import (
-    ArrayReader,
-    FileReader,
-    ImageDataset,
-    LoadedImages,
-    check_splits,
-    collate_skip,
-    spread,
-    stratified_split,
-)
-from .digits import digits
-from .folder import image_folder
-from .labels import read_labels, real_labels
-from .mnist import mnist_idx, read_idx
-from .open import open_dataset
+from .imagenet import ClassMap, imagenet_class_ids, imagenet_class_names, read_labels, real_labels
 from .pipelines.pillow import (
     AffineDistort,
     PCALighting,
@@ -32,9 +18,26 @@ from .pipelines.pillow import (
     train_transform,
 )
 from .recipes import GOOGLENET_INTERPOLATIONS, RECIPES, WHOLE_IMAGE_RECIPES
-from .samples import Labelled, labelled_images
-from .tar import scan_tar_headers, tar_images
-from .torchvision_sets import torchvision_dataset
+from .sources import (
+    ArrayReader,
+    FileReader,
+    ImageDataset,
+    Skipped,
+    Source,
+    check_splits,
+    cifar_batches,
+    collate_skip,
+    digits,
+    discover,
+    image_folder,
+    mnist_idx,
+    read_idx,
+    scan_tar_headers,
+    spread,
+    stratified_split,
+    tar_images,
+    torchvision_dataset,
+)
 
 __all__ = [
     "GOOGLENET_INTERPOLATIONS",
@@ -45,26 +48,25 @@ __all__ = [
     "ClassMap",
     "FileReader",
     "ImageDataset",
-    "Labelled",
-    "LoadedImages",
     "PCALighting",
     "PhotometricDistort",
     "RandomCrop",
     "RandomHorizontalFlip",
     "RandomSizedCrop",
     "ScaleJitter",
+    "Skipped",
+    "Source",
     "ToModelInput",
     "check_splits",
     "cifar_batches",
     "collate_skip",
     "digits",
+    "discover",
     "eval_transform",
     "image_folder",
     "imagenet_class_ids",
     "imagenet_class_names",
-    "labelled_images",
     "mnist_idx",
-    "open_dataset",
     "read_idx",
     "read_labels",
     "real_labels",

@@ -15,14 +15,13 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 
 import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..errors import EvalError, ImageError
-from ..images import load_image, to_rgb
+from ..data.sources import ImageDataset, Skipped
+from ..errors import EvalError
 from ..preprocess import Preprocessing
 from ..weights.format import WeightsCard
 from .dense import dense_form, dense_scales, dense_scores
@@ -34,8 +33,6 @@ log = logging.getLogger(__name__)
 # "dense+150" is VGG's Table 5 combination: the posteriors of both protocols averaged
 VIEWS = ("1", "10", "10-rect", "10-warp", "144", "150", "dense", "dense+150")
 AGGREGATES = ("softmax", "logits", "max")
-
-Item = str | Path | Image.Image
 
 
 @dataclass(frozen=True)
@@ -96,12 +93,6 @@ def _check_options(views: str, aggregate: str, batch_size: int) -> None:
 def _check_real(real: Sequence | None, dataset: Sequence) -> None:
     if real is not None and len(real) != len(dataset):
         raise EvalError(f"{len(real)} ReaL label sets for {len(dataset)} images; give one each")
-
-
-def _decode(item: Item) -> Image.Image:
-    if isinstance(item, Image.Image):
-        return item if item.mode == "RGB" else to_rgb(item)
-    return load_image(item)
 
 
 def _forward(model: nn.Module, x: Tensor, batch_size: int) -> Tensor:
@@ -175,9 +166,9 @@ def _member_scores(
     return _reduce(torch.stack(per_protocol), aggregate, 0)
 
 
-def _groups(dataset: Sequence, size: int):
+def _groups(dataset: ImageDataset, size: int):
     for start in range(0, len(dataset), size):
-        yield start, dataset[start : start + size]
+        yield start, range(start, min(start + size, len(dataset)))
 
 
 def _topk(scores: Tensor, k: int = 5) -> Tensor:
@@ -228,7 +219,7 @@ class _Tally:
 
 def evaluate(
     models: Sequence[tuple[nn.Module, Preprocessing | WeightsCard]],
-    dataset: Sequence[tuple[Item, int]],
+    dataset: ImageDataset | Sequence[tuple[Image.Image, int]],
     views: str = "1",
     aggregate: str = "softmax",
     *,
@@ -242,19 +233,22 @@ def evaluate(
     names: Sequence[str] | None = None,
     real: Sequence[Sequence[int] | None] | None = None,
 ) -> dict:
-    """Evaluate one model or an ensemble on (image, label) pairs with a view protocol.
+    """Evaluate one model or an ensemble on a data set with a view protocol.
 
     `models`: (model, Preprocessing or WeightsCard) pairs; each model gets its own views.
-    `dataset`: (path or PIL image, class index) pairs. `views`: one of `VIEWS`.
+    `dataset`: a split of a `Source` (`data.discover`), labelled in the models' classes, or
+    (PIL image, class index) pairs held in memory. `views`: one of `VIEWS`.
     `aggregate`: how views and models are combined: "softmax" (mean probability, the paper),
     "logits" (mean logit) or "max" (largest probability). `batch_size`: views per forward pass.
     `dense_scales`: dense evaluation's test scales Q; None: for each model those of the scale
     it was trained at (`dense.dense_scales` of its card's `training_scale`: section 4.2's
     three with `dense_multi`, else section 4.1's one), or 256, 384, 512 when not known.
-    Unreadable files are skipped and named in `skipped_files`. `real`: for each image, the
+    Unreadable images are skipped and named in `skipped_files`. `real`: for each image, the
     classes ReaL's re-assessment found in it (empty or None: none), which adds ReaL top-1.
     """
     _check_options(views, aggregate, batch_size)
+    if not hasattr(dataset, "load"):  # pairs held in memory
+        dataset = ImageDataset.in_memory(dataset)
     _check_real(real, dataset)
     members = _members(models, names, views, dense_scales, dense_multi)
     per_image = num_views(views, members[0].scales)
@@ -273,7 +267,7 @@ def evaluate(
             m.model.eval()
         with torch.inference_mode():
             for first, chunk in _groups(dataset, group):
-                _score_group(first, chunk, members, score, aggregate, tally)
+                _score_group(dataset, chunk, members, score, aggregate, tally)
                 if progress is not None:
                     progress(first + len(chunk), len(dataset))
     finally:
@@ -295,10 +289,10 @@ def evaluate(
 
 
 def _score_group(
-    start: int, chunk: Sequence, members: list[_Member], score, aggregate: str, tally: _Tally
+    dataset: ImageDataset, chunk: range, members: list[_Member], score, aggregate: str, tally
 ):
     """Decode one group of images and add every model's scores for them to `tally`."""
-    images, chunk_labels, kept = _decode_group(chunk, tally.skipped)
+    images, chunk_labels, kept = _decode_group(dataset, chunk, tally.skipped)
     if not images:
         return
     per_member = [score(m, images) for m in members]
@@ -308,21 +302,24 @@ def _score_group(
         tops.append(_topk(s))
     tally.scores.append(_reduce(torch.stack(per_member), aggregate, 0))
     tally.labels += chunk_labels
-    tally.kept += [start + k for k in kept]
+    tally.kept += kept
 
 
-def _decode_group(chunk: Sequence, skipped: list[str]) -> tuple[list, list[int], list[int]]:
+def _decode_group(
+    dataset: ImageDataset, chunk: range, skipped: list[str]
+) -> tuple[list, list[int], list[int]]:
+    """The group's images, their labels and indices; the unreadable ones named in `skipped`."""
     images, labels, kept = [], [], []
-    for position, (item, label) in enumerate(chunk):
-        try:
-            images.append(_decode(item))
-        except ImageError as e:
-            log.warning("skipped: %s", e)
-            if str(item) not in skipped:
-                skipped.append(str(item))
+    for i in chunk:
+        item = dataset.load(i)
+        if isinstance(item, Skipped):
+            log.warning("skipped: %s", item)
+            if item.name not in skipped:
+                skipped.append(item.name)
             continue
-        labels.append(int(label))
-        kept.append(position)
+        images.append(item[0])
+        labels.append(int(item[1]))
+        kept.append(i)
     return images, labels, kept
 
 

@@ -11,12 +11,12 @@ import torch
 from torch import nn
 from torch.utils.data import Subset
 
-from ..data import check_splits, open_dataset, spread
-from ..data.classes import ClassMap, imagenet_names_of
+from ..data import check_splits, discover, spread
+from ..data.imagenet.classes import ClassMap, imagenet_names_of
 from ..data.pipelines.loader import loader_kind
 from ..data.pipelines.pillow import eval_transform, train_transform, vgg_scales
 from ..data.recipes import RECIPES, WHOLE_IMAGE_RECIPES, ScaleRange, SquareCrops
-from ..data.stream import ShardStream
+from ..data.sources import Source
 from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
 from ..preprocess import Preprocessing
@@ -51,14 +51,19 @@ def build_data(
         eval_tf = train_transform("none", c.input_size, preprocessing)
     else:  # photos: shorter side, center crop (the weights' own protocol, scaled)
         eval_tf = eval_transform(c.input_size, preprocessing)
-    train_ds = open_dataset(c.data, "train", transform=train_tf, stream=True)
-    test_ds = open_dataset(c.data, "test", transform=eval_tf, classes=train_ds.classes)
+    source = discover(c.data)
+    if c.holdout:
+        source = source.with_holdout(c.holdout)
+        log.info("%s", source.holdout)
+    test = _test_split(source)
+    train_ds = source.split("train", train_tf, stream=True)
+    test_ds = source.split(test, eval_tf)
     check_splits(train_ds, test_ds)
     classes, relabel = run_classes(c, train_ds.classes)
     if relabel is not None:
         train_ds = train_ds.relabelled(classes.names, relabel)
         test_ds = test_ds.relabelled(classes.names, relabel)
-    if isinstance(train_ds, ShardStream):
+    if train_ds.streamed:
         if c.limit_train:
             raise ConfigError(
                 f"limit_train picks images across the set, and {c.data} is streamed from "
@@ -70,9 +75,27 @@ def build_data(
     elif c.limit_train:
         train_ds = Subset(train_ds, spread(c.limit_train, len(train_ds)))
     if c.limit_test:
-        test_ds = Subset(test_ds, spread(c.limit_test, len(test_ds)))
+        test_ds = test_ds.subset(spread(c.limit_test, len(test_ds)))
     loader_kind(c, train_ds, None)  # a tensor loader the data cannot feed: before any work
     return train_ds, test_ds, classes
+
+
+def _test_split(source: Source) -> str:
+    """The split a run is tested on (`test`, else ImageNet's `val`); a source of one split
+    is divided only when asked (`holdout`)."""
+    if "train" not in source.splits:
+        raise DataError(
+            f"{source.path} ({source.layout}) has no 'train' split, only "
+            f"{', '.join(source.splits)}; give holdout=0.2 (--holdout 0.2) to hold out a "
+            "stratified fifth of it as 'test' and train on the rest"
+        )
+    test = source.scored_split()
+    if test == "train":
+        raise DataError(
+            f"{source.path}: only a 'train' split; give holdout=0.2 (--holdout 0.2) to hold "
+            "out a stratified fifth of it as 'test'"
+        )
+    return test
 
 
 def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[int, int] | None]:

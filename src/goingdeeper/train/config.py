@@ -37,7 +37,10 @@ class TrainConfig:
     model: str = "googlenet"
     model_args: dict[str, Any] = field(default_factory=dict)  # extra constructor arguments
     input_size: int = 224  # square training crop
-    data: str = "digits"  # see goingdeeper.data.open_dataset
+    data: str = "digits"  # any path `goingdeeper.data.discover` reads
+    # a data set of one split (a class tree): this fraction of each class held out as 'test'
+    # (seed 0), said in the log; 0 = none, and such a set is refused
+    holdout: float = 0.0
     # start from weights (fine-tuning): a .safetensors file or a name of `goingdeeper weights
     # list` (googlenet.bvlc_in1k); "" = from scratch
     init_weights: str = ""
@@ -276,6 +279,7 @@ LIMITS = {
     "eval_limit": Limit(0),
     "limit_train": Limit(0),
     "limit_test": Limit(0),
+    "holdout": Limit(0, 1, high_open=True),
 }
 
 # AlexNet's 10 crops, GoogLeNet's 144, VGG's 150 and dense evaluation (VGG section 3.2) and

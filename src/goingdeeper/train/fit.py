@@ -29,7 +29,7 @@ import torch.distributed as dist
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from ..data import ClassMap, LoadedImages
+from ..data import ClassMap, spread
 from ..data.pipelines.loader import epoch_seed, make_loader, rank_batches, rank_images
 from ..errors import ConfigError, TrainingError, WeightsError
 from ..evaluate import dense_scales, evaluate
@@ -525,7 +525,8 @@ def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.Tra
     rows = []
     scales = dense_scales(training_scale(c, pre), pre.crop)
     for views in c.eval_views:
-        items = LoadedImages(test_ds, c.eval_limit if views != "1" else 0)
+        limit = c.eval_limit if views != "1" else 0
+        items = test_ds.subset(spread(limit, len(test_ds))) if limit else test_ds
         for name, model in models:
             r = evaluate(
                 [(model.eval(), pre)], items, views=views, batch_size=128, dense_scales=scales

@@ -2,7 +2,7 @@
 (torchvision, timm, pretrainedmodels, Caffe), the forms people keep weights in (`open_weights`, hub
 folders), and the catalogue of published weights, fetched by name (`load_pretrained`)."""
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from .bvlc import import_bvlc, read_caffemodel
 from .caffe import import_caffe
 from .catalogue import (

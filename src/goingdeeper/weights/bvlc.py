@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.googlenet import GoogLeNet
 from ..preprocess import CAFFE_BGR

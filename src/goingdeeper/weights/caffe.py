@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.alexnet import ALEXNET_CONVS, LRN_AFTER, LRN_BETA, LRN_SIZE, POOL_AFTER
 from ..models.googlenet import INCEPTION_TABLE

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..models import bn_inception
 from ..models.base import ImportedState
 from ..preprocess import Preprocessing

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import densenet, inception_v3, inception_v4, resnet, senet, vgg, xception
 from ..models.base import ImportedState

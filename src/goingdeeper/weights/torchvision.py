@@ -17,7 +17,7 @@ from pathlib import Path
 import torchvision
 from torch import Tensor, nn
 
-from ..data.classes import imagenet_class_ids, imagenet_class_names
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import alexnet, densenet, googlenet, inception_v3, resnet, vgg
 from ..models.base import ImportedState

@@ -23,8 +23,8 @@ from torch.utils.data import Subset
 
 from ...errors import ImageError
 from ...preprocess import Preprocessing
-from ..dataset import ArrayReader
 from ..recipes.catalogue import RECIPES
+from ..sources.dataset import ArrayReader
 
 MAX_HELD_BYTES = 4 << 30
 # decoded sets, kept while their data set lives, on each device they were asked for: one
@@ -84,7 +84,7 @@ def _decode_all(ds: Any) -> Held | None:
 
     def decode(k: int) -> str | None:
         try:
-            image = np.array(base.load(indices[k]))
+            image = np.array(base.decode(indices[k]))
         except ImageError as e:
             return str(e)
         if image.shape != shape:

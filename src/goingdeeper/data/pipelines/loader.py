@@ -18,9 +18,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from ...errors import ConfigError
 from ...preprocess import Preprocessing
-from ..dataset import ArrayReader, collate_skip
 from ..recipes.catalogue import RECIPES, TENSOR_RECIPES
-from ..stream import ShardStream
+from ..sources.dataset import ArrayReader, collate_skip
 from .dali import DaliRecipe, dali_batches, require_dali
 from .held import HeldBatches, WholeImageAugment, held
 from .prefetch import Prefetched
@@ -46,7 +45,7 @@ def loader_kind(c: TrainConfig, ds, device: torch.device | None) -> str:
     if c.loader == "tensor" and not fed:
         raise ConfigError(
             f"loader=tensor cuts batches from images as stored or held in arrays, and {c.data} "
-            f"is {'streamed from shards' if isinstance(ds, ShardStream) else 'neither'}; use "
+            f"is {'streamed from shards' if getattr(ds, 'streamed', False) else 'neither'}; use "
             "loader=pil"
         )
     if c.loader == "dali":
@@ -54,7 +53,7 @@ def loader_kind(c: TrainConfig, ds, device: torch.device | None) -> str:
         if not stored:
             raise ConfigError(
                 f"loader=dali decodes images as stored (files, tar members), and {c.data} is "
-                f"{'streamed from shards' if isinstance(ds, ShardStream) else 'held as arrays'}"
+                f"{'streamed from shards' if getattr(ds, 'streamed', False) else 'held as arrays'}"
                 "; use loader=pil"
             )
     if c.loader == "auto":
@@ -78,7 +77,7 @@ def make_loader(
     every process its share; with the tensor or DALI loader, batches decoded and augmented on
     `device` (with `preprocessing`)."""
     sampler = None
-    if isinstance(ds, ShardStream):  # split by shard across the processes and the workers
+    if getattr(ds, "streamed", False):  # split by shard across the processes and the workers
         ds.configure(world=d.world, rank=d.rank, workers=c.workers, epoch=epoch)
     elif train:  # the same sampler for 1 or N processes: the same global order of samples
         sampler = DistributedSampler(
@@ -157,11 +156,11 @@ def _tensor_batches(ds, batch_size, c, sampler, generator, device, preprocessing
 
 def rank_images(ds, d: Distributed) -> int:
     """The training images one process reads in an epoch."""
-    return len(ds) if isinstance(ds, ShardStream) else math.ceil(len(ds) / d.world)
+    return len(ds) if getattr(ds, "streamed", False) else math.ceil(len(ds) / d.world)
 
 
 def rank_batches(ds, d: Distributed, per_rank: int) -> int:
     """The optimizer steps of an epoch."""
-    if isinstance(ds, ShardStream):
+    if getattr(ds, "streamed", False):
         return ds.batches(per_rank)
     return math.ceil(rank_images(ds, d) / per_rank)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
-from .dataset import ArrayReader, ImageDataset, check_split, stratified_split
+from ...errors import DataError
+from .dataset import ArrayReader, ImageDataset
+from .splits import check_split, stratified_split
 
 
 def digits(

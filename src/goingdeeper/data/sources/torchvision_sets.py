@@ -10,9 +10,10 @@ import numpy as np
 import torchvision.datasets
 from PIL import Image
 
-from ..errors import DataError
-from ..images import to_rgb
-from .dataset import ImageDataset, check_split
+from ...errors import DataError
+from ...images import to_rgb
+from .dataset import ImageDataset
+from .splits import check_split
 
 TORCHVISION_DATASETS = {  # name -> how its constructor takes the split
     "MNIST": "train",

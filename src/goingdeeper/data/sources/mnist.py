@@ -10,8 +10,9 @@ from typing import BinaryIO
 
 import numpy as np
 
-from ..errors import DataError
-from .dataset import ArrayReader, ImageDataset, check_split
+from ...errors import DataError
+from .dataset import ArrayReader, ImageDataset
+from .splits import check_split
 
 _IDX_STEMS = {"train": "train", "test": "t10k"}
 MAX_IDX_BYTES = 1 << 32  # MNIST's largest file holds 47 MB

@@ -4,9 +4,14 @@ A shard folder holds `<split>-000000.tar`, `<split>-000001.tar`, ... and `manife
 sample is three members sharing a key: the image as it was stored (`000042.jpg`, `.png`, ...;
 never re-encoded, except images that only existed as arrays, which become PNG), its class index
 (`000042.cls`) and a little JSON (`000042.json`: class name, WordNet id, the source's own file
-name, which keeps ILSVRC2012_val_* numbers for ReaL). The manifest gives the classes (names
-and WordNet ids), and per shard its images, bytes, SHA-256 and labels, so that a reader knows
-every count before it opens a file.
+name, which keeps ILSVRC2012_val_* numbers for ReaL). `.cls` is the index of the class among
+the classes the data is known by: ImageNet-1k's standard index for classes with its WordNet
+ids (English springer is 217, whichever ten classes a set holds), else the class's place in
+the data's own list. The manifest gives the classes (each one's own name, readable name,
+WordNet id and `.cls` value side by side), and per shard its images, bytes, SHA-256 and labels
+(indices into the manifest's classes), so that a reader knows every count before it opens a
+file. Shards of the first format (`goingdeeper.shards/1`, `.cls` the index in the data's own
+list) read as before.
 
 The shards are written with the webdataset library's `TarWriter`, and any WebDataset reader
 reads them (`webdataset.WebDataset(urls).decode("pil")` yields `{"jpg": ..., "cls": ...}`).
@@ -27,7 +32,7 @@ import logging
 import re
 import tarfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -35,13 +40,15 @@ from typing import NamedTuple
 
 from PIL import Image
 
-from ..errors import DataError
-from ..files import atomic_write
-from ..images import OpenedImage, decode_image, is_image_name
+from ...errors import DataError
+from ...files import atomic_write
+from ...images import OpenedImage, decode_image, is_image_name
+from ..imagenet.classes import ClassMap, imagenet_class_ids, imagenet_names_of
 from .dataset import ImageDataset
 from .tar import TarArchive, TarMember
 
-FORMAT = "goingdeeper.shards/1"
+FORMAT = "goingdeeper.shards/2"
+FIRST_FORMAT = "goingdeeper.shards/1"  # `.cls` was the index in the shards' own class list
 MANIFEST = "manifest.json"
 log = logging.getLogger(__name__)
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*$", re.IGNORECASE)
@@ -80,6 +87,8 @@ class ShardSet:
     class_ids: tuple[str, ...]
     splits: dict[str, tuple[Shard, ...]]
     source: str = ""
+    cls: tuple[int, ...] = ()  # each class's `.cls` value (its index where the data is known)
+    class_names: tuple[str, ...] = ()  # readable: ImageNet's names for its WordNet ids
 
     def shards(self, split: str) -> tuple[Shard, ...]:
         if split not in self.splits:
@@ -148,7 +157,7 @@ def read_manifest(folder: str | Path) -> ShardSet:
     path = folder / MANIFEST
     try:
         raw = json.loads(path.read_text())
-        if raw.get("format") != FORMAT:
+        if raw.get("format") not in (FORMAT, FIRST_FORMAT):
             raise DataError(f"{path}: format {raw.get('format')!r}, expected {FORMAT}")
         splits = {
             split: tuple(
@@ -157,9 +166,18 @@ def read_manifest(folder: str | Path) -> ShardSet:
             )
             for split, entry in raw["splits"].items()
         }
+        classes = tuple(raw["classes"])
         manifest = ShardSet(
-            folder, tuple(raw["classes"]), tuple(raw.get("class_ids", ())), splits, raw["source"]
+            folder,
+            classes,
+            tuple(raw.get("class_ids", ())),
+            splits,
+            raw["source"],
+            tuple(int(c) for c in raw.get("cls", range(len(classes)))),
+            tuple(raw.get("class_names", classes)),
         )
+        if len(manifest.cls) != len(classes) or len(manifest.class_names) != len(classes):
+            raise ValueError("one .cls value and one name per class expected")
     except FileNotFoundError:
         raise DataError(f"{folder}: no {MANIFEST}; not a shard folder") from None
     except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, ValueError) as e:
@@ -203,8 +221,9 @@ class _Writer:
         self._labels: list[int] = []
         self._bytes = 0
 
-    def add(self, key: str, image: bytes, ext: str, label: int, meta: dict) -> None:
-        size = sum(_member_bytes(n) for n in (len(image), len(str(label)), len(json.dumps(meta))))
+    def add(self, key: str, image: bytes, ext: str, label: int, cls: int, meta: dict) -> None:
+        """One sample: `label` indexes the manifest's classes, `cls` is what `.cls` holds."""
+        size = sum(_member_bytes(n) for n in (len(image), len(str(cls)), len(json.dumps(meta))))
         if self._tar is not None and _tar_bytes(self._bytes + size) > self.limit:
             self._close()
         if self._tar is None:
@@ -215,7 +234,7 @@ class _Writer:
             )
             self._name, self._labels, self._bytes = name, [], 0
         text = json.dumps(meta).encode()  # ASCII: its length is the member's
-        record = {"__key__": key, ext: image, "cls": str(label).encode(), "json": text}
+        record = {"__key__": key, ext: image, "cls": str(cls).encode(), "json": text}
         self._tar.write(record)
         self._labels.append(label)
         self._bytes += size
@@ -261,28 +280,41 @@ def _tar_bytes(members: int) -> int:
     return -(-(members + 1024) // tarfile.RECORDSIZE) * tarfile.RECORDSIZE
 
 
+def known_index(classes: ClassMap) -> list[int]:
+    """Each class's index among the classes the data is known by: ImageNet-1k's standard index
+    when every class has one of its WordNet ids, else its place in `classes`."""
+    if classes.ids and imagenet_names_of(classes.ids) is not None:
+        standard = {wnid: i for i, wnid in enumerate(imagenet_class_ids())}
+        return [standard[wnid] for wnid in classes.ids]
+    return list(range(len(classes)))
+
+
 def write_shards(
     splits: dict[str, ImageDataset],
     out: str | Path,
     shard_size: int,
     *,
-    class_ids: list[str] | tuple[str, ...] = (),
+    classes: ClassMap | None = None,
     source: str = "",
     progress: Callable[[int], None] | None = None,
 ) -> ShardSet:
     """Write each split's samples, in order, as shards of at most `shard_size` bytes (a shard
-    holds one sample at least); the manifest last, so a folder with one is complete."""
+    holds one sample at least); the manifest last, so a folder with one is complete.
+    `classes`: the splits' classes with their WordNet ids, when known."""
     wds = _webdataset()
     out = Path(out)
     if (out / MANIFEST).exists():
         raise DataError(f"{out}: already holds shards ({MANIFEST}); give an empty or new folder")
-    classes = next(iter(splits.values())).classes
-    if any(ds.classes != classes for ds in splits.values()):
+    names = next(iter(splits.values())).classes
+    if any(ds.classes != names for ds in splits.values()):
         raise DataError("the splits have different classes; shards keep one class list")
+    classes = classes if classes is not None else ClassMap(names)
+    if list(classes.names) != names:
+        raise DataError("the class map given does not name the splits' classes")
     made = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
     try:
-        return _write_splits(out, splits, shard_size, source, class_ids, progress, wds)
+        return _write_splits(out, splits, shard_size, source, classes, progress, wds)
     except BaseException:  # a full disk, an interrupt: no half-written set is left behind
         for split in splits:
             for path in [*out.glob(f"{split}-*.tar"), *out.glob(f".{split}-*.tar.partial")]:
@@ -297,11 +329,11 @@ def _write_splits(
     splits: dict[str, ImageDataset],
     shard_size: int,
     source: str,
-    class_ids: list[str] | tuple[str, ...],
+    classes: ClassMap,
     progress: Callable[[int], None] | None,
     wds,
 ) -> ShardSet:
-    classes = next(iter(splits.values())).classes
+    cls = known_index(classes)
     entries = {}
     for split, ds in splits.items():
         writer = _Writer(out, split, shard_size, wds)
@@ -309,10 +341,10 @@ def _write_splits(
             for i in range(len(ds)):
                 image, ext, name = encoded(ds, i)
                 label = ds.targets[i]
-                meta = {"class": classes[label], "source": name}
-                if class_ids:
-                    meta["wnid"] = class_ids[label]
-                writer.add(f"{i:08d}", image, ext, label, meta)
+                meta = {"class": classes.names[label], "source": name}
+                if classes.ids:
+                    meta["wnid"] = classes.ids[label]
+                writer.add(f"{i:08d}", image, ext, label, cls[label], meta)
                 if progress is not None:
                     progress(1)
             shards = writer.finish()
@@ -324,8 +356,11 @@ def _write_splits(
         "format": FORMAT,
         "source": source,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
-        "classes": list(classes),
-        "class_ids": list(class_ids),
+        "classes": list(classes.names),
+        "class_ids": list(classes.ids),
+        "class_names": (imagenet_names_of(classes.ids) if classes.ids else None)
+        or list(classes.names),
+        "cls": cls,
         "splits": entries,
     }
     text = json.dumps(manifest, ensure_ascii=False, separators=(",", ":"))
@@ -348,7 +383,7 @@ def encoded(ds: ImageDataset, i: int) -> tuple[bytes, str, str]:
         except OSError as e:
             raise DataError(f"{path}: cannot read ({e})") from None
     buffer = io.BytesIO()
-    ds.load(i).save(buffer, format="PNG")
+    ds.decode(i).save(buffer, format="PNG")
     return buffer.getvalue(), "png", ds.describe(i)
 
 
@@ -374,7 +409,7 @@ class ShardReader:
         return self.archives[sample.shard].describe(sample.member)
 
     def encoded(self, sample: ShardSample) -> bytes:
-        """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
+        """The image's bytes as stored, for a decoder of its own (`data.pipelines.tensor`)."""
         return self.archives[sample.shard].read(sample.member)
 
     def open(self, sample: ShardSample) -> OpenedImage:
@@ -390,7 +425,7 @@ def shard_dataset(
     reader = ShardReader([manifest.path(s) for s in shards])
     samples = []
     for index, (shard, archive) in enumerate(zip(shards, reader.archives, strict=True)):
-        images = shard_images(archive, shard)
+        images = shard_images(archive, shard, manifest.cls)
         samples += [
             (ShardSample(index, m), label) for m, label in zip(images, shard.labels, strict=True)
         ]
@@ -399,9 +434,10 @@ def shard_dataset(
     )
 
 
-def shard_images(archive: TarArchive, shard: Shard) -> list[TarMember]:
+def shard_images(archive: TarArchive, shard: Shard, known: Sequence[int]) -> list[TarMember]:
     """The image members of a shard in order (their labels are `shard.labels`), checked
-    against the manifest's count, and each label against the sample's own `.cls`."""
+    against the manifest's count, and each label against the sample's own `.cls` (`known`:
+    each class's `.cls` value)."""
     members = archive.members()
     images = [m for m in members if is_image_name(m.name)]
     if len(images) != shard.images:
@@ -413,10 +449,11 @@ def shard_images(archive: TarArchive, shard: Shard) -> list[TarMember]:
     for image, label in zip(images, shard.labels, strict=True):
         key = image.name.rsplit(".", 1)[0]
         stated = archive.read(cls[key]).strip() if key in cls else b""
-        if stated != str(label).encode():
+        if stated != str(known[label]).encode():
             raise DataError(
                 f"{archive.path}: {key}.cls says {stated[:20].decode('latin-1')!r}, the manifest "
-                f"says {label}; the manifest or the shard was changed: write the shards again"
+                f"says {known[label]}; the manifest or the shard was changed: write the shards "
+                "again"
             )
     return images
 

@@ -13,8 +13,9 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DataError
-from .dataset import ArrayReader, ImageDataset, check_split
+from ...errors import DataError
+from .dataset import ArrayReader, ImageDataset
+from .splits import check_split
 
 # The official CIFAR-10 label names (batches.meta), used when the meta file is absent.
 CIFAR10_CLASSES = (

@@ -18,7 +18,7 @@ from importlib import resources
 
 from torchvision.models._meta import _IMAGENET_CATEGORIES
 
-from ..errors import DataError
+from ...errors import DataError
 
 WNID = re.compile(r"n\d{8}")
 _WNID_PREFIX = re.compile(r"^(n\d{8})(?:[_.\-\s]|$)")
@@ -171,3 +171,25 @@ def _group(keys) -> dict[str, list[int]]:
     for i, key in enumerate(keys):
         out.setdefault(key, []).append(i)
     return out
+
+
+@cache
+def imagenet_classes() -> ClassMap:
+    """ImageNet-1k's 1,000 classes, names and WordNet ids, in the standard order."""
+    return ClassMap(imagenet_class_names(), imagenet_class_ids())
+
+
+def data_classes(names: Sequence[str], where: str) -> ClassMap:
+    """A data set's own classes (folder names, say) with their WordNet ids where they are
+    ImageNet-1k's: every name a WordNet id, or at least half of them ImageNet class names,
+    each of which must then resolve the way `eval` resolves it against an ImageNet model (a
+    `DataError` for `tenchh`). Names given as indices are not taken for ImageNet's."""
+    names = list(names)
+    if names and all(wnid_prefix(n) == n for n in names):
+        return ClassMap(names, names)
+    imagenet = imagenet_classes()
+    known = [n for n in names if not n.isdigit() and len(imagenet.lookup(n)) == 1]
+    if not names or 2 * len(known) < len(names):
+        return ClassMap(names)
+    index = imagenet.resolve_all(names, where)
+    return ClassMap(names, [imagenet.ids[index[n]] for n in names])

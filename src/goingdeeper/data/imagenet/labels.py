@@ -32,7 +32,7 @@ from pathlib import Path
 
 from scipy.io import loadmat
 
-from ..errors import DataError
+from ...errors import DataError
 from .classes import WNID, imagenet_class_ids
 
 VAL_NAME = re.compile(r"ILSVRC2012_val_(\d{8})")

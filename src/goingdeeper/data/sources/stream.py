@@ -22,8 +22,9 @@ from pathlib import Path
 
 from torch.utils.data import IterableDataset, get_worker_info
 
-from ..errors import DataError, ImageError
-from ..images import open_encoded
+from ...errors import DataError, ImageError
+from ...images import open_encoded
+from .dataset import Skipped
 from .shards import ShardSet, read_manifest, shard_images
 from .tar import TarArchive
 
@@ -46,8 +47,10 @@ class Plan:
 
 
 class ShardStream(IterableDataset):
-    """Samples `(transform(image), label)`, or `(None, label, message)` for an image that
-    cannot be decoded (for `collate_skip`), of one split of a shard folder."""
+    """Samples `(transform(image), label)`, or a `Skipped` record for an image that cannot be
+    decoded (for `collate_skip`), of one split of a shard folder."""
+
+    streamed = True  # read front to back, split across the readers (not at random)
 
     def __init__(
         self,
@@ -138,13 +141,17 @@ class ShardStream(IterableDataset):
         samples = self._read(plan.shards[self.rank], plan.quota[self.rank], worker, workers)
         if self.shuffle and self.buffer > 1:
             samples = _buffer_shuffle(samples, self.buffer, rng)
-        for name, data, label in samples:
-            yield self._sample(name, data, label)
+        for index, name, data, label in samples:
+            yield self._sample(index, name, data, label)
 
     def _read(
         self, shards: list[int], quota: int, worker: int, workers: int
-    ) -> Iterator[tuple[str, bytes, int]]:
-        """This worker's samples among the first `quota` of the rank's shards."""
+    ) -> Iterator[tuple[int, str, bytes, int]]:
+        """This worker's samples among the first `quota` of the rank's shards: (index in the
+        split, name, bytes, label)."""
+        starts = [0]
+        for shard in self.shards:
+            starts.append(starts[-1] + shard.images)
         position = 0
         for index in shards:
             path = self.manifest.path(self.shards[index])
@@ -152,14 +159,15 @@ class ShardStream(IterableDataset):
                 raise DataError(f"{path}: shard missing (named in the manifest)")
             archive = TarArchive(path)
             shard = self.shards[index]
-            for member, label in zip(shard_images(archive, shard), shard.labels, strict=True):
+            images = shard_images(archive, shard, self.manifest.cls)
+            for k, (member, label) in enumerate(zip(images, shard.labels, strict=True)):
                 if position >= quota:
                     return
                 if position % workers == worker:
-                    yield archive.describe(member), archive.read(member), label
+                    yield starts[index] + k, archive.describe(member), archive.read(member), label
                 position += 1
 
-    def _sample(self, name: str, data: bytes, label: int) -> tuple:
+    def _sample(self, index: int, name: str, data: bytes, label: int) -> tuple | Skipped:
         if self.relabel is not None:
             label = self.relabel[label]
         if not self.decode:  # the sample's name instead of its image
@@ -170,7 +178,7 @@ class ShardStream(IterableDataset):
                 return self.transform(image), label
             image = image.decode()
         except ImageError as e:
-            return None, label, str(e)
+            return Skipped.of(index, name, e)
         return (self.transform(image) if self.transform is not None else image), label
 
 

@@ -17,9 +17,10 @@ from typing import NamedTuple
 import numpy as np
 from PIL import Image
 
-from ..errors import DataError
-from ..images import OpenedImage, decode_image, is_image_name, open_encoded
-from .dataset import ImageDataset, log_ignored, match_classes, some
+from ...errors import DataError
+from ...images import OpenedImage, decode_image, is_image_name, open_encoded
+from .dataset import ImageDataset
+from .splits import SPLIT_NAMES, log_ignored, match_classes, some
 
 # Random access into a gzip stream is slow, so a compressed archive is decompressed once into
 # memory; past this size, decompress it to a plain .tar on disk, which is read in place.
@@ -85,7 +86,7 @@ class TarArchive:
         return f"{self.path}:{member.name}"
 
     def encoded(self, member: TarMember) -> bytes:
-        """The image's bytes as stored, for a decoder of its own (`data.batch_augment`)."""
+        """The image's bytes as stored, for a decoder of its own (`data.pipelines.tensor`)."""
         return self.read(member)
 
     def open(self, member: TarMember) -> OpenedImage:
@@ -321,3 +322,19 @@ def _split_members(
     if empty := sorted(c for c, ms in by_class.items() if not ms):
         raise DataError(f"{path}:{split}: class folders without image files: {some(empty)}")
     return by_class, ignored
+
+
+def tar_splits(archive: str | Path) -> tuple[str, ...]:
+    """The splits a .tar holds: the folders `[top/]<split>/` named like splits (train, test,
+    val, valid, validation), in that order."""
+    path = Path(archive)
+    named = set()
+    for member in _open_archive(path).members():
+        parts = member.name.split("/")
+        named.update(parts[depth] for depth in (0, 1) if len(parts) >= depth + 3)
+    splits = tuple(s for s in SPLIT_NAMES if s in named)
+    if not splits:
+        raise DataError(
+            f"{path}: no '<split>/<class>/<image>' members (splits: {', '.join(SPLIT_NAMES)})"
+        )
+    return splits
