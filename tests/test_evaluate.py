@@ -37,7 +37,14 @@ from goingdeeper.evaluate import (
 from goingdeeper.images import load_image
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 from goingdeeper.registry import build_model
-from goingdeeper.results import PAPER_TABLE3, EvalResult, format_grid, grid_rows, paper_rows
+from goingdeeper.results import (
+    PAPER_TABLE3,
+    EvalResult,
+    RealTop1,
+    format_grid,
+    grid_rows,
+    paper_rows,
+)
 from goingdeeper.weights import WeightsCard, save_weights
 
 # --- images whose pixel values are their coordinates -----------------------------------------
@@ -385,6 +392,19 @@ def test_per_model_results_and_grid_rows():
         assert got.per_class_top1 == want.per_class_top1
         assert got.models == 1 and got.cost == 10
     assert r.cost == 20
+
+
+def test_real_top1_is_counted_for_the_ensemble_and_for_each_model():
+    members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
+    data = photos()
+    sets = [[label] for _, label in data[:3]] + [[], None, [0, 1, 2, 3]]  # 2 without a class
+    r = evaluate(members, data, "1", per_model=True, real=sets, keep_scores=True)
+    top = r.scores.argmax(1).tolist()
+    hits = [top[i] in s for i, s in enumerate(sets) if s]
+    assert r.real == RealTop1(images=4, accuracy=sum(hits) / 4)
+    singles = [evaluate([m], data, "1", real=sets) for m in members]
+    assert [m.real for m in r.members] == [s.real for s in singles]
+    assert [m.real for m in r.member_results()] == [s.real for s in singles]
 
 
 def test_batches_do_not_change_the_result():

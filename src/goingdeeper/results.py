@@ -62,8 +62,8 @@ class Accuracy:
 
     @classmethod
     def of(cls, accuracy: Accuracy, **more: Any) -> Any:
-        """`accuracy`'s figures as this type, with the fields it adds (`more`)."""
-        return cls(**{f.name: getattr(accuracy, f.name) for f in fields(Accuracy)}, **more)
+        """`accuracy`'s figures as this type, with the fields it adds or replaces (`more`)."""
+        return cls(**{f.name: getattr(accuracy, f.name) for f in fields(Accuracy)} | more)
 
     @property
     def top1_accuracy(self) -> float:
