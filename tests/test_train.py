@@ -457,7 +457,7 @@ def test_frozen_prefix_cache_stops_growing_at_its_limit_and_skips_evaluation():
     model.eval()
     with torch.no_grad():
         evaluated = model(x)
-    assert cache.stats()["cache_hit_rate"] == 0.25  # 2 of the 8 inputs trained on
+    assert cache.stats().cache_hit_rate == 0.25  # 2 of the 8 inputs trained on
     assert conv1_batches == [4, 4, 2, 0, 4]  # check batch, 2 misses, evaluation: everything
     cache.close()
     model.train()

@@ -1,9 +1,10 @@
 """What evaluation and training return, as typed records, and the one place they are written.
 
 `evaluate` returns an `EvalResult` (with a `MemberResult` per model of an ensemble when asked,
-and ReaL's top-1 as `RealTop1`); `train_one_epoch` a `TrainStats`, `evaluate_accuracy` a
-`TestStats`, and every epoch of `fit` an `EpochStats` (one row of log.csv); `fit` a `FitResult`
-with the paths of the run folder's files (`RunFiles`) and the test protocol's rows
+and ReaL's top-1 as `RealTop1`); `train_one_epoch` a `TrainStats` (and a `BatchReport` to its
+`on_batch` now and then), `evaluate_accuracy` a `TestStats`, the frozen-prefix cache its
+`CacheStats`, and every epoch of `fit` an `EpochStats` (one row of log.csv); `fit` a
+`FitResult` with the paths of the run folder's files (`RunFiles`) and the test protocol's rows
 (`ViewResult`, views.json).
 
 Their serialised forms live here and nowhere else: `record` (the flat dict of each type, with
@@ -187,6 +188,15 @@ class TestStats:
     top5: float
     images: int
     skipped: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class CacheStats:
+    """The frozen-prefix cache (`cache_frozen_gb`) at the end of an epoch."""
+
+    cache_entries: int
+    cache_gb: float
+    cache_hit_rate: float  # the share of the epoch's inputs that were looked up
 
 
 @dataclass(frozen=True, kw_only=True)

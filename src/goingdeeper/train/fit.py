@@ -378,7 +378,7 @@ def _on_batch(run: Run, epoch: int, info: BatchReport, bar) -> None:
 
 
 def _epoch_row(run: Run, epoch: int, stats: TrainStats) -> EpochStats:
-    cache = run.cache.stats() if run.cache is not None else {}
+    cache = run.cache.stats() if run.cache is not None else None
     if stats.skipped and run.dist.main:
         log.warning(
             "epoch %d: skipped %d unreadable images: %s",
@@ -395,9 +395,9 @@ def _epoch_row(run: Run, epoch: int, stats: TrainStats) -> EpochStats:
         images_per_s=stats.images_per_s,
         seconds=stats.seconds,
         skipped=len(stats.skipped),
-        cache_entries=cache.get("cache_entries"),
-        cache_gb=cache.get("cache_gb"),
-        cache_hit_rate=cache.get("cache_hit_rate"),
+        cache_entries=cache.cache_entries if cache else None,
+        cache_gb=cache.cache_gb if cache else None,
+        cache_hit_rate=cache.cache_hit_rate if cache else None,
     )
 
 
