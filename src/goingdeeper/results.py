@@ -22,7 +22,7 @@ import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 from torch import Tensor, nn
 
@@ -62,7 +62,7 @@ class Accuracy:
     real: RealTop1 | None = None  # with ReaL's labels
 
     @classmethod
-    def of(cls, accuracy: Accuracy, **more: Any) -> Any:
+    def of(cls, accuracy: Accuracy, **more: Any) -> Self:
         """`accuracy`'s figures as this type, with the fields it adds or replaces (`more`)."""
         return cls(**{f.name: getattr(accuracy, f.name) for f in fields(Accuracy)} | more)
 
@@ -104,7 +104,8 @@ class EvalResult(Accuracy):
     skipped_files: list[str] = field(default_factory=list)  # unreadable, left out
     dense_scales: list[list[int]] | None = None  # each model's test scales Q (dense views)
     members: list[MemberResult] = field(default_factory=list)  # with evaluate(per_model=True)
-    scores: Tensor | None = None  # images x classes, with evaluate(keep_scores=True)
+    # images x classes, with evaluate(keep_scores=True); left out of == (a tensor's is elementwise)
+    scores: Tensor | None = field(default=None, compare=False)
     labels: list[int] | None = None  # beside the scores
 
     @property
