@@ -10,8 +10,8 @@ and ReaL's top-1 as `RealTop1`); `train_one_epoch` a `TrainStats` (and a `BatchR
 Their serialised forms live here and nowhere else: `record` (the flat dict of each type, with
 the keys the files and the JSON have always had), the Table 3 grid (`grid_rows`,
 `format_grid`: an aligned table, markdown, CSV or JSON, as `goingdeeper eval --format` prints
-it), log.csv (`write_log`, read back by `EpochStats.from_record`) and views.json
-(`write_views`).
+it), log.csv (`write_log`, read back by `EpochStats.from_record`), the rows of steps.csv
+(`step_row`; `train.logs.StepLog` keeps the file) and views.json (`write_views`).
 """
 
 from __future__ import annotations
@@ -317,6 +317,23 @@ def write_log(history: list[EpochStats], path: Path) -> None:
             writer.writerows(rows)
 
     atomic_write(path, write)
+
+
+# steps.csv, the training curve: every few steps, that batch's loss and the epoch's running
+# accuracy and speed
+STEP_FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
+
+
+def step_row(step: int, epoch: float, report: BatchReport, lr: float) -> tuple[int | str, ...]:
+    """One row of steps.csv (`STEP_FIELDS`): the step, the fractional epoch and the report."""
+    return (
+        step,
+        f"{epoch:.4f}",
+        f"{report.loss:.5f}",
+        f"{report.acc:.5f}",
+        f"{lr:.6g}",
+        f"{report.images_per_s:.2f}",
+    )
 
 
 def write_views(views: list[ViewResult], path: Path) -> None:

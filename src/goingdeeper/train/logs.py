@@ -11,7 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..files import atomic_write
-from ..results import BatchReport, EpochStats
+from ..results import STEP_FIELDS, BatchReport, EpochStats, step_row
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,6 @@ class StepLog:
     """Every `every` steps, one row of steps.csv: the step, the epoch (fractional), that
     batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
     appended and flushed as they come, so the curve survives a run that is stopped."""
-
-    FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
 
     def __init__(self, path: Path, every: int, *, start: int = 0) -> None:
         """`start`: the step a resumed run continues from; rows logged after it (by a run
@@ -38,7 +36,7 @@ class StepLog:
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(self.FIELDS)
+                writer.writerow(STEP_FIELDS)
                 writer.writerows(kept)
 
         atomic_write(path, write)
@@ -46,16 +44,8 @@ class StepLog:
     def record(self, step: int, epoch: float, info: BatchReport, lr: float) -> None:
         if self.every <= 0 or step % self.every:
             return
-        row = (
-            step,
-            f"{epoch:.4f}",
-            f"{info.loss:.5f}",
-            f"{info.acc:.5f}",
-            f"{lr:.6g}",
-            f"{info.images_per_s:.2f}",
-        )
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow(row)
+            csv.writer(f).writerow(step_row(step, epoch, info, lr))
 
 
 def plot_curves(history: list[EpochStats], path: Path) -> None:
