@@ -420,6 +420,7 @@ def _evaluate(run: Run) -> tuple[TestStats, TestStats | None]:
 
 
 def _with_tests(row: EpochStats, test: TestStats, polyak: TestStats | None) -> EpochStats:
+    """The epoch's row with the test figures of the raw weights and of the Polyak average."""
     row = replace(row, test_loss=test.loss, test_acc=test.acc, test_top5=test.top5)
     if polyak is None:
         return row
