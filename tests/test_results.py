@@ -9,6 +9,7 @@ from dataclasses import replace
 
 import pytest
 
+from goingdeeper.errors import CheckpointError
 from goingdeeper.results import (
     EpochStats,
     EvalResult,
@@ -142,6 +143,12 @@ def test_log_csv_has_every_epochs_columns_and_a_history_reads_back(tmp_path):
     assert rows[0]["cache_hit_rate"] == "" and float(rows[1]["cache_hit_rate"]) == 0.5
     assert [float(r["lr"]) for r in rows] == [h.lr for h in history]
     assert [EpochStats.from_record(record(h)) for h in history] == history  # checkpoints
+    other = {**record(history[0]), "train_top5": 0.5}
+    with pytest.raises(CheckpointError, match="epoch 1 .* has columns train_top5 that"):
+        EpochStats.from_record(other)
+    del other["train_top5"], other["train_main_loss"]
+    with pytest.raises(CheckpointError, match="lacks train_main_loss, which this version"):
+        EpochStats.from_record(other)
 
 
 def test_views_json_holds_the_protocols_rows(tmp_path):

@@ -20,13 +20,13 @@ import csv
 import io
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Self
 
 from torch import Tensor, nn
 
-from .errors import ArgumentError
+from .errors import ArgumentError, CheckpointError
 from .files import atomic_write
 from .tables import render_markdown, render_table
 
@@ -225,7 +225,18 @@ class EpochStats:
 
     @classmethod
     def from_record(cls, row: dict[str, Any]) -> EpochStats:
-        """An epoch from its `record` (a checkpoint's history)."""
+        """An epoch from its `record` (a checkpoint's history); a `CheckpointError` for a row
+        with other columns."""
+        known = {f.name for f in fields(cls)}
+        needed = {f.name for f in fields(cls) if f.default is MISSING}
+        unknown, missing = sorted(set(row) - known), sorted(needed - set(row))
+        if unknown or missing:
+            raise CheckpointError(
+                f"epoch {row.get('epoch', '?')} of the run's history "
+                + (f"has columns {', '.join(unknown)} that " if unknown else "")
+                + (f"lacks {', '.join(missing)}, which " if missing else "")
+                + "this version does not read: start the run afresh (--overwrite)"
+            )
         return cls(**row)
 
 
