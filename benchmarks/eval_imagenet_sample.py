@@ -21,15 +21,17 @@ import os
 import platform
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 
 from goingdeeper.data import discover
-from goingdeeper.evaluate import crops_144, evaluate, format_grid, grid_rows, paper_rows
+from goingdeeper.evaluate import crops_144, evaluate
 from goingdeeper.images import load_image
 from goingdeeper.inference import onnxruntime_model
+from goingdeeper.results import EvalResult, format_grid, grid_rows, paper_rows, record
 from goingdeeper.weights import import_bvlc
 
 REPO = Path(__file__).resolve().parents[1]
@@ -58,7 +60,7 @@ def time_144(model, card, samples, batch_size: int, repeats: int) -> dict:
     ours, plain = [], []
     for _ in range(repeats):
         plain.append(plain_forward_seconds(model, card.preprocessing, samples, batch_size))
-        ours.append(evaluate([(model, card)], samples, "144", batch_size=batch_size)["seconds"])
+        ours.append(evaluate([(model, card)], samples, "144", batch_size=batch_size).seconds)
     return {
         "images": len(samples),
         "batch_size": batch_size,
@@ -167,16 +169,16 @@ def main(argv: list[str] | None = None) -> int:
         r = evaluate(
             [(model, card)], items, views, batch_size=args.batch_size, progress=_progress(views)
         )
-        r["model_names"] = [name]
+        r = replace(r, model_names=[name])
         print(
-            f"{views:>4} crops: top-1 {r['top1_accuracy']:.2%}  top-5 {r['top5_accuracy']:.2%}  "
-            f"({r['images']} images, {r['seconds']:.0f} s)",
+            f"{views:>4} crops: top-1 {r.top1_accuracy:.2%}  top-5 {r.top5_accuracy:.2%}  "
+            f"({r.images} images, {r.seconds:.0f} s)",
             file=sys.stderr,
         )
         results.append(r)
-    groups: dict[int, list[dict]] = {}  # each set of photos against its own 1-crop base
+    groups: dict[int, list[EvalResult]] = {}  # each set of photos against its own 1-crop base
     for r in results:
-        groups.setdefault(r["images"], []).append(r)
+        groups.setdefault(r.images, []).append(r)
     rows = [row for group in groups.values() for row in grid_rows(group)] + paper_rows()
     timing = time_144(model, card, samples[: args.timing_images], args.batch_size, args.repeats)
     print(f"144-crop cost vs plain forward: {timing['ratio']:.3f}x", file=sys.stderr)
@@ -196,8 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     text = markdown(meta, rows, timing)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text)
-    summary = [{k: v for k, v in r.items() if k not in ("per_class_top1",)} for r in results]
-    payload = {"meta": meta, "grid": rows, "timing": timing, "results": summary}
+    summary = [{k: v for k, v in record(r).items() if k != "per_class_top1"} for r in results]
+    grid = [record(row) for row in rows]
+    payload = {"meta": meta, "grid": grid, "timing": timing, "results": summary}
     args.out.with_suffix(".json").write_text(json.dumps(payload, indent=2) + "\n")
     print(text)
     return 0

@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 
+from goingdeeper.results import EpochStats, record
 from goingdeeper.train import config as cfg
 from goingdeeper.train import fit
 
@@ -57,15 +58,15 @@ def _machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
 
 
-def _curve(history: list[dict]) -> str:
+def _curve(history: list[EpochStats]) -> str:
     lines = [
         "| epoch | lr | train loss | train acc | test acc | s |",
         "|---|---|---|---|---|---|",
     ]
     for row in history:
         lines.append(
-            f"| {row['epoch']} | {row['lr']:.4g} | {row['train_loss']:.4f} | "
-            f"{row['train_acc']:.2%} | {row['test_acc']:.2%} | {row['seconds']:.0f} |"
+            f"| {row.epoch} | {row.lr:.4g} | {row.train_loss:.4f} | "
+            f"{row.train_acc:.2%} | {row.test_acc:.2%} | {row.seconds:.0f} |"
         )
     return "\n".join(lines)
 
@@ -95,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     result = fit(c, overwrite=True)
     seconds = time.perf_counter() - start
-    last = result["final"]
-    met = last["test_acc"] >= TARGET
+    last = result.final
+    met = last.test_acc >= TARGET
     command = " ".join(["python", "benchmarks/train_nin_cifar10.py", *(argv or sys.argv[1:])])
     payload = {
         "job": JOB,
@@ -104,11 +105,11 @@ def main(argv: list[str] | None = None) -> int:
         "machine": _machine(),
         "config": c.to_dict(),
         "seconds": seconds,
-        "test_acc": last["test_acc"],
-        "test_top5": last.get("test_top5"),
+        "test_acc": last.test_acc,
+        "test_top5": last.test_top5,
         "target": TARGET,
         "met": met,
-        "history": result["history"],
+        "history": [record(row) for row in result.history],
     }
     markdown = (
         "# Network in Network on CIFAR-10, on the CPU\n\n"
@@ -116,10 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         "without their ReLU) from scratch, "
         f"{args.epochs} epochs on {args.limit_train} training images spread over the classes, "
         f"tested on {args.limit_test} test images; {seconds / 60:.1f} min.\n\n"
-        f"Test accuracy: **{last['test_acc']:.2%}** top-1 (chance: 10%; target "
+        f"Test accuracy: **{last.test_acc:.2%}** top-1 (chance: 10%; target "
         f"{TARGET:.0%}: {'met' if met else 'missed'}). The paper's full run (all 50,000 "
         "images, 300 epochs, no augmentation): 89.59% (10.41% error).\n\n"
-        + _curve(result["history"])
+        + _curve(result.history)
         + "\n"
     )
     RESULTS.mkdir(exist_ok=True)

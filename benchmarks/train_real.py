@@ -27,6 +27,7 @@ import torch
 
 from goingdeeper.data import ImageDataset, discover
 from goingdeeper.evaluate import evaluate
+from goingdeeper.results import EpochStats, RunFiles, record
 from goingdeeper.train import config as cfg
 from goingdeeper.train import fit
 from goingdeeper.weights import import_bvlc, load_weights, save_weights
@@ -59,8 +60,12 @@ def _need(path: Path) -> Path:
     return path
 
 
-def _curve_table(history: list[dict]) -> str:
-    cached = any("cache_hit_rate" in row for row in history)  # cache_frozen_gb on
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
+def _curve_table(history: list[EpochStats]) -> str:
+    cached = any(row.cache_hit_rate is not None for row in history)  # cache_frozen_gb on
     extra = " images/s | frozen part looked up |" if cached else ""
     lines = [
         "| epoch | lr | train loss | train acc | test acc | Polyak test acc | s |" + extra,
@@ -68,12 +73,12 @@ def _curve_table(history: list[dict]) -> str:
     ]
     for row in history:
         line = (
-            f"| {row['epoch']} | {row['lr']:.4g} | {row['train_loss']:.4f} | "
-            f"{row['train_acc']:.2%} | {row['test_acc']:.2%} | "
-            f"{row.get('polyak_test_acc', float('nan')):.2%} | {row['seconds']:.0f} |"
+            f"| {row.epoch} | {row.lr:.4g} | {row.train_loss:.4f} | "
+            f"{row.train_acc:.2%} | {row.test_acc:.2%} | "
+            f"{_or(row.polyak_test_acc, float('nan')):.2%} | {row.seconds:.0f} |"
         )
         if cached:
-            line += f" {row['images_per_s']:.1f} | {row.get('cache_hit_rate', 0.0):.1%} |"
+            line += f" {row.images_per_s:.1f} | {_or(row.cache_hit_rate, 0.0):.1%} |"
         lines.append(line)
     return "\n".join(lines)
 
@@ -92,27 +97,27 @@ def mnist_lenet5(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = fit(c)
     seconds = time.perf_counter() - start
-    last = result["final"]
-    best = max(last["test_acc"], last.get("polyak_test_acc", 0.0))
+    last = result.final
+    best = max(last.test_acc, _or(last.polyak_test_acc, 0.0))
     payload = {
         "job": "mnist-lenet5",
         "machine": _machine(),
         "config": c.to_dict(),
         "seconds": seconds,
-        "test_acc": last["test_acc"],
-        "polyak_test_acc": last.get("polyak_test_acc"),
+        "test_acc": last.test_acc,
+        "polyak_test_acc": last.polyak_test_acc,
         "target": 0.99,
         "met": best >= 0.99,
-        "history": result["history"],
+        "history": [record(row) for row in result.history],
     }
     markdown = (
         "# LeNet-5 on MNIST\n\n"
         f"`{_command()}` on {_machine()}: "
-        f"{len(result['history'])} epochs in {seconds / 60:.1f} min.\n\n"
-        f"Test accuracy on the 10,000 MNIST test digits: **{last['test_acc']:.2%}** (raw), "
-        f"**{last.get('polyak_test_acc', float('nan')):.2%}** (Polyak average); "
+        f"{len(result.history)} epochs in {seconds / 60:.1f} min.\n\n"
+        f"Test accuracy on the 10,000 MNIST test digits: **{last.test_acc:.2%}** (raw), "
+        f"**{_or(last.polyak_test_acc, float('nan')):.2%}** (Polyak average); "
         f"the paper: 99.05% (0.95% error). Target 99.0%: "
-        f"{'met' if payload['met'] else 'missed'}.\n\n" + _curve_table(result["history"]) + "\n"
+        f"{'met' if payload['met'] else 'missed'}.\n\n" + _curve_table(result.history) + "\n"
     )
     _write("mnist-lenet5", payload, markdown)
     return 0 if payload["met"] else 1
@@ -142,11 +147,11 @@ def cifar10_ensemble(args: argparse.Namespace) -> int:
         )
         start = time.perf_counter()
         result = fit(c)
-        runs.append({"seed": seed, "seconds": time.perf_counter() - start, **result["final"]})
-        members.append(load_weights(result["paths"]["weights"]))
+        runs.append({"seed": seed, "seconds": time.perf_counter() - start, **record(result.final)})
+        members.append(load_weights(result.paths.weights))
     test_ds = result_test_set(c)
     r = evaluate(members, test_ds, "1", per_model=True, batch_size=256)
-    single = [m["top1_accuracy"] for m in r["members"]]
+    single = [m.top1_accuracy for m in r.members]
     mean = statistics.mean(single)
     payload = {
         "job": "cifar10-ensemble",
@@ -158,10 +163,10 @@ def cifar10_ensemble(args: argparse.Namespace) -> int:
         "runs": runs,
         "member_top1": single,
         "member_mean_top1": mean,
-        "ensemble_top1": r["top1_accuracy"],
-        "ensemble_top5": r["top5_accuracy"],
-        "images": r["images"],
-        "met": r["top1_accuracy"] > mean,
+        "ensemble_top1": r.top1_accuracy,
+        "ensemble_top5": r.top5_accuracy,
+        "images": r.images,
+        "met": r.top1_accuracy > mean,
     }
     rows = "\n".join(f"| seed {i} | {acc:.2%} |" for i, acc in enumerate(single))
     markdown = (
@@ -169,12 +174,12 @@ def cifar10_ensemble(args: argparse.Namespace) -> int:
         f"`{_command()}` on {_machine()}: "
         f"`{args.model}` at {args.input_size}x{args.input_size}, {args.epochs} epochs on "
         f"{args.limit_train or 50000} training images each, seeds 0..{args.members - 1}; "
-        f"test on all {r['images']} test images, 1 view.\n\n"
+        f"test on all {r.images} test images, 1 view.\n\n"
         "| model | top-1 accuracy |\n|---|---|\n"
         f"{rows}\n| mean of the members | {mean:.2%} |\n"
-        f"| **ensemble (softmax averaged)** | **{r['top1_accuracy']:.2%}** |\n\n"
+        f"| **ensemble (softmax averaged)** | **{r.top1_accuracy:.2%}** |\n\n"
         f"The ensemble {'beats' if payload['met'] else 'does not beat'} the mean of its "
-        f"members by {100 * (r['top1_accuracy'] - mean):+.2f} points "
+        f"members by {100 * (r.top1_accuracy - mean):+.2f} points "
         f"(best member {max(single):.2%}).\n"
     )
     _write("cifar10-ensemble", payload, markdown)
@@ -217,13 +222,12 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = fit(c)
     seconds = time.perf_counter() - start
-    history = result["history"]
-    training = sum(row["seconds"] for row in history)
-    last = result["final"]
-    views = _views_on_test_set(c, result["paths"], args.views)
+    history = result.history
+    training = sum(row.seconds for row in history)
+    last = result.final
+    views = _views_on_test_set(c, result.paths, args.views)
     best = max(
-        [last["test_acc"], last.get("polyak_test_acc", 0.0)]
-        + [row["top1_accuracy"] for row in views]
+        [last.test_acc, _or(last.polyak_test_acc, 0.0)] + [row["top1_accuracy"] for row in views]
     )
     steps = (Path(c.out) / "steps.csv").read_text().splitlines()
     payload = {
@@ -232,12 +236,12 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         "config": c.to_dict(),
         "training_seconds": training,
         "seconds": seconds,
-        "test_acc": last["test_acc"],
-        "polyak_test_acc": last.get("polyak_test_acc"),
+        "test_acc": last.test_acc,
+        "polyak_test_acc": last.polyak_test_acc,
         "views": views,
         "target": 0.90,
         "met": best >= 0.90 and training <= 30 * 60,
-        "history": history,
+        "history": [record(row) for row in history],
         "steps_csv_header": steps[0] if steps else "",
         "steps": steps[1:],
     }
@@ -262,8 +266,8 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
         )
         + f". Training took **{training / 60:.1f} min** "
         f"(evaluation and loading included: {seconds / 60:.1f} min).\n\n"
-        f"Test accuracy on the 10,000 CIFAR-10 test images, 1 view: **{last['test_acc']:.2%}** "
-        f"(raw), **{last.get('polyak_test_acc', float('nan')):.2%}** (Polyak average). "
+        f"Test accuracy on the 10,000 CIFAR-10 test images, 1 view: **{last.test_acc:.2%}** "
+        f"(raw), **{_or(last.polyak_test_acc, float('nan')):.2%}** (Polyak average). "
         f"Target 90% within 30 min of training: {'met' if payload['met'] else 'missed'}.\n\n"
         + _views_table(views)
         + _curve_table(history)
@@ -276,7 +280,7 @@ def cifar10_finetune(args: argparse.Namespace) -> int:
     return 0 if payload["met"] else 1
 
 
-def _views_on_test_set(c: cfg.TrainConfig, paths: dict, protocols: str) -> list[dict]:
+def _views_on_test_set(c: cfg.TrainConfig, paths: RunFiles, protocols: str) -> list[dict]:
     """The finished raw and Polyak weights under the test protocols (section 7) on the test set.
 
     For whole-image inputs the crop is the image, so the 10 crops are the image and its mirror
@@ -286,17 +290,17 @@ def _views_on_test_set(c: cfg.TrainConfig, paths: dict, protocols: str) -> list[
     test_ds = result_test_set(c)
     for protocol in [v for v in protocols.split(",") if v and v != "1"]:
         for name, key in (("raw", "weights"), ("Polyak", "polyak_weights")):
-            if key not in paths:
+            if getattr(paths, key) is None:
                 continue
-            r = evaluate([load_weights(paths[key])], test_ds, protocol, batch_size=128)
+            r = evaluate([load_weights(getattr(paths, key))], test_ds, protocol, batch_size=128)
             rows.append(
                 {
                     "weights": name,
                     "views": protocol,
-                    "images": r["images"],
-                    "top1_accuracy": r["top1_accuracy"],
-                    "top5_accuracy": r["top5_accuracy"],
-                    "seconds": r["seconds"],
+                    "images": r.images,
+                    "top1_accuracy": r.top1_accuracy,
+                    "top5_accuracy": r.top5_accuracy,
+                    "seconds": r.seconds,
                 }
             )
             print(f"{name} weights, {protocol} views: {r['top1_accuracy']:.2%}", flush=True)

@@ -21,7 +21,6 @@ from goingdeeper.data import ClassMap, discover
 from goingdeeper.data.imagenet import imagenet_classes
 from goingdeeper.errors import DataError, EvalError
 from goingdeeper.evaluate import (
-    PAPER_TABLE3,
     VIEW_FUNCTIONS,
     crop_offsets,
     crops_144,
@@ -29,12 +28,8 @@ from goingdeeper.evaluate import (
     dense_scores,
     distinct_views,
     evaluate,
-    format_grid,
     grid_offsets,
-    grid_rows,
-    member_results,
     one_crop,
-    paper_rows,
     scales_144,
     scales_150,
     ten_crops,
@@ -44,6 +39,14 @@ from goingdeeper.evaluate import (
 from goingdeeper.images import load_image
 from goingdeeper.preprocess import CAFFE_BGR, IMAGENET_RGB, Preprocessing
 from goingdeeper.registry import build_model
+from goingdeeper.results import (
+    PAPER_TABLE3,
+    EvalResult,
+    RealTop1,
+    format_grid,
+    grid_rows,
+    paper_rows,
+)
 from goingdeeper.weights import WeightsCard, save_weights
 
 # --- images whose pixel values are their coordinates -----------------------------------------
@@ -304,11 +307,11 @@ def test_one_view_equals_a_direct_call():
     r = evaluate([(model, PRE)], data, "1", keep_scores=True, batch_size=4)
     with torch.no_grad():
         direct = torch.cat([model(PRE(img)[None]).softmax(1) for img, _ in data])
-    torch.testing.assert_close(r["scores"], direct, rtol=0, atol=1e-6)
+    torch.testing.assert_close(r.scores, direct, rtol=0, atol=1e-6)
     labels = torch.tensor([label for _, label in data])
-    assert r["correct_top1"] == int((direct.argmax(1) == labels).sum())
-    assert r["images"] == 6 and r["crops"] == 1 and r["cost"] == 1 and r["skipped"] == 0
-    assert r["top1_error"] == pytest.approx(1 - r["top1_accuracy"])
+    assert r.correct_top1 == int((direct.argmax(1) == labels).sum())
+    assert r.images == 6 and r.crops == 1 and r.cost == 1 and r.skipped == 0
+    assert r.top1_error == pytest.approx(1 - r.top1_accuracy)
 
 
 @pytest.mark.parametrize("views, make", [("10", ten_crops), ("144", crops_144)])
@@ -324,8 +327,8 @@ def test_softmax_is_averaged_over_views_and_models(views, make):
                 for img, _ in data
             ]
         )
-    torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
-    assert r["models"] == 2 and r["cost"] == 2 * int(views)
+    torch.testing.assert_close(r.scores, expected, rtol=0, atol=1e-6)
+    assert r.models == 2 and r.cost == 2 * int(views)
 
 
 class Counting(MeanColour):
@@ -350,7 +353,7 @@ def test_coinciding_views_go_through_the_model_once():
         assert model.seen == distinct * len(square)  # one crop + mirror; 4 scales x 12 views
         with torch.no_grad():
             full = torch.stack([model(make(img, pre)).softmax(1).mean(0) for img, _ in square])
-        torch.testing.assert_close(r["scores"], full, rtol=0, atol=1e-6)
+        torch.testing.assert_close(r.scores, full, rtol=0, atol=1e-6)
 
 
 def test_distinct_views_compare_every_value():
@@ -376,7 +379,7 @@ def test_aggregates_differ_as_they_should():
     ]
     data = photos(2)
     top1 = {
-        agg: evaluate(members, data, "1", agg, keep_scores=True)["scores"].argmax(1).tolist()
+        agg: evaluate(members, data, "1", agg, keep_scores=True).scores.argmax(1).tolist()
         for agg in ("softmax", "logits", "max")
     }
     assert top1 == {"softmax": [0, 0], "logits": [1, 1], "max": [1, 1]}
@@ -386,27 +389,40 @@ def test_per_model_results_and_grid_rows():
     members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
     r = evaluate(members, photos(), "10", per_model=True, names=["a", "b"])
     singles = [evaluate([m], photos(), "10", names=[n]) for m, n in zip(members, "ab", strict=True)]
-    for got, want in zip(member_results(r), singles, strict=True):
-        assert got["correct_top1"] == want["correct_top1"]
-        assert got["per_class_top1"] == want["per_class_top1"]
-        assert got["models"] == 1 and got["cost"] == 10
-    assert r["cost"] == 20
+    for got, want in zip(r.member_results(), singles, strict=True):
+        assert got.correct_top1 == want.correct_top1
+        assert got.per_class_top1 == want.per_class_top1
+        assert got.models == 1 and got.cost == 10
+    assert r.cost == 20
+
+
+def test_real_top1_is_counted_for_the_ensemble_and_for_each_model():
+    members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
+    data = photos()
+    sets = [[label] for _, label in data[:3]] + [[], None, [0, 1, 2, 3]]  # 2 without a class
+    r = evaluate(members, data, "1", per_model=True, real=sets, keep_scores=True)
+    top = r.scores.argmax(1).tolist()
+    hits = [top[i] in s for i, s in enumerate(sets) if s]
+    assert r.real == RealTop1(images=4, accuracy=sum(hits) / 4)
+    singles = [evaluate([m], data, "1", real=sets) for m in members]
+    assert [m.real for m in r.members] == [s.real for s in singles]
+    assert [m.real for m in r.member_results()] == [s.real for s in singles]
 
 
 def test_batches_do_not_change_the_result():
     model, data = MeanColour(), photos()
-    ref = evaluate([(model, PRE)], data, "10", keep_scores=True, batch_size=1000)["scores"]
+    ref = evaluate([(model, PRE)], data, "10", keep_scores=True, batch_size=1000).scores
     for batch_size in (1, 7, 10, 33):
         got = evaluate([(model, PRE)], data, "10", keep_scores=True, batch_size=batch_size)
-        torch.testing.assert_close(got["scores"], ref, rtol=0, atol=1e-6)
+        torch.testing.assert_close(got.scores, ref, rtol=0, atol=1e-6)
 
 
 def test_metrics_per_class_and_confusion():
     data = [(img, 1) for img, _ in photos(3)] + [(photos(1)[0][0], 0)]
     r = evaluate([(Constant([0.0, 1.0, 0.5]), PRE)], data, confusion=True)
-    assert r["top1_accuracy"] == 0.75 and r["top5_accuracy"] == 1.0
-    assert r["per_class_top1"] == [0.0, 1.0, None]
-    assert r["confusion"] == [[0, 1, 0], [0, 3, 0], [0, 0, 0]]
+    assert r.top1_accuracy == 0.75 and r.top5_accuracy == 1.0
+    assert r.per_class_top1 == [0.0, 1.0, None]
+    assert r.confusion == [[0, 1, 0], [0, 3, 0], [0, 0, 0]]
 
 
 def test_mistakes_are_one_line_errors():
@@ -451,16 +467,16 @@ def test_unreadable_files_are_skipped_counted_and_named_once(tmp_path, caplog):
     assert len(samples) == 6 and {label for _, label in samples} == {0, 1}
     members = [(MeanColour(seed=1), PRE), (MeanColour(seed=2), PRE)]
     r = evaluate(members, split, "10", per_model=True)
-    assert r["images"] == 4 and r["skipped"] == 2
-    assert sorted(p.rsplit("/", 1)[1] for p in r["skipped_files"]) == ["broken.jpg", "empty.png"]
-    assert all(m["images"] == 4 for m in r["members"])
+    assert r.images == 4 and r.skipped == 2
+    assert sorted(p.rsplit("/", 1)[1] for p in r.skipped_files) == ["broken.jpg", "empty.png"]
+    assert all(m.images == 4 for m in r.members)
     assert sum("skipped" in rec.message for rec in caplog.records) == 2
 
 
 def test_all_unreadable_gives_an_empty_result(tmp_path):
     (tmp_path / "x.jpg").write_bytes(b"junk")
     r = evaluate([(MeanColour(), PRE)], [(tmp_path / "x.jpg", 0)])
-    assert r["images"] == 0 and r["skipped"] == 1
+    assert r.images == 0 and r.skipped == 1
 
 
 def test_folder_layouts(tmp_path):
@@ -520,11 +536,11 @@ def test_dense_scores_average_the_score_map_over_scales_and_mirrors():
             torch.testing.assert_close(rows[2 * i], model(x).mean((2, 3))[0])
             torch.testing.assert_close(rows[2 * i + 1], model(x.flip(-1)).mean((2, 3))[0])
     r = evaluate([(model, PRE)], photos(3), "dense", dense_scales=scales, keep_scores=True)
-    assert r["crops"] == 4 and r["cost"] == 4
+    assert r.crops == 4 and r.cost == 4
     expected = torch.stack(
         [dense_scores(model, im, PRE, scales).softmax(1).mean(0) for im, _ in photos(3)]
     )
-    torch.testing.assert_close(r["scores"], expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(r.scores, expected, rtol=0, atol=1e-6)
 
 
 def test_dense_and_multi_crop_combined_average_the_two_posteriors():
@@ -533,10 +549,10 @@ def test_dense_and_multi_crop_combined_average_the_two_posteriors():
     both = evaluate([(model, PRE)], data, "dense+150", dense_scales=scales, keep_scores=True)
     dense = evaluate([(model, PRE)], data, "dense", dense_scales=scales, keep_scores=True)
     crops = evaluate([(model, PRE)], data, "150", keep_scores=True)
-    want = (dense["scores"] + crops["scores"]) / 2
-    torch.testing.assert_close(both["scores"], want, rtol=0, atol=1e-6)
-    assert both["crops"] == 154 and crops["crops"] == 150
-    assert grid_rows([both])[0]["crops"] == "dense+150"
+    want = (dense.scores + crops.scores) / 2
+    torch.testing.assert_close(both.scores, want, rtol=0, atol=1e-6)
+    assert both.crops == 154 and crops.crops == 150
+    assert grid_rows([both])[0].crops == "dense+150"
 
 
 def test_dense_evaluation_refuses_a_model_without_a_fully_convolutional_form():
@@ -550,25 +566,28 @@ def test_dense_evaluation_refuses_a_model_without_a_fully_convolutional_form():
 # --- the grid --------------------------------------------------------------------------------
 
 
-def _fake(models: int, views: str, top1: float, top5: float) -> dict:
-    return {
-        "models": models,
-        "model_names": [f"m{i}" for i in range(models)],
-        "views": views,
-        "crops": int(views),
-        "cost": models * int(views),
-        "top1_error": top1,
-        "top5_error": top5,
-        "images": 1000,
-        "skipped": 0,
-    }
+def _fake(models: int, views: str, top1: float, top5: float) -> EvalResult:
+    """A result of 1,000 images with these error rates."""
+    return EvalResult(
+        images=1000,
+        correct_top1=round(1000 * (1 - top1)),
+        correct_top5=round(1000 * (1 - top5)),
+        per_class_top1=[],
+        model_names=[f"m{i}" for i in range(models)],
+        num_classes=1000,
+        views=views,
+        crops=int(views),
+        cost=models * int(views),
+        aggregate="softmax",
+        seconds=1.0,
+    )
 
 
 def test_grid_formats():
     results = [_fake(1, "1", 0.30, 0.10), _fake(1, "10", 0.28, 0.09), _fake(2, "144", 0.25, 0.07)]
     rows = grid_rows(results)
-    assert [r["cost"] for r in rows] == [1, 10, 288]
-    assert rows[2]["compared_to_base"] == pytest.approx(-3.0)
+    assert [r.cost for r in rows] == [1, 10, 288]
+    assert rows[2].compared_to_base == pytest.approx(-3.0)
     table = format_grid(rows)
     assert "number of crops" in table and "base" in table and "-3.00%" in table
     md = format_grid(rows, "markdown").splitlines()
@@ -583,7 +602,7 @@ def test_grid_formats():
 
 def test_paper_rows_are_table3():
     rows = paper_rows()
-    assert [(r["models"], r["crops"], r["cost"], r["top5_error"]) for r in rows] == [
+    assert [(r.models, r.crops, r.cost, r.top5_error) for r in rows] == [
         (1, 1, 1, 10.07),
         (1, 10, 10, 9.15),
         (1, 144, 144, 7.89),
@@ -592,7 +611,7 @@ def test_paper_rows_are_table3():
         (7, 144, 1008, 6.67),
     ]
     assert len(PAPER_TABLE3) == 6
-    assert rows[-1]["compared_to_base"] == pytest.approx(-3.40)
+    assert rows[-1].compared_to_base == pytest.approx(-3.40)
     assert "-3.40%" in format_grid(rows)
 
 
@@ -712,15 +731,15 @@ def test_bvlc_googlenet_one_and_ten_crops_on_real_photos(shared_data, bvlc):
     model, card = bvlc
     x = torch.stack([card.preprocessing(load_image(p)) for p, _ in samples[:8]])
     with torch.inference_mode():
-        torch.testing.assert_close(one["scores"][:8], model(x).softmax(1), rtol=0, atol=1e-5)
+        torch.testing.assert_close(one.scores[:8], model(x).softmax(1), rtol=0, atol=1e-5)
     print(
-        f"1 crop: top-1 {one['correct_top1']}/60, top-5 {one['correct_top5']}/60; "
-        f"10 crops: top-1 {ten['correct_top1']}/60, top-5 {ten['correct_top5']}/60"
+        f"1 crop: top-1 {one.correct_top1}/60, top-5 {one.correct_top5}/60; "
+        f"10 crops: top-1 {ten.correct_top1}/60, top-5 {ten.correct_top5}/60"
     )
-    assert one["skipped"] == ten["skipped"] == 0 and one["images"] == ten["images"] == 60
-    assert one["correct_top1"] >= 39 and one["correct_top5"] >= 51
-    assert ten["correct_top5"] >= one["correct_top5"] - 1
-    assert ten["correct_top1"] >= one["correct_top1"] - 3
+    assert one.skipped == ten.skipped == 0 and one.images == ten.images == 60
+    assert one.correct_top1 >= 39 and one.correct_top5 >= 51
+    assert ten.correct_top5 >= one.correct_top5 - 1
+    assert ten.correct_top1 >= one.correct_top1 - 3
 
 
 def test_eval_command_on_real_photos(shared_data, capsys):

@@ -82,7 +82,7 @@ def test_dense_evaluation_of_imported_vgg_is_the_score_map_averaged(
     r = evaluate(
         [(model, card)], [(im, 0) for im in images], "dense", dense_scales=SCALES, keep_scores=True
     )
-    torch.testing.assert_close(r["scores"], hand, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(r.scores, hand, rtol=1e-5, atol=1e-6)
 
     # through the command line: each photo filed under that class, so `eval --views dense`
     # has 0% top-5 error where the plain network on the whole image would have 100%

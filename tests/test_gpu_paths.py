@@ -65,10 +65,10 @@ def test_the_step_reads_its_figures_only_when_asked_and_a_nan_stops_the_epoch_la
     )
     losses = [torch.nn.functional.cross_entropy(step.model(x), y).item() for x, y in batches]
     correct = sum((step.model(x).argmax(1) == y).sum().item() for x, y in batches)
-    assert stats["loss"] == pytest.approx(sum(losses) / 6, rel=1e-6)  # float32 losses, summed
-    assert stats["acc"] == correct / 30 and stats["images"] == 30
-    assert [(r["batches"], r["n"]) for r in reports] == [(4, 20)]
-    assert reports[0]["loss"] == pytest.approx(losses[3], rel=1e-6)  # the last batch's loss
+    assert stats.loss == pytest.approx(sum(losses) / 6, rel=1e-6)  # float32 losses, summed
+    assert stats.acc == correct / 30 and stats.images == 30
+    assert [(r.batches, r.n) for r in reports] == [(4, 20)]
+    assert reports[0].loss == pytest.approx(losses[3], rel=1e-6)  # the last batch's loss
     with pytest.raises(NonFiniteLossError, match=r"nan at image 10 \(noticed at image 30\)"):
         train_one_epoch(_Diverging(at=3), opt, batches, device=CPU, read_at=lambda b: False)
 
@@ -125,7 +125,7 @@ def test_a_compiled_step_compiles_once_when_batches_keep_one_shape(batch_size, c
     opt = torch.optim.SGD(step.parameters(), lr=0.1)
     stats = train_one_epoch(compiled, opt, batches, device=CPU, batch_size=batch_size)
     assert len(graphs) == compiles
-    assert (stats["images"], stats["dropped"]) == ((12, 3) if batch_size else (15, 0))
+    assert (stats.images, stats.dropped) == ((12, 3) if batch_size else (15, 0))
     torch._dynamo.reset()
 
 

@@ -549,20 +549,22 @@ def test_the_tensor_loader_turns_photos_by_their_exif_orientation_as_pillow_does
 
 
 def test_only_the_base_row_is_labelled_base_not_one_that_merely_equals_it():
-    from goingdeeper.evaluate.grid import format_grid, grid_rows
+    from goingdeeper.results import EvalResult, format_grid, grid_rows
 
-    def result(views: str, top5: float) -> dict:
-        return {
-            "models": 1,
-            "model_names": ["m"],
-            "views": views,
-            "crops": int(views),
-            "cost": int(views),
-            "top1_error": 0.3,
-            "top5_error": top5,
-            "images": 100,
-            "skipped": 0,
-        }
+    def result(views: str, top5: float) -> EvalResult:
+        return EvalResult(
+            images=100,
+            correct_top1=70,
+            correct_top5=round(100 * (1 - top5)),
+            per_class_top1=[],
+            model_names=["m"],
+            num_classes=1000,
+            views=views,
+            crops=int(views),
+            cost=int(views),
+            aggregate="softmax",
+            seconds=1.0,
+        )
 
     rows = grid_rows([result("1", 0.1), result("10", 0.1), result("144", 0.09)])
     cells = [line.split("|")[-3].strip() for line in format_grid(rows, "markdown").splitlines()]

@@ -180,7 +180,7 @@ def test_dense_evaluation_takes_its_scales_from_the_card(trained_at, multi, want
     card = WeightsCard("vgg_d", num_classes=3, preprocessing=RAW, training_scale=trained_at)
     image = coord_image(150, 100)  # landscape: the height is the shorter side
     r = evaluate([(probe, card)], [(image, 0)], "dense", dense_multi=multi)
-    assert r["dense_scales"] == [list(want)] and r["crops"] == 2 * len(want)
+    assert r.dense_scales == [list(want)] and r.crops == 2 * len(want)
     assert [tuple(x.shape) for x in probe.seen] == [(2, 3, q, round(q * 1.5)) for q in want]
     for x in probe.seen:  # the image and its mirror, at each scale
         assert torch.equal(x[1], x[0].flip(-1)) and not torch.equal(x[0], x[1])
@@ -227,9 +227,9 @@ def test_the_card_records_the_training_scale_and_the_plateau_stops_dividing(tmp_
         )
     )
     result = fit(c)
-    errors = [1 - h["test_acc"] for h in result["history"]]
+    errors = [1 - h.test_acc for h in result.history]
     assert plateau_divisions(errors, 1) == 2  # two plateaus: the cap is what held it at one
-    assert [h["lr"] for h in result["history"]] == pytest.approx([1e-9, 1e-9, 1e-10])
+    assert [h.lr for h in result.history] == pytest.approx([1e-9, 1e-9, 1e-10])
     _, card = load_weights(tmp_path / "run" / "model.safetensors")
     assert card.training_scale == [36]
 

@@ -153,9 +153,9 @@ def test_training_from_shards_equals_training_from_the_source(digit_shards, tmp_
     a = fit(tiny(tmp_path / "a", data="digits", **same))
     b = fit(tiny(tmp_path / "b", data=str(digit_shards), **same))
     assert isinstance(discover(str(digit_shards)).split("train", stream=True), ShardStream)
-    assert a["final"]["test_acc"] == b["final"]["test_acc"] > 0.5
-    wa, _ = load_weights(a["paths"]["weights"])
-    wb, _ = load_weights(b["paths"]["weights"])
+    assert a.final.test_acc == b.final.test_acc > 0.5
+    wa, _ = load_weights(a.paths.weights)
+    wb, _ = load_weights(b.paths.weights)
     for (key, x), y in zip(wa.state_dict().items(), wb.state_dict().values(), strict=True):
         assert torch.equal(x, y), key
 
@@ -264,8 +264,8 @@ def test_a_corrupt_image_in_a_shard_is_skipped_and_counted(tmp_path):
         == 0
     )
     result = fit(tiny(tmp_path / "run", data=str(shards), epochs=1, limit_train=0, limit_test=0))
-    assert result["final"]["skipped"] == 1  # the epoch went on without it
-    assert result["final"]["test_acc"] >= 0
+    assert result.final.skipped == 1  # the epoch went on without it
+    assert result.final.test_acc >= 0
 
 
 def test_a_shard_cut_short_is_one_error_before_reading(digit_shards, tmp_path, capsys):

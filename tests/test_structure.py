@@ -5,9 +5,11 @@ the package's errors and nothing else, and the code speaks of itself only."""
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import subprocess
 import sys
+import typing
 from pathlib import Path
 
 import pytest
@@ -15,6 +17,7 @@ import pytest
 import goingdeeper
 from goingdeeper.cli import main
 from goingdeeper.errors import GoingDeeperError
+from goingdeeper.preprocess import Preprocessing
 
 SRC = Path(goingdeeper.__file__).resolve().parent
 FILES = sorted(SRC.rglob("*.py"))
@@ -276,3 +279,23 @@ def test_no_isinstance_on_a_dataset_class_outside_data_sources():
             if named & classes:
                 found.append(f"{path.relative_to(SRC)}:{node.lineno}")
     assert found == []
+
+
+def test_the_engines_return_typed_results():
+    """`evaluate`, the epoch loops and `fit` return the dataclasses of `goingdeeper.results`
+    (declared, and so on a call), never a dict read by string key elsewhere."""
+    from PIL import Image
+    from torch import nn
+
+    from goingdeeper import results
+    from goingdeeper.evaluate import evaluate
+    from goingdeeper.train import evaluate_accuracy, fit, run_epoch, train_one_epoch
+
+    engines = (evaluate, train_one_epoch, evaluate_accuracy, run_epoch, fit)
+    returns = {f.__name__: typing.get_type_hints(f)["return"] for f in engines}
+    assert all(dataclasses.is_dataclass(t) for t in returns.values()), returns
+    assert {t.__module__ for t in returns.values()} == {results.__name__}
+    model = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(3, 2))
+    pre = Preprocessing(resize=8, crop=8)
+    r = evaluate([(model, pre)], [(Image.new("RGB", (8, 8), (200, 30, 30)), 1)])
+    assert type(r) is returns["evaluate"] and (r.images, r.crops, r.skipped) == (1, 1, 0)

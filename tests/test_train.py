@@ -164,21 +164,21 @@ def test_plateau_schedule_and_uniform_polyak_in_a_run(tmp_path):
     same = dict(lr=1e-9, lr_schedule="plateau", lr_patience=1, lr_gamma=0.1, polyak_start=0.5)
     same.update(polyak_average="uniform", limit_test=16)
     full = fit(tiny(tmp_path / "a", **same))
-    errors = [1 - h["test_acc"] for h in full["history"]]
+    errors = [1 - h.test_acc for h in full.history]
     assert plateau_divisions(errors, 1) == 2
-    assert [h["lr"] for h in full["history"]] == pytest.approx([1e-9, 1e-9, 1e-10])
+    assert [h.lr for h in full.history] == pytest.approx([1e-9, 1e-9, 1e-10])
     state = load_checkpoint(tmp_path / "a" / "run" / "checkpoint.pt")
     assert state["scheduler"]["base_lrs"] == pytest.approx([1e-11, 1e-11])  # for epoch 4
     assert state["averaged"]["n_averaged"] == 8  # 4 steps an epoch, epochs 2 and 3
-    history = full["history"]
-    assert history[0]["polyak_test_acc"] != history[0]["polyak_test_acc"]  # NaN: not begun
-    assert 0 <= history[1]["polyak_test_acc"] <= 1
+    history = full.history
+    assert history[0].polyak_test_acc != history[0].polyak_test_acc  # NaN: not begun
+    assert 0 <= history[1].polyak_test_acc <= 1
     _, card = load_weights(tmp_path / "a" / "run" / "model_polyak.safetensors")
     assert card.provenance["polyak_average"] == "uniform"
     assert card.provenance["polyak_from_epoch"] == 2
     fit(tiny(tmp_path / "b", **same, epochs=2))
     resumed = fit(tiny(tmp_path / "b", **same, epochs=3), resume=True)
-    assert [h["lr"] for h in resumed["history"]] == [h["lr"] for h in full["history"]]
+    assert [h.lr for h in resumed.history] == [h.lr for h in full.history]
 
 
 def test_loss_is_main_plus_03_aux():
@@ -221,7 +221,7 @@ def test_run_writes_everything_and_resume_is_exact(tmp_path):
     ):
         assert (out / name).is_file(), name
     assert any((out / "tensorboard").iterdir())
-    assert len(full["history"]) == 3
+    assert len(full.history) == 3
     steps = (out / "steps.csv").read_text().splitlines()
     assert steps[0] == "step,epoch,loss,running_acc,lr,images_per_s"
     # 64 images in batches of 16: 4 steps an epoch, 12 in all, a row every 5th step
@@ -232,9 +232,9 @@ def test_run_writes_everything_and_resume_is_exact(tmp_path):
     resumed_steps = (tmp_path / "b" / "run" / "steps.csv").read_text().splitlines()
     # the same rows but for images/s, a timing
     assert [r.rsplit(",", 1)[0] for r in resumed_steps] == [r.rsplit(",", 1)[0] for r in steps]
-    for a, b in zip(full["history"], resumed["history"], strict=True):
+    for a, b in zip(full.history, resumed.history, strict=True):
         for key in ("train_loss", "train_acc", "test_loss", "polyak_test_loss", "lr"):
-            assert a[key] == b[key], (key, a, b)
+            assert getattr(a, key) == getattr(b, key), (key, a, b)
     model_a, card = load_weights(out / "model.safetensors")
     model_b, _ = load_weights(tmp_path / "b" / "run" / "model.safetensors")
     for (k, va), vb in zip(
@@ -257,8 +257,8 @@ def test_googlenet_with_aux_heads_trains(tmp_path):
             lr=0.005,
         )
     )
-    row = result["history"][0]
-    assert row["train_loss"] > row["train_main_loss"] > 0  # main + 0.3 x aux
+    row = result.history[0]
+    assert row.train_loss > row.train_main_loss > 0  # main + 0.3 x aux
     model, card = load_weights(tmp_path / "run" / "model_polyak.safetensors")
     assert model.aux1 is not None and card.preprocessing.crop == 80
 
@@ -277,8 +277,8 @@ def test_se_googlenet_trains_with_its_aux_heads(tmp_path):
             lr=0.005,
         )
     )
-    row = result["history"][0]
-    assert row["train_loss"] > row["train_main_loss"] > 0  # main + 0.3 x aux
+    row = result.history[0]
+    assert row.train_loss > row.train_main_loss > 0  # main + 0.3 x aux
     model, card = load_weights(tmp_path / "run" / "model.safetensors")
     assert model.aux1 is not None and model.input_size == card.preprocessing.crop == 96
 
@@ -336,7 +336,7 @@ DDP_SCRIPT = textwrap.dedent("""
     c = cfg.from_dict(json.loads(sys.argv[1]))
     result = fit(c)
     rank = int(os.environ.get("RANK", "0"))
-    save_file({k: v.contiguous() for k, v in result["model"].state_dict().items()},
+    save_file({k: v.contiguous() for k, v in result.model.state_dict().items()},
               os.path.join(c.out, f"rank{rank}.safetensors"))
 """)
 
@@ -388,16 +388,16 @@ def test_frozen_modules_keep_their_weights_and_the_rest_trains(tmp_path):
     """Fine-tuning with the first layers fixed: their weights end exactly as they began, the
     optimizer holds only the other parameters, and those move."""
     c = tiny(tmp_path, epochs=1, freeze=["C1", "S2"])
-    start = fit(c.replace(epochs=0, out=str(tmp_path / "start")))["model"].named_parameters()
+    start = fit(c.replace(epochs=0, out=str(tmp_path / "start"))).model.named_parameters()
     start = {k: v.detach().clone() for k, v in start}
     result = fit(c)
-    for key, value in result["model"].named_parameters():
+    for key, value in result.model.named_parameters():
         frozen = key.startswith(("C1.", "S2."))
         assert torch.equal(value, start[key]) == frozen, key
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
-    trainable = sum(1 for p in result["model"].parameters() if p.requires_grad)
+    trainable = sum(1 for p in result.model.parameters() if p.requires_grad)
     params = sum(len(g["params"]) for g in state["optimizer"]["param_groups"])
-    assert params == trainable < len(list(result["model"].parameters()))
+    assert params == trainable < len(list(result.model.parameters()))
 
 
 def test_freeze_names_an_unknown_module(tmp_path):
@@ -457,7 +457,7 @@ def test_frozen_prefix_cache_stops_growing_at_its_limit_and_skips_evaluation():
     model.eval()
     with torch.no_grad():
         evaluated = model(x)
-    assert cache.stats()["cache_hit_rate"] == 0.25  # 2 of the 8 inputs trained on
+    assert cache.stats().cache_hit_rate == 0.25  # 2 of the 8 inputs trained on
     assert conv1_batches == [4, 4, 2, 0, 4]  # check batch, 2 misses, evaluation: everything
     cache.close()
     model.train()
@@ -500,17 +500,17 @@ def test_cache_frozen_trains_exactly_as_without(tmp_path):
     )
     plain = fit(c)
     cached = fit(c.replace(cache_frozen_gb=1.0, out=str(tmp_path / "cached")))
-    for a, b in zip(plain["history"], cached["history"], strict=True):
-        assert a["train_loss"] == pytest.approx(b["train_loss"], rel=1e-5)
-        assert a["test_acc"] == b["test_acc"]
-    rates = [row["cache_hit_rate"] for row in cached["history"]]
+    for a, b in zip(plain.history, cached.history, strict=True):
+        assert a.train_loss == pytest.approx(b.train_loss, rel=1e-5)
+        assert a.test_acc == b.test_acc
+    rates = [row.cache_hit_rate for row in cached.history]
     assert rates[0] == 0 and rates[1] > 0.25 and rates[2] > 0.5
-    assert cached["history"][-1]["cache_entries"] <= 2 * 32
+    assert cached.history[-1].cache_entries <= 2 * 32
     # the same to float rounding: looked-up and recomputed stem outputs can differ in the last
     # bit (another batch, another kernel), and three epochs carry that to ~3e-5 of a weight's
     # scale in the deepest modules
     for (key, a), (_, b) in zip(
-        plain["model"].state_dict().items(), cached["model"].state_dict().items(), strict=True
+        plain.model.state_dict().items(), cached.model.state_dict().items(), strict=True
     ):
         scale = a.abs().max().clamp_min(1e-12) if a.is_floating_point() else 1
         assert (a - b).abs().max() <= 1e-4 * scale, key
@@ -542,9 +542,9 @@ def test_mnist_lenet5_preset_learns(tmp_path):
         eval_views=[],
         out=str(tmp_path / "run"),
     )
-    history = fit(c)["history"]
-    assert history[-1]["test_acc"] > 0.8, history[-1]
-    assert history[-1]["train_loss"] < history[0]["train_loss"]
+    history = fit(c).history
+    assert history[-1].test_acc > 0.8, history[-1]
+    assert history[-1].train_loss < history[0].train_loss
 
 
 def _digit_tree(root, folders: dict[str, int], per_class: int = 6) -> None:
@@ -569,7 +569,7 @@ def test_fine_tuning_keeps_the_weights_classes_found_by_name(tmp_path):
         tmp_path / "b",
         epochs=1,
         data=str(tmp_path / "three_seven"),
-        init_weights=first["paths"]["weights"],
+        init_weights=first.paths.weights,
         limit_train=0,
         limit_test=0,
     )
@@ -578,7 +578,7 @@ def test_fine_tuning_keeps_the_weights_classes_found_by_name(tmp_path):
     assert set(train_ds.targets) == {3, 7} and set(test_ds.targets) == {3, 7}
     assert all(f"/{t}/" in src for src, t in train_ds.samples)  # each image keeps its class
     result = fit(c)
-    _, card = load_weights(result["paths"]["weights"])
+    _, card = load_weights(result.paths.weights)
     assert card.num_classes == 10 and card.class_names == [str(d) for d in range(10)]
     _digit_tree(tmp_path / "unknown", {"seven": 7})
     with pytest.raises(ConfigError, match="'seven' is not one of the 10 classes.*new_head=true"):
@@ -588,6 +588,6 @@ def test_fine_tuning_keeps_the_weights_classes_found_by_name(tmp_path):
 def test_wordnet_id_folders_give_the_weights_imagenet_names_and_ids(tmp_path):
     _digit_tree(tmp_path / "tree", {"n01440764": 0, "n02113186": 1})
     result = fit(tiny(tmp_path, epochs=1, data=str(tmp_path / "tree"), limit_train=0, limit_test=0))
-    _, card = load_weights(result["paths"]["weights"])
+    _, card = load_weights(result.paths.weights)
     assert card.class_names == ["tench", "Cardigan"]
     assert card.class_ids == ["n01440764", "n02113186"]

@@ -113,12 +113,12 @@ config = resolve(
     out=str(run_dir),
 )
 result = fit(config)
-history = result["history"]
+history = result.history  # one EpochStats per epoch: the rows of log.csv
 for row in history:
     print(
-        f"epoch {row['epoch']}: train loss {row['train_loss']:.3f}, "
-        f"test accuracy {row['test_acc']:.2%} (Polyak {row['polyak_test_acc']:.2%}), "
-        f"{row['images_per_s']:.0f} images/s"
+        f"epoch {row.epoch}: train loss {row.train_loss:.3f}, "
+        f"test accuracy {row.test_acc:.2%} (Polyak {row.polyak_test_acc:.2%}), "
+        f"{row.images_per_s:.0f} images/s"
     )
 
 # %%
@@ -128,9 +128,9 @@ for row in history:
 # (an exponential average of the weights here) trails the raw weights this early: it still
 # remembers the first, poor steps.
 
-epochs = [row["epoch"] for row in history]
+epochs = [row.epoch for row in history]
 fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.plot(epochs, [100 * (1 - row["test_acc"]) for row in history], "o-", label="this run")
+ax.plot(epochs, [100 * (1 - row.test_acc) for row in history], "o-", label="this run")
 ax.axhline(0.95, color="k", linestyle="--", label="paper: 0.95% (60,000 digits, 20 epochs)")
 ax.set_xlabel("epoch")
 ax.set_ylabel("test error (%)")

@@ -29,11 +29,12 @@ import torch
 
 import goingdeeper as gd
 from goingdeeper.analysis import summarize
-from goingdeeper.evaluate import PAPER_TABLE3, ten_crops
+from goingdeeper.evaluate import ten_crops
 from goingdeeper.images import load_image
 from goingdeeper.models.alexnet import ALEXNET_CONVS, AlexNet
 from goingdeeper.models.lrn import LocalResponseNorm
 from goingdeeper.preprocess import Preprocessing
+from goingdeeper.results import PAPER_TABLE3
 from goingdeeper.weights import import_bvlc
 
 DATA = Path(os.environ.get("GOINGDEEPER_DATA", "../shared/data"))

@@ -36,9 +36,10 @@ from goingdeeper.analysis import (
     paper_summary,
     table1_comparison,
 )
-from goingdeeper.evaluate import PAPER_TABLE3, crops_144
+from goingdeeper.evaluate import crops_144
 from goingdeeper.images import load_image
 from goingdeeper.preprocess import Preprocessing
+from goingdeeper.results import PAPER_TABLE3
 from goingdeeper.weights import import_bvlc
 
 DATA = Path(os.environ.get("GOINGDEEPER_DATA", "../shared/data"))

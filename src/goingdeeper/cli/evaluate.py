@@ -11,8 +11,8 @@ from ..data.imagenet.labels import real_labels, val_number
 from ..data.sources import Source, discover
 from ..data.sources.discover import SHARDS
 from ..errors import EvalError, UsageError
-from ..evaluate import AGGREGATES, VIEWS, evaluate, member_results
-from ..evaluate.grid import FORMATS, format_grid, grid_rows, paper_rows
+from ..evaluate import AGGREGATES, VIEWS, evaluate
+from ..results import FORMATS, format_grid, grid_rows, paper_rows
 from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, counting_bar, load_any_weights
 
 EXAMPLES = """\
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
                 **options,
                 progress=counting_bar(f"{v} view(s)"),
             )
-            singles += member_results(r)
+            singles += r.member_results()
             ensembles.append(r)
         else:
             for pair, name in zip(loaded, names, strict=True):
@@ -195,18 +195,18 @@ def run(args: argparse.Namespace) -> int:
                         progress=counting_bar(f"{v} view(s)"),
                     )
                 )
-    if singles and singles[0]["images"] == 0:
+    if singles and singles[0].images == 0:
         raise EvalError(
             f"{args.data}: none of the {len(samples)} images could be read "
-            f"(first: {singles[0]['skipped_files'][0]}); nothing was evaluated"
+            f"(first: {singles[0].skipped_files[0]}); nothing was evaluated"
         )
     # Table 3's order: every single model over the protocols, then the ensembles
-    singles.sort(key=lambda r: names.index(r["model_names"][0]))
+    singles.sort(key=lambda r: names.index(r.model_names[0]))
     rows = grid_rows(singles + ensembles)
     if args.paper:
         rows += paper_rows()
     print(format_grid(rows, args.format))
-    skipped = singles[0]["skipped_files"] if singles else []
+    skipped = singles[0].skipped_files if singles else []
     if skipped:
         shown = ", ".join(skipped[:5]) + (" ..." if len(skipped) > 5 else "")
         print(f"goingdeeper: skipped {len(skipped)} unreadable images: {shown}", file=sys.stderr)

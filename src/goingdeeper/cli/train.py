@@ -7,6 +7,7 @@ import logging
 
 from tqdm import tqdm
 
+from ..results import FitResult
 from ..tables import render_table
 from ..train import config as cfg
 from ..train import fit
@@ -98,40 +99,42 @@ def run(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         progress=lambda **kw: tqdm(**kw, leave=False, dynamic_ncols=True),
     )
-    if "final" in result:  # rank 0, with something trained
+    if result.final is not None:  # rank 0, with something trained
         print_result(config, result)
     return 0
 
 
-def print_result(config: cfg.TrainConfig, result: dict) -> None:
+def print_result(config: cfg.TrainConfig, result: FitResult) -> None:
     """The final accuracies of the raw and averaged weights, the paper's views, the files."""
-    final = result["final"]
-    rows = [["raw weights", final["test_acc"], final["test_top5"], result["paths"]["weights"]]]
-    if "polyak_test_acc" in final:
-        polyak = [final["polyak_test_acc"], final["polyak_test_top5"]]
-        rows.append(["Polyak average", *polyak, result["paths"]["polyak_weights"]])
-    seconds = sum(h["seconds"] for h in result["history"])
-    print(
-        f"\n{config.model} on {config.data}, {final['epoch']} epochs ({seconds:.0f} s of training):"
-    )
+    final, paths = result.final, result.paths
+    rows = [["raw weights", final.test_acc, final.test_top5, paths.weights]]
+    if paths.polyak_weights is not None:
+        polyak = [final.polyak_test_acc, final.polyak_test_top5]
+        rows.append(["Polyak average", *polyak, paths.polyak_weights])
+    seconds = sum(h.seconds for h in result.history)
+    print(f"\n{config.model} on {config.data}, {final.epoch} epochs ({seconds:.0f} s of training):")
     body = [[name, f"{top1:.2%}", f"{top5:.2%}", path] for name, top1, top5, path in rows]
     print(render_table(["model", "top-1 acc", "top-5 acc", "weights"], body, 1))
-    if result.get("views"):
+    if result.views:
         print("\nThe paper's test protocol (section 7: softmax averaged over the views):")
         header = ["model", "views", "images", "cost", "top-1 acc", "top-5 acc", "seconds"]
         body = [
             [
-                v["model"],
-                v["views"],
-                str(v["images"]),
-                str(v["cost"]),
-                f"{v['top1_accuracy']:.2%}",
-                f"{v['top5_accuracy']:.2%}",
-                f"{v['seconds']:.0f}",
+                v.model,
+                v.views,
+                str(v.images),
+                str(v.cost),
+                f"{v.top1_accuracy:.2%}",
+                f"{v.top5_accuracy:.2%}",
+                f"{v.seconds:.0f}",
             ]
-            for v in result["views"]
+            for v in result.views
         ]
         print(render_table(header, body, 2))
-    for key in ("curves", "log", "checkpoint"):
-        if key in result["paths"]:
-            print(f"{key}: {result['paths'][key]}")
+    for name, path in (
+        ("curves", paths.curves),
+        ("log", paths.log),
+        ("checkpoint", paths.checkpoint),
+    ):
+        if path is not None:
+            print(f"{name}: {path}")

@@ -1,10 +1,10 @@
 """The published test protocols: 1 crop, AlexNet's 10 (and two other readings of them),
 GoogLeNet's 144, VGG's 150 and dense evaluation and their combination, ensembles averaged by
-softmax, and a results grid laid out like GoogLeNet's Table 3."""
+softmax. What `evaluate` returns, and the grid laid out like GoogLeNet's Table 3 that shows
+it, are in `goingdeeper.results`."""
 
 from .dense import DENSE_SCALES, dense_form, dense_scales, dense_scores
 from .engine import AGGREGATES, VIEWS, distinct_views, evaluate, metrics
-from .grid import PAPER_TABLE3, format_grid, grid_rows, member_results, paper_rows
 from .views import (
     SCALES_144,
     VIEW_FUNCTIONS,
@@ -25,7 +25,6 @@ from .views import (
 __all__ = [
     "AGGREGATES",
     "DENSE_SCALES",
-    "PAPER_TABLE3",
     "SCALES_144",
     "VIEWS",
     "VIEW_FUNCTIONS",
@@ -37,14 +36,10 @@ __all__ = [
     "dense_scores",
     "distinct_views",
     "evaluate",
-    "format_grid",
     "grid_offsets",
-    "grid_rows",
-    "member_results",
     "metrics",
     "num_views",
     "one_crop",
-    "paper_rows",
     "scales_144",
     "scales_150",
     "square_offsets",

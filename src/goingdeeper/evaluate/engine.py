@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from ..data.sources import ImageDataset, Skipped
 from ..errors import EvalError
 from ..preprocess import Preprocessing
+from ..results import Accuracy, EvalResult, MemberResult, RealTop1
 from ..weights.format import WeightsCard
 from .dense import dense_form, dense_scales, dense_scores
 from .views import VIEW_FUNCTIONS, num_views
@@ -179,31 +180,28 @@ def _cat_tops(tops: list[Tensor]) -> Tensor:
     return torch.cat(tops) if tops else torch.zeros(0, 1, dtype=torch.long)
 
 
-def metrics(top: Tensor, labels: Tensor, num_classes: int, confusion: bool = False) -> dict:
-    """Top-1/top-5 accuracy and error, per-class top-1 accuracy (None for an absent class) and
-    optionally the confusion matrix (rows: true class, columns: top-1 prediction)."""
-    n = len(labels)
+def metrics(top: Tensor, labels: Tensor, num_classes: int, confusion: bool = False) -> Accuracy:
+    """Top-1/top-5 of top-k predictions `top` (N x k), per-class top-1 accuracy (None for an
+    absent class) and optionally the confusion matrix (rows: true class, columns: top-1
+    prediction)."""
     hit1 = top[:, 0] == labels
     hit5 = (top == labels[:, None]).any(1)
     seen = torch.bincount(labels, minlength=num_classes)
     right = torch.bincount(labels[hit1], minlength=num_classes)
-    out = {
-        "images": n,
-        "correct_top1": int(hit1.sum()),
-        "correct_top5": int(hit5.sum()),
-        "top1_accuracy": float(hit1.float().mean()) if n else float("nan"),
-        "top5_accuracy": float(hit5.float().mean()) if n else float("nan"),
-    }
-    out["top1_error"] = 1.0 - out["top1_accuracy"]
-    out["top5_error"] = 1.0 - out["top5_accuracy"]
-    out["per_class_top1"] = [
-        (r / s if s else None) for r, s in zip(right.tolist(), seen.tolist(), strict=True)
-    ]
+    matrix = None
     if confusion:
         index = labels * num_classes + top[:, 0]
-        matrix = torch.bincount(index, minlength=num_classes * num_classes)
-        out["confusion"] = matrix.view(num_classes, num_classes).tolist()
-    return out
+        counts = torch.bincount(index, minlength=num_classes * num_classes)
+        matrix = counts.view(num_classes, num_classes).tolist()
+    return Accuracy(
+        images=len(labels),
+        correct_top1=int(hit1.sum()),
+        correct_top5=int(hit5.sum()),
+        per_class_top1=[
+            (r / s if s else None) for r, s in zip(right.tolist(), seen.tolist(), strict=True)
+        ],
+        confusion=matrix,
+    )
 
 
 @dataclass
@@ -232,7 +230,7 @@ def evaluate(
     dense_multi: bool = True,
     names: Sequence[str] | None = None,
     real: Sequence[Sequence[int] | None] | None = None,
-) -> dict:
+) -> EvalResult:
     """Evaluate one model or an ensemble on a data set with a view protocol.
 
     `models`: (model, Preprocessing or WeightsCard) pairs; each model gets its own views.
@@ -245,6 +243,8 @@ def evaluate(
     three with `dense_multi`, else section 4.1's one), or 256, 384, 512 when not known.
     Unreadable images are skipped and named in `skipped_files`. `real`: for each image, the
     classes ReaL's re-assessment found in it (empty or None: none), which adds ReaL top-1.
+    `per_model`: each model's own figures too (`members`); `keep_scores`: the combined scores
+    (images x classes) and labels on the result.
     """
     _check_options(views, aggregate, batch_size)
     if not hasattr(dataset, "load"):  # pairs held in memory
@@ -273,19 +273,31 @@ def evaluate(
     finally:
         for m, was in zip(members, training, strict=True):
             m.model.train(was)
-    result = _result(members, tally, confusion=confusion, per_model=per_model)
-    if real is not None:
-        _add_real(result, tally, real)
-    cost = sum(num_views(views, m.scales) for m in members)  # Table 3's
-    result.update(views=views, crops=per_image, cost=cost)
-    if views.startswith("dense"):
-        result["dense_scales"] = [list(m.scales) for m in members]
-    result.update(aggregate=aggregate, seconds=(seconds := time.perf_counter() - start))
-    result["images_per_second"] = len(tally.labels) / seconds if seconds > 0 else float("nan")
-    if keep_scores:
-        result["scores"] = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
-        result["labels"] = tally.labels
-    return result
+    seconds = time.perf_counter() - start
+    scores = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
+    num_classes = scores.shape[1] if tally.scores else 0
+    labels = torch.tensor(tally.labels, dtype=torch.long)
+    sets = [set(real[k] or ()) for k in tally.kept] if real is not None else None
+    total = metrics(_topk(scores), labels, num_classes, confusion)
+    if sets is not None:
+        total = replace(
+            total, real=_real_top1(scores.argmax(1).tolist() if len(scores) else [], sets)
+        )
+    return EvalResult.of(
+        total,
+        model_names=[m.name for m in members],
+        num_classes=num_classes,
+        views=views,
+        crops=per_image,
+        cost=sum(num_views(views, m.scales) for m in members),  # Table 3's
+        aggregate=aggregate,
+        seconds=seconds,
+        skipped_files=tally.skipped,
+        dense_scales=[list(m.scales) for m in members] if views.startswith("dense") else None,
+        members=_member_results(members, tally, labels, num_classes, sets) if per_model else [],
+        scores=scores if keep_scores else None,
+        labels=tally.labels if keep_scores else None,
+    )
 
 
 def _score_group(
@@ -344,42 +356,26 @@ def _check_finite(per_member: list[Tensor], members: list[_Member]) -> None:
             )
 
 
-def _result(members: list[_Member], tally: _Tally, *, confusion: bool, per_model: bool) -> dict:
-    all_scores = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
-    num_classes = all_scores.shape[1] if tally.scores else 0
-    labels = torch.tensor(tally.labels, dtype=torch.long)
-    result = {
-        "models": len(members),
-        "model_names": [m.name for m in members],
-        "num_classes": num_classes,
-        "skipped": len(tally.skipped),
-        "skipped_files": tally.skipped,
-        **metrics(_topk(all_scores), labels, num_classes, confusion),
-    }
-    if per_model:
-        result["members"] = [
-            {"name": m.name, **metrics(_cat_tops(tops), labels, num_classes)}
-            for m, tops in zip(members, tally.member_tops, strict=True)
-        ]
-    return result
+def _member_results(
+    members: list[_Member],
+    tally: _Tally,
+    labels: Tensor,
+    num_classes: int,
+    sets: list[set[int]] | None,
+) -> list[MemberResult]:
+    """Each model of an ensemble scored on its own (and on ReaL's labels, `sets`)."""
+    out = []
+    for m, tops in zip(members, tally.member_tops, strict=True):
+        top = _cat_tops(tops)
+        accuracy = metrics(top, labels, num_classes)
+        if sets is not None:
+            accuracy = replace(accuracy, real=_real_top1(top[:, 0].tolist(), sets))
+        out.append(MemberResult.of(accuracy, name=m.name))
+    return out
 
 
-def _add_real(result: dict, tally: _Tally, real: Sequence[Sequence[int] | None]) -> None:
-    """ReaL top-1 (Beyer et al. 2020) of the combined scores and of each model."""
-    sets = [set(real[k] or ()) for k in tally.kept]
-    scores = torch.cat(tally.scores) if tally.scores else torch.zeros(0, 1)
-    result.update(_real_top1(scores.argmax(1).tolist() if len(scores) else [], sets))
-    for member, tops in zip(result.get("members", []), tally.member_tops, strict=False):
-        member.update(_real_top1(_cat_tops(tops)[:, 0].tolist(), sets))
-
-
-def _real_top1(top1: list[int], sets: list[set[int]]) -> dict:
+def _real_top1(top1: list[int], sets: list[set[int]]) -> RealTop1:
     """The top class is right when it is any of the classes the re-assessment found; images
     in which it found no clear class are left out, as in the paper."""
     hits = [t in s for t, s in zip(top1, sets, strict=True) if s]
-    accuracy = sum(hits) / len(hits) if hits else float("nan")
-    return {
-        "real_images": len(hits),
-        "real_top1_accuracy": accuracy,
-        "real_top1_error": 1 - accuracy,
-    }
+    return RealTop1(images=len(hits), accuracy=sum(hits) / len(hits) if hits else float("nan"))

@@ -10,6 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError
+from ..results import CacheStats
 
 
 class CacheError(ConfigError):
@@ -80,14 +81,14 @@ class FrozenPrefixCache:
         self.entries.clear()
         self.bytes = 0
 
-    def stats(self) -> dict:
+    def stats(self) -> CacheStats:
         """Entries, their gigabytes, and the share of inputs looked up since the last call."""
         seen = self.hits + self.misses
-        out = {
-            "cache_entries": len(self.entries),
-            "cache_gb": self.bytes / 1e9,
-            "cache_hit_rate": self.hits / seen if seen else 0.0,
-        }
+        out = CacheStats(
+            cache_entries=len(self.entries),
+            cache_gb=self.bytes / 1e9,
+            cache_hit_rate=self.hits / seen if seen else 0.0,
+        )
         self.hits = self.misses = 0
         return out
 

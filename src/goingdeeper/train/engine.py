@@ -1,5 +1,5 @@
-"""The training step and the epoch loops. Functions take objects and return dicts; nothing
-here parses arguments or prints."""
+"""The training step and the epoch loops. Functions take objects and return typed results
+(`goingdeeper.results`); nothing here parses arguments or prints."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from functools import partial
 
 import torch
@@ -16,6 +17,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError
 from ..models.alexnet import renormalize_filters
 from ..models.googlenet import googlenet_loss
+from ..results import BatchReport, TestStats, TrainStats
 
 
 class NonFiniteLossError(RuntimeError):
@@ -154,7 +156,7 @@ class _Running:
         self.sums += step
         self.seen += n
 
-    def read(self) -> dict:
+    def read(self) -> _Figures:
         """The figures on the host (one wait for the device); a `NonFiniteLossError` if a loss
         since the start of the epoch was NaN or infinite."""
         loss, main, correct, last, bad_at, bad = self.sums.tolist()
@@ -163,7 +165,17 @@ class _Running:
                 f"the loss became {bad} at image {int(bad_at) - 1} (noticed at image {self.seen})"
             )
         seen = max(self.seen, 1)
-        return {"loss": loss / seen, "main_loss": main / seen, "acc": correct / seen, "last": last}
+        return _Figures(loss=loss / seen, main_loss=main / seen, acc=correct / seen, last=last)
+
+
+@dataclass(frozen=True)
+class _Figures:
+    """The running figures of an epoch: mean loss, mean main loss, accuracy, the last loss."""
+
+    loss: float
+    main_loss: float
+    acc: float
+    last: float
 
 
 def train_one_epoch(
@@ -179,11 +191,11 @@ def train_one_epoch(
     channels_last: bool = False,
     grad_clip: float = 0.0,
     max_filter_rms: float = 0.0,
-    on_batch: Callable[[dict], None] | None = None,
+    on_batch: Callable[[BatchReport], None] | None = None,
     read_at: Callable[[int], bool] | None = None,
     batch_size: int = 0,
-) -> dict:
-    """One pass over `loader`; returns mean loss, main loss, accuracy, images/s, skipped files.
+) -> TrainStats:
+    """One pass over `loader`: mean loss, main loss, accuracy, images/s, skipped files.
 
     After each optimiser step: the learning-rate schedule, ZFNet's filter renormalisation
     (`max_filter_rms`), the Polyak average (`averaged`). The running figures stay on the device
@@ -194,7 +206,7 @@ def train_one_epoch(
 
     `batch_size` > 0: only batches of exactly that many images train, so that a compiled step
     sees one shape and compiles once; a shorter batch (the epoch's last, or one that lost
-    unreadable images) is dropped, not padded, and its images counted in "dropped"."""
+    unreadable images) is dropped, not padded, and its images counted in `dropped`."""
     step.train()
     running = _Running(device)
     skipped: list[str] = []
@@ -222,21 +234,28 @@ def train_one_epoch(
             figures = running.read()
             if on_batch is not None:
                 rate = running.seen / max(time.perf_counter() - start, 1e-9)
-                info = {"loss": figures["last"], "acc": figures["acc"], "images_per_s": rate}
-                on_batch({**info, "batches": batches, "n": running.seen - told})
+                on_batch(
+                    BatchReport(
+                        loss=figures.last,
+                        acc=figures.acc,
+                        images_per_s=rate,
+                        batches=batches,
+                        n=running.seen - told,
+                    )
+                )
                 told = running.seen
     figures = running.read()
     elapsed = time.perf_counter() - start
-    return {
-        "loss": figures["loss"],
-        "main_loss": figures["main_loss"],
-        "acc": figures["acc"],
-        "images": running.seen,
-        "images_per_s": running.seen / max(elapsed, 1e-9),
-        "seconds": elapsed,
-        "skipped": skipped,
-        "dropped": dropped,
-    }
+    return TrainStats(
+        loss=figures.loss,
+        main_loss=figures.main_loss,
+        acc=figures.acc,
+        images=running.seen,
+        images_per_s=running.seen / max(elapsed, 1e-9),
+        seconds=elapsed,
+        skipped=skipped,
+        dropped=dropped,
+    )
 
 
 @torch.no_grad()
@@ -247,7 +266,7 @@ def evaluate_accuracy(
     device: torch.device,
     amp: str = "none",
     channels_last: bool = False,
-) -> dict:
+) -> TestStats:
     """Top-1 and top-5 accuracy and mean loss of a model in eval mode (one view per image)."""
     was_training = model.training
     model.eval()
@@ -267,13 +286,9 @@ def evaluate_accuracy(
         seen += len(y)
     model.train(was_training)
     seen_ = max(seen, 1)
-    return {
-        "loss": loss_sum / seen_,
-        "acc": top1 / seen_,
-        "top5": top5 / seen_,
-        "images": seen,
-        "skipped": skipped,
-    }
+    return TestStats(
+        loss=loss_sum / seen_, acc=top1 / seen_, top5=top5 / seen_, images=seen, skipped=skipped
+    )
 
 
 def lr_factor(

@@ -14,13 +14,12 @@ equivalent on one machine's GPUs.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
 from collections.abc import Callable
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +32,20 @@ from ..data import ClassMap, spread
 from ..data.pipelines.loader import epoch_seed, make_loader, rank_batches, rank_images
 from ..errors import ConfigError, TrainingError, WeightsError
 from ..evaluate import dense_scales, evaluate
-from ..files import atomic_write
 from ..preprocess import Preprocessing
 from ..registry import check_arguments
+from ..results import (
+    BatchReport,
+    EpochStats,
+    FitResult,
+    RunFiles,
+    TestStats,
+    TrainStats,
+    ViewResult,
+    record,
+    write_log,
+    write_views,
+)
 from ..weights import WeightsCard, read_card, save_weights
 from . import config as cfg
 from . import runfolder
@@ -59,7 +69,7 @@ from .engine import (
     plateau_divisions,
     train_one_epoch,
 )
-from .logs import StepLog, plot_curves, tensorboard_writer, write_csv
+from .logs import StepLog, plot_curves, tensorboard_writer
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pt"
@@ -89,12 +99,12 @@ class Run:
     averaged: AveragedModel | None = None
     scaler: torch.amp.GradScaler | None = None
     cache: FrozenPrefixCache | None = None
-    history: list[dict] = field(default_factory=list)
+    history: list[EpochStats] = field(default_factory=list)
     start_epoch: int = 0
     writer: Any = None  # TensorBoard
     step_log: StepLog | None = None
     progress: ProgressFactory | None = None
-    on_epoch: Callable[[dict], None] | None = None
+    on_epoch: Callable[[EpochStats], None] | None = None
 
 
 def fit(
@@ -103,9 +113,9 @@ def fit(
     resume: bool = False,
     overwrite: bool = False,
     progress: ProgressFactory | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
-) -> dict:
-    """Train as `c` says; returns the final metrics and the paths written.
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> FitResult:
+    """Train as `c` says; returns the history, the final metrics and the paths written.
 
     The run folder `c.out` is locked while the run trains; one that holds an earlier run is
     continued (`resume`), emptied of it first (`overwrite`) or refused."""
@@ -138,7 +148,7 @@ def setup_run(
     *,
     resume: bool = False,
     progress: ProgressFactory | None = None,
-    on_epoch: Callable[[dict], None] | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
 ) -> Run:
     """Data, model, optimizer and logs for `c`; with `resume`, the state of out/checkpoint.pt."""
     d = setup_distributed()
@@ -256,7 +266,7 @@ def _restore(run: Run, state: dict) -> None:
     if run.scaler is not None and state.get("scaler"):
         run.scaler.load_state_dict(state["scaler"])
     set_rng_state(state["rng"])
-    run.history = list(state["history"])
+    run.history = [EpochStats.from_record(row) for row in state["history"]]
     run.start_epoch = int(state["epoch"])
     log.info("resumed from %s at epoch %d", run.out / CHECKPOINT, run.start_epoch)
 
@@ -264,7 +274,7 @@ def _restore(run: Run, state: dict) -> None:
 # --- one epoch -----------------------------------------------------------------------------------
 
 
-def run_epoch(run: Run, epoch: int) -> dict:
+def run_epoch(run: Run, epoch: int) -> EpochStats:
     """Train one epoch, evaluate, checkpoint and log; returns the epoch's row of log.csv."""
     c, d = run.config, run.dist
     torch.manual_seed(epoch_seed(c.seed, epoch, d.rank))
@@ -306,21 +316,21 @@ def run_epoch(run: Run, epoch: int) -> dict:
     finally:
         if bar is not None:
             bar.close()
-    if stats["images"] == 0 and stats["dropped"]:
+    if stats.images == 0 and stats.dropped:
         raise TrainingError(
             f"epoch {epoch + 1} trained on no image: with compile=true only whole batches of "
-            f"{run.per_rank} train, and its {stats['dropped']} images came in shorter ones; "
+            f"{run.per_rank} train, and its {stats.dropped} images came in shorter ones; "
             "lower batch_size or set compile=false"
         )
-    if stats["images"] == 0:  # nothing trained is not an epoch
-        first = f" (first: {stats['skipped'][0]})" if stats["skipped"] else ""
+    if stats.images == 0:  # nothing trained is not an epoch
+        first = f" (first: {stats.skipped[0]})" if stats.skipped else ""
         raise TrainingError(
-            f"epoch {epoch + 1} trained on no image: {len(stats['skipped'])} were unreadable"
+            f"epoch {epoch + 1} trained on no image: {len(stats.skipped)} were unreadable"
             f"{first}; look at the data with `goingdeeper data info {c.data}`"
         )
     row = _epoch_row(run, epoch, stats)
     if d.main:
-        row.update(_evaluate(run))
+        row = _with_tests(row, *_evaluate(run))
     if c.lr_schedule == "plateau":
         _follow_plateau(run, row)
     if d.main:
@@ -339,14 +349,14 @@ def _train_loader(run: Run, epoch: int):
     )
 
 
-def _follow_plateau(run: Run, row: dict) -> None:
+def _follow_plateau(run: Run, row: EpochStats) -> None:
     """Divide the learning rate by 1 / lr_gamma once more when the validation error has
     stopped improving (up to `lr_plateau_divisions` times), before the checkpoint is written.
     The main process, which evaluates, decides for every process."""
     c, sched = run.config, run.scheduler
     divisions = [0]
     if run.dist.main:
-        errors = [1 - r["test_acc"] for r in [*run.history, row]]
+        errors = [1 - r.test_acc for r in [*run.history, row]]
         divisions[0] = plateau_divisions(errors, c.lr_patience, c.lr_plateau_divisions)
     if run.dist.world > 1:
         dist.broadcast_object_list(divisions, src=0)
@@ -355,60 +365,69 @@ def _follow_plateau(run: Run, row: dict) -> None:
         group["lr"] = sched.base_lrs[i] * sched.lr_lambdas[i](sched.last_epoch)
 
 
-def _on_batch(run: Run, epoch: int, info: dict, bar) -> None:
-    step = epoch * run.steps_per_epoch + info["batches"]
+def _on_batch(run: Run, epoch: int, info: BatchReport, bar) -> None:
+    step = epoch * run.steps_per_epoch + info.batches
     lr = run.optimizer.param_groups[0]["lr"]
-    run.step_log.record(step, epoch + info["batches"] / run.steps_per_epoch, info, lr)
+    run.step_log.record(step, epoch + info.batches / run.steps_per_epoch, info, lr)
     if bar is not None:
-        bar.update(info["n"])
-        loss, acc, rate = info["loss"], info["acc"], info["images_per_s"]
+        bar.update(info.n)
+        loss, acc, rate = info.loss, info.acc, info.images_per_s
         bar.set_postfix(loss=f"{loss:.3f}", acc=f"{acc:.3f}", img_s=f"{rate:.1f}")
 
 
-def _epoch_row(run: Run, epoch: int, stats: dict) -> dict:
-    row = {
-        "epoch": epoch + 1,
-        "lr": run.optimizer.param_groups[0]["lr"],
-        "train_loss": stats["loss"],
-        "train_main_loss": stats["main_loss"],
-        "train_acc": stats["acc"],
-        "images_per_s": stats["images_per_s"],
-        "seconds": stats["seconds"],
-        "skipped": len(stats["skipped"]),
-    }
-    if run.cache is not None:
-        row.update(run.cache.stats())
-    if stats["skipped"] and run.dist.main:
+def _epoch_row(run: Run, epoch: int, stats: TrainStats) -> EpochStats:
+    cache = run.cache.stats() if run.cache is not None else None
+    if stats.skipped and run.dist.main:
         log.warning(
             "epoch %d: skipped %d unreadable images: %s",
             epoch + 1,
-            len(stats["skipped"]),
-            ", ".join(sorted(set(stats["skipped"]))[:10]),
+            len(stats.skipped),
+            ", ".join(sorted(set(stats.skipped))[:10]),
         )
-    return row
+    return EpochStats(
+        epoch=epoch + 1,
+        lr=run.optimizer.param_groups[0]["lr"],
+        train_loss=stats.loss,
+        train_main_loss=stats.main_loss,
+        train_acc=stats.acc,
+        images_per_s=stats.images_per_s,
+        seconds=stats.seconds,
+        skipped=len(stats.skipped),
+        cache_entries=cache.cache_entries if cache else None,
+        cache_gb=cache.cache_gb if cache else None,
+        cache_hit_rate=cache.cache_hit_rate if cache else None,
+    )
 
 
-def _evaluate(run: Run) -> dict:
+def _evaluate(run: Run) -> tuple[TestStats, TestStats | None]:
     """Test loss, top-1 and top-5 of the raw weights and of the Polyak average (one view)."""
     c = run.config
     loader = make_loader(run.test_ds, run.per_rank, c, run.dist, train=False)
     kwargs = dict(device=run.device, amp=c.amp, channels_last=c.channels_last)
     m = evaluate_accuracy(run.model, loader, **kwargs)
-    if m["images"] == 0:
+    if m.images == 0:
         raise TrainingError(
             f"none of the {len(run.test_ds)} test images could be read "
-            f"(first: {m['skipped'][0] if m['skipped'] else '?'}); nothing to measure"
+            f"(first: {m.skipped[0] if m.skipped else '?'}); nothing to measure"
         )
-    row = {"test_loss": m["loss"], "test_acc": m["acc"], "test_top5": m["top5"]}
-    if run.averaged is not None:
-        p = {"loss": math.nan, "acc": math.nan, "top5": math.nan}  # before the average starts
-        if run.averaged.n_averaged > 0:
-            p = evaluate_accuracy(run.averaged.module, loader, **kwargs)
-        row.update(polyak_test_loss=p["loss"], polyak_test_acc=p["acc"], polyak_test_top5=p["top5"])
-    return row
+    if run.averaged is None:
+        return m, None
+    if run.averaged.n_averaged == 0:  # before the average starts
+        return m, TestStats(loss=math.nan, acc=math.nan, top5=math.nan, images=0)
+    return m, evaluate_accuracy(run.averaged.module, loader, **kwargs)
 
 
-def _record(run: Run, row: dict) -> None:
+def _with_tests(row: EpochStats, test: TestStats, polyak: TestStats | None) -> EpochStats:
+    """The epoch's row with the test figures of the raw weights and of the Polyak average."""
+    row = replace(row, test_loss=test.loss, test_acc=test.acc, test_top5=test.top5)
+    if polyak is None:
+        return row
+    return replace(
+        row, polyak_test_loss=polyak.loss, polyak_test_acc=polyak.acc, polyak_test_top5=polyak.top5
+    )
+
+
+def _record(run: Run, row: EpochStats) -> None:
     """The epoch into the history, the checkpoint, log.csv and TensorBoard (main process)."""
     run.history.append(row)
     state = {
@@ -417,17 +436,17 @@ def _record(run: Run, row: dict) -> None:
         "optimizer": run.optimizer.state_dict(),
         "scheduler": run.scheduler.state_dict(),
         "scaler": run.scaler.state_dict() if run.scaler is not None else None,
-        "epoch": row["epoch"],
-        "history": run.history,
+        "epoch": row.epoch,
+        "history": [record(h) for h in run.history],
         "rng": rng_state(),
         "config": run.config.to_dict(),
     }
     save_checkpoint(state, run.out / CHECKPOINT)
-    write_csv(run.history, run.out / "log.csv")
+    write_log(run.history, run.out / "log.csv")
     if run.writer is not None:
-        for key, value in row.items():
+        for key, value in record(row).items():
             if key != "epoch":
-                run.writer.add_scalar(key, value, row["epoch"])
+                run.writer.add_scalar(key, value, row.epoch)
         run.writer.flush()
     if run.on_epoch is not None:
         run.on_epoch(row)
@@ -436,26 +455,26 @@ def _record(run: Run, row: dict) -> None:
 # --- the end -------------------------------------------------------------------------------------
 
 
-def finish(run: Run) -> dict:
+def finish(run: Run) -> FitResult:
     """Close the run: the raw and averaged weights, the curves, the paper's test protocol on
     the finished weights; returns the history, the models and the paths written."""
     if run.cache is not None:
         run.cache.close()
-    averaged = run.averaged.module if run.averaged is not None else None
-    result: dict[str, Any] = {
-        "history": run.history,
-        "out": str(run.out),
-        "model": run.model,
-        "averaged": averaged,
-    }
+    result = FitResult(
+        history=run.history,
+        out=str(run.out),
+        model=run.model,
+        averaged=run.averaged.module if run.averaged is not None else None,
+    )
     if run.dist.main and run.history:
-        result.update(_final_outputs(run))
+        paths, views = _final_outputs(run)
+        result = replace(result, final=run.history[-1], paths=paths, views=views)
     if run.writer is not None:
         run.writer.close()
     return result
 
 
-def _final_outputs(run: Run) -> dict:
+def _final_outputs(run: Run) -> tuple[RunFiles, list[ViewResult]]:
     """Save the raw and the averaged weights in our format, the curves, and the views."""
     c, last = run.config, run.history[-1]
     pre = card_preprocessing(run.preprocessing, c)
@@ -468,37 +487,42 @@ def _final_outputs(run: Run) -> dict:
         preprocessing=pre,
         training_scale=training_scale(c, pre),
     )
-    provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last["epoch"]}
+    provenance = {"trained_by": "goingdeeper train", "data": c.data, "epochs": last.epoch}
     for key in ("init_weights", "init_from"):
         if getattr(c, key):
             provenance[key] = getattr(c, key)
     provenance["config"] = c.to_dict()
-    metrics = {"test_acc": last["test_acc"], "test_top5": last["test_top5"]}
+    metrics = {"test_acc": last.test_acc, "test_top5": last.test_top5}
     card = WeightsCard(**base, provenance=provenance, metrics=metrics)
-    paths = {"weights": str(save_weights(run.model, card, run.out / "model"))}
+    weights = str(save_weights(run.model, card, run.out / "model"))
+    polyak_weights = curves = views_file = None
     if run.averaged is not None:
-        metrics = {"test_acc": last["polyak_test_acc"], "test_top5": last["polyak_test_top5"]}
+        metrics = {"test_acc": last.polyak_test_acc, "test_top5": last.polyak_test_top5}
         provenance = {**provenance, "polyak_average": c.polyak_average}
         if c.polyak_average == "ema":
             provenance["polyak_decay"] = c.polyak_decay
         provenance["polyak_from_epoch"] = c.polyak_start_epoch + 1
         card = WeightsCard(**base, provenance=provenance, metrics=metrics)
-        path = save_weights(run.averaged.module, card, run.out / "model_polyak")
-        paths["polyak_weights"] = str(path)
+        polyak_weights = str(save_weights(run.averaged.module, card, run.out / "model_polyak"))
     if c.plots:
         plot_curves(run.history, run.out / "curves.png")
-        paths["curves"] = str(run.out / "curves.png")
-    paths["log"] = str(run.out / "log.csv")
-    paths["checkpoint"] = str(run.out / CHECKPOINT)
+        curves = str(run.out / "curves.png")
     views = []
     if c.eval_views:
         final = [("Polyak average", run.averaged.module)] if run.averaged is not None else []
         _warn_young_average(run, c)
         views = evaluate_views(final or [("raw weights", run.model)], pre, run.test_ds, c)
-        text = json.dumps(views, indent=2) + "\n"
-        atomic_write(run.out / "views.json", lambda tmp: Path(tmp).write_text(text))
-        paths["views"] = str(run.out / "views.json")
-    return {"final": last, "paths": paths, "views": views}
+        write_views(views, run.out / "views.json")
+        views_file = str(run.out / "views.json")
+    paths = RunFiles(
+        weights=weights,
+        log=str(run.out / "log.csv"),
+        checkpoint=str(run.out / CHECKPOINT),
+        polyak_weights=polyak_weights,
+        curves=curves,
+        views=views_file,
+    )
+    return paths, views
 
 
 def _warn_young_average(run: Run, c: cfg.TrainConfig) -> None:
@@ -519,7 +543,9 @@ def _warn_young_average(run: Run, c: cfg.TrainConfig) -> None:
         )
 
 
-def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig) -> list:
+def evaluate_views(
+    models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.TrainConfig
+) -> list[ViewResult]:
     """The papers' test protocols (`eval_views`) on the test set, for each finished model;
     dense evaluation at the scales that the training scale calls for (VGG section 4.2)."""
     rows = []
@@ -532,14 +558,14 @@ def evaluate_views(models: list[tuple[str, nn.Module]], pre, test_ds, c: cfg.Tra
                 [(model.eval(), pre)], items, views=views, batch_size=128, dense_scales=scales
             )
             rows.append(
-                {
-                    "model": name,
-                    "views": views,
-                    "images": r["images"],
-                    "top1_accuracy": r["top1_accuracy"],
-                    "top5_accuracy": r["top5_accuracy"],
-                    "cost": r["cost"],
-                    "seconds": r["seconds"],
-                }
+                ViewResult(
+                    model=name,
+                    views=views,
+                    images=r.images,
+                    top1_accuracy=r.top1_accuracy,
+                    top5_accuracy=r.top5_accuracy,
+                    cost=r.cost,
+                    seconds=r.seconds,
+                )
             )
     return rows

@@ -1,5 +1,6 @@
-"""A run's logs: steps.csv (every few steps), log.csv (every epoch), TensorBoard, the curves
-as a PNG. Everything is written as it comes, so a stopped run keeps what it logged."""
+"""A run's logs: steps.csv (every few steps), TensorBoard, the curves as a PNG (log.csv, every
+epoch, is written by `goingdeeper.results.write_log`). Everything is written as it comes, so a
+stopped run keeps what it logged."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 
 from ..files import atomic_write
+from ..results import STEP_FIELDS, BatchReport, EpochStats, step_row
 
 log = logging.getLogger(__name__)
 
@@ -18,8 +20,6 @@ class StepLog:
     """Every `every` steps, one row of steps.csv: the step, the epoch (fractional), that
     batch's loss, the epoch's running accuracy and images/s, the learning rate. Rows are
     appended and flushed as they come, so the curve survives a run that is stopped."""
-
-    FIELDS = ("step", "epoch", "loss", "running_acc", "lr", "images_per_s")
 
     def __init__(self, path: Path, every: int, *, start: int = 0) -> None:
         """`start`: the step a resumed run continues from; rows logged after it (by a run
@@ -36,58 +36,34 @@ class StepLog:
         def write(tmp: str) -> None:
             with open(tmp, "w", newline="") as f:
                 writer = csv.writer(f)
-                writer.writerow(self.FIELDS)
+                writer.writerow(STEP_FIELDS)
                 writer.writerows(kept)
 
         atomic_write(path, write)
 
-    def record(self, step: int, epoch: float, info: dict, lr: float) -> None:
+    def record(self, step: int, epoch: float, info: BatchReport, lr: float) -> None:
         if self.every <= 0 or step % self.every:
             return
-        row = (
-            step,
-            f"{epoch:.4f}",
-            f"{info['loss']:.5f}",
-            f"{info['acc']:.5f}",
-            f"{lr:.6g}",
-            f"{info['images_per_s']:.2f}",
-        )
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow(row)
+            csv.writer(f).writerow(step_row(step, epoch, info, lr))
 
 
-def write_csv(history: list[dict], path: Path) -> None:
-    if not history:
-        return
-    keys = list(history[0])
-    for row in history[1:]:
-        keys += [k for k in row if k not in keys]
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=keys)
-            writer.writeheader()
-            writer.writerows(history)
-
-    atomic_write(path, write)
-
-
-def plot_curves(history: list[dict], path: Path) -> None:
+def plot_curves(history: list[EpochStats], path: Path) -> None:
     """Loss and top-1 accuracy per epoch, train and test (and the Polyak average's), as a PNG."""
-    epochs = [h["epoch"] for h in history]
+    epochs = [h.epoch for h in history]
     fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, [h["train_loss"] for h in history], label="train (main + 0.3 aux)")
-    ax1.plot(epochs, [h["train_main_loss"] for h in history], label="train (main)")
-    ax1.plot(epochs, [h["test_loss"] for h in history], label="test")
+    ax1.plot(epochs, [h.train_loss for h in history], label="train (main + 0.3 aux)")
+    ax1.plot(epochs, [h.train_main_loss for h in history], label="train (main)")
+    ax1.plot(epochs, [h.test_loss for h in history], label="test")
     ax1.set_xlabel("epoch")
     ax1.set_ylabel("cross-entropy")
     ax1.set_title("loss")
     ax1.legend()
-    ax2.plot(epochs, [h["train_acc"] for h in history], label="train")
-    ax2.plot(epochs, [h["test_acc"] for h in history], label="test")
-    if "polyak_test_acc" in history[0]:
-        ax2.plot(epochs, [h["polyak_test_acc"] for h in history], label="test (Polyak average)")
+    ax2.plot(epochs, [h.train_acc for h in history], label="train")
+    ax2.plot(epochs, [h.test_acc for h in history], label="test")
+    if history[0].polyak_test_acc is not None:
+        ax2.plot(epochs, [h.polyak_test_acc for h in history], label="test (Polyak average)")
     ax2.set_xlabel("epoch")
     ax2.set_ylabel("top-1 accuracy")
     ax2.set_title("accuracy")
