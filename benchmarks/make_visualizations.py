@@ -30,7 +30,7 @@ from goingdeeper.visualize import (
     deconv_picture,
     feature_maps,
     filter_grid,
-    image_files,
+    images_to_rank,
     network_view,
     occlusion_picture,
     occlusion_sensitivity,
@@ -76,8 +76,8 @@ def main() -> None:
     written = []
     start = time.perf_counter()
 
-    files = image_files(args.data / "imagenet-sample", args.limit)
-    result = top_activations(model, prep, files, list(TOP9), range(8), progress=bar)
+    images = images_to_rank(args.data / "imagenet-sample", args.limit)
+    result = top_activations(model, prep, images, list(TOP9), range(8), progress=bar)
     for layer, entries in result.entries.items():
         title = (
             f"BVLC GoogLeNet {layer}: top-9 activations of channels 0-7 over {result.images} "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 from collections import OrderedDict
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,6 +21,7 @@ from PIL import Image
 from torch import nn
 
 import goingdeeper as gd
+from goingdeeper.cli import main
 from goingdeeper.cli.visualize import add_parser, parse_channels
 from goingdeeper.errors import UnknownLayerError, UnsupportedLayerError, VisualizeError
 from goingdeeper.images import load_image
@@ -40,7 +42,7 @@ from goingdeeper.visualize import (
     top_activations,
     unpool,
 )
-from goingdeeper.visualize.top9 import image_files, merge_strongest
+from goingdeeper.visualize.top9 import images_to_rank, merge_strongest
 from goingdeeper.weights import WeightsCard, import_bvlc, save_weights
 
 # --- helpers -------------------------------------------------------------------------------------
@@ -407,14 +409,16 @@ def test_strongest_keeps_one_activation_per_image():
 
 
 def test_top9_grid_png(image_folder, tmp_path):
-    files = image_files(image_folder)
-    assert len(files) == 13 and image_files(image_folder, limit=4) == files[::3][:4]
+    images = images_to_rank(image_folder)
+    names = [images.describe(i) for i in range(len(images))]
+    few = images_to_rank(image_folder, limit=4)
+    assert len(images) == 13 and [few.describe(i) for i in range(4)] == names[::3][:4]
     net = tiny_net()
-    result = top_activations(net, SMALL, files, ["conv1", "pool2"], [0, 1, 2], k=9)
-    assert result.images == 12 and [p.name for p in result.skipped] == ["broken.jpg"]
+    result = top_activations(net, SMALL, images, ["conv1", "pool2"], [0, 1, 2], k=9)
+    assert result.images == 12 and [Path(p).name for p in result.skipped] == ["broken.jpg"]
     for layer in ("conv1", "pool2"):
         for found in result.entries[layer].values():
-            assert len(found) <= 9 and len({e.file for e in found}) == len(found)
+            assert len(found) <= 9 and len({e.image for e in found}) == len(found)
             assert [e.value for e in found] == sorted((e.value for e in found), reverse=True)
             for e in found:
                 top, left, bottom, right = e.box
@@ -503,6 +507,28 @@ def test_visualize_command(tmp_path, image_folder):
         run("filters")
 
 
+def test_top9_ranks_the_images_of_any_source_discover_reads(image_folder, tmp_path):
+    """The same twelve pictures as a class folder written to shards: top-9 ranks them inside
+    the shards, with the values it finds in the folder."""
+    tree = tmp_path / "tree" / "stripes"
+    tree.mkdir(parents=True)
+    for f in sorted(image_folder.glob("img*.png")):
+        (tree / f.name).write_bytes(f.read_bytes())
+    shards = tmp_path / "shards"
+    assert main(["data", "shard", str(tmp_path / "tree"), "--out", str(shards)]) == 0
+    in_shards = images_to_rank(shards)
+    in_folder = images_to_rank(tree)
+    assert len(in_shards) == len(in_folder) == 12
+    assert ".tar" in in_shards.describe(0) and in_folder.describe(0).endswith(".png")
+    net = tiny_net()
+    a = top_activations(net, SMALL, in_shards, ["conv1"], [0, 1], k=3)
+    b = top_activations(net, SMALL, in_folder, ["conv1"], [0, 1], k=3)
+    assert a.images == b.images == 12
+    for c in (0, 1):  # the same pixels; a float32 sum of conv1's few terms in another order
+        values = [e.value for e in b.entries["conv1"][c]]
+        assert [e.value for e in a.entries["conv1"][c]] == pytest.approx(values, rel=1e-5)
+
+
 # --- real data -----------------------------------------------------------------------------------
 
 
@@ -511,8 +537,8 @@ def test_bvlc_top9_on_real_photos(shared_data, tmp_path):
     """BVLC GoogLeNet on 20 ImageNet photos: top-9 of inception3a, as ZFNet Fig. 2."""
     model, card = import_bvlc(shared_data / "bvlc-googlenet")
     assert card.preprocessing == CAFFE_BGR
-    files = image_files(shared_data / "imagenet-sample", limit=20)
-    result = top_activations(model, card.preprocessing, files, ["inception3a"], [0, 1, 2, 3])
+    images = images_to_rank(shared_data / "imagenet-sample", limit=20)
+    result = top_activations(model, card.preprocessing, images, ["inception3a"], [0, 1, 2, 3])
     assert result.images == 20 and not result.skipped
     entries = result.entries["inception3a"]
     for found in entries.values():
@@ -523,7 +549,8 @@ def test_bvlc_top9_on_real_photos(shared_data, tmp_path):
             assert 0 <= top < bottom <= 224 and 0 <= left < right <= 224
     # the strongest activation is really there: recompute it from the photo
     best = entries[0][0]
-    x = card.preprocessing(load_image(best.file))
+    x = card.preprocessing(load_image(best.name))
+    assert best.name == images.describe(best.image)
     fmap = feature_maps(model, x, "inception3a")[0]
     assert float(fmap.max()) == pytest.approx(best.value, rel=1e-5)
     assert divmod(int(fmap.argmax()), fmap.shape[1]) == best.position

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import writable
 from ..microscope.site import SiteConfig, build_site, plan_site
-from ..visualize.top9 import image_files
+from ..visualize.top9 import images_to_rank
 from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar, load_any_weights, positive
 from .visualize import parse_channels
 
@@ -91,8 +91,8 @@ def run_microscope(args: argparse.Namespace) -> int:
         raise UsageError(f"--photos must be 0 or more, got {args.photos}")
     layers = [name.strip() for name in (args.layers or "").split(",") if name.strip()]
     config = site_config(args, layers)
-    data = image_files(args.data, args.limit)
-    photos = image_files(args.data, args.photos) if args.photos else []
+    data = images_to_rank(args.data, args.limit)
+    photos = images_to_rank(args.data, args.photos) if args.photos else None
     model, card = load_any_weights(args.weights, device=args.device)
     model.eval()
     plan_site(model, card, config)  # every name and number checked before the long work

@@ -20,7 +20,7 @@ from ..visualize import (
     feature_maps,
     filter_grid,
     find_conv,
-    image_files,
+    images_to_rank,
     network_view,
     occlusion_picture,
     occlusion_sensitivity,
@@ -201,12 +201,12 @@ def _top9(args, model, card) -> list[Path]:
     layers = _need_layer(args, model, card)
     if args.data is None:
         raise VisualizeError("top9 needs --data FOLDER (images to rank, e.g. a validation set)")
-    files = image_files(args.data, args.limit)
+    images = images_to_rank(args.data, args.limit)
     channels = parse_channels(args.channels) if args.channels else list(range(16))
     result = top_activations(
         model,
         card.preprocessing,
-        files,
+        images,
         layers,
         channels,
         batch_size=args.batch_size,

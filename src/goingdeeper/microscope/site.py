@@ -12,7 +12,6 @@ rewritten on every run from what is on disk.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,9 +20,9 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.summary import summarize
+from ..data import ImageDataset
 from ..errors import VisualizeError
 from ..files import atomic_write
-from ..images import load_image
 from ..models.base import example_input
 from ..visualize import pictures
 from ..visualize.occlusion import occlusion_maps
@@ -159,7 +158,7 @@ def _feature_pictures(
 
 
 def _top9_pictures(
-    model, card, files: Sequence[Path], plan: SitePlan, config, out: Path, progress, report
+    model, card, images: ImageDataset, plan: SitePlan, config, out: Path, progress, report
 ) -> None:
     groups: dict[tuple[int, ...], list[str]] = {}
     for layer in plan.layers:
@@ -172,7 +171,7 @@ def _top9_pictures(
         result = top_activations(
             model,
             card.preprocessing,
-            files,
+            images,
             names,
             list(channels),
             batch_size=config.batch_size,
@@ -188,9 +187,10 @@ def _top9_pictures(
             report.built["top-9 layers"] += 1
 
 
-def _photo(model, card, path: Path, plan: SitePlan, config: SiteConfig, folder: Path) -> dict:
+def _photo(model, card, photo: Image.Image, plan: SitePlan, config: SiteConfig, folder: Path):
+    """The photo's page pictures in `folder`; its top-5 classes and occlusion ranges."""
     prep = card.preprocessing
-    view = network_view(prep, load_image(path))
+    view = network_view(prep, photo)
     x = prep.to_tensor(view)
     device = next(model.parameters()).device
     with evaluating(model), torch.no_grad():
@@ -218,25 +218,29 @@ def _photo(model, card, path: Path, plan: SitePlan, config: SiteConfig, folder: 
         [t, names[t] if t < len(names) else f"class {t}", float(p)]
         for t, p in zip(targets, top.values.tolist(), strict=True)
     ]
-    return {"file": path.name, "classes": classes, "occlusion": ranges}
+    return {"classes": classes, "occlusion": ranges}
 
 
-def photo_stem(path: Path) -> str:
-    """A file name part for a photo: letters, digits, '-', '_' only."""
-    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in path.stem)
+def photo_stem(name: str | Path) -> str:
+    """A file name part for a photo named `name`: letters, digits, '-', '_' only."""
+    return "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in Path(name).stem)
 
 
-def _photo_pages(model, card, photos, plan, config, out: Path, progress, report) -> list[ImageInfo]:
+def _photo_pages(
+    model, card, photos: ImageDataset | None, plan, config, out: Path, progress, report
+) -> list[ImageInfo]:
     infos = []
-    for path in progress(photos, "photos"):
-        stem = photo_stem(path)
+    for i in progress(range(len(photos)) if photos is not None else [], "photos"):
+        name = photos.describe(i)
+        stem = photo_stem(name)
         folder = out / "img" / stem
         info_file = folder / "info.json"
         if info_file.exists():
             info = json.loads(info_file.read_text())
             report.skipped["photos"] += 1
         else:
-            info = _photo(model, card, path, plan, config, folder)
+            info = {"file": Path(name).name}
+            info |= _photo(model, card, photos.decode(i), plan, config, folder)
             atomic_write(info_file, lambda tmp, i=info: Path(tmp).write_text(json.dumps(i)))
             report.built["photos"] += 1
         classes = [tuple(c) for c in info["classes"]]
@@ -264,8 +268,8 @@ def _pages(plan: SitePlan, images: list[ImageInfo], config: SiteConfig, out: Pat
 def build_site(
     model: nn.Module,
     card: WeightsCard,
-    data: Sequence[Path],
-    photos: Sequence[Path],
+    data: ImageDataset,
+    photos: ImageDataset | None,
     out: str | Path,
     config: SiteConfig,
     *,

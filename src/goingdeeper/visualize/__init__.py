@@ -25,7 +25,14 @@ from .deconv import (
 from .maps import deconv_picture, feature_map_grid, feature_maps, filter_grid, find_conv
 from .occlusion import OcclusionMap, occlusion_maps, occlusion_picture, occlusion_sensitivity
 from .pictures import save_png
-from .top9 import Top9Entry, Top9Result, image_files, network_view, top9_grid, top_activations
+from .top9 import (
+    Top9Entry,
+    Top9Result,
+    images_to_rank,
+    network_view,
+    top9_grid,
+    top_activations,
+)
 from .trace import Trace, layer_names, record
 
 __all__ = [
@@ -44,7 +51,7 @@ __all__ = [
     "filter_grid",
     "filter_transposed",
     "find_conv",
-    "image_files",
+    "images_to_rank",
     "layer_names",
     "network_view",
     "occlusion_maps",

@@ -22,9 +22,8 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
-from ..data import spread
+from ..data import ImageDataset, discover, spread
 from ..errors import ImageError, VisualizeError
-from ..images import folder_images, load_image
 from ..preprocess import Preprocessing
 from . import pictures
 from .deconv import check_channels, project, receptive_field
@@ -42,18 +41,21 @@ def no_progress(items: Iterable[Any], desc: str) -> Iterable[Any]:
     return items
 
 
-def image_files(folder: str | Path, limit: int | None = None) -> list[Path]:
-    """Image files under `folder` (recursively), sorted by path.
+def images_to_rank(data: str | Path, limit: int | None = None) -> ImageDataset:
+    """The images `data` holds, as `discover` finds them with labels left aside: every image
+    under a folder (at any depth, sorted by path), or the split a model is scored on of any
+    other source (shards, an archive, ...).
 
-    With `limit`, that many spread evenly over the sorted list: a folder sorted by class (as
-    ImageNet's are) is then sampled across all classes, not only the first ones.
+    With `limit`, that many spread evenly over them: a set sorted by class (as ImageNet's are)
+    is then sampled across all classes, not only the first ones.
     """
-    files = folder_images(folder)
-    if limit is not None and limit < len(files):
-        if limit < 1:
-            raise VisualizeError(f"--limit must be at least 1, got {limit}")
-        files = [files[i] for i in spread(limit, len(files))]
-    return files
+    if limit is not None and limit < 1:
+        raise VisualizeError(f"--limit must be at least 1, got {limit}")
+    source = discover(data, unlabelled=True)
+    images = source.split(source.scored_split())
+    if limit is not None and limit < len(images):
+        images = images.subset(spread(limit, len(images)))
+    return images
 
 
 def network_view(prep: Preprocessing, img: Image.Image) -> Image.Image:
@@ -62,20 +64,22 @@ def network_view(prep: Preprocessing, img: Image.Image) -> Image.Image:
 
 
 def _views(
-    files: Sequence[Path],
+    images: ImageDataset,
+    indices: Sequence[int],
     prep: Preprocessing,
     batch_size: int,
     progress: Progress,
     desc: str,
-    skipped: list[Path],
+    skipped: list[str],
 ) -> Iterator[list[tuple[int, Image.Image]]]:
-    """Batches of (index into `files`, network view); unreadable files go to `skipped`."""
+    """Batches of (index into `images`, network view) of the images at `indices`; the names
+    of those that cannot be decoded go to `skipped`."""
     batch: list[tuple[int, Image.Image]] = []
-    for i, path in enumerate(progress(files, desc)):
+    for i in progress(indices, desc):
         try:
-            view = network_view(prep, load_image(path))
+            view = network_view(prep, images.decode(i))
         except ImageError:
-            skipped.append(path)
+            skipped.append(images.describe(i))
             continue
         batch.append((i, view))
         if len(batch) == batch_size:
@@ -120,19 +124,20 @@ def merge_strongest(
 def strongest_activations(
     model: nn.Module,
     prep: Preprocessing,
-    files: Sequence[Path],
+    images: ImageDataset,
     layers: Sequence[str],
     *,
     k: int = 9,
     batch_size: int = 16,
     progress: Progress = no_progress,
-    skipped: list[Path] | None = None,
+    skipped: list[str] | None = None,
 ) -> dict[str, Strongest]:
     """Pass 1: for each layer and channel, the k images where the channel is strongest."""
     skipped = [] if skipped is None else skipped
     best: dict[str, Strongest | None] = {layer: None for layer in layers}
     device = _device(model)
-    for batch in _views(files, prep, batch_size, progress, "activations", skipped):
+    everything = range(len(images))
+    for batch in _views(images, everything, prep, batch_size, progress, "activations", skipped):
         x = torch.stack([prep.to_tensor(view) for _, view in batch]).to(device)
         trace = record(model, x, keep=layers)
         ids = torch.tensor([i for i, _ in batch])
@@ -156,7 +161,8 @@ class Top9Entry:
     channel: int
     rank: int  # 0 = strongest
     value: float
-    file: Path
+    image: int  # its index in the images ranked
+    name: str  # the image as messages name it (its file, or its place in an archive)
     position: tuple[int, int]  # (y, x) in the layer's output
     box: tuple[int, int, int, int]  # (top, left, bottom, right) in the network's input, clipped
     reconstruction: Image.Image  # the deconvnet projection, cut to `box`
@@ -167,7 +173,7 @@ class Top9Entry:
 class Top9Result:
     entries: dict[str, dict[int, list[Top9Entry]]]  # layer -> channel -> strongest first
     images: int  # images ranked
-    skipped: list[Path] = field(default_factory=list)  # files that could not be read
+    skipped: list[str] = field(default_factory=list)  # the images that could not be decoded
 
 
 @dataclass
@@ -237,7 +243,7 @@ def _entries(
     jobs: list[_Job],
     rows: dict[int, int],
     views: dict[int, Image.Image],
-    files: Sequence[Path],
+    images: ImageDataset,
     prep: Preprocessing,
 ) -> list[Top9Entry]:
     """Project one chunk of activations of one layer and cut their pictures."""
@@ -262,7 +268,8 @@ def _entries(
                 job.channel,
                 job.rank,
                 job.value,
-                files[job.image],
+                job.image,
+                images.describe(job.image),
                 job.position,
                 box,
                 pictures.image_of(pictures.signed_to_uint8(shown, percentile=RECON_PERCENTILE)),
@@ -275,7 +282,7 @@ def _entries(
 def top_activations(
     model: nn.Module,
     prep: Preprocessing,
-    files: Sequence[Path],
+    images: ImageDataset,
     layers: Sequence[str],
     channels: Sequence[int] | None = None,
     *,
@@ -285,11 +292,12 @@ def top_activations(
     progress: Progress = no_progress,
 ) -> Top9Result:
     """For each layer and channel (default the first 16), the k strongest activations over
-    `files`, each as its deconvnet reconstruction and its image patch (ZFNet Fig. 2)."""
-    skipped: list[Path] = []
+    `images` (one split of a `discover`ed source), each as its deconvnet reconstruction and its
+    image patch (ZFNet Fig. 2)."""
+    skipped: list[str] = []
     channels = list(range(16)) if channels is None else list(channels)
     strongest = strongest_activations(
-        model, prep, files, layers, k=k, batch_size=batch_size, progress=progress, skipped=skipped
+        model, prep, images, layers, k=k, batch_size=batch_size, progress=progress, skipped=skipped
     )
     for layer, best in strongest.items():
         count = best.values.shape[1]
@@ -301,8 +309,8 @@ def top_activations(
     }
     needed = sorted(jobs)
     device = _device(model)
-    for batch in _views([files[i] for i in needed], prep, batch_size, progress, "deconvnet", []):
-        ids = [needed[i] for i, _ in batch]
+    for batch in _views(images, needed, prep, batch_size, progress, "deconvnet", []):
+        ids = [i for i, _ in batch]
         views = {image: view for image, (_, view) in zip(ids, batch, strict=True)}
         rows = {image: row for row, image in enumerate(ids)}
         todo = [job for image in ids for job in jobs[image]]
@@ -312,12 +320,12 @@ def top_activations(
             mine = [job for job in todo if job.layer == layer]
             for start in range(0, len(mine), chunk):
                 part = mine[start : start + chunk]
-                for entry in _entries(trace, part, rows, views, files, prep):
+                for entry in _entries(trace, part, rows, views, images, prep):
                     entries[layer][entry.channel].append(entry)
     for per_channel in entries.values():
         for found in per_channel.values():
             found.sort(key=lambda e: e.rank)
-    return Top9Result(entries, len(files) - len(skipped), skipped)
+    return Top9Result(entries, len(images) - len(skipped), skipped)
 
 
 def top9_grid(

@@ -14,6 +14,9 @@ What a path may be (checked in this order):
 - a flat folder of `<wnid>_*.JPEG`, or of `ILSVRC2012_val_*` photos with their label file
   (given, or found in the folder or beside it): one split, `all`
 
+With `unlabelled`, a folder is every image under it, at any depth, whatever its layout, and
+no label is read: the images alone, for the tools that rank or show them.
+
 A source of one split is divided into `train` and `test` only when asked (`with_holdout`), and
 `Source.holdout` says so in one line.
 """
@@ -40,6 +43,7 @@ from .folder import (
     image_folder,
     label_file_near,
     one_class_folder,
+    photo_folder,
     split_folders,
 )
 from .mnist import idx_path, mnist_idx
@@ -60,6 +64,7 @@ CLASS_FOLDERS = "class folders"
 ONE_CLASS = "one class folder, named by its WordNet id"
 FLAT_WNID = "flat, WordNet-id file names"
 FLAT_LABELS = "flat, label file"
+PHOTOS = "photos, every image under the folder (labels not read)"
 
 ALL = "all"  # the one split of a folder without split folders
 SCORED = ("test", "val", "validation", "valid")  # the split a model is scored on, in this order
@@ -165,15 +170,22 @@ def discover(
     known: ClassMap | None = None,
     as_split: str = "",
     download: bool = False,
+    unlabelled: bool = False,
 ) -> Source:
     """What `path` holds (see the module's note), opened as a `Source`.
 
     `labels`: the label file of a flat folder of ILSVRC2012 validation photos. `known`: the
     classes a model knows; each split's labels become indices into them, every class of the
     data resolved by identity (WordNet id, name or index). `as_split`: a folder's images as
-    one split of that name. `download`: torchvision's sets may be downloaded.
+    one split of that name. `download`: torchvision's sets may be downloaded. `unlabelled`:
+    only the images are wanted; a folder is read as photos (see the module's note).
     """
     spec = str(path)
+    if unlabelled and labels is None and (_is_folder(spec) or _missing_folder(spec)):
+        root = _existing_folder(Path(spec).expanduser())
+        photos = photo_folder(root)
+        classes = ClassMap(photos.classes)
+        return Source(str(root), PHOTOS, classes, (as_split or ALL,), lambda *_: photos)
     if labels is not None or _is_folder(spec):
         return _folder_source(Path(spec).expanduser(), labels, known, as_split)
     layout, splits, opener = _format(spec, download)
@@ -195,6 +207,12 @@ def _is_folder(spec: str) -> bool:
     if not path.is_dir() or is_shard_folder(path):
         return False
     return _array_format(path) is None
+
+
+def _missing_folder(spec: str) -> bool:
+    """A path that names nothing, where a folder of photos is expected."""
+    named_set = spec.lower() == "digits" or spec.lower().startswith("torchvision:")
+    return not named_set and not Path(spec).expanduser().exists()
 
 
 def _array_format(path: Path) -> str | None:
@@ -261,10 +279,7 @@ def _cached(opener: Opener, streams: bool = False) -> Opener:
 def _folder_source(
     root: Path, labels: str | Path | None, known: ClassMap | None, as_split: str
 ) -> Source:
-    if not root.exists():
-        raise DataError(f"{root}: no such folder")
-    if not root.is_dir():
-        raise DataError(f"{root}: not a folder; give a folder of images")
+    _existing_folder(root)
     if labels is None and (present := split_folders(root)):
         opener = _cached(lambda split, _: image_folder(root / split))
         classes = _classes(opener(present[0], False).classes, str(root), known)
@@ -273,6 +288,14 @@ def _folder_source(
     layout, ds = _one_split(root, labels)
     classes = _classes(ds.classes, str(root), known)
     return Source(str(root), layout, classes, (as_split or ALL,), lambda *_: ds, known=known)
+
+
+def _existing_folder(root: Path) -> Path:
+    if not root.exists():
+        raise DataError(f"{root}: no such folder")
+    if not root.is_dir():
+        raise DataError(f"{root}: not a folder; give a folder of images")
+    return root
 
 
 def _one_split(root: Path, labels: str | Path | None) -> tuple[str, ImageDataset]:

@@ -9,6 +9,8 @@ flat, WordNet ids    root/<wnid>_<anything>.JPEG: the imagenet-sample layout
 flat, label file     root/ILSVRC2012_val_00000001.JPEG ... with a label file (given, or
                      `LOC_val_solution.csv` / the devkit's ground truth found in root or beside
                      it); see `imagenet/labels.py` for the forms
+photos               every image under root, at any depth, labels not read: for the tools
+                     that rank or show images (top-9, the microscope)
 
 The flat layouts' classes are the WordNet ids present, in ImageNet's order (sorted ids).
 """
@@ -19,7 +21,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from ...errors import DataError
-from ...images import image_files, is_hidden
+from ...images import folder_images, image_files, is_hidden
 from ..imagenet.classes import imagenet_classes, wnid_prefix
 from ..imagenet.labels import LABEL_FILE_NAMES, read_labels
 from .dataset import ImageDataset
@@ -55,6 +57,16 @@ def image_folder(
         samples += [(str(f), label) for f in files]
     log_ignored(ignored, root)
     return ImageDataset(samples, names, transform, origin=str(root))
+
+
+UNLABELLED = "(unlabelled)"  # the one class of a folder read as photos
+
+
+def photo_folder(root: str | Path) -> ImageDataset:
+    """Every image file under `root` at any depth, sorted by path, as one class named
+    `UNLABELLED`: what the image is of is not read. A `DataError` when there is none."""
+    files = folder_images(root)
+    return ImageDataset([(str(f), 0) for f in files], [UNLABELLED], origin=str(root))
 
 
 def split_folders(root: Path) -> list[str]:
