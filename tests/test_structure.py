@@ -237,9 +237,15 @@ def test_the_layout_guide_matches_the_tree():
     assert unknown == []
 
 
-def test_data_has_its_source_and_imagenet_subpackages():
-    for name in ("sources", "imagenet"):
-        assert (SRC / "data" / name / "__init__.py").is_file(), name
+def test_data_is_four_layers_and_nothing_beside_them():
+    """data/ is sources/ (where images come from), imagenet/ (its classes and label files),
+    recipes/ (augmentations declared) and pipelines/ (what runs them): no module of its own
+    but the package's front."""
+    data = SRC / "data"
+    packages = {p.name for p in data.iterdir() if (p / "__init__.py").is_file()}
+    modules = {p.name for p in data.glob("*.py")}
+    assert packages == {"sources", "imagenet", "recipes", "pipelines"}
+    assert modules == {"__init__.py"}
 
 
 def test_one_discover_opens_every_data_set():
