@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ..models.base import example_input
+from ..models.base import example_input, unfused
 
 
 @dataclass
@@ -103,7 +103,7 @@ def trace_layers(
             if isinstance(m, _BatchNorm):
                 m.eval()
         x = example_input(model, 2 if aux else 1, input_size, channels=in_channels)
-        with torch.set_grad_enabled(grad):
+        with torch.set_grad_enabled(grad), unfused(model):  # every leaf runs as its module
             model(x)
     finally:
         for handle in handles:

@@ -30,7 +30,6 @@ from functools import partial
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelArgumentError
@@ -133,6 +132,7 @@ class GoogLeNet(Classifier):
     """
 
     aux_heads = ("aux1", "aux2")
+    aux_weight = AUX_WEIGHT
     summary_groups = {"conv2": ("conv2_reduce", "conv2")}  # Table 1's "conv2" row: depth 2
 
     def __init__(
@@ -331,22 +331,6 @@ def _check_switches(conv1: str, branch5x5_kernel: int, naive: bool, pool_passthr
         raise ModelArgumentError(
             "pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too"
         )
-
-
-def googlenet_loss(
-    output: Tensor | tuple[Tensor, ...],
-    target: Tensor,
-    *,
-    aux_weight: float = AUX_WEIGHT,
-    criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-) -> Tensor:
-    """main + aux_weight x (aux1 + aux2) for a training record, the main loss otherwise. Any
-    training record (a named tuple of the logits, then each aux head's: Inception v3's has one)
-    adds its aux heads' losses the same way."""
-    if isinstance(output, tuple):
-        main = criterion(output.logits, target)
-        return main + aux_weight * sum(criterion(aux, target) for aux in output[1:])
-    return criterion(output, target)
 
 
 # --- presets ---------------------------------------------------------------------------------

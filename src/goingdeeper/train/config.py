@@ -86,7 +86,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 = off
-    aux_weight: float = 0.3  # section 5: aux losses weighted 0.3, training only
+    # each aux head's loss times this; None: the model's own (GoogLeNet 0.3, section 5)
+    aux_weight: float | None = None
     polyak: bool = True  # section 6: Polyak averaging for the final model
     # uniform: Polyak & Juditsky's mean of the iterates, as section 6 cites; ema: an
     # exponential moving average (a departure: recent steps weigh more), decay per step
@@ -95,7 +96,9 @@ class TrainConfig:
     # the share of the epochs before the average starts; it then takes every step to the end
     # (0: all of them, 0.8: those of the last fifth)
     polyak_start: float = 0.0
-    max_filter_rms: float = 0.0  # ZFNet: renormalise conv filters whose RMS exceeds this; 0 = off
+    # conv filters whose RMS exceeds this renormalised to it after each step; 0 = off; None: the
+    # model's own (ZFNet 0.1, section 3; others off)
+    max_filter_rms: float | None = None
 
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -206,8 +209,10 @@ def parse_override(pair: str) -> tuple[str, Any]:
     if key not in _FIELDS:
         raise ConfigError(f"unknown config field {key!r}; known: {', '.join(_FIELDS)}")
     default = TrainConfig().to_dict()[key]
-    if default is None:  # the optional booleans
-        default = False
+    if default is None:  # the optional booleans and numbers
+        if text.lower() in ("none", "null"):
+            return key, None
+        default = 0.0 if _FIELDS[key].type == "float | None" else False
     try:
         if isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -302,6 +307,7 @@ def _type_error(key: str, kind: str, value: Any) -> str | None:
         "float": number and math.isfinite(value),
         "bool": isinstance(value, bool),
         "bool | None": value is None or isinstance(value, bool),
+        "float | None": value is None or (number and math.isfinite(value)),
         "str": isinstance(value, str),
         "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
         "list[int]": isinstance(value, list)
@@ -330,7 +336,7 @@ def validate(c: TrainConfig) -> None:
         value = getattr(c, f.name)
         if (problem := _type_error(f.name, str(f.type), value)) is not None:
             raise ConfigError(problem)
-        if f.name in LIMITS and not LIMITS[f.name].allows(value):
+        if f.name in LIMITS and value is not None and not LIMITS[f.name].allows(value):
             raise ConfigError(f"{f.name} must lie in {LIMITS[f.name]}, got {value!r}")
         if f.name in CHOICES and value not in CHOICES[f.name]:
             raise ConfigError(

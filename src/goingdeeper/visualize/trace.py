@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import UnknownLayerError
-from ..models.base import max_pool_with_indices
+from ..models.base import max_pool_with_indices, unfused
 
 # Modules that only hold other modules: their children are the layers a person names.
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -87,11 +87,14 @@ class _Stop(Exception):
 
 @contextmanager
 def evaluating(model: nn.Module):
-    """Eval mode for the duration (dropout off, BatchNorm on running statistics), then restored."""
+    """Eval mode for the duration (dropout off, BatchNorm on running statistics), every module
+    unfused (`models.base.unfused`: each layer runs as its own module, for the hooks that
+    watch it), then as it was."""
     was_training = model.training
     model.eval()
     try:
-        yield model
+        with unfused(model):
+            yield model
     finally:
         model.train(was_training)
 
