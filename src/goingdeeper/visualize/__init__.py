@@ -12,6 +12,7 @@ the model is only watched through hooks, never modified. Every function returns 
     top_activations(model, prep, files, ["conv1"], ...)   # Fig. 2, then top9_grid(...)
 """
 
+from ..analysis.trace import Trace, layer_names, record
 from ..errors import UnknownLayerError, UnsupportedLayerError, VisualizeError
 from .deconv import (
     Reconstruction,
@@ -26,7 +27,6 @@ from .maps import deconv_picture, feature_map_grid, feature_maps, filter_grid, f
 from .occlusion import OcclusionMap, occlusion_maps, occlusion_picture, occlusion_sensitivity
 from .pictures import save_png
 from .top9 import Top9Entry, Top9Result, image_files, network_view, top9_grid, top_activations
-from .trace import Trace, layer_names, record
 
 __all__ = [
     "OcclusionMap",

@@ -22,13 +22,13 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import Trace, record
 from ..data import spread
 from ..errors import ImageError, VisualizeError
 from ..images import folder_images, load_image
 from ..preprocess import Preprocessing
 from . import pictures
 from .deconv import check_channels, project, receptive_field
-from .trace import Trace, record
 
 # Reconstructions are shown with zero at grey and this percentile of |values| at black/white:
 # a few strong pixels would otherwise leave the rest of the picture flat grey.
