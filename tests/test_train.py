@@ -241,6 +241,15 @@ def test_the_model_declares_its_step_hook_and_a_run_may_override_it(tmp_path):
         model_for_run(tiny(tmp_path, **zfnet, cache_frozen_gb=1.0, freeze=["conv1"]), 10)
 
 
+def test_resume_compares_the_models_own_numbers():
+    """A run saved with the aux weight and filter cap spelled out (0.3, 0) resumes under a
+    config that leaves them to the model, which declares the same; another weight does not."""
+    c = cfg.resolve("paper")
+    assert cfg.resume_changes({"aux_weight": 0.3, "max_filter_rms": 0.0}, c, 0) == []
+    with pytest.raises(cfg.ConfigError, match="aux_weight 0.5 -> 0.3"):
+        cfg.resume_changes({"aux_weight": 0.5}, c, 0)
+
+
 def test_run_writes_everything_and_resume_is_exact(tmp_path):
     full = fit(tiny(tmp_path / "a", plots=True, tensorboard=True))
     out = tmp_path / "a" / "run"

@@ -14,9 +14,10 @@ the order of execution, whatever `forward` looks like) and, for each `MaxPool2d`
 every window. Every module runs as its own (`models.base.unfused`), so each is seen. The record
 is enough to invert the network where it is a chain: each module reads the tensor the module
 before it returned, except inside a *concat* module (GoogLeNet's `Inception`), whose branches
-all read the module's input and are concatenated on channels in the order they ran. The hooks check this as the model runs (`Step.chained`): a residual addition
-(ResNet, Xception) or any other operation outside modules breaks the chain, and projecting
-across such a break is refused rather than silently wrong.
+all read the module's input and are concatenated on channels in the order they ran. The hooks
+check this as the model runs (`Step.chained`): a residual addition (ResNet, Xception) or any
+other operation outside modules breaks the chain, and projecting across such a break is refused
+rather than silently wrong.
 """
 
 from __future__ import annotations

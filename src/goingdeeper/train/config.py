@@ -27,6 +27,7 @@ from ..data.dali import DALI_RECIPES
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..limits import Limit
+from ..registry import build_shell
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -397,10 +398,17 @@ RESUMABLE = frozenset(
 )
 
 
+# the fields whose None means what the model declares (`models.base.Classifier`)
+MODEL_DECLARED = ("aux_weight", "max_filter_rms")
+
+
 def resume_changes(saved: dict[str, Any], c: TrainConfig, done_epochs: int) -> list[str]:
     """The settings a resume changes, as 'field: old -> new'; a `ConfigError` when it changes
     one a run cannot change midway, or leaves no epoch to train."""
     now = c.to_dict()
+    for key in MODEL_DECLARED:  # None: the model's own, as a run saved before it took None
+        if now[key] is None and saved.get(key) is not None:
+            now[key] = getattr(build_shell(c.model, **c.model_args), key)
     changed = {k: (saved[k], now[k]) for k in now if k in saved and saved[k] != now[k]}
     fixed = [k for k in changed if k not in RESUMABLE]
     if fixed:
