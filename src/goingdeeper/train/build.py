@@ -266,7 +266,26 @@ def model_for_run(c: cfg.TrainConfig, num_classes: int) -> tuple[Classifier, dic
     if c.init_weights:
         model, wcard = load_weights(weights_file(c.init_weights), **kwargs)
         kwargs, preprocessing = {**wcard.model_kwargs, **kwargs}, wcard.preprocessing
-        _fit_head(model, c, wcard.num_classes, num_classes)
+        found = wcard.num_classes
+        if c.new_head or found != num_classes:
+            if not c.new_head:
+                raise ConfigError(
+                    f"{c.init_weights} has {found} classes, the data has "
+                    f"{num_classes}: set new_head=true to fine-tune with a new classifier"
+                )
+            model.reset_classifier(num_classes)
+            log.info(
+                "init_weights %s: a new %d-way classifier (its %d-way one dropped)",
+                c.init_weights,
+                num_classes,
+                found,
+            )
+        else:
+            log.info(
+                "init_weights %s: its own %d-way classifier kept (new_head=false)",
+                c.init_weights,
+                found,
+            )
         kwargs["num_classes"] = num_classes
     else:
         kwargs["num_classes"] = num_classes
@@ -284,30 +303,6 @@ def model_for_run(c: cfg.TrainConfig, num_classes: int) -> tuple[Classifier, dic
             "filters too; set max_filter_rms=0 or leave cache_frozen_gb at 0"
         )
     return model, kwargs, preprocessing
-
-
-def _fit_head(model: Classifier, c: cfg.TrainConfig, found: int, num_classes: int) -> None:
-    """The fine-tuned weights' classifier kept (the data's classes are theirs), or a new one
-    for the data's classes (`new_head`)."""
-    if c.new_head or found != num_classes:
-        if not c.new_head:
-            raise ConfigError(
-                f"{c.init_weights} has {found} classes, the data has "
-                f"{num_classes}: set new_head=true to fine-tune with a new classifier"
-            )
-        model.reset_classifier(num_classes)
-        log.info(
-            "init_weights %s: a new %d-way classifier (its %d-way one dropped)",
-            c.init_weights,
-            num_classes,
-            found,
-        )
-    else:
-        log.info(
-            "init_weights %s: its own %d-way classifier kept (new_head=false)",
-            c.init_weights,
-            found,
-        )
 
 
 def _init_from(model: nn.Module, c: cfg.TrainConfig) -> None:
