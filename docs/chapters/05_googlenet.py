@@ -109,7 +109,7 @@ print({name: tuple(t.shape) for name, t in out._asdict().items()})
 ce = torch.nn.functional.cross_entropy
 parts = [float(ce(t, target).detach()) for t in out]
 print(f"losses: main {parts[0]:.3f}, aux1 {parts[1]:.3f}, aux2 {parts[2]:.3f}")
-loss = model.training_loss(out, target).total
+loss = model.training_loss(out, target).total.detach()
 print(f"training_loss: {float(loss):.3f} = main + {model.aux_weight} x (aux1 + aux2)")
 aux = sum(p.numel() for head in (model.aux1, model.aux2) for p in head.parameters())
 total = sum(p.numel() for p in model.parameters())
