@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -13,6 +15,7 @@ from torch import nn
 
 from goingdeeper import create_model
 from goingdeeper.errors import ConfigError, TrainingError
+from goingdeeper.models import Classifier
 from goingdeeper.models.base import renormalize_filters
 from goingdeeper.registry import build_shell
 from goingdeeper.train import (
@@ -239,6 +242,45 @@ def test_the_model_declares_its_step_hook_and_a_run_may_override_it(tmp_path):
     assert model_for_run(tiny(tmp_path, **googlenet, aux_weight=1.0), 10)[0].aux_weight == 1.0
     with pytest.raises(cfg.ConfigError, match="exclude each other"):
         model_for_run(tiny(tmp_path, **zfnet, cache_frozen_gb=1.0, freeze=["conv1"]), 10)
+
+
+def test_the_models_loss_traces_into_one_compiled_graph():
+    """`train` compiles TrainStep whole: the model's declared loss (an aux record weighted by
+    the model's `aux_weight`) must trace without a graph break, to the eager step's value."""
+
+    class Record(NamedTuple):
+        logits: torch.Tensor
+        aux: torch.Tensor
+
+    class WithAux(Classifier):
+        aux_heads, aux_weight = ("aux",), 0.25
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return Record(self.fc(x), self.aux(x)) if self.training else self.fc(x)
+
+    graphs = []
+
+    def counting(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    step = TrainStep(WithAux(), label_smoothing=0.1).train()
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend=counting, fullgraph=True, dynamic=False)
+    got, want = compiled(x, y), step(x, y)
+    torch._dynamo.reset()
+    assert len(graphs) == 1
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    ce = partial(nn.functional.cross_entropy, label_smoothing=0.1)
+    model = step.model
+    torch.testing.assert_close(want[0], ce(model.fc(x), y) + 0.25 * ce(model.aux(x), y))
 
 
 def test_resume_compares_the_models_own_numbers():
