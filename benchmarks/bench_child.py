@@ -21,11 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 import torchvision
 
 from bench_rows import Config
-from goingdeeper import create_model, googlenet_loss
+from goingdeeper import create_model
 from goingdeeper.inference import (
     OnnxRuntimeModel,
     OpenVINOModel,
@@ -35,6 +34,8 @@ from goingdeeper.inference import (
     time_call,
 )
 from goingdeeper.models import GoogLeNetOutputs
+from goingdeeper.models.base import classification_loss
+from goingdeeper.models.googlenet import AUX_WEIGHT
 
 INPUT_SIZE = 224
 
@@ -196,7 +197,7 @@ def train_step(name: str, bf16: bool, options, workdir: Path) -> dict:
             out = model(x)
             if name == "torchvision":  # its record is (logits, aux2, aux1): ours, reordered
                 out = GoogLeNetOutputs(out.logits, out.aux_logits1, out.aux_logits2)
-            loss = googlenet_loss(out, y, criterion=F.cross_entropy)
+            loss = classification_loss(out, y, aux_weight=AUX_WEIGHT).total
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

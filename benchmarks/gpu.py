@@ -54,7 +54,7 @@ from train_throughput import TorchvisionRecord, build
 HERE = Path(__file__).parent
 PHOTOS = HERE / "gpu_data"
 RESULTS = HERE / "results"
-# ours as `train` runs it (the Inception 1x1s fused in the forward, `Inception.fuse_1x1`) and,
+# ours as `train` runs it (the Inception 1x1s fused in the forward, `Inception.fused`) and,
 # to see what that fusion gives, with it off
 TRAIN_MODELS = (
     "torchvision googlenet",

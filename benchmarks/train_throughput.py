@@ -27,8 +27,9 @@ import torchvision
 import goingdeeper as gd
 from goingdeeper.analysis import training_step_macs
 from goingdeeper.inference import fuse_inception_1x1, sgemm_gmacs
-from goingdeeper.models import GoogLeNetOutputs
-from goingdeeper.models.inception import Inception
+from goingdeeper.models import Classifier, GoogLeNetOutputs
+from goingdeeper.models.base import Fusable
+from goingdeeper.models.googlenet import AUX_WEIGHT
 from goingdeeper.train import TrainStep
 
 RESULTS = Path(__file__).parent / "results"
@@ -38,7 +39,7 @@ CONVOLUTION_OPS = {"aten::mkldnn_convolution", "aten::convolution_backward"}
 def build(name: str, **kwargs) -> torch.nn.Module:
     """A model by name; "+fused" stores each Inception module's 1x1 convolutions as one
     (`fuse_inception_1x1`, exact); "+unfused" turns off the fusion an Inception module does
-    in its training forward (`Inception.fuse_1x1`), so that each 1x1 runs on its own; keyword
+    in its training forward (`Inception.fused`), so that each 1x1 runs on its own; keyword
     arguments go to our models' constructors."""
     if name == "torchvision googlenet":
         return torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True)
@@ -46,14 +47,16 @@ def build(name: str, **kwargs) -> torch.nn.Module:
     model = gd.create_model(base, **kwargs)
     if option == "unfused":
         for module in model.modules():
-            if isinstance(module, Inception):
-                module.fuse_1x1 = False
+            if isinstance(module, Fusable):
+                module.fused = False
     return fuse_inception_1x1(model) if option == "fused" else model
 
 
-class TorchvisionRecord(torch.nn.Module):
+class TorchvisionRecord(Classifier):
     """torchvision's googlenet returning our training record (its aux outputs reordered), so
     that `TrainStep` computes the same loss, main + 0.3 x aux, for both models."""
+
+    aux_weight = AUX_WEIGHT
 
     def __init__(self, model):
         super().__init__()

@@ -14,7 +14,7 @@ from torch import nn
 
 import goingdeeper as gd
 from goingdeeper.analysis import summarize
-from goingdeeper.models.alexnet import renormalize_filters
+from goingdeeper.models.base import renormalize_filters
 from goingdeeper.models.lrn import LocalResponseNorm, local_response_norm
 from helpers import on_meta
 

@@ -19,9 +19,9 @@ from goingdeeper.analysis import (
     count_params_macs,
     format_summary,
     format_table1,
+    forward_trace,
     summarize,
     table1_comparison,
-    trace,
     training_step_macs,
 )
 from goingdeeper.analysis.paper import paper_summary
@@ -66,7 +66,7 @@ def test_training_step_macs_equal_flop_counter(name):
     counts = training_step_macs(model, size)
     assert (counts["total"], counts["convolution"]) == flop_counter_step_macs(model, size)
     assert counts["weight_grad"] == counts["forward"] > counts["input_grad"] > 0
-    first_layer = trace(model, size)[0]  # reads the image, which needs no gradient
+    first_layer = forward_trace(model, size).steps[0]  # reads the image: needs no gradient
     assert counts["forward"] - counts["input_grad"] == first_layer.macs
 
 

@@ -16,15 +16,15 @@ from torch import nn
 import goingdeeper as gd
 from goingdeeper.errors import InputError, ModelArgumentError
 from goingdeeper.inference import export_onnx, export_program
+from goingdeeper.models.base import unfused
 from goingdeeper.models.googlenet import (
     INCEPTION_TABLE,
     FeatureTaps,
     GoogLeNetOutputs,
     feature_sizes,
-    googlenet_loss,
 )
 from goingdeeper.models.inception import ConvReLU, Inception
-from goingdeeper.registry import build_model
+from goingdeeper.registry import build_model, build_shell
 
 GOOGLENETS = ["googlenet", "googlenet_bn", "googlenet_torchvision", "googlenet_naive"]
 SIZE = 96  # small enough to be quick, large enough for the aux heads (smallest: 79)
@@ -96,16 +96,15 @@ def test_forward_features_is_a_tensor_and_forward_taps_the_aux_inputs():
     assert taps.inception4d.shape == (2, 528, 14, 14)
     # values: the taps are the outputs of inception 4a and 4d, and the aux heads' inputs
     model = gd.create_model("googlenet", input_size=SIZE, dropout=0.0, aux_dropout=0.0).eval()
-    for module in model.modules():  # training as evaluation runs it, convolution by convolution
-        if isinstance(module, Inception):  # (the fused 1x1s round differently: tested elsewhere)
-            module.fuse_1x1 = False
     seen = {}
     for name in ("inception4a", "inception4d"):
         getattr(model, name).register_forward_hook(
             lambda m, i, o, name=name: seen.__setitem__(name, o)
         )
     x = torch.randn(2, 3, SIZE, SIZE)
-    with torch.no_grad():
+    # training as evaluation runs it, convolution by convolution (the fused 1x1s round
+    # differently: tested elsewhere)
+    with torch.no_grad(), unfused(model):
         taps = model.forward_taps(x)
         assert torch.equal(taps.inception4a, seen["inception4a"])
         assert torch.equal(taps.inception4d, seen["inception4d"])
@@ -200,8 +199,11 @@ def test_loss_helper_weights_aux_by_03():
     target = torch.tensor([0, 1, 2, 3])
     ce = nn.functional.cross_entropy
     expected = ce(logits, target) + 0.3 * (ce(a1, target) + ce(a2, target))
-    torch.testing.assert_close(googlenet_loss(GoogLeNetOutputs(logits, a1, a2), target), expected)
-    torch.testing.assert_close(googlenet_loss(logits, target), ce(logits, target))
+    loss = build_shell("googlenet").training_loss  # the model declares its loss and weight
+    record = loss(GoogLeNetOutputs(logits, a1, a2), target)
+    torch.testing.assert_close(record.total, expected)
+    torch.testing.assert_close(record.main, ce(logits, target))
+    torch.testing.assert_close(loss(logits, target).total, ce(logits, target))
 
 
 def test_reset_classifier():
@@ -272,7 +274,7 @@ def _inception_pair(batch_norm: bool) -> tuple[Inception, Inception]:
     conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=1e-3, bias=not batch_norm)
     fused = Inception(192, 64, 96, 128, 16, 32, 32, conv=conv).train()
     plain = copy.deepcopy(fused)
-    plain.fuse_1x1 = False
+    plain.fused = False
     return fused, plain
 
 
@@ -297,17 +299,19 @@ def test_training_runs_the_three_1x1s_as_one_convolution_with_the_same_result(ba
         torch.testing.assert_close(fused(x0), plain(x0), rtol=1e-5, atol=1e-6)
 
 
-def test_the_1x1s_run_one_by_one_in_evaluation_and_under_hooks():
-    """Hooks see each 1x1 run: in evaluation always, in training whenever one is hooked."""
+def test_the_1x1s_run_one_by_one_in_evaluation_and_when_unfused():
+    """Hooks see each 1x1 run: in evaluation always, in training within `unfused`, which
+    restores the fused mode after; a hook alone does not change the mode."""
     fused, _ = _inception_pair(batch_norm=True)
     seen = []
-    handle = fused.branch3x3.reduce.register_forward_hook(lambda *_: seen.append(1))
+    fused.branch3x3.reduce.register_forward_hook(lambda *_: seen.append(1))
     x = torch.randn(2, 192, 8, 8)
-    assert not fused._fusable()
-    fused(x)
+    assert fused._fusable() and fused.fused
+    with unfused(fused):
+        assert not fused.fused
+        fused(x)
     assert seen == [1]
-    handle.remove()
-    assert fused._fusable()
+    assert fused.fused
     fused(x)
     assert seen == [1]  # fused: the module itself did not run
     calls = []
@@ -326,8 +330,8 @@ def test_googlenet_trains_fused_by_default_to_the_same_losses():
     plain = copy.deepcopy(model)
     for m in plain.modules():
         if isinstance(m, Inception):
-            m.fuse_1x1 = False
-    assert all(m.fuse_1x1 for m in model.modules() if isinstance(m, Inception))
+            m.fused = False
+    assert all(m.fused for m in model.modules() if isinstance(m, Inception))
     x, w = torch.randn(2, 3, 224, 224), torch.randn(2, 10)
     outs = []
     for m in (model, plain):

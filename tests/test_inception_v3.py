@@ -128,7 +128,8 @@ def test_aux_record_and_its_loss_and_the_input_it_needs():
     assert isinstance(record, InceptionV3Outputs) and record.aux.shape == (2, 5)
     y = torch.tensor([1, 4])
     want = F.cross_entropy(record.logits, y) + 0.4 * F.cross_entropy(record.aux, y)
-    torch.testing.assert_close(gd.googlenet_loss(record, y, aux_weight=0.4), want)
+    assert model.aux_weight == 0.4  # TF-slim's train script; the paper states none
+    torch.testing.assert_close(model.training_loss(record, y).total, want)
     with pytest.raises(InputError, match="smallest that works is 299x299"):
         model(torch.zeros(2, 3, 298, 298))
     model.eval()

@@ -31,7 +31,6 @@ from goingdeeper.inference import (
     unfuse_inception_1x1,
     write_torchscript,
 )
-from goingdeeper.models.googlenet import googlenet_loss
 from goingdeeper.models.inception import Inception
 from goingdeeper.preprocess import Preprocessing
 from goingdeeper.registry import build_model
@@ -184,7 +183,7 @@ def test_fused_1x1_training_gradients_equal_unfused():
     losses = []
     for model in (plain, fused):
         torch.manual_seed(1)  # the same dropout masks
-        loss = googlenet_loss(model(x), y)
+        loss = model.training_loss(model(x), y).total
         loss.backward()
         losses.append(loss.item())
     assert losses[0] == pytest.approx(losses[1], rel=1e-12)

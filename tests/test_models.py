@@ -29,7 +29,7 @@ from goingdeeper.analysis import count_params_macs, model_costs
 from goingdeeper.errors import InputError, ModelArgumentError, UnknownModelError
 from goingdeeper.models.base import Classifier, example_input
 from goingdeeper.models.features import FeatureExtractor
-from goingdeeper.models.googlenet import INCEPTION_TABLE, GoogLeNetOutputs, googlenet_loss
+from goingdeeper.models.googlenet import INCEPTION_TABLE, GoogLeNetOutputs
 from helpers import on_meta
 
 MODELS = gd.list_models()
@@ -256,7 +256,7 @@ def test_forward_backward_shape_and_eval_determinism(name):
             assert isinstance(out, GoogLeNetOutputs)
     else:
         assert isinstance(out, torch.Tensor) and out.shape == (2, 7)
-    googlenet_loss(out, torch.tensor([1, 6])).backward()  # cross-entropy (+ 0.3 x aux)
+    model.training_loss(out, torch.tensor([1, 6])).total.backward()  # cross-entropy (+ aux)
     for pname, p in model.named_parameters():
         assert p.grad is not None and torch.isfinite(p.grad).all(), pname
     model.eval()

@@ -35,7 +35,7 @@ import goingdeeper as gd
 from goingdeeper.cli import bench, main
 from goingdeeper.errors import WeightsError
 from goingdeeper.models.googlenet import from_torchvision_key
-from goingdeeper.train.build import build_model
+from goingdeeper.train.build import model_for_run
 from goingdeeper.train.config import TrainConfig
 from goingdeeper.weights import (
     WeightsEntry,
@@ -525,7 +525,7 @@ def test_bench_and_train_take_a_name(server, tv_googlenet):
     for key, value in reference.state_dict().items():  # torchvision's model, the same weights
         assert torch.equal(value, expected[from_torchvision_key(key)]), key
     config = TrainConfig(model="googlenet_torchvision", init_weights=entry.name)
-    model, kwargs, _ = build_model(config, 1000)
+    model, kwargs, _ = model_for_run(config, 1000)
     assert kwargs["num_classes"] == 1000
     for key, value in model.state_dict().items():
         assert torch.equal(value, expected[key]), key

@@ -37,7 +37,7 @@ from goingdeeper.preprocess import Preprocessing
 from goingdeeper.registry import model_card
 from goingdeeper.train import config as cfg
 from goingdeeper.train import fit
-from goingdeeper.train.build import build_model, training_scale
+from goingdeeper.train.build import model_for_run, training_scale
 from goingdeeper.train.engine import plateau_divisions
 from goingdeeper.weights import WeightsCard, load_weights, save_weights
 
@@ -82,7 +82,7 @@ def test_vgg_d_takes_net_a_first_four_convolutions_and_its_fc_layers(trained_a, 
     torch.manual_seed(0)
     fresh = create_model("vgg_d", init="normal", **SMALL_HEAD)
     torch.manual_seed(0)  # the same fresh weights, then A's layers over them
-    model, kwargs, _ = build_model(_config(tmp_path, init_from=str(path)), 10)
+    model, kwargs, _ = model_for_run(_config(tmp_path, init_from=str(path)), 10)
     assert kwargs["num_classes"] == 10 and kwargs["fc_width"] == 16
     theirs, before = net_a.state_dict(), fresh.state_dict()
     taken = 0
@@ -102,13 +102,13 @@ def test_vgg_d_takes_net_a_first_four_convolutions_and_its_fc_layers(trained_a, 
 def test_init_from_refuses_what_the_paper_does_not_describe(trained_a, tmp_path):
     _, path = trained_a
     with pytest.raises(ConfigError, match="lenet5 declares no layers to take"):
-        build_model(_config(tmp_path, model="lenet5", model_args={}, init_from=str(path)), 10)
+        model_for_run(_config(tmp_path, model="lenet5", model_args={}, init_from=str(path)), 10)
     with pytest.raises(ConfigError, match="fc8 differs from net A's"):
-        build_model(_config(tmp_path, init_from=str(path)), 7)  # other classes than A's
+        model_for_run(_config(tmp_path, init_from=str(path)), 7)  # other classes than A's
     d = create_model("vgg_d", **SMALL_HEAD)
     other = save_weights(d, WeightsCard("vgg_d", SMALL_HEAD, 10), tmp_path / "d")
     with pytest.raises(ConfigError, match="start from a trained net A, got D"):
-        build_model(_config(tmp_path, init_from=str(other)), 10)
+        model_for_run(_config(tmp_path, init_from=str(other)), 10)
     missing = _config(tmp_path / "run", init_from=str(tmp_path / "a.safetensors"))
     with pytest.raises(ConfigError, match="no such weights file; train that net first"):
         fit(missing)

@@ -305,3 +305,56 @@ def test_the_engines_return_typed_results():
     pre = Preprocessing(resize=8, crop=8)
     r = evaluate([(model, pre)], [(Image.new("RGB", (8, 8), (200, 30, 30)), 1)])
     assert type(r) is returns["evaluate"] and (r.images, r.crops, r.skipped) == (1, 1, 0)
+
+
+def _absolute_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, module) of every import of `path`, relative ones resolved; `from X import y`
+    gives X.y too, so that importing a submodule by name is seen."""
+    package = ["goingdeeper", *path.relative_to(SRC).parent.parts]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join([*base, *([node.module] if node.module else [])])
+            found.append((node.lineno, module))
+            found += [(node.lineno, f"{module}.{alias.name}") for alias in node.names]
+    return found
+
+
+def test_the_trainer_imports_no_model_family():
+    """train/ knows no model family: a model declares its loss and step hooks
+    (`Classifier.training_loss`, `after_step`); the models package's generic API is allowed."""
+    families = {p.stem for p in (SRC / "models").glob("*.py")} - {"__init__", "base"}
+    found = [
+        f"{path.relative_to(SRC)}:{line}: {module}"
+        for path in sorted((SRC / "train").rglob("*.py"))
+        for line, module in _absolute_imports(path)
+        if module.startswith("goingdeeper.models.") and module.split(".")[2] in families
+    ]
+    assert families and found == []
+
+
+def test_one_model_builder_and_one_forward_tracer():
+    """`build_model` is defined once (the registry's); the forward hooks that watch every leaf
+    module of a model are registered in one module (`analysis/trace.py`), which the cost
+    tables and the visualisations both read."""
+    builders = [
+        path.relative_to(SRC).as_posix()
+        for path in FILES
+        for fn in _functions(ast.parse(path.read_text()))
+        if fn.name == "build_model"
+    ]
+    assert builders == ["registry.py"]
+    tracers = set()
+    for path in FILES:
+        for fn in _functions(ast.parse(path.read_text())):
+            calls = {
+                node.func.attr
+                for node in ast.walk(fn)
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+            }
+            if "register_forward_hook" in calls and calls & {"children", "named_children"}:
+                tracers.add(path.relative_to(SRC).as_posix())
+    assert tracers == {"analysis/trace.py"}

@@ -6,6 +6,8 @@ import os
 import subprocess
 import sys
 import textwrap
+from functools import partial
+from typing import NamedTuple
 
 import pytest
 import torch
@@ -13,7 +15,9 @@ from torch import nn
 
 from goingdeeper import create_model
 from goingdeeper.errors import ConfigError, TrainingError
-from goingdeeper.models.alexnet import renormalize_filters
+from goingdeeper.models import Classifier
+from goingdeeper.models.base import renormalize_filters
+from goingdeeper.registry import build_shell
 from goingdeeper.train import (
     CacheError,
     FrozenPrefixCache,
@@ -24,8 +28,9 @@ from goingdeeper.train import (
     lr_factor,
 )
 from goingdeeper.train import config as cfg
+from goingdeeper.train.build import model_for_run
 from goingdeeper.train.checkpoint import load_checkpoint, save_checkpoint
-from goingdeeper.train.engine import plateau_divisions
+from goingdeeper.train.engine import plateau_divisions, train_one_epoch
 from goingdeeper.weights import load_weights
 
 TINY = dict(
@@ -67,9 +72,9 @@ def test_config_layers_and_errors(tmp_path):
         seed=3,
     )
     assert (c.lr, c.epochs, c.batch_size, c.seed) == (0.5, 4, 8, 3)
-    assert (
-        c.momentum == 0.9 and c.lr_gamma == 0.96 and c.lr_step_epochs == 8 and c.aux_weight == 0.3
-    )
+    assert c.momentum == 0.9 and c.lr_gamma == 0.96 and c.lr_step_epochs == 8
+    # section 5's aux weight 0.3 is the model's, which the paper preset leaves as it is
+    assert c.aux_weight is None and build_shell(c.model).aux_weight == 0.3
     assert c.interpolations == ["bilinear", "nearest"] and c.model_args == {"aux_logits": False}
     with pytest.raises(cfg.ConfigError, match="unknown config field"):
         cfg.resolve(overrides=["learning_rate=1"])
@@ -108,7 +113,6 @@ PAPER_RECIPES = {
         batch_size=128,
         epochs=70,
         recipe="zfnet",  # section 3's ten fixed sub-crops
-        max_filter_rms=0.1,
         pca_lighting=False,
     ),
     "vgg": dict(
@@ -140,8 +144,9 @@ def test_presets_are_the_papers_recipes(preset):
     c = cfg.resolve(preset).to_dict()
     want = {**SGD_PLATEAU, **PAPER_RECIPES[preset]}
     assert {k: c[k] for k in want} == want
-    if preset != "zfnet":
-        assert c["max_filter_rms"] == 0.0
+    # the filter renormalisation is the model's own: ZFNet's 0.1 (section 3), none elsewhere
+    assert c["max_filter_rms"] is None
+    assert build_shell(c["model"]).max_filter_rms == (0.1 if preset == "zfnet" else 0.0)
 
 
 def test_the_paper_preset_averages_the_iterates_uniformly():
@@ -205,6 +210,86 @@ def test_zfnet_filter_renormalisation():
     rms = conv.weight.pow(2).mean(dim=(1, 2, 3)).sqrt()
     assert torch.allclose(rms[1:], torch.full((3,), 0.1), atol=1e-6)
     assert torch.allclose(rms[0], torch.tensor(0.01))  # below the cap: untouched
+
+
+def test_the_model_declares_its_step_hook_and_a_run_may_override_it(tmp_path):
+    """After each optimizer step the trainer calls the model's `after_step`: ZFNet declares
+    section 3's renormalisation at 0.1, other models none; `max_filter_rms` in the config
+    replaces what the model declares, and refuses to renormalise cached frozen filters."""
+    torch.manual_seed(0)
+    model = create_model("lenet5")
+    assert model.max_filter_rms == 0.0
+    model.max_filter_rms = 0.01  # below the RMS of C1's six filters (~0.05)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    batch = (torch.randn(4, 1, 32, 32), torch.tensor([0, 1, 2, 3]))
+    train_one_epoch(TrainStep(model), optimizer, [batch], device=torch.device("cpu"))
+    rms = torch.cat(
+        [
+            m.weight.detach().pow(2).mean((1, 2, 3)).sqrt()
+            for m in model.modules()
+            if isinstance(m, nn.Conv2d)
+        ]
+    )
+    assert (rms <= 0.01 * (1 + 1e-6)).all()  # float32 rounding of the rescale
+    assert (rms > 0.01 * (1 - 1e-6)).sum() >= 6  # C1's six filters at least were rescaled
+    zfnet = dict(model="zfnet", model_args={"fc_width": 16}, input_size=224)
+    declared, _, _ = model_for_run(tiny(tmp_path, **zfnet), 10)
+    assert declared.max_filter_rms == 0.1
+    off, _, _ = model_for_run(tiny(tmp_path, **zfnet, max_filter_rms=0.0), 10)
+    assert off.max_filter_rms == 0.0
+    googlenet = dict(model="googlenet", model_args={"aux_logits": True}, input_size=96)
+    assert model_for_run(tiny(tmp_path, **googlenet), 10)[0].aux_weight == 0.3
+    assert model_for_run(tiny(tmp_path, **googlenet, aux_weight=1.0), 10)[0].aux_weight == 1.0
+    with pytest.raises(cfg.ConfigError, match="exclude each other"):
+        model_for_run(tiny(tmp_path, **zfnet, cache_frozen_gb=1.0, freeze=["conv1"]), 10)
+
+
+def test_the_models_loss_traces_into_one_compiled_graph():
+    """`train` compiles TrainStep whole: the model's declared loss (an aux record weighted by
+    the model's `aux_weight`) must trace without a graph break, to the eager step's value."""
+
+    class Record(NamedTuple):
+        logits: torch.Tensor
+        aux: torch.Tensor
+
+    class WithAux(Classifier):
+        aux_heads, aux_weight = ("aux",), 0.25
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.aux = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return Record(self.fc(x), self.aux(x)) if self.training else self.fc(x)
+
+    graphs = []
+
+    def counting(gm, inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    step = TrainStep(WithAux(), label_smoothing=0.1).train()
+    x, y = torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])
+    torch._dynamo.reset()
+    compiled = torch.compile(step, backend=counting, fullgraph=True, dynamic=False)
+    got, want = compiled(x, y), step(x, y)
+    torch._dynamo.reset()
+    assert len(graphs) == 1
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b)
+    ce = partial(nn.functional.cross_entropy, label_smoothing=0.1)
+    model = step.model
+    torch.testing.assert_close(want[0], ce(model.fc(x), y) + 0.25 * ce(model.aux(x), y))
+
+
+def test_resume_compares_the_models_own_numbers():
+    """A run saved with the aux weight and filter cap spelled out (0.3, 0) resumes under a
+    config that leaves them to the model, which declares the same; another weight does not."""
+    c = cfg.resolve("paper")
+    assert cfg.resume_changes({"aux_weight": 0.3, "max_filter_rms": 0.0}, c, 0) == []
+    with pytest.raises(cfg.ConfigError, match="aux_weight 0.5 -> 0.3"):
+        cfg.resume_changes({"aux_weight": 0.5}, c, 0)
 
 
 def test_run_writes_everything_and_resume_is_exact(tmp_path):

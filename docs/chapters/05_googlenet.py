@@ -99,7 +99,8 @@ fig.tight_layout()
 # ---------------------
 # Section 5: two small classifiers on inception 4a and 4d, whose losses are "added to the
 # total loss with a discount weight 0.3" in training and which are thrown away at inference.
-# In training mode the model returns all three outputs; ``googlenet_loss`` weighs them.
+# In training mode the model returns all three outputs; its ``training_loss`` weighs them
+# with the weight the model declares (``aux_weight``).
 
 model = gd.create_model("googlenet").train()
 x = torch.randn(2, 3, 224, 224)
@@ -109,7 +110,8 @@ print({name: tuple(t.shape) for name, t in out._asdict().items()})
 ce = torch.nn.functional.cross_entropy
 parts = [float(ce(t, target).detach()) for t in out]
 print(f"losses: main {parts[0]:.3f}, aux1 {parts[1]:.3f}, aux2 {parts[2]:.3f}")
-print(f"googlenet_loss: {float(gd.googlenet_loss(out, target)):.3f} = main + 0.3 x (aux1 + aux2)")
+loss = model.training_loss(out, target).total.detach()
+print(f"training_loss: {float(loss):.3f} = main + {model.aux_weight} x (aux1 + aux2)")
 aux = sum(p.numel() for head in (model.aux1, model.aux2) for p in head.parameters())
 total = sum(p.numel() for p in model.parameters())
 print(f"parameters: {total:,} with the aux heads, {total - aux:,} without")

@@ -3,7 +3,7 @@
 from .analysis import model_costs
 from .errors import GoingDeeperError
 from .factory import create_model
-from .models import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+from .models import GoogLeNet, GoogLeNetOutputs
 from .preprocess import Preprocessing
 from .registry import ModelCard, build_model, list_models, model_card
 
@@ -17,7 +17,6 @@ __all__ = [
     "Preprocessing",
     "build_model",
     "create_model",
-    "googlenet_loss",
     "list_models",
     "model_card",
     "model_costs",

@@ -1,7 +1,7 @@
 """Cost tables: per-layer params and MACs, Table 1 reproduction, bottleneck arithmetic, and the
-counts of every registered model."""
+counts of every registered model; all read one traced forward pass (`analysis.trace`)."""
 
-from .counts import Leaf, count_params_macs, trace, trace_layers, training_step_macs
+from .counts import count_params_macs, forward_trace, training_step_macs
 from .paper import (
     bottleneck_comparison,
     branch_macs,
@@ -15,12 +15,12 @@ from .summary import Costs, Row, Summary, format_summary, model_costs, summarize
 
 __all__ = [
     "Costs",
-    "Leaf",
     "Row",
     "Summary",
     "bottleneck_comparison",
     "branch_macs",
     "count_params_macs",
+    "forward_trace",
     "format_bottleneck",
     "format_paper",
     "format_summary",
@@ -29,7 +29,5 @@ __all__ = [
     "paper_summary",
     "summarize",
     "table1_comparison",
-    "trace",
-    "trace_layers",
     "training_step_macs",
 ]

@@ -17,7 +17,7 @@ from torch import nn
 
 from ..errors import ArgumentError
 from ..tables import render_markdown, render_table
-from .counts import trace
+from .counts import forward_trace
 from .summary import Summary, counting_model, summarize
 
 # Table 1 as printed: row, params (K = 1024 weights), ops (M multiply-adds)
@@ -180,7 +180,7 @@ def branch_macs(model: nn.Module, input_size: int = 224) -> dict[tuple[str, str]
         name for name, m in model.named_modules() if getattr(m, "summary_type", "") == "inception"
     ]
     out: dict[tuple[str, str], int] = {}
-    for leaf in trace(model, input_size):
+    for leaf in forward_trace(model, input_size).steps:
         owner = next((m for m in inceptions if leaf.name.startswith(m + ".")), None)
         if owner is not None:
             key = (owner, leaf.name[len(owner) + 1 :].split(".")[0])

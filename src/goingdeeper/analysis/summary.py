@@ -21,7 +21,8 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from ..errors import ArgumentError
 from ..registry import build_shell, model_card
 from ..tables import render_markdown, render_table
-from .counts import Leaf, trace_layers
+from .counts import forward_trace
+from .trace import Step
 
 CHANNEL_COLUMNS = ("ch1x1", "ch3x3red", "ch3x3", "ch5x5red", "ch5x5", "pool_proj")
 CHANNEL_HEADERS = ("#1x1", "#3x3 red", "#3x3", "#5x5 red", "#5x5", "pool proj")
@@ -97,15 +98,15 @@ def _pair(v) -> tuple[int, int]:
     return (v, v) if isinstance(v, int) else tuple(v)
 
 
-def _patch(leaf: Leaf) -> str:
+def _patch(leaf: Step) -> str:
     m = leaf.module
     if isinstance(m, nn.Conv2d | nn.MaxPool2d | nn.AvgPool2d):
         (kh, kw), (sh, _) = _pair(m.kernel_size), _pair(m.stride)
         return f"{kh}x{kw}/{sh}"
-    if isinstance(m, nn.AdaptiveAvgPool2d) and len(leaf.in_shape) == 3:
+    if isinstance(m, nn.AdaptiveAvgPool2d) and len(leaf.in_shape) == 4:  # N x C x H x W
         return (
-            f"{leaf.in_shape[1]}x{leaf.in_shape[2]}/1"
-            if leaf.out_shape[1:] == (1, 1)
+            f"{leaf.in_shape[2]}x{leaf.in_shape[3]}/1"
+            if leaf.out_shape[2:] == (1, 1)
             else "adaptive"
         )
     return ""
@@ -142,7 +143,9 @@ def summarize(
 ) -> Summary:
     """The per-layer table. `detail="stages"`: one row per top-level layer or module (Table 1's
     rows); `"layers"`: one row per executed leaf module."""
-    leaves, outputs = trace_layers(model, input_size, aux=aux)
+    traced = forward_trace(model, input_size, aux=aux)
+    leaves = traced.steps
+    outputs = {name: shape[1:] for name, shape in traced.shapes.items()}  # per image
     if detail == "layers":
         rows = [_leaf_row(leaf) for leaf in leaves if not isinstance(leaf.module, nn.ReLU)]
     elif detail == "stages":
@@ -160,14 +163,14 @@ def summarize(
     )
 
 
-def _leaf_row(leaf: Leaf) -> Row:
+def _leaf_row(leaf: Step) -> Row:
     m = leaf.module
     params = sum(p.numel() for p in m.parameters(recurse=False))
     return Row(
         leaf.name,
         _type_of(m),
         _patch(leaf),
-        leaf.out_shape,
+        leaf.out_shape[1:],
         _depth(m),
         params,
         _weights(m),
@@ -177,12 +180,12 @@ def _leaf_row(leaf: Leaf) -> Row:
 
 
 def _stage_rows(
-    model: nn.Module, leaves: list[Leaf], outputs: dict[str, tuple[int, ...]]
+    model: nn.Module, leaves: list[Step], outputs: dict[str, tuple[int, ...]]
 ) -> list[Row]:
     groups: dict[str, tuple[str, ...]] = getattr(model, "summary_groups", {})
     member_of = {member: group for group, members in groups.items() for member in members}
     order: list[str] = []
-    by_stage: dict[str, list[Leaf]] = {}
+    by_stage: dict[str, list[Step]] = {}
     for leaf in leaves:
         stage = _stage_of(leaf.name, member_of)
         if stage not in by_stage:
@@ -205,7 +208,7 @@ def _stage_rows(
         elif kind == "convolution":  # the last convolution's patch (Table 1's conv2: 3x3/1)
             patch = _patch([lf for lf in stage_leaves if lf.macs][-1])
         last = groups.get(stage, (stage,))[-1]
-        output = outputs.get(last, stage_leaves[-1].out_shape)
+        output = outputs.get(last, stage_leaves[-1].out_shape[1:])
         rows.append(
             Row(
                 stage,
@@ -233,7 +236,7 @@ def _stage_of(name: str, member_of: dict[str, str]) -> str:
     return parts[0]
 
 
-def _stage_type(members: list[nn.Module], leaves: list[Leaf]) -> str:
+def _stage_type(members: list[nn.Module], leaves: list[Step]) -> str:
     declared = getattr(members[0], "summary_type", None)  # "inception", "aux head"
     if declared is not None:
         return declared

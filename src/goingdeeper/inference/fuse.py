@@ -24,6 +24,7 @@ from collections import Counter, OrderedDict
 import torch
 from torch import Tensor, nn
 
+from ..models.base import unfused
 from ..models.inception import ConvReLU, Inception
 
 # --- BatchNorm folding -----------------------------------------------------------------------
@@ -62,7 +63,7 @@ def conv_bn_pairs(model: nn.Module, example: Tensor) -> list[tuple[str, str]]:
     try:
         for p in model.parameters():
             p.requires_grad_(True)  # conv outputs need an autograd node to be recognised
-        with torch.enable_grad():
+        with torch.enable_grad(), unfused(model):  # every convolution runs as its module
             output = model(example)
         consumers = _consumer_counts(output)
     finally:

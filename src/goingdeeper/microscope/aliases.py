@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..analysis.trace import layer_names, unknown_layer
 from ..errors import VisualizeError
-from ..visualize.trace import layer_names, unknown_layer
 
 MODULES = ("3a", "3b", "4a", "4b", "4c", "4d", "4e", "5a", "5b")
 

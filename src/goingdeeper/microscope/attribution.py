@@ -21,9 +21,9 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import evaluating, layer_names, unknown_layer
 from ..errors import VisualizeError
 from ..visualize import pictures
-from ..visualize.trace import evaluating, layer_names, unknown_layer
 
 
 def _captum_attr():

@@ -34,10 +34,10 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import Concat, Step, evaluating, record
 from ..errors import VisualizeError
 from ..preprocess import Preprocessing
 from ..visualize.deconv import check_channels
-from ..visualize.trace import Concat, Step, evaluating, record
 
 # Square root of the RGB covariance of photos (pixels 0..1), columns = decorrelated components,
 # from `colour_sqrt` over the 1,000 ImageNet photos of the shared sample (every 8th pixel of each

@@ -20,6 +20,7 @@ from PIL import Image
 from torch import nn
 
 from ..analysis.summary import summarize
+from ..analysis.trace import evaluating, record
 from ..data import ImageDataset
 from ..errors import VisualizeError
 from ..files import atomic_write
@@ -27,7 +28,6 @@ from ..models.base import example_input
 from ..visualize import pictures
 from ..visualize.occlusion import occlusion_maps
 from ..visualize.top9 import Progress, network_view, no_progress, top_activations
-from ..visualize.trace import evaluating, record
 from ..weights import WeightsCard
 from .aliases import INCEPTION_V1, resolve_layer
 from .attribution import grad_cam, heat_overlay

@@ -7,7 +7,7 @@ line as it grew, paper by paper.
 
 from . import lenet, alexnet, nin, vgg, googlenet, bn_inception, inception_v3  # noqa: F401
 from . import inception_v4, resnet, densenet, xception, senet  # noqa: F401
-from .base import Classifier
-from .googlenet import GoogLeNet, GoogLeNetOutputs, googlenet_loss
+from .base import Classifier, TrainingLoss, unfused
+from .googlenet import GoogLeNet, GoogLeNetOutputs
 
-__all__ = ["Classifier", "GoogLeNet", "GoogLeNetOutputs", "googlenet_loss"]
+__all__ = ["Classifier", "GoogLeNet", "GoogLeNetOutputs", "TrainingLoss", "unfused"]

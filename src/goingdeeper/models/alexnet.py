@@ -13,8 +13,8 @@ alpha by n, so it takes alpha 5e-4.
 
 `zfnet` is Fig. 3 of Zeiler & Fergus: layer 1 96 filters 7x7/2, layer 2 256 5x5/2, dense (not
 grouped) layers 3-5, max pool then contrast normalisation, 224x224 input, and its pools can
-return their switches for a deconvnet (`forward_with_switches`). `renormalize_filters` is the
-paper's filter renormalisation, for a trainer to call after each step.
+return their switches for a deconvnet (`forward_with_switches`). It declares the paper's filter
+renormalisation (`max_filter_rms` 0.1), which `after_step` applies after each training step.
 
 `alexnet_torchvision` is torchvision's single tower (64-192-384-256-256, no LRN,
 dropout before fc6 and fc7), 61,100,840 parameters, whose weights load through
@@ -127,6 +127,8 @@ class AlexNet(Classifier):
         in_channels: input planes.
         init: "alexnet" (section 5: N(0, 0.01), bias 1 in conv2, conv4, conv5, fc6, fc7),
             "zfnet" (section 3: N(0, 0.01), biases 0) or "default" (PyTorch's, as torchvision).
+        max_filter_rms: after each training step, conv filters whose RMS exceeds it are
+            renormalised to it (ZFNet section 3: 0.1); 0: never.
     """
 
     def __init__(
@@ -144,6 +146,7 @@ class AlexNet(Classifier):
         dropout_before_fc: bool = False,
         in_channels: int = 3,
         init: str = "alexnet",
+        max_filter_rms: float = 0.0,
     ) -> None:
         super().__init__()
         if init not in ("alexnet", "zfnet", "default"):
@@ -152,8 +155,11 @@ class AlexNet(Classifier):
             raise ModelArgumentError(
                 f"lrn_alpha must be >= 0 and lrn_k > 0, got {lrn_alpha}, {lrn_k}"
             )
+        if not max_filter_rms >= 0:
+            raise ModelArgumentError(f"max_filter_rms must be >= 0 (0: off), got {max_filter_rms}")
         self.num_classes = num_classes
         self.in_channels = in_channels
+        self.max_filter_rms = max_filter_rms
         self.convs = [tuple(row) for row in convs]
         self.ceil_pools = ceil_pools
         self.feature_names: list[str] = []
@@ -251,23 +257,6 @@ class AlexNet(Classifier):
         self.fc8 = nn.Linear(self.fc8.in_features, num_classes)
 
 
-@torch.no_grad()
-def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
-    """Zeiler & Fergus section 3: "renormalize each filter in the convolutional layers whose
-    RMS value exceeds a fixed radius of 10^-1 to this fixed radius". Call after each optimiser
-    step. Returns how many filters were rescaled."""
-    rescaled = 0
-    for m in model.modules():
-        if isinstance(m, nn.Conv2d):
-            w = m.weight
-            rms = w.pow(2).mean(dim=tuple(range(1, w.dim())), keepdim=True).sqrt()
-            over = rms > max_rms
-            if over.any():
-                w.mul_(torch.where(over, max_rms / rms, torch.ones_like(rms)))
-                rescaled += int(over.sum())
-    return rescaled
-
-
 # --- presets ---------------------------------------------------------------------------------
 
 # Section 2: "subtracting the mean activity over the training set from each pixel", raw RGB
@@ -356,8 +345,11 @@ def alexnet_torchvision(**kwargs) -> AlexNet:
     )
 )
 def zfnet(**kwargs) -> AlexNet:
-    """ZFNet (Fig. 3 of Zeiler & Fergus); call `renormalize_filters` after each training step."""
-    layout = dict(convs=ZFNET_CONVS, lrn_after_pool=True, ceil_pools=True, init="zfnet")
+    """ZFNet (Fig. 3 of Zeiler & Fergus), its filters renormalised after each training step."""
+    # section 3: filters whose RMS exceeds a fixed radius of 10^-1 renormalised to it
+    layout = dict(
+        convs=ZFNET_CONVS, lrn_after_pool=True, ceil_pools=True, init="zfnet", max_filter_rms=0.1
+    )
     return AlexNet(**{**layout, **kwargs})
 
 

@@ -7,6 +7,14 @@ A model declares what it has as class or instance attributes rather than being r
 its name: the input planes it reads (`in_channels`), the smallest square input it takes
 (`min_size`) and, for a network of one input size, the largest (`max_size`), and its
 training-only heads (`aux_heads`), which inference and export graphs leave out.
+
+A model also declares how it trains, so that a trainer needs to know no family:
+`training_loss(output, target)` is what training minimises for the model's training-mode
+output (the cross-entropy of the logits, plus `aux_weight` times each aux head's for a model
+with aux heads: GoogLeNet's 0.3, section 5), and `after_step()` runs after each optimizer step
+(ZFNet's filter renormalisation when `max_filter_rms` > 0). A module that can run several of
+its children as one computation declares a `fused` mode (`Fusable`); `unfused(model)` turns it
+off for the tools that watch each child run.
 """
 
 from __future__ import annotations
@@ -14,6 +22,8 @@ from __future__ import annotations
 import math
 import re
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any, NamedTuple
 
 import torch
@@ -36,6 +46,77 @@ class ImportedState(NamedTuple):
     source: str = ""  # the other library's name for the architecture
 
 
+class TrainingLoss(NamedTuple):
+    """What one training forward costs: the loss minimised, the main classifier's part of it
+    and the main logits."""
+
+    total: Tensor
+    main: Tensor
+    logits: Tensor
+
+
+def classification_loss(
+    output: Tensor | tuple[Tensor, ...],
+    target: Tensor,
+    *,
+    aux_weight: float = 0.0,
+    label_smoothing: float = 0.0,
+) -> TrainingLoss:
+    """The cross-entropy of the logits; for a training record (a named tuple of the logits,
+    then each aux head's), plus `aux_weight` times each aux head's cross-entropy. In float32
+    whatever the autocast dtype of the logits."""
+
+    def cross_entropy(logits: Tensor) -> Tensor:
+        return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+
+    if isinstance(output, tuple):
+        main = cross_entropy(output[0])
+        total = main + aux_weight * sum(cross_entropy(aux) for aux in output[1:])
+        return TrainingLoss(total, main, output[0])
+    main = cross_entropy(output)
+    return TrainingLoss(main, main, output)
+
+
+@torch.no_grad()
+def renormalize_filters(model: nn.Module, max_rms: float = 0.1) -> int:
+    """Zeiler & Fergus section 3: "renormalize each filter in the convolutional layers whose
+    RMS value exceeds a fixed radius of 10^-1 to this fixed radius". Returns how many filters
+    were rescaled."""
+    rescaled = 0
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            w = m.weight
+            rms = w.pow(2).mean(dim=tuple(range(1, w.dim())), keepdim=True).sqrt()
+            over = rms > max_rms
+            if over.any():
+                w.mul_(torch.where(over, max_rms / rms, torch.ones_like(rms)))
+                rescaled += int(over.sum())
+    return rescaled
+
+
+class Fusable:
+    """A module that runs several of its children as one computation while `fused` (in
+    training: GoogLeNet's Inception runs its three 1x1s on the input as one convolution), so
+    that hooks on those children do not see them run. `unfused(model)` switches it off."""
+
+    fused: bool = True
+
+
+@contextmanager
+def unfused(model: nn.Module) -> Iterator[nn.Module]:
+    """Every `Fusable` module of `model` runs its children one by one for the duration (so
+    that a hook on each sees it run), then as it was."""
+    fusable = [m for m in model.modules() if isinstance(m, Fusable)]
+    was = [m.fused for m in fusable]
+    for m in fusable:
+        m.fused = False
+    try:
+        yield model
+    finally:
+        for m, fused in zip(fusable, was, strict=True):
+            m.fused = fused
+
+
 class Classifier(nn.Module):
     """The model surface shared by every registered network (see the module docstring)."""
 
@@ -44,6 +125,8 @@ class Classifier(nn.Module):
     min_size: int = 1
     max_size: int | None = None
     aux_heads: tuple[str, ...] = ()
+    aux_weight: float = 0.0  # in `training_loss`: each aux head's loss times this
+    max_filter_rms: float = 0.0  # `after_step`: conv filters renormalised to this RMS; 0: never
     # the modules whose outputs are the feature maps of `forward_intermediates`, in order
     # (timm's `feature_info`): one per resolution, from the stem to the last stage
     feature_stages: tuple[str, ...] = ()
@@ -98,6 +181,21 @@ class Classifier(nn.Module):
             max_size=self.max_size,
             what=needs or self.network_name or type(self).__name__,
         )
+
+    def training_loss(
+        self, output: Tensor | tuple[Tensor, ...], target: Tensor, *, label_smoothing: float = 0.0
+    ) -> TrainingLoss:
+        """What training minimises for `output`, this model's training-mode output: the
+        cross-entropy of the logits, plus `aux_weight` times each aux head's."""
+        return classification_loss(
+            output, target, aux_weight=self.aux_weight, label_smoothing=label_smoothing
+        )
+
+    def after_step(self) -> None:
+        """What follows each optimizer step: the filters renormalised when `max_filter_rms`
+        is set (ZFNet)."""
+        if self.max_filter_rms > 0:
+            renormalize_filters(self, self.max_filter_rms)
 
     def remove_aux_heads(self) -> None:
         """Drop the training-only heads (in place): what inference and export graphs hold."""

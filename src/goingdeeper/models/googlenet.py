@@ -25,19 +25,17 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelArgumentError
 from ..preprocess import CAFFE_BGR, IMAGENET_RGB, TORCHVISION_GOOGLENET
 from ..registry import ModelCard, register_model
 from .base import Classifier, ImportedState, new_linear, out_size
-from .inception import ConvFactory, ConvReLU, Inception, InceptionAux, SeparableConv1
+from .inception import ConvReLU, Inception, InceptionAux, SeparableConv1
 from .lrn import LocalResponseNorm
 
 # Table 1: name, #1x1, #3x3 reduce, #3x3, #5x5 reduce, #5x5, pool proj.
@@ -133,6 +131,7 @@ class GoogLeNet(Classifier):
     """
 
     aux_heads = ("aux1", "aux2")
+    aux_weight = AUX_WEIGHT
     summary_groups = {"conv2": ("conv2_reduce", "conv2")}  # Table 1's "conv2" row: depth 2
 
     def __init__(
@@ -173,10 +172,19 @@ class GoogLeNet(Classifier):
                 f"that works is {self.min_size_aux} (or set aux_logits=False)"
             )
         conv = partial(ConvReLU, batch_norm=batch_norm, bn_eps=bn_eps, bias=bias)
-        first = partial(conv, 3, 64, 7, stride=2, padding=3)
+        # the stem: conv1, pool1, lrn1, conv2 (a 1x1 reduction, then the 3x3), lrn2, pool2
         if conv1 == "separable":
-            first = partial(SeparableConv1, 64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps)
-        self._add_stem(first, conv, lrn)
+            self.conv1: nn.Module = SeparableConv1(
+                64, 8, bias=bias, batch_norm=batch_norm, bn_eps=bn_eps
+            )
+        else:
+            self.conv1 = conv(3, 64, 7, stride=2, padding=3)
+        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
+        self.lrn1 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.conv2_reduce = conv(64, 64, 1)
+        self.conv2 = conv(64, 192, 3, padding=1)
+        self.lrn2 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
+        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
         inception = partial(
             Inception,
             conv=conv,
@@ -184,43 +192,9 @@ class GoogLeNet(Classifier):
             naive=naive,
             pool_passthrough=pool_passthrough,
         )
-        aux_channels = self._add_inceptions(inception, pool4_kernel)
-        self.aux1: InceptionAux | None = None
-        self.aux2: InceptionAux | None = None
-        sizes = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
-        if aux_logits:
-            aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool)
-            aux = partial(aux, pooled_size=sizes["aux"], dropout=aux_dropout)
-            self.aux1, self.aux2 = aux(aux_channels["aux1"]), aux(aux_channels["aux2"])
-        self._add_head(head, num_classes, dropout, sizes)
-        if init_weights:
-            self._init_weights()
-
-    def _add_head(self, head: str, num_classes: int, dropout: float, sizes: dict) -> None:
-        """avgpool (7x7/1 at 224), dropout, fc; an "fc" head reads the whole last map and so
-        takes one input size only."""
-        self.avgpool = nn.AdaptiveAvgPool2d(1) if head == "avg" else None
-        self.dropout = nn.Dropout(dropout)
-        self.map_side = sizes["pool4"] if head == "fc" else 1
-        if head == "fc":
-            self.min_size = self.max_size = sizes["input"]
-        self.fc = nn.Linear(self.num_features * self.map_side**2, num_classes)
-
-    def _add_stem(self, first: Callable[[], nn.Module], conv: ConvFactory, lrn: bool) -> None:
-        """conv1, pool1, lrn1, conv2 (a 1x1 reduction, then the 3x3), lrn2, pool2."""
-        self.conv1: nn.Module = first()
-        self.pool1 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-        self.lrn1 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
-        self.conv2_reduce = conv(64, 64, 1)
-        self.conv2 = conv(64, 192, 3, padding=1)
-        self.lrn2 = LocalResponseNorm(LRN_SIZE, LRN_ALPHA, LRN_BETA, LRN_K) if lrn else None
-        self.pool2 = nn.MaxPool2d(3, stride=2, ceil_mode=True)
-
-    def _add_inceptions(self, inception: Callable[..., Inception], pool4_kernel: int) -> dict:
-        """The nine modules of Table 1 and the pools between them; returns the input width
-        of each aux head."""
+        # the nine modules of Table 1 and the pools between them
         channels = 192
-        aux_channels: dict[str, int] = {}
+        aux_channels: dict[str, int] = {}  # the input width of each aux head
         for name, *widths in INCEPTION_TABLE:
             module = inception(channels, *widths)
             self.add_module(name, module)
@@ -231,7 +205,23 @@ class GoogLeNet(Classifier):
             if name in AUX_AFTER:
                 aux_channels[AUX_AFTER[name]] = channels
         self.num_features = channels
-        return aux_channels
+        self.aux1: InceptionAux | None = None
+        self.aux2: InceptionAux | None = None
+        sizes = feature_sizes(input_size, pool4_kernel=pool4_kernel, aux_pool=aux_pool)
+        if aux_logits:
+            aux = partial(InceptionAux, num_classes=num_classes, conv=conv, pool=aux_pool)
+            aux = partial(aux, pooled_size=sizes["aux"], dropout=aux_dropout)
+            self.aux1, self.aux2 = aux(aux_channels["aux1"]), aux(aux_channels["aux2"])
+        # the head: avgpool (7x7/1 at 224), dropout, fc; an "fc" head reads the whole last map
+        # and so takes one input size only
+        self.avgpool = nn.AdaptiveAvgPool2d(1) if head == "avg" else None
+        self.dropout = nn.Dropout(dropout)
+        self.map_side = sizes["pool4"] if head == "fc" else 1
+        if head == "fc":
+            self.min_size = self.max_size = sizes["input"]
+        self.fc = nn.Linear(self.num_features * self.map_side**2, num_classes)
+        if init_weights:
+            self._init_weights()
 
     def _init_weights(self) -> None:
         for m in self.modules():
@@ -331,22 +321,6 @@ def _check_switches(conv1: str, branch5x5_kernel: int, naive: bool, pool_passthr
         raise ModelArgumentError(
             "pool_passthrough=True is the naive module of Fig. 2(a): set naive=True too"
         )
-
-
-def googlenet_loss(
-    output: Tensor | tuple[Tensor, ...],
-    target: Tensor,
-    *,
-    aux_weight: float = AUX_WEIGHT,
-    criterion: Callable[[Tensor, Tensor], Tensor] = F.cross_entropy,
-) -> Tensor:
-    """main + aux_weight x (aux1 + aux2) for a training record, the main loss otherwise. Any
-    training record (a named tuple of the logits, then each aux head's: Inception v3's has one)
-    adds its aux heads' losses the same way."""
-    if isinstance(output, tuple):
-        main = criterion(output.logits, target)
-        return main + aux_weight * sum(criterion(aux, target) for aux in output[1:])
-    return criterion(output, target)
 
 
 # --- presets ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import InputError, ModelArgumentError
+from .base import Fusable
 
 
 class ConvReLU(nn.Module):
@@ -78,20 +79,21 @@ class SeparableConv1(nn.Module):
         return self.pointwise(self.depthwise(x))
 
 
-class Inception(nn.Module):
+class Inception(Fusable, nn.Module):
     """The Inception module of Fig. 2(b): 1x1, 1x1 -> 3x3, 1x1 -> 5x5, 3x3 pool -> 1x1.
 
     With `naive=True` it is Fig. 2(a): the 3x3 and 5x5 convolutions read the input directly.
     Fig. 2(a) has no projection after the pool either; `pool_passthrough=True` gives that, and
     the module's output then grows by its input width (the blow-up section 4 describes).
+
+    While `fused` (the default; `models.base.unfused` turns it off), in training the three 1x1s
+    on the input run as one convolution (`_fused_1x1`; exact, and one pass over the input
+    instead of three), so hooks on them do not see them run; in evaluation, or unfused, each
+    runs as its own module (`inference.fuse_inception_1x1` stores them fused for deployment).
     """
 
     summary_type = "inception"
     concatenates_branches = True  # its children read its input, concatenated on channels
-    # in training, the three 1x1s on the input run as one convolution (`_fused_1x1`; exact, and
-    # one pass over the input instead of three); in evaluation each runs as its own module, so
-    # that every hook sees it (`inference.fuse_inception_1x1` stores them fused for deployment)
-    fuse_1x1 = True
 
     def __init__(
         self,
@@ -154,7 +156,7 @@ class Inception(nn.Module):
         return dict(zip(names, self.widths, strict=True))
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.training and self.fuse_1x1 and self._fusable():
+        if self.training and self.fused and self._fusable():
             y1x1, y3x3, y5x5 = self._fused_1x1(x)
             branches = [y1x1, self.branch3x3.conv(y3x3), self.branch5x5.conv(y5x5)]
         else:
@@ -165,15 +167,11 @@ class Inception(nn.Module):
         return self.branch1x1, self.branch3x3.reduce, self.branch5x5.reduce
 
     def _fusable(self) -> bool:
-        """Whether the three 1x1s on the input can run as one: Fig. 2(b)'s layout, plain
-        `ConvReLU`s, and no hook that expects to see each of them run."""
+        """Whether the three 1x1s on the input can run as one: Fig. 2(b)'s layout (reductions
+        before the 3x3 and 5x5) with plain `ConvReLU`s."""
         if self.widths[1] is None or self.widths[3] is None:
             return False
-        heads = self._heads()
-        if not all(type(h) is ConvReLU for h in heads):
-            return False
-        parts = [m for h in heads for m in h.modules()]
-        return not any(m._forward_hooks or m._forward_pre_hooks for m in parts)
+        return all(type(h) is ConvReLU for h in self._heads())
 
     def _fused_1x1(self, x: Tensor) -> list[Tensor]:
         """The 1x1 branch and the two reductions from one convolution whose filters are theirs

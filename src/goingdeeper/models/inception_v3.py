@@ -324,6 +324,7 @@ class InceptionV3(Classifier):
     """
 
     aux_heads = ("aux",)
+    aux_weight = AUX_WEIGHT
     min_size = 75  # the 17 -> 8 reduction needs 3x3 at 17x17: 7 at 35, 15 at 71 ... 75 at input
     min_size_aux = 299  # the aux head's 5x5/3 pool then 5x5 conv need 17x17: 299 at input
 

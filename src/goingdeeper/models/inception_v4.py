@@ -244,7 +244,16 @@ class InceptionV4(Classifier):
         self.network_name = network
         self.num_classes = num_classes
         self.chain: list[str] = []
-        channels = self._add_stem(STEMS[stem])
+        channels = 3
+        for name, spec in STEMS[stem]:
+            if isinstance(spec, list):
+                module: nn.Module = Mixed(channels, spec)
+                channels = module.out_channels
+            else:
+                module, channels = make_branch(channels, (spec,))
+                module = module[0]
+            self.add_module(name, module)
+            self.chain.append(name)
         stages = self._stages(network, residual, repeats, last_linear)
         for name, branches, scale in stages:
             last = name == stages[-1][0]
@@ -268,19 +277,6 @@ class InceptionV4(Classifier):
         self.fc = nn.Linear(channels, num_classes)
         if init_weights:
             he_normal_fan_out_(self)
-
-    def _add_stem(self, stem: list) -> int:
-        channels = 3
-        for name, spec in stem:
-            if isinstance(spec, list):
-                module: nn.Module = Mixed(channels, spec)
-                channels = module.out_channels
-            else:
-                module, channels = make_branch(channels, (spec,))
-                module = module[0]
-            self.add_module(name, module)
-            self.chain.append(name)
-        return channels
 
     @staticmethod
     def _stages(network: str, residual: dict | None, repeats, last_linear: bool) -> list:

@@ -19,6 +19,7 @@ from ..data.recipes import RECIPES, WHOLE_IMAGE_RECIPES, ScaleRange, SquareCrops
 from ..data.sources import Source
 from ..errors import ConfigError, DataError, ModelArgumentError
 from ..factory import create_model
+from ..models.base import Classifier
 from ..preprocess import Preprocessing
 from ..registry import model_card
 from ..weights import load_weights, read_card, weights_file
@@ -121,24 +122,24 @@ def run_classes(c: cfg.TrainConfig, found: list[str]) -> tuple[ClassMap, dict[in
     return (ClassMap(names, found) if names else ClassMap(found)), None
 
 
-def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, Any]:
-    """The model, the constructor arguments to save in its card, and its preprocessing."""
+def model_for_run(c: cfg.TrainConfig, num_classes: int) -> tuple[Classifier, dict, Any]:
+    """The model a run trains (built by `create_model`, fresh, from `init_weights` or partly
+    from `init_from`), the constructor arguments to save in its card, and its preprocessing.
+    The config's `aux_weight` and `max_filter_rms`, where set, replace what the model
+    declares."""
     card = model_card(c.model)
     kwargs = dict(c.model_args)
     if card.takes_input_size:  # the aux heads are sized for the training input
         kwargs.setdefault("input_size", c.input_size)
-    if c.init_from:
-        kwargs["num_classes"] = num_classes
-        model = create_model(c.model, **kwargs)
-        _init_from(model, c)
-        return model, kwargs, card.preprocessing
+    preprocessing = card.preprocessing
     if c.init_weights:
         model, wcard = load_weights(weights_file(c.init_weights), **kwargs)
-        kwargs = {**wcard.model_kwargs, **kwargs}
-        if c.new_head or wcard.num_classes != num_classes:
+        kwargs, preprocessing = {**wcard.model_kwargs, **kwargs}, wcard.preprocessing
+        found = wcard.num_classes
+        if c.new_head or found != num_classes:
             if not c.new_head:
                 raise ConfigError(
-                    f"{c.init_weights} has {wcard.num_classes} classes, the data has "
+                    f"{c.init_weights} has {found} classes, the data has "
                     f"{num_classes}: set new_head=true to fine-tune with a new classifier"
                 )
             model.reset_classifier(num_classes)
@@ -146,18 +147,31 @@ def build_model(c: cfg.TrainConfig, num_classes: int) -> tuple[nn.Module, dict, 
                 "init_weights %s: a new %d-way classifier (its %d-way one dropped)",
                 c.init_weights,
                 num_classes,
-                wcard.num_classes,
+                found,
             )
         else:
             log.info(
                 "init_weights %s: its own %d-way classifier kept (new_head=false)",
                 c.init_weights,
-                wcard.num_classes,
+                found,
             )
         kwargs["num_classes"] = num_classes
-        return model, kwargs, wcard.preprocessing
-    kwargs["num_classes"] = num_classes
-    return create_model(c.model, **kwargs), kwargs, card.preprocessing
+    else:
+        kwargs["num_classes"] = num_classes
+        model = create_model(c.model, **kwargs)
+        if c.init_from:
+            _init_from(model, c)
+    if c.aux_weight is not None:
+        model.aux_weight = c.aux_weight
+    if c.max_filter_rms is not None:
+        model.max_filter_rms = c.max_filter_rms
+    if c.cache_frozen_gb and model.max_filter_rms > 0:
+        raise ConfigError(
+            f"cache_frozen_gb and {c.model}'s filter renormalisation (max_filter_rms "
+            f"{model.max_filter_rms:g}) exclude each other: the renormalisation changes frozen "
+            "filters too; set max_filter_rms=0 or leave cache_frozen_gb at 0"
+        )
+    return model, kwargs, preprocessing
 
 
 def _init_from(model: nn.Module, c: cfg.TrainConfig) -> None:

@@ -27,6 +27,7 @@ from ..data.recipes import DALI_RECIPES, GOOGLENET_INTERPOLATIONS, RECIPES, TENS
 from ..errors import ConfigError
 from ..files import atomic_write
 from ..limits import Limit
+from ..registry import build_shell
 
 PRESETS = Path(__file__).parent / "presets"
 
@@ -87,7 +88,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     grad_clip: float = 0.0  # max global grad norm; 0 = off
-    aux_weight: float = 0.3  # section 5: aux losses weighted 0.3, training only
+    # each aux head's loss times this; None: the model's own (GoogLeNet 0.3, section 5)
+    aux_weight: float | None = None
     polyak: bool = True  # section 6: Polyak averaging for the final model
     # uniform: Polyak & Juditsky's mean of the iterates, as section 6 cites; ema: an
     # exponential moving average (a departure: recent steps weigh more), decay per step
@@ -96,7 +98,9 @@ class TrainConfig:
     # the share of the epochs before the average starts; it then takes every step to the end
     # (0: all of them, 0.8: those of the last fifth)
     polyak_start: float = 0.0
-    max_filter_rms: float = 0.0  # ZFNet: renormalise conv filters whose RMS exceeds this; 0 = off
+    # conv filters whose RMS exceeds this renormalised to it after each step; 0 = off; None: the
+    # model's own (ZFNet 0.1, section 3; others off)
+    max_filter_rms: float | None = None
 
     # runtime
     device: str = "auto"  # auto | cpu | cuda | cuda:N
@@ -207,8 +211,10 @@ def parse_override(pair: str) -> tuple[str, Any]:
     if key not in _FIELDS:
         raise ConfigError(f"unknown config field {key!r}; known: {', '.join(_FIELDS)}")
     default = TrainConfig().to_dict()[key]
-    if default is None:  # the optional booleans
-        default = False
+    if default is None:  # the optional booleans and numbers
+        if text.lower() in ("none", "null"):
+            return key, None
+        default = 0.0 if _FIELDS[key].type == "float | None" else False
     try:
         if isinstance(default, bool):
             if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
@@ -303,6 +309,7 @@ def _type_error(key: str, kind: str, value: Any) -> str | None:
         "float": number and math.isfinite(value),
         "bool": isinstance(value, bool),
         "bool | None": value is None or isinstance(value, bool),
+        "float | None": value is None or (number and math.isfinite(value)),
         "str": isinstance(value, str),
         "list[str]": isinstance(value, list) and all(isinstance(v, str) for v in value),
         "list[int]": isinstance(value, list)
@@ -331,7 +338,7 @@ def validate(c: TrainConfig) -> None:
         value = getattr(c, f.name)
         if (problem := _type_error(f.name, str(f.type), value)) is not None:
             raise ConfigError(problem)
-        if f.name in LIMITS and not LIMITS[f.name].allows(value):
+        if f.name in LIMITS and value is not None and not LIMITS[f.name].allows(value):
             raise ConfigError(f"{f.name} must lie in {LIMITS[f.name]}, got {value!r}")
         if f.name in CHOICES and value not in CHOICES[f.name]:
             raise ConfigError(
@@ -392,10 +399,17 @@ RESUMABLE = frozenset(
 )
 
 
+# the fields whose None means what the model declares (`models.base.Classifier`)
+MODEL_DECLARED = ("aux_weight", "max_filter_rms")
+
+
 def resume_changes(saved: dict[str, Any], c: TrainConfig, done_epochs: int) -> list[str]:
     """The settings a resume changes, as 'field: old -> new'; a `ConfigError` when it changes
     one a run cannot change midway, or leaves no epoch to train."""
     now = c.to_dict()
+    for key in MODEL_DECLARED:  # None: the model's own, as a run saved before it took None
+        if now[key] is None and saved.get(key) is not None:
+            now[key] = getattr(build_shell(c.model, **c.model_args), key)
     changed = {k: (saved[k], now[k]) for k in now if k in saved and saved[k] != now[k]}
     fixed = [k for k in changed if k not in RESUMABLE]
     if fixed:

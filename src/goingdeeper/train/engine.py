@@ -1,5 +1,7 @@
 """The training step and the epoch loops. Functions take objects and return typed results
-(`goingdeeper.results`); nothing here parses arguments or prints."""
+(`goingdeeper.results`); nothing here parses arguments or prints. The trainer knows no model
+family: a model declares its loss (`Classifier.training_loss`) and what follows each optimizer
+step (`Classifier.after_step`)."""
 
 from __future__ import annotations
 
@@ -8,15 +10,13 @@ import math
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError
-from ..models.alexnet import renormalize_filters
-from ..models.googlenet import googlenet_loss
+from ..models.base import Classifier, TrainingLoss, classification_loss
 from ..results import BatchReport, TestStats, TrainStats
 
 
@@ -27,22 +27,19 @@ class NonFiniteLossError(RuntimeError):
 class TrainStep(nn.Module):
     """The model and its loss in one module, so that DistributedDataParallel wraps both.
 
-    The loss is `googlenet_loss`: main + aux_weight x (aux1 + aux2) when the model returns
-    GoogLeNet's training record (section 5: discount weight 0.3; Inception v3's has one aux
-    head), the main loss otherwise.
+    The loss is the model's own (`Classifier.training_loss`: GoogLeNet's adds its aux heads'
+    losses, weighted as it declares); a bare module trains on the cross-entropy of its output.
     """
 
     def __init__(
         self,
         model: nn.Module,
         *,
-        aux_weight: float = 0.3,
         label_smoothing: float = 0.0,
         frozen: Sequence[str] = (),
     ):
         super().__init__()
         self.model = model
-        self.aux_weight = aux_weight
         self.label_smoothing = label_smoothing
         self.frozen = list(frozen)
 
@@ -57,16 +54,13 @@ class TrainStep(nn.Module):
     def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(loss, main loss, main logits), the last two detached."""
         out = self.model(x)
-        criterion = partial(_cross_entropy, label_smoothing=self.label_smoothing)
-        loss = googlenet_loss(out, y, aux_weight=self.aux_weight, criterion=criterion)
-        record = isinstance(out, tuple)  # a training record: the logits, then the aux heads'
-        logits = out.logits if record else out
-        main = criterion(logits, y) if record else loss
-        return loss, main.detach(), logits.detach()
+        loss = self.loss(out, y)
+        return loss.total, loss.main.detach(), loss.logits.detach()
 
-
-def _cross_entropy(logits: Tensor, target: Tensor, *, label_smoothing: float) -> Tensor:
-    return F.cross_entropy(logits.float(), target, label_smoothing=label_smoothing)
+    def loss(self, out: Tensor | tuple[Tensor, ...], y: Tensor) -> TrainingLoss:
+        if isinstance(self.model, Classifier):
+            return self.model.training_loss(out, y, label_smoothing=self.label_smoothing)
+        return classification_loss(out, y, label_smoothing=self.label_smoothing)
 
 
 def freeze(model: nn.Module, names: Sequence[str]) -> int:
@@ -190,15 +184,14 @@ def train_one_epoch(
     amp: str = "none",
     channels_last: bool = False,
     grad_clip: float = 0.0,
-    max_filter_rms: float = 0.0,
     on_batch: Callable[[BatchReport], None] | None = None,
     read_at: Callable[[int], bool] | None = None,
     batch_size: int = 0,
 ) -> TrainStats:
     """One pass over `loader`: mean loss, main loss, accuracy, images/s, skipped files.
 
-    After each optimiser step: the learning-rate schedule, ZFNet's filter renormalisation
-    (`max_filter_rms`), the Polyak average (`averaged`). The running figures stay on the device
+    After each optimiser step: the learning-rate schedule, the model's own `after_step` (ZFNet's
+    filter renormalisation), the Polyak average (`averaged`). The running figures stay on the device
     and are read to the host after the batches for which `read_at(batches)` holds (every batch
     when it is None) and at the end: then `on_batch` gets them, and a NaN or infinite loss
     since the epoch began raises `NonFiniteLossError`, so it stops the run some steps after
@@ -213,6 +206,7 @@ def train_one_epoch(
     told = dropped = 0  # images reported to on_batch; images of dropped batches
     start = time.perf_counter()
     model = step.module.model if hasattr(step, "module") else step.model
+    after_step = model.after_step if isinstance(model, Classifier) else None
     for batches, batch in enumerate(loader, 1):
         if (xy := _batch(batch, device, channels_last, skipped)) is None:
             continue
@@ -225,8 +219,8 @@ def train_one_epoch(
         _update(step, optimizer, loss, scaler, grad_clip)
         if scheduler is not None:
             scheduler.step()
-        if max_filter_rms > 0:
-            renormalize_filters(model, max_filter_rms)
+        if after_step is not None:
+            after_step()
         if averaged is not None:
             averaged.update_parameters(model)
         running.add(loss, main, logits, y)

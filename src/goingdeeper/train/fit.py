@@ -51,11 +51,11 @@ from . import config as cfg
 from . import runfolder
 from .build import (
     build_data,
-    build_model,
     build_optimizer,
     build_scheduler,
     card_preprocessing,
     input_preprocessing,
+    model_for_run,
     training_scale,
 )
 from .cache import FrozenPrefixCache
@@ -167,7 +167,7 @@ def setup_run(
         c, input_preprocessing(c), d, pixels=device.type == "cuda"
     )
     torch.manual_seed(c.seed)  # the same initial weights whatever ran before
-    model, model_kwargs, preprocessing = build_model(c, len(classes))
+    model, model_kwargs, preprocessing = model_for_run(c, len(classes))
     dense = any(v.startswith("dense") for v in c.eval_views)
     if dense and not hasattr(model, "fully_convolutional"):  # refused now, not after training
         raise ConfigError(
@@ -177,10 +177,42 @@ def setup_run(
     model.to(device)
     if c.channels_last:
         model.to(memory_format=torch.channels_last)
-    parts = _training_parts(c, d, device, model, train_ds)
-    parts.update(out=out, train_ds=train_ds, test_ds=test_ds, classes=classes)
-    parts.update(model_kwargs=model_kwargs, preprocessing=preprocessing)
-    run = Run(**parts, progress=progress, on_epoch=on_epoch)
+    averaged = None
+    if c.polyak:  # uniform: AveragedModel's own running mean of every update
+        ema = get_ema_multi_avg_fn(c.polyak_decay) if c.polyak_average == "ema" else None
+        averaged = AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
+    if c.freeze:
+        trainable = freeze(model, c.freeze)
+        log.info("frozen: %s; %s parameters train", ", ".join(c.freeze), f"{trainable:,}")
+    cache = None
+    if c.cache_frozen_gb:  # after AveragedModel's copy: the hooks stay on the trained model
+        cache = FrozenPrefixCache(model, c.freeze, int(c.cache_frozen_gb * 1e9))
+        log.info("cache_frozen: %s", ", ".join(name for name, _ in cache.prefix))
+    optimizer = build_optimizer(c, model)
+    per_rank = c.batch_size // d.world
+    steps_per_epoch = rank_batches(train_ds, d, per_rank)
+    run = Run(
+        config=c,
+        dist=d,
+        device=device,
+        out=out,
+        train_ds=train_ds,
+        test_ds=test_ds,
+        classes=classes,
+        model=model,
+        model_kwargs=model_kwargs,
+        preprocessing=preprocessing,
+        step=_train_step(c, d, device, model),
+        optimizer=optimizer,
+        scheduler=build_scheduler(c, optimizer, steps_per_epoch),
+        per_rank=per_rank,
+        steps_per_epoch=steps_per_epoch,
+        averaged=averaged,
+        scaler=torch.amp.GradScaler("cuda") if c.amp == "fp16" else None,
+        cache=cache,
+        progress=progress,
+        on_epoch=on_epoch,
+    )
     if state is not None:
         _restore(run, state)
     run.writer = tensorboard_writer(out / "tensorboard") if c.tensorboard and d.main else None
@@ -210,45 +242,16 @@ def _check_runtime(c: cfg.TrainConfig, device: torch.device, d: Distributed) -> 
         torch.set_num_threads(c.threads)
 
 
-def _training_parts(c: cfg.TrainConfig, d: Distributed, device, model, train_ds) -> dict:
-    """The Polyak average, the frozen modules, the step (DDP when distributed), the cache,
-    the optimizer and its schedule."""
-    averaged = None
-    if c.polyak:  # uniform: AveragedModel's own running mean of every update
-        ema = get_ema_multi_avg_fn(c.polyak_decay) if c.polyak_average == "ema" else None
-        averaged = AveragedModel(model, multi_avg_fn=ema, use_buffers=True)
-    if c.freeze:
-        trainable = freeze(model, c.freeze)
-        log.info("frozen: %s; %s parameters train", ", ".join(c.freeze), f"{trainable:,}")
-    step: nn.Module = TrainStep(
-        model, aux_weight=c.aux_weight, label_smoothing=c.label_smoothing, frozen=c.freeze
-    )
-    cache = None
-    if c.cache_frozen_gb:  # after AveragedModel's copy: the hooks stay on the trained model
-        cache = FrozenPrefixCache(model, c.freeze, int(c.cache_frozen_gb * 1e9))
-        log.info("cache_frozen: %s", ", ".join(name for name, _ in cache.prefix))
+def _train_step(c: cfg.TrainConfig, d: Distributed, device: torch.device, model) -> nn.Module:
+    """The model and its loss in one module: inside DistributedDataParallel when the run is
+    distributed, compiled when asked."""
+    step: nn.Module = TrainStep(model, label_smoothing=c.label_smoothing, frozen=c.freeze)
     if d.world > 1:
         device_ids = [device.index] if device.type == "cuda" else None
         step = nn.parallel.DistributedDataParallel(step, device_ids=device_ids)
     if c.compile:  # one shape: train_one_epoch drops batches of other sizes (run_epoch)
         step = torch.compile(step, dynamic=False)
-    optimizer = build_optimizer(c, model)
-    per_rank = c.batch_size // d.world
-    steps_per_epoch = rank_batches(train_ds, d, per_rank)
-    return dict(
-        config=c,
-        dist=d,
-        device=device,
-        model=model,
-        step=step,
-        optimizer=optimizer,
-        scheduler=build_scheduler(c, optimizer, steps_per_epoch),
-        per_rank=per_rank,
-        steps_per_epoch=steps_per_epoch,
-        averaged=averaged,
-        scaler=torch.amp.GradScaler("cuda") if c.amp == "fp16" else None,
-        cache=cache,
-    )
+    return step
 
 
 def _restore(run: Run, state: dict) -> None:
@@ -296,7 +299,6 @@ def run_epoch(run: Run, epoch: int) -> EpochStats:
             amp=c.amp,
             channels_last=c.channels_last,
             grad_clip=c.grad_clip,
-            max_filter_rms=c.max_filter_rms,
             on_batch=lambda info: _on_batch(run, epoch, info, bar),
             # the figures (steps.csv's rows, the bar, the check for a NaN loss) read from the
             # device every log_every steps and at the epoch's end, not at every step

@@ -53,7 +53,7 @@ def plot_curves(history: list[EpochStats], path: Path) -> None:
     epochs = [h.epoch for h in history]
     fig = Figure(figsize=(11, 4))
     ax1, ax2 = fig.subplots(1, 2)
-    ax1.plot(epochs, [h.train_loss for h in history], label="train (main + 0.3 aux)")
+    ax1.plot(epochs, [h.train_loss for h in history], label="train (main + aux)")
     ax1.plot(epochs, [h.train_main_loss for h in history], label="train (main)")
     ax1.plot(epochs, [h.test_loss for h in history], label="test")
     ax1.set_xlabel("epoch")

@@ -9,9 +9,10 @@ the model is only watched through hooks, never modified. Every function returns 
     trace = record(model, x, keep=["inception3a"])        # forward pass: order, pool switches
     pixels = project(trace, "inception3a", signal)        # back to the input, section 2.1
     deconv(model, x, "inception4d", [5, 9])               # one image, chosen channels
-    top_activations(model, prep, files, ["conv1"], ...)   # Fig. 2, then top9_grid(...)
+    top_activations(model, prep, images, ["conv1"], ...)  # Fig. 2, then top9_grid(...)
 """
 
+from ..analysis.trace import Trace, layer_names, record
 from ..errors import UnknownLayerError, UnsupportedLayerError, VisualizeError
 from .deconv import (
     Reconstruction,
@@ -33,7 +34,6 @@ from .top9 import (
     top9_grid,
     top_activations,
 )
-from .trace import Trace, layer_names, record
 
 __all__ = [
     "OcclusionMap",

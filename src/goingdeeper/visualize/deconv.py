@@ -36,8 +36,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..analysis.trace import Concat, Item, Step, Trace, record, unknown_layer
 from ..errors import UnsupportedLayerError, VisualizeError
-from .trace import Concat, Item, Step, Trace, record, unknown_layer
 
 PASS_THROUGH = (nn.LocalResponseNorm, nn.Dropout, nn.Dropout2d, nn.Identity)
 

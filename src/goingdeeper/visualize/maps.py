@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import layer_names, record, unknown_layer
 from ..errors import VisualizeError
 from . import pictures
 from .deconv import Reconstruction, check_channels
 from .top9 import RECON_PERCENTILE
-from .trace import layer_names, record, unknown_layer
 
 
 def find_conv(model: nn.Module, layer: str | None = None) -> tuple[str, nn.Conv2d]:

@@ -18,10 +18,10 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import evaluating
 from ..errors import VisualizeError
 from . import pictures
 from .top9 import Progress, no_progress
-from .trace import evaluating
 
 
 def positions(length: int, size: int, stride: int) -> list[int]:

@@ -22,12 +22,12 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from ..analysis.trace import Trace, record
 from ..data import ImageDataset, discover, spread
 from ..errors import ImageError, VisualizeError
 from ..preprocess import Preprocessing
 from . import pictures
 from .deconv import check_channels, project, receptive_field
-from .trace import Trace, record
 
 # Reconstructions are shown with zero at grey and this percentile of |values| at black/white:
 # a few strong pixels would otherwise leave the rest of the picture flat grey.

@@ -1,4 +1,9 @@
-"""Watch a forward pass: which layers ran, in what order, and where each max pool took its max.
+"""The one forward tracer: which layers ran, in what order, with what shapes and multiply-adds,
+and where each max pool took its max. The cost tables (`analysis.counts`, `analysis.summary`)
+and the visualisations (`visualize`, `microscope`) read the same record.
+
+MACs count the multiply-adds of convolutions and linear layers per image (Table 1's "ops"); a
+custom layer reports its own through a `count_macs(out) -> int` method.
 
 Zeiler & Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014,
 arXiv:1311.2901, section 2.1: the deconvnet needs the *switches* of every max pool, "the
@@ -6,25 +11,27 @@ locations of the maxima within each pooling region", recorded during the forward
 
 The model is never modified: forward hooks record every leaf module that runs (so the order is
 the order of execution, whatever `forward` looks like) and, for each `MaxPool2d`, the argmax of
-every window. The record is enough to invert the network where it is a chain: each module reads
-the tensor the module before it returned, except inside a *concat* module (GoogLeNet's
-`Inception`), whose branches all read the module's input and are concatenated on channels in the
-order they ran. The hooks check this as the model runs (`Step.chained`): a residual addition
-(ResNet, Xception) or any other operation outside modules breaks the chain, and projecting
-across such a break is refused rather than silently wrong.
+every window. Every module runs as its own (`models.base.unfused`), so each is seen. The record
+is enough to invert the network where it is a chain: each module reads the tensor the module
+before it returned, except inside a *concat* module (GoogLeNet's `Inception`), whose branches
+all read the module's input and are concatenated on channels in the order they ran. The hooks
+check this as the model runs (`Step.chained`): a residual addition (ResNet, Xception) or any
+other operation outside modules breaks the chain, and projecting across such a break is refused
+rather than silently wrong.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
+from torch.nn.modules.batchnorm import _BatchNorm
 
 from ..errors import UnknownLayerError
-from ..models.base import max_pool_with_indices
+from ..models.base import max_pool_with_indices, unfused
 
 # Modules that only hold other modules: their children are the layers a person names.
 CONTAINERS: tuple[type[nn.Module], ...] = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
@@ -38,14 +45,30 @@ def concatenates_branches(module: nn.Module) -> bool:
 
 @dataclass
 class Step:
-    """One call of a leaf module, with the shapes it saw."""
+    """One call of a leaf module, with the shapes it saw (batch first) and its cost."""
 
     name: str
     module: nn.Module
     in_shape: tuple[int, ...]
     out_shape: tuple[int, ...]
+    macs: int = 0  # multiply-adds per image
+    input_needs_grad: bool = False  # whether its input needed a gradient (`record(grad=True)`)
     switches: Tensor | None = None  # MaxPool2d: each window's argmax, flat over the input H*W
     chained: bool = True  # it read the output of the step before it (or the model's input)
+
+
+def step_macs(module: nn.Module, out: Tensor) -> int:
+    """Multiply-adds of one call of a leaf module, per image."""
+    if hasattr(module, "count_macs"):
+        return int(module.count_macs(out))
+    if isinstance(module, nn.Conv2d):
+        per_output = (
+            module.in_channels // module.groups * module.kernel_size[0] * module.kernel_size[1]
+        )
+        return out[0].numel() * per_output
+    if isinstance(module, nn.Linear):
+        return out[0].numel() * module.in_features
+    return 0
 
 
 @dataclass
@@ -75,6 +98,7 @@ class Trace:
     """What one forward pass did (batch of N), enough to project back to pixels."""
 
     items: list[Item]  # leaves outside concat modules, and concat modules, in execution order
+    steps: list[Step]  # every leaf that ran, in execution order
     input_shape: tuple[int, ...]
     shapes: dict[str, tuple[int, ...]]  # every module that returned a tensor -> its shape
     layers: list[str]  # the layer names a person uses (conv1 ... inception5b), 4-D outputs
@@ -86,14 +110,22 @@ class _Stop(Exception):
 
 
 @contextmanager
-def evaluating(model: nn.Module):
-    """Eval mode for the duration (dropout off, BatchNorm on running statistics), then restored."""
-    was_training = model.training
-    model.eval()
+def evaluating(model: nn.Module, *, train: bool = False) -> Iterator[nn.Module]:
+    """Eval mode for the duration (dropout off, BatchNorm on running statistics), every module
+    unfused (`models.base.unfused`: each layer runs as its own module, for the hooks that
+    watch it), then each module's mode as it was. With `train`, training mode but BatchNorm
+    (so that training-only heads run, and no statistics move)."""
+    was_training = {m: m.training for m in model.modules()}
+    model.train(train)
+    for m in model.modules():
+        if isinstance(m, _BatchNorm):
+            m.eval()
     try:
-        yield model
+        with unfused(model):
+            yield model
     finally:
-        model.train(was_training)
+        for m, mode in was_training.items():
+            m.training = mode
 
 
 def layer_names(model: nn.Module) -> list[str]:
@@ -195,7 +227,10 @@ class _Recorder:
         def hook(module: nn.Module, inputs: tuple, out) -> None:
             inp = inputs[0]
             tensor = out[0] if isinstance(out, tuple) else out
-            step = Step(name, module, tuple(inp.shape), tuple(tensor.shape))
+            macs = step_macs(module, tensor)
+            step = Step(
+                name, module, tuple(inp.shape), tuple(tensor.shape), macs, inp.requires_grad
+            )
             if isinstance(module, nn.MaxPool2d):
                 step.switches = (
                     out[1] if isinstance(out, tuple) else max_pool_with_indices(module, inp)[1]
@@ -230,18 +265,27 @@ class _Recorder:
 
 
 def record(
-    model: nn.Module, x: Tensor, *, keep: Iterable[str] = (), stop_early: bool = True
+    model: nn.Module,
+    x: Tensor,
+    *,
+    keep: Iterable[str] = (),
+    stop_early: bool = True,
+    train: bool = False,
+    grad: bool = False,
 ) -> Trace:
     """Run `model(x)` in eval mode without gradients and record its steps and pool switches.
 
     `keep`: layer (module) names whose outputs to keep in `Trace.outputs`. With `stop_early`
     the forward pass stops as soon as they are all recorded (nothing later is needed).
+    `train`: in training mode instead, BatchNorm excepted (`evaluating`), so that training-only
+    heads run too. `grad`: with autograd on, so that each step says whether its input needed a
+    gradient.
     """
     keep = list(dict.fromkeys(keep))
     recorder = _Recorder(model, x, keep, stop_early)
     handles = recorder.attach()
     try:
-        with evaluating(model), torch.no_grad():
+        with evaluating(model, train=train), torch.set_grad_enabled(grad):
             model(x)
     except _Stop:
         pass
@@ -259,6 +303,7 @@ def record(
             item.out_channels = shapes[item.name][1]
     return Trace(
         items=items,
+        steps=recorder.steps,
         input_shape=tuple(x.shape),
         shapes=shapes,
         layers=people,
