@@ -109,6 +109,13 @@ def test_a_held_out_split_is_made_only_when_asked_and_said(
     c.holdout = 0.2
     train_ds, test_ds, _ = _build(c)
     assert (len(train_ds), len(test_ds)) == (8, 2)
+    # 0.05 of five photos a class rounds to none: refused before anything is written
+    nothing = tmp_path / "nothing"
+    capsys.readouterr()
+    argv = ["data", "shard", str(tmp_path / "val"), "--holdout", "0.05", "--out", str(nothing)]
+    assert main(argv) == 2
+    (line,) = capsys.readouterr().err.splitlines()
+    assert "leaves 'test' empty" in line and not nothing.exists()
 
 
 def _build(c):

@@ -146,12 +146,18 @@ class Source:
                 f"{self.path}: already has the splits {', '.join(self.splits)}; --holdout "
                 "divides a source of one split"
             )
-        opener = self.opener
+        whole = self.opener(base, False)
+        train, test = stratified_split(whole.targets, fraction, seed)
+        if not train or not test:
+            empty = "test" if not test else "train"
+            raise DataError(
+                f"{self.path}: holding out {fraction:g} of each class of '{base}' "
+                f"({len(whole)} images, {len(set(whole.targets))} classes) leaves '{empty}' "
+                "empty; give more images or another --holdout"
+            )
 
         @cache
         def divided(name: str) -> ImageDataset:
-            whole = opener(base, False)
-            train, test = stratified_split(whole.targets, fraction, seed)
             return whole.subset(train if name == "train" else test, f"{self.path}:{name}")
 
         said = (
