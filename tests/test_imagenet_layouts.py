@@ -335,3 +335,8 @@ def test_real_labels_top1_equals_counting_by_hand(shared_data, bvlc_file, tmp_pa
     assert (
         "give the folder of ILSVRC2012_val_* photos rather than shards" in capsys.readouterr().err
     )
+    # images held in arrays have no file names either: the same line, not a traceback
+    argv = ["eval", "--weights", str(weights), "--data", "digits", "--real-labels", real]
+    assert main(argv) == 2
+    (line,) = [x for x in capsys.readouterr().err.splitlines() if "error" in x]
+    assert "give the folder of ILSVRC2012_val_* photos" in line

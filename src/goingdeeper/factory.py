@@ -21,7 +21,7 @@ from torch import nn
 from .errors import WeightsError
 from .models.features import FeatureExtractor, feature_info
 from .registry import build_model, build_shell, model_card
-from .weights import get_entry, open_weights
+from .weights import get_entry, load_pretrained, open_weights
 
 
 def create_model(
@@ -50,9 +50,13 @@ def create_model(
             raise WeightsError(
                 f"pretrained takes True or a tag such as 'bvlc_in1k', not {pretrained!r}"
             )
-        weights = get_entry(name if pretrained is True else f"{name}.{pretrained}").name
+        entry = get_entry(name if pretrained is True else f"{name}.{pretrained}")
+        opened = load_pretrained(entry, **kwargs)  # the catalogue's, never a file of that name
+        weights = entry.name
+    elif weights is not None:
+        opened = open_weights(weights, **kwargs)
     if weights is not None:
-        model, card = open_weights(weights, **kwargs)
+        model, card = opened
         if card.model != name:
             raise WeightsError(f"{weights}: weights of {card.model}, not of {name}")
         pretrained_cfg, built_with = card.pretrained_cfg, {**card.model_kwargs, **kwargs}

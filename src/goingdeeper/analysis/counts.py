@@ -31,7 +31,7 @@ def forward_trace(
     needed a gradient.
     """
     x = example_input(model, 2 if aux else 1, input_size, channels=in_channels)
-    return record(model, x, stop_early=False, train=aux, grad=grad)
+    return record(model, x, train=aux, grad=grad)
 
 
 def count_params_macs(model: nn.Module, input_size: int) -> tuple[int, int]:

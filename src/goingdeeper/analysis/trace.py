@@ -212,7 +212,7 @@ class _Recorder:
     """The hooks of `record`: every leaf's step (with a max pool's switches), every module's
     output shape, the outputs asked for; stops the pass once those are all in."""
 
-    def __init__(self, model: nn.Module, x: Tensor, keep: list[str], stop_early: bool):
+    def __init__(self, model: nn.Module, x: Tensor, keep: list[str]):
         self.modules = dict(model.named_modules())
         self.concat_names = [n for n, m in self.modules.items() if concatenates_branches(m)]
         self.keep = keep
@@ -220,7 +220,7 @@ class _Recorder:
         self.shapes: dict[str, tuple[int, ...]] = {}
         self.outputs: dict[str, Tensor] = {}
         missing = [name for name in keep if name not in self.modules or name == ""]
-        self.wanted = set(keep) if stop_early and not missing else set()
+        self.wanted = set(keep) if not missing else set()
         self.chain = _Chain(x, self.concat_names)
 
     def leaf_hook(self, name: str):
@@ -269,20 +269,19 @@ def record(
     x: Tensor,
     *,
     keep: Iterable[str] = (),
-    stop_early: bool = True,
     train: bool = False,
     grad: bool = False,
 ) -> Trace:
     """Run `model(x)` in eval mode without gradients and record its steps and pool switches.
 
-    `keep`: layer (module) names whose outputs to keep in `Trace.outputs`. With `stop_early`
-    the forward pass stops as soon as they are all recorded (nothing later is needed).
+    `keep`: layer (module) names whose outputs to keep in `Trace.outputs`; the forward pass
+    stops as soon as they are all recorded (nothing later is needed).
     `train`: in training mode instead, BatchNorm excepted (`evaluating`), so that training-only
     heads run too. `grad`: with autograd on, so that each step says whether its input needed a
     gradient.
     """
     keep = list(dict.fromkeys(keep))
-    recorder = _Recorder(model, x, keep, stop_early)
+    recorder = _Recorder(model, x, keep)
     handles = recorder.attach()
     try:
         with evaluating(model, train=train), torch.set_grad_enabled(grad):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..data.imagenet.classes import ClassMap
 from ..data.imagenet.labels import real_labels, val_number
-from ..data.sources import Source, discover
+from ..data.sources import ImageDataset, discover
 from ..data.sources.discover import SHARDS
 from ..errors import EvalError, UsageError
 from ..evaluate import AGGREGATES, VIEWS, evaluate
@@ -160,7 +160,7 @@ def run(args: argparse.Namespace) -> int:
     samples = source.split(split)
     if args.limit is not None:
         samples = samples.subset(range(min(args.limit, len(samples))))
-    real = _real_sets(args.real_labels, source, split, len(samples), classes)
+    real = _real_sets(args.real_labels, samples, classes)
     names = [Path(w).stem if Path(w).exists() else w for w in args.weights]
     options = dict(
         aggregate=args.aggregate,
@@ -214,21 +214,21 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _real_sets(
-    path: Path | None, source: Source, split: str, images: int, classes: ClassMap
+    path: Path | None, samples: ImageDataset, classes: ClassMap
 ) -> list[list[int]] | None:
-    """For each of the split's first `images` images, its ReaL classes as the model's class
-    indices; None without `--real-labels`."""
+    """For each image of `samples`, its ReaL classes as the model's class indices; None
+    without `--real-labels`."""
     if path is None:
         return None
-    names = source.file_names(split)
+    names = samples.file_names()
     if names is None:
         raise UsageError(
             "--real-labels follows the validation photos' file names; give the folder of "
-            "ILSVRC2012_val_* photos rather than shards"
+            "ILSVRC2012_val_* photos rather than shards or an archive"
         )
     by_photo = real_labels(path)
     sets = []
-    for name in names[:images]:
+    for name in names:
         number = val_number(name)
         if number is None or not 1 <= number <= len(by_photo):
             raise UsageError(

@@ -10,7 +10,7 @@ from pathlib import Path
 from ..errors import UsageError
 from ..files import writable
 from ..microscope.site import SiteConfig, build_site, plan_site
-from ..visualize.top9 import images_to_rank
+from ..visualize.top9 import images_to_rank, spread_sample
 from .common import HELP_FORMAT, WEIGHTS_HELP, add_image_limit, bar, load_any_weights, positive
 from .visualize import parse_channels
 
@@ -43,7 +43,12 @@ def add_parser(sub) -> argparse.ArgumentParser:
     )
     add_image_limit(p)
     p.add_argument("--weights", type=Path, required=True, metavar="W", help=WEIGHTS_HELP)
-    p.add_argument("--data", type=Path, required=True, help="a folder of images (top-9, photos)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        help="images for top-9 and photo pages: a folder, shards or an archive",
+    )
     p.add_argument("--out", type=Path, default=Path("microscope"), help="the site's folder")
     p.add_argument("--layers", help="comma-separated (default: every layer with weights)")
     p.add_argument("--channels", help="e.g. 0-15 or 3,7,12 (default: every channel)")
@@ -91,8 +96,9 @@ def run_microscope(args: argparse.Namespace) -> int:
         raise UsageError(f"--photos must be 0 or more, got {args.photos}")
     layers = [name.strip() for name in (args.layers or "").split(",") if name.strip()]
     config = site_config(args, layers)
-    data = images_to_rank(args.data, args.limit)
-    photos = images_to_rank(args.data, args.photos) if args.photos else None
+    every = images_to_rank(args.data)
+    data = spread_sample(every, args.limit)
+    photos = spread_sample(every, args.photos) if args.photos else None
     model, card = load_any_weights(args.weights, device=args.device)
     model.eval()
     plan_site(model, card, config)  # every name and number checked before the long work

@@ -48,7 +48,7 @@ examples:
 
 HELP = {
     "deconv": "project the strongest activations of one image back to pixels (ZFNet sec. 2.1)",
-    "top9": "per channel, the 9 strongest activations over a folder: reconstruction and patch",
+    "top9": "per channel, the 9 strongest activations over a set of images: reconstruction, patch",
     "filters": "the first layer's filters as colour tiles",
     "maps": "the feature maps of one image at a layer",
     "occlusion": "p(class) as a grey square slides over the image (ZFNet Fig. 7)",
@@ -82,9 +82,13 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "deconv the 16 strongest in the image)",
     )
     p.add_argument("--image", type=Path, help="deconv, maps, occlusion: the image")
-    p.add_argument("--data", type=Path, help="top9: a folder of images (searched recursively)")
     p.add_argument(
-        "--limit", type=int, help="top9: use N images, spread evenly over the sorted folder"
+        "--data",
+        type=Path,
+        help="top9: images to rank: a folder (searched recursively), shards or an archive",
+    )
+    p.add_argument(
+        "--limit", type=int, help="top9: use N images, spread evenly over the sorted set"
     )
     p.add_argument("--out", type=Path, default=Path("visualizations"), help="output folder")
     p.add_argument(
@@ -200,7 +204,10 @@ def _deconv(args, model, card) -> list[Path]:
 def _top9(args, model, card) -> list[Path]:
     layers = _need_layer(args, model, card)
     if args.data is None:
-        raise VisualizeError("top9 needs --data FOLDER (images to rank, e.g. a validation set)")
+        raise VisualizeError(
+            "top9 needs --data: images to rank (a folder, shards or an archive; a validation "
+            "set, say)"
+        )
     images = images_to_rank(args.data, args.limit)
     channels = parse_channels(args.channels) if args.channels else list(range(16))
     result = top_activations(

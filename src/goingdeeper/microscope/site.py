@@ -97,7 +97,7 @@ def plan_site(model: nn.Module, card: WeightsCard, config: SiteConfig) -> SitePl
     """Check every name and number before any work: a `VisualizeError` (or `UnknownLayerError`)
     naming what is wrong."""
     crop = card.preprocessing.crop
-    trace = record(model, example_input(model, 1, crop), stop_early=False)
+    trace = record(model, example_input(model, 1, crop))
     modules = dict(model.named_modules())
     learned = [n for n in trace.layers if any(True for _ in modules[n].parameters())]
     layers = [resolve_layer(model, name) for name in config.layers] or learned

@@ -161,10 +161,9 @@ def model_for_run(c: cfg.TrainConfig, num_classes: int) -> tuple[Classifier, dic
         model = create_model(c.model, **kwargs)
         if c.init_from:
             _init_from(model, c)
-    if c.aux_weight is not None:
-        model.aux_weight = c.aux_weight
-    if c.max_filter_rms is not None:
-        model.max_filter_rms = c.max_filter_rms
+    for key in cfg.MODEL_DECLARED:  # set in the config: replaces what the model declares
+        if (value := getattr(c, key)) is not None:
+            setattr(model, key, value)
     if c.cache_frozen_gb and model.max_filter_rms > 0:
         raise ConfigError(
             f"cache_frozen_gb and {c.model}'s filter renormalisation (max_filter_rms "

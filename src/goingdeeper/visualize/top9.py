@@ -52,10 +52,14 @@ def images_to_rank(data: str | Path, limit: int | None = None) -> ImageDataset:
     if limit is not None and limit < 1:
         raise VisualizeError(f"--limit must be at least 1, got {limit}")
     source = discover(data, unlabelled=True)
-    images = source.split(source.scored_split())
-    if limit is not None and limit < len(images):
-        images = images.subset(spread(limit, len(images)))
-    return images
+    return spread_sample(source.split(source.scored_split()), limit)
+
+
+def spread_sample(images: ImageDataset, limit: int | None) -> ImageDataset:
+    """`limit` of `images` spread evenly over them (all of them for None or more)."""
+    if limit is None or limit >= len(images):
+        return images
+    return images.subset(spread(limit, len(images)))
 
 
 def network_view(prep: Preprocessing, img: Image.Image) -> Image.Image:

@@ -23,7 +23,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.googlenet import GoogLeNet
 from ..preprocess import CAFFE_BGR
@@ -266,13 +265,10 @@ def import_bvlc(source: str | Path, *, aux_logits: bool = False) -> tuple[nn.Mod
 
 
 def _card(source: Path, kind: str, aux_logits: bool, notes: list[str]) -> WeightsCard:
-    return WeightsCard(
-        model="googlenet",
-        model_kwargs={"aux_logits": aux_logits},
-        num_classes=1000,
-        class_names=imagenet_class_names(),
-        class_ids=imagenet_class_ids(),
-        preprocessing=CAFFE_BGR,
+    return WeightsCard.imported(
+        "googlenet",
+        {"aux_logits": aux_logits},
+        CAFFE_BGR,
         provenance={
             "source": str(source),
             "kind": kind,

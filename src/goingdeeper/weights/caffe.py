@@ -29,7 +29,6 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models.alexnet import ALEXNET_CONVS, LRN_AFTER, LRN_BETA, LRN_SIZE, POOL_AFTER
 from ..models.googlenet import INCEPTION_TABLE
@@ -584,14 +583,10 @@ def import_caffe(prototxt: str | Path, caffemodel: str | Path) -> tuple[nn.Modul
     if unused:
         shown = ", ".join(unused[:6]) + (" ..." if len(unused) > 6 else "")
         notes.append(f"blobs of layers not in the prototxt left out: {shown}")
-    n = kwargs["num_classes"]
-    card = WeightsCard(
-        model=graph.model,
-        model_kwargs=kwargs,
-        num_classes=n,
-        class_names=imagenet_class_names() if n == 1000 else [],
-        class_ids=imagenet_class_ids() if n == 1000 else [],
-        preprocessing=graph.preprocessing,
+    card = WeightsCard.imported(
+        graph.model,
+        kwargs,
+        graph.preprocessing,
         provenance={
             "source": str(caffemodel),
             "prototxt": str(prototxt),

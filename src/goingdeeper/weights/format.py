@@ -18,6 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 from torch import nn
 
+from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import GoingDeeperError, WeightsError
 from ..files import atomic_write
 from ..limits import MAX_CLASSES
@@ -43,6 +44,24 @@ class WeightsCard:
     # VGG's dense evaluation takes its test scales from it (sections 4.1-4.2).
     training_scale: list[int] = field(default_factory=list)
     format: str = FORMAT
+
+    @classmethod
+    def imported(
+        cls, model: str, kwargs: dict, preprocessing: Preprocessing, provenance: dict
+    ) -> WeightsCard:
+        """The card of weights imported from another project: ImageNet's class names and
+        WordNet ids when the head has 1000 outputs (none otherwise)."""
+        num_classes = kwargs.get("num_classes", 1000)
+        imagenet = num_classes == 1000
+        return cls(
+            model=model,
+            model_kwargs=dict(kwargs),
+            num_classes=num_classes,
+            class_names=imagenet_class_names() if imagenet else [],
+            class_ids=imagenet_class_ids() if imagenet else [],
+            preprocessing=preprocessing,
+            provenance=provenance,
+        )
 
     @property
     def pretrained_cfg(self) -> dict:

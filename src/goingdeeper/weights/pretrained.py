@@ -28,6 +28,7 @@ import os
 import shutil
 import sys
 import time
+from collections.abc import Iterable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -38,7 +39,7 @@ from filelock import FileLock
 from torch import nn
 
 from ..errors import WeightsError
-from ..files import give_ordinary_mode
+from ..files import atomic_write, give_ordinary_mode
 from .bvlc import import_bvlc
 from .catalogue import WeightsEntry, find_entry, get_entry
 from .format import WeightsCard, load_weights, save_weights
@@ -94,19 +95,22 @@ def by_hand(entry: WeightsEntry) -> str:
     )
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    digest = hashlib.new(algorithm)
+def file_digests(path: Path, algorithms: Iterable[str]) -> dict[str, str]:
+    """The hex digests of `path` in each of `algorithms`, from one read of the file."""
+    digests = {name: hashlib.new(name) for name in algorithms}
     with open(path, "rb") as f:
         while block := f.read(CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+            for digest in digests.values():
+                digest.update(block)
+    return {name: digest.hexdigest() for name, digest in digests.items()}
 
 
 def check_hash(entry: WeightsEntry, path: Path) -> str:
     """The SHA-256 of `path`; a `WeightsError` when the published hash is not the file's."""
-    sha256 = file_digest(path, "sha256")
+    digests = file_digests(path, {"sha256", entry.hash_algorithm or "sha256"})
+    sha256 = digests["sha256"]
     if entry.hash_algorithm:
-        got = sha256 if entry.hash_algorithm == "sha256" else file_digest(path, "sha1")
+        got = digests[entry.hash_algorithm]
         if not got.startswith(entry.hash_value):
             raise WeightsError(
                 f"{entry.name}: {path.name} has {entry.hash_algorithm} {got[:16]}..., not "
@@ -289,12 +293,7 @@ def place_file(name: str, source: str | Path) -> Path:
     with _lock(entry):
         folder = entry_folder(entry)
         placed = folder / entry.filename
-        tmp = folder / f".{entry.filename}.{os.getpid()}.tmp"
-        try:
-            shutil.copyfile(source, tmp)
-            os.replace(tmp, placed)
-        finally:
-            tmp.unlink(missing_ok=True)
+        atomic_write(placed, lambda tmp: shutil.copyfile(source, tmp))
         model, card = import_file(entry, placed, sha256)
         return save_weights(model, card, cached_path(entry))
 

@@ -14,7 +14,6 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..models import bn_inception
 from ..models.base import ImportedState
 from ..preprocess import Preprocessing
@@ -42,14 +41,10 @@ def import_pretrainedmodels(
     state, origin = read_state_dict(source, "pretrainedmodels")
     found = recognise_pretrainedmodels(state)
     model = load_checked(found.model, found.kwargs, found.state)
-    num_classes = found.kwargs.get("num_classes", 1000)
-    card = WeightsCard(
-        model=found.model,
-        model_kwargs=dict(found.kwargs),
-        num_classes=num_classes,
-        class_names=imagenet_class_names() if num_classes == 1000 else [],
-        class_ids=imagenet_class_ids() if num_classes == 1000 else [],
-        preprocessing=preprocessing or found.preprocessing,
-        provenance={"source": origin, "origin": f"pretrainedmodels {found.source}", "notes": []},
+    card = WeightsCard.imported(
+        found.model,
+        found.kwargs,
+        preprocessing or found.preprocessing,
+        {"source": origin, "origin": f"pretrainedmodels {found.source}", "notes": []},
     )
     return model, card

@@ -21,7 +21,6 @@ from pathlib import Path
 
 from torch import Tensor, nn
 
-from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import densenet, inception_v3, inception_v4, resnet, senet, vgg, xception
 from ..models.base import ImportedState
@@ -98,14 +97,10 @@ def import_timm(
         name = f"{found.source}.{tag}" if tag else found.source
         preprocessing, tag_used = timm_preprocessing(name)
     model = load_checked(found.model, found.kwargs, found.state)
-    num_classes = found.kwargs.get("num_classes", 1000)
-    card = WeightsCard(
-        model=found.model,
-        model_kwargs=dict(found.kwargs),
-        num_classes=num_classes,
-        class_names=imagenet_class_names() if num_classes == 1000 else [],
-        class_ids=imagenet_class_ids() if num_classes == 1000 else [],
-        preprocessing=preprocessing,
+    card = WeightsCard.imported(
+        found.model,
+        found.kwargs,
+        preprocessing,
         provenance={
             "source": origin,
             "origin": f"timm {found.source}" + (f".{tag_used}" if tag_used else ""),

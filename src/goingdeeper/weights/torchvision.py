@@ -17,7 +17,6 @@ from pathlib import Path
 import torchvision
 from torch import Tensor, nn
 
-from ..data.imagenet.classes import imagenet_class_ids, imagenet_class_names
 from ..errors import WeightsError
 from ..models import alexnet, densenet, googlenet, inception_v3, resnet, vgg
 from ..models.base import ImportedState
@@ -111,14 +110,10 @@ def import_torchvision(
             fresh = heads
             notes.append("aux heads freshly initialised")
     model = load_checked(found.model, kwargs, state, fresh=fresh)
-    num_classes = kwargs.get("num_classes", 1000)
-    card = WeightsCard(
-        model=found.model,
-        model_kwargs=kwargs,
-        num_classes=num_classes,
-        class_names=imagenet_class_names() if num_classes == 1000 else [],
-        class_ids=imagenet_class_ids() if num_classes == 1000 else [],
-        preprocessing=preprocessing or found.preprocessing,
+    card = WeightsCard.imported(
+        found.model,
+        kwargs,
+        preprocessing or found.preprocessing,
         provenance={
             "source": origin,
             "origin": f"torchvision {found.source}",

@@ -101,6 +101,13 @@ class ImageDataset(Dataset):
         """The name of sample i's source, as messages show it."""
         return self.reader.describe(self.samples[i][0])
 
+    def file_names(self) -> list[str] | None:
+        """The images' own file names (`ILSVRC2012_val_00000001.JPEG`), for sets of image
+        files; None for images held in archives, shards or arrays."""
+        if not isinstance(self.reader, FileReader):
+            return None
+        return [Path(source).name for source, _ in self.samples]
+
     @property
     def stores_encoded(self) -> bool:
         """Whether the images are stored encoded (files, tar members), not as pixel arrays."""

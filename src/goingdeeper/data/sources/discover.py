@@ -37,6 +37,7 @@ from .cifar import cifar_batches
 from .dataset import ImageDataset
 from .digits import digits
 from .folder import (
+    class_folder_names,
     flat_labelled,
     flat_wnid,
     has_class_folders,
@@ -126,12 +127,6 @@ class Source:
         named_by_id = names == list(self.classes.ids)
         return (imagenet_names_of(names) if named_by_id else None) or names
 
-    def file_names(self, name: str) -> list[str] | None:
-        """The file names of split `name`'s images; None for shards, which hold them inside."""
-        if self.layout == SHARDS:
-            return None
-        return [Path(source).name for source, _ in self.split(name).samples]
-
     def with_holdout(self, fraction: float, seed: int = 0) -> Source:
         """This source with its one split (or its `train` split, when it has no other) divided
         into `train` and `test`: a stratified `fraction` of each class held out as `test`."""
@@ -196,18 +191,23 @@ def discover(
         return _folder_source(Path(spec).expanduser(), labels, known, as_split)
     layout, splits, opener = _format(spec, download)
     opener = _cached(opener, streams=layout == SHARDS)
-    first = opener(splits[0], False)
-    ids = list(first.classes) if all(wnid_prefix(c) == c for c in first.classes) else []
-    if layout == SHARDS:
+    if layout == SHARDS:  # the manifest names the classes: no shard is opened (and hashed)
         manifest = read_manifest(Path(spec).expanduser())
-        ids = list(manifest.class_ids)
-    classes = ClassMap(first.classes, ids)
+        classes = ClassMap(manifest.classes, manifest.class_ids)
+    else:
+        first = opener(splits[0], False).classes
+        classes = ClassMap(first, first if all(wnid_prefix(c) == c for c in first) else ())
     return _named(Source(spec, layout, classes, splits, opener, known=known), as_split)
+
+
+def _named_set(spec: str) -> bool:
+    """`digits` or `torchvision:<Name>:<root>`: a set named, not a path."""
+    return spec.lower() == "digits" or spec.lower().startswith("torchvision:")
 
 
 def _is_folder(spec: str) -> bool:
     """A folder of images: not a named set, not shards, MNIST or CIFAR."""
-    if spec.lower() == "digits" or spec.lower().startswith("torchvision:"):
+    if _named_set(spec):
         return False
     path = Path(spec).expanduser()
     if not path.is_dir() or is_shard_folder(path):
@@ -217,8 +217,7 @@ def _is_folder(spec: str) -> bool:
 
 def _missing_folder(spec: str) -> bool:
     """A path that names nothing, where a folder of photos is expected."""
-    named_set = spec.lower() == "digits" or spec.lower().startswith("torchvision:")
-    return not named_set and not Path(spec).expanduser().exists()
+    return not _named_set(spec) and not Path(spec).expanduser().exists()
 
 
 def _array_format(path: Path) -> str | None:
@@ -288,7 +287,7 @@ def _folder_source(
     _existing_folder(root)
     if labels is None and (present := split_folders(root)):
         opener = _cached(lambda split, _: image_folder(root / split))
-        classes = _classes(opener(present[0], False).classes, str(root), known)
+        classes = _classes(class_folder_names(root / present[0]), str(root), known)
         source = Source(str(root), SPLIT_FOLDERS, classes, tuple(present), opener, known=known)
         return _named(source, as_split)
     layout, ds = _one_split(root, labels)

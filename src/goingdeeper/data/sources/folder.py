@@ -42,9 +42,9 @@ def image_folder(
     root = Path(root)
     if not root.is_dir():
         raise DataError(f"{root}: {'not a folder' if root.exists() else 'no such folder'}")
-    entries = [p for p in root.iterdir() if not is_hidden(p.name)]
-    found = sorted(p.name for p in entries if p.is_dir())
+    found = class_folder_names(root)
     if not found:
+        entries = [p for p in root.iterdir() if not is_hidden(p.name)]
         what = "it is empty" if not entries else f"found {len(entries)} files directly in it"
         raise DataError(f"{root}: no class folders, expected {root}/<class>/<image> ({what})")
     names = match_classes(found, classes, str(root))
@@ -67,6 +67,12 @@ def photo_folder(root: str | Path) -> ImageDataset:
     `UNLABELLED`: what the image is of is not read. A `DataError` when there is none."""
     files = folder_images(root)
     return ImageDataset([(str(f), 0) for f in files], [UNLABELLED], origin=str(root))
+
+
+def class_folder_names(root: Path) -> list[str]:
+    """The class names of `root/<class>/<image>`: its folders, sorted, hidden ones left out;
+    no image is listed."""
+    return sorted(p.name for p in root.iterdir() if p.is_dir() and not is_hidden(p.name))
 
 
 def split_folders(root: Path) -> list[str]:
